@@ -1,0 +1,119 @@
+"""The BIDS-App command line, built in one function with argument groups (as fMRIPrep does)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bids_recon import __version__
+from bids_recon.config import Config
+from bids_recon.errors import ExitCode
+
+ANALYSIS_LEVELS = ("participant", "group")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the BIDS-App exit code for usage errors (64 instead of 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage()
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    return name, value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"file not found: {text}")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``bids_recon`` argument parser."""
+    defaults = Config()
+    parser = _Parser(
+        prog="bids_recon",
+        description=(
+            "Reconstruct the images a participant saw from fMRI (after Takagi & Nishimoto, CVPR 2023): "
+            "single-trial betas -> visual ROIs -> stimulus features -> ridge decoders -> reconstruction -> "
+            "metrics -> HTML report, written as a BIDS-derivatives dataset."
+        ),
+        epilog=(
+            "Exit codes: 0 success, 1 failure, 16 input not valid BIDS, 17 unknown analysis level, "
+            "18 filters selected nothing, 64 usage error, 65 bad data, 66 missing input. "
+            "Example: bids_recon DS OUT participant -d fmriprep=DS/derivatives/fmriprep"
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (with events.tsv and stimuli/)")
+    parser.add_argument("output_dir", type=Path,
+                        help="where the derivatives dataset is written; must not be inside bids_dir")
+    parser.add_argument("analysis_level", help="'participant' (one report per participant) or 'group' "
+                        "(group table and report across the participants present in output_dir)")
+    parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
+
+    sel = parser.add_argument_group("Selecting data")
+    sel.add_argument("--participant-label", "--participant_label", nargs="+", default=[], metavar="LABEL",
+                     help="participants to process (with or without 'sub-'); all by default")
+    sel.add_argument("--session-label", nargs="+", default=[], metavar="LABEL",
+                     help="sessions to use (with or without 'ses-'); all by default")
+    sel.add_argument("-t", "--task-id", default=None, metavar="TASK",
+                     help="task to use; needed only when the dataset has several")
+    sel.add_argument("--bids-filter-file", type=_existing_file, default=None, metavar="FILE",
+                     help='JSON with extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}')
+    sel.add_argument("-d", "--derivatives", nargs="+", type=_key_value, default=[], metavar="NAME=PATH",
+                     help="derivative datasets; 'fmriprep=PATH' is required unless "
+                          "bids_dir/derivatives/fmriprep exists")
+    sel.add_argument("--space", default=defaults.workflow.space,
+                     help="fMRIPrep output space of the preprocessed BOLD to use")
+    sel.add_argument("--res", dest="resolution", default=defaults.workflow.resolution,
+                     help="'res-' label of the preprocessed BOLD ('none' when the files have no res- entity)")
+
+    method = parser.add_argument_group("Method")
+    method.add_argument("--roi-mask", action="append", type=_key_value, default=[], metavar="NAME=PATH[:LABEL]",
+                        help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); "
+                             "repeatable, e.g. --roi-mask earlyvisual=streams.nii.gz:1")
+    method.add_argument("--decoder-roi", default=defaults.workflow.decoding.roi,
+                        help="ROI whose betas feed the decoder")
+    method.add_argument("--n-components", type=int, default=defaults.workflow.decoding.n_components,
+                        help="components of the pixel PCA basis decoded by the linear generator")
+    method.add_argument("--image-size", type=int, default=defaults.workflow.stimuli.image_size,
+                        help="stimuli are loaded at this size (pixels) for features and reconstructions")
+    method.add_argument("--stimulus-column", default=defaults.workflow.stimuli.column,
+                        help="events.tsv column naming each trial's image (relative to stimuli/)")
+    method.add_argument("--test-min-repeats", type=int, default=defaults.workflow.stimuli.test_min_repeats,
+                        help="stimuli shown at least this many times form the test set")
+    method.add_argument("--generator", choices=["linear"], default=defaults.workflow.generate.generator,
+                        help="image generator: 'linear' = PCA image basis (CPU, no weights)")
+
+    perf = parser.add_argument_group("Performance")
+    perf.add_argument("--nprocs", "--nthreads", type=int, default=None, metavar="N",
+                      help="processes nipype runs at once (default: all CPUs)")
+    perf.add_argument("--omp-nthreads", type=int, default=None, metavar="N",
+                      help="threads per process for BLAS/OpenMP (default: 1)")
+    perf.add_argument("--mem", "--mem-gb", dest="mem_gb", type=float, default=None, metavar="GB",
+                      help="memory nipype may schedule, in GB (default: no limit)")
+    perf.add_argument("--use-plugin", type=_existing_file, default=None, metavar="FILE.yml",
+                      help="nipype plugin configuration (YAML with 'plugin' and 'plugin_args')")
+    perf.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                      help="where ridge and generation run; auto = CUDA when available")
+
+    other = parser.add_argument_group("Other options")
+    other.add_argument("-w", "--work-dir", type=Path, default=None,
+                       help="nipype work directory; rerunning with the same one resumes (default: OUTPUT_DIR/../work)")
+    other.add_argument("--random-seed", type=int, default=0, help="seed of every random step")
+    other.add_argument("--config-file", type=_existing_file, default=None, metavar="FILE.toml",
+                       help="settings in the TOML format that every run saves in OUTPUT_DIR/logs; flags win")
+    other.add_argument("--skip-bids-validation", action="store_true",
+                       help="do not run the BIDS validator on bids_dir")
+    other.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failing node")
+    other.add_argument("--reports-only", action="store_true",
+                       help="only rebuild the HTML reports from the outputs already in output_dir")
+    other.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    return parser

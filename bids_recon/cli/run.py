@@ -1,0 +1,253 @@
+"""``bids_recon`` entry point: parse -> configure -> validate -> build -> run -> exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from bids_recon import __version__
+from bids_recon.cli.parser import ANALYSIS_LEVELS, build_parser
+from bids_recon.config import Config
+from bids_recon.errors import (
+    ERROR_DIR_ENV,
+    BidsReconError,
+    ExitCode,
+    InvalidBidsError,
+    MissingInputError,
+    UnknownAnalysisLevelError,
+    UsageError,
+    exit_code_for,
+    read_errors,
+)
+
+LOGGER = logging.getLogger("bids_recon")
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    path, parent = path.resolve(), parent.resolve()
+    return path == parent or path.is_relative_to(parent)
+
+
+def build_config(args, parser) -> Config:
+    """Merge ``--config-file`` (if any) with the command line; flags given explicitly win."""
+    config = Config.load(args.config_file) if args.config_file else Config()
+    default = parser.parse_args([str(args.bids_dir), str(args.output_dir), args.analysis_level])
+
+    def given(name: str) -> bool:
+        return getattr(args, name) != getattr(default, name)
+
+    ex, wf, npp = config.execution, config.workflow, config.nipype
+    ex.bids_dir = str(Path(args.bids_dir).absolute())
+    ex.output_dir = str(Path(args.output_dir).absolute())
+    ex.analysis_level = args.analysis_level
+    derivatives = dict(args.derivatives)
+    if derivatives or not ex.derivatives:
+        ex.derivatives = {k: str(Path(v).absolute()) for k, v in {**ex.derivatives, **derivatives}.items()}
+    for flag, attr in [("participant_label", "participant_label"), ("session_label", "session_label"),
+                       ("task_id", "task_id"), ("skip_bids_validation", "skip_bids_validation"),
+                       ("stop_on_first_crash", "stop_on_first_crash"), ("reports_only", "reports_only"),
+                       ("random_seed", "random_seed"), ("device", "device")]:
+        if given(flag) or args.config_file is None:
+            setattr(ex, attr, getattr(args, flag))
+    if args.work_dir is not None:
+        ex.work_dir = str(Path(args.work_dir).absolute())
+    elif not ex.work_dir:
+        ex.work_dir = str(Path(ex.output_dir).absolute().parent / "work")
+    if args.bids_filter_file is not None:
+        from bids_recon.bids.layout import load_bids_filters
+
+        ex.bids_filters = load_bids_filters(args.bids_filter_file)
+    ex.log_level = ("INFO", "VERBOSE", "DEBUG")[min(args.verbose, 2)] if args.verbose else ex.log_level
+
+    if given("space") or args.config_file is None:
+        wf.space = args.space
+    if given("resolution") or args.config_file is None:
+        wf.resolution = None if str(args.resolution).lower() in ("none", "") else str(args.resolution)
+    if args.roi_mask:
+        wf.rois.user_masks = {**wf.rois.user_masks, **dict(args.roi_mask)}
+    for flag, section, attr in [("decoder_roi", wf.decoding, "roi"), ("n_components", wf.decoding, "n_components"),
+                                ("image_size", wf.stimuli, "image_size"), ("stimulus_column", wf.stimuli, "column"),
+                                ("test_min_repeats", wf.stimuli, "test_min_repeats"),
+                                ("generator", wf.generate, "generator")]:
+        if given(flag) or args.config_file is None:
+            setattr(section, attr, getattr(args, flag))
+
+    if args.nprocs is not None:
+        npp.nprocs = args.nprocs
+    if args.omp_nthreads is not None:
+        npp.omp_nthreads = args.omp_nthreads
+    if args.mem_gb is not None:
+        npp.mem_gb = args.mem_gb
+    if args.use_plugin is not None:
+        import yaml
+
+        plugin = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
+        if not isinstance(plugin, dict) or "plugin" not in plugin:
+            raise UsageError("plugin file must be YAML with a 'plugin' key (and optional 'plugin_args')",
+                             args.use_plugin)
+        npp.plugin = str(plugin["plugin"])
+        npp.plugin_args = dict(plugin.get("plugin_args") or {})
+    return config
+
+
+def check_paths(config: Config) -> None:
+    """Refuse inputs and outputs that cannot work, before anything is written."""
+    ex = config.execution
+    bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
+    if not bids_dir.is_dir():
+        raise MissingInputError("BIDS dataset folder does not exist", bids_dir)
+    if _is_within(output_dir, bids_dir):
+        raise UsageError(f"output_dir {output_dir} must not be bids_dir or inside it: write derivatives elsewhere")
+    if ex.analysis_level == "participant" and "fmriprep" not in ex.derivatives:
+        default = bids_dir / "derivatives" / "fmriprep"
+        if not default.is_dir():
+            raise MissingInputError(
+                "fMRIPrep derivatives not found: pass -d fmriprep=PATH (looked in bids_dir/derivatives/fmriprep)",
+                bids_dir,
+            )
+        ex.derivatives["fmriprep"] = str(default)
+    if config.workflow.decoding.roi not in {**config.workflow.rois.labels, **config.workflow.rois.user_masks}:
+        raise UsageError(f"--decoder-roi '{config.workflow.decoding.roi}' is not an ROI "
+                         f"({', '.join({**config.workflow.rois.labels, **config.workflow.rois.user_masks})})")
+
+
+def validate_bids(bids_dir: Path) -> None:
+    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16."""
+    exe = shutil.which("bids-validator-deno")
+    if exe is None:
+        LOGGER.warning("bids-validator-deno not found: skipping BIDS validation (pip install bids-validator-deno)")
+        return
+    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings"], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        LOGGER.error("BIDS validator output:\n%s", proc.stdout[-5000:] + proc.stderr[-2000:])
+        raise InvalidBidsError("the BIDS validator found errors (see the log; --skip-bids-validation skips it)",
+                               bids_dir)
+    LOGGER.info("BIDS validation passed")
+
+
+def setup_logging(config: Config, log_dir: Path) -> Path:
+    """Log to the console and to ``log_dir/bids_recon.log``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / "bids_recon.log"
+    level = {"INFO": logging.INFO, "VERBOSE": 15, "DEBUG": logging.DEBUG}.get(config.execution.log_level,
+                                                                            logging.INFO)
+    logging.addLevelName(15, "VERBOSE")
+    fmt = logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s | %(message)s", "%y%m%d-%H:%M:%S")
+    root = logging.getLogger("bids_recon")
+    root.handlers.clear()
+    root.setLevel(level)
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    return log_file
+
+
+def _set_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run bids_recon; returns the BIDS-App exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.analysis_level not in ANALYSIS_LEVELS:
+            raise UnknownAnalysisLevelError(
+                f"unknown analysis level '{args.analysis_level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
+        config = build_config(args, parser)
+        check_paths(config)
+    except BidsReconError as exc:
+        print(f"bids_recon: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+
+    ex = config.execution
+    ex.run_id = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
+    from bids_recon.bids.derivatives import logs_dir
+
+    log_dir = logs_dir(Path(ex.output_dir), ex.run_id)
+    log_file = setup_logging(config, log_dir)
+    ex.templateflow_home = os.environ.get("TEMPLATEFLOW_HOME", "")
+    config.save(log_dir / "bids_recon.toml")
+    LOGGER.info("bids_recon %s, %s level; configuration saved to %s", __version__, ex.analysis_level,
+                log_dir / "bids_recon.toml")
+    try:
+        if ex.analysis_level == "group":
+            from bids_recon.workflows.group import run_group
+
+            run_group(config)
+        else:
+            run_participants(config, log_dir)
+    except BidsReconError as exc:
+        LOGGER.error("%s", exc)
+        return int(exc.exit_code)
+    except Exception as exc:  # an unexpected failure: keep the traceback in the log
+        LOGGER.exception("bids_recon failed: %s", exc)
+        return int(exit_code_for(exc))
+    LOGGER.info("Finished. Outputs in %s; log in %s", ex.output_dir, log_file)
+    return int(ExitCode.SUCCESS)
+
+
+def run_participants(config: Config, log_dir: Path) -> None:
+    """Collect inputs, build and run the participant workflows, write dataset-level files."""
+    from bids_recon.bids.derivatives import write_bidsignore, write_dataset_description
+    from bids_recon.bids.layout import collect_inputs
+
+    ex, npp = config.execution, config.nipype
+    bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
+    if not ex.skip_bids_validation and not ex.reports_only:
+        validate_bids(bids_dir)
+    inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
+                            ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
+    LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_dataset_description(output_dir, {"raw": bids_dir, "fmriprep": Path(ex.derivatives["fmriprep"])})
+    write_bidsignore(output_dir)
+
+    if ex.reports_only:
+        from bids_recon.workflows.participant import rebuild_report
+
+        for subject_inputs in inputs.values():
+            LOGGER.info("Report: %s", rebuild_report(config, subject_inputs))
+        return
+
+    _set_threads(npp.omp_nthreads)
+    os.environ.setdefault("NIPYPE_NO_ET", "1")
+    error_dir = log_dir / "node_errors"
+    os.environ[ERROR_DIR_ENV] = str(error_dir)
+    from bids_recon.workflows.base import init_bids_recon_wf, nipype_plugin
+
+    workflow = init_bids_recon_wf(config, inputs)
+    plugin, plugin_args = nipype_plugin(config)
+    LOGGER.info("Running the workflow (%s, %s) in %s", plugin, plugin_args, ex.work_dir)
+    try:
+        workflow.run(plugin=plugin, plugin_args=plugin_args)
+    except Exception as exc:
+        errors = read_errors(str(error_dir))
+        if errors:
+            first = errors[0]
+            for err in errors:
+                LOGGER.error("%s: %s", err["where"], err["message"])
+            raise _error_from_record(first) from exc
+        raise
+    for subject in inputs:
+        LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
+
+
+def _error_from_record(record: dict) -> BidsReconError:
+    from bids_recon import errors
+
+    cls = getattr(errors, str(record.get("type")), BidsReconError)
+    if not (isinstance(cls, type) and issubclass(cls, BidsReconError)):
+        cls = BidsReconError
+    return cls(str(record["message"]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Ridge decoders from voxel patterns to stimulus features (himalaya, alpha per target by CV)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_recon.io import save_npz, write_json
+
+
+@dataclass
+class RidgeDecoder:
+    """A fitted linear decoder ``Y ≈ ((X - x_mean) / x_scale) @ weights + y_mean``.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n_voxels, n_targets)
+    alphas : ndarray, shape (n_targets,)
+        Regularisation chosen per target by cross-validation.
+    cv_scores : ndarray, shape (n_targets,)
+        Cross-validated R² at the chosen alpha.
+    x_mean, x_scale : ndarray, shape (n_voxels,)
+        Standardisation of the inputs (training statistics).
+    y_mean : ndarray, shape (n_targets,)
+    voxel_indices : ndarray, shape (n_voxels,)
+        Columns of the brain-mask beta matrix the decoder reads.
+    info : dict
+        Provenance (solver, folds, alphas tried...).
+    """
+
+    weights: np.ndarray
+    alphas: np.ndarray
+    cv_scores: np.ndarray
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: np.ndarray
+    voxel_indices: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, betas: np.ndarray) -> np.ndarray:
+        """Decode features from betas ``(n_samples, n_brain_voxels)``; returns ``(n_samples, n_targets)``."""
+        x = (betas[:, self.voxel_indices] - self.x_mean) / self.x_scale
+        return (x @ self.weights + self.y_mean).astype(np.float32)
+
+    def save(self, path: Path, sidecar: dict[str, Any] | None = None) -> Path:
+        """Save arrays to ``path`` (.npz) and a JSON sidecar beside it."""
+        save_npz(path, weights=self.weights, alphas=self.alphas, cv_scores=self.cv_scores, x_mean=self.x_mean,
+                 x_scale=self.x_scale, y_mean=self.y_mean, voxel_indices=self.voxel_indices,
+                 info=np.asarray(json.dumps(self.info)))
+        meta = {**self.info, **(sidecar or {}),
+                "NumberOfVoxels": int(len(self.voxel_indices)), "NumberOfTargets": int(self.weights.shape[1]),
+                "MedianCVScore": float(np.median(self.cv_scores))}
+        write_json(Path(str(path).removesuffix(".npz") + ".json"), meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> RidgeDecoder:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files if k != "info"}
+            info = json.loads(str(data["info"]))
+        return cls(**arrays, info=info)
+
+
+def fit_ridge_decoder(
+    betas: np.ndarray,
+    targets: np.ndarray,
+    voxel_indices: np.ndarray,
+    alphas: list[float] | np.ndarray,
+    cv_folds: int = 5,
+    device: str = "cpu",
+) -> RidgeDecoder:
+    """Fit ridge from betas to targets with inputs standardised and alpha chosen per target.
+
+    The kernel (dual) form is used when trials < voxels, as is usual for fMRI.
+
+    Parameters
+    ----------
+    betas : ndarray, shape (n_trials, n_brain_voxels)
+        Training betas (z-scored per session).
+    targets : ndarray, shape (n_trials, n_targets)
+        Features of each trial's stimulus.
+    voxel_indices : ndarray of int, shape (n_voxels,)
+        Columns of ``betas`` to use (the ROI).
+    alphas : sequence of float
+        Candidate regularisation strengths.
+    cv_folds : int
+        Contiguous K-fold (trials are in acquisition order, so folds do not mix neighbours).
+    device : {"cpu", "cuda"}
+        himalaya backend ``numpy`` or ``torch_cuda``.
+    """
+    from himalaya.backend import set_backend
+    from himalaya.kernel_ridge import KernelRidgeCV
+    from himalaya.ridge import RidgeCV
+    from sklearn.model_selection import KFold
+
+    if len(betas) != len(targets):
+        raise ValueError(f"{len(betas)} beta rows but {len(targets)} target rows")
+    voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
+    x = np.asarray(betas[:, voxel_indices], dtype=np.float32)
+    x_mean = x.mean(axis=0)
+    x_scale = x.std(axis=0)
+    x_scale[x_scale == 0] = 1.0
+    x = (x - x_mean) / x_scale
+    y = np.asarray(targets, dtype=np.float32)
+    y_mean = y.mean(axis=0)
+    y = y - y_mean
+
+    backend = set_backend("torch_cuda" if device == "cuda" else "numpy", on_error="raise")
+    cv = KFold(n_splits=cv_folds, shuffle=False)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    kernel = x.shape[0] < x.shape[1]
+    if kernel:
+        model = KernelRidgeCV(alphas=alphas, kernel="linear", cv=cv)
+    else:
+        model = RidgeCV(alphas=alphas, cv=cv)
+    model.fit(x, y)
+    weights = model.get_primal_coef() if kernel else model.coef_
+    to_np = backend.to_numpy
+    return RidgeDecoder(
+        weights=np.asarray(to_np(weights), dtype=np.float32),
+        alphas=np.asarray(to_np(model.best_alphas_), dtype=np.float64),
+        cv_scores=np.asarray(to_np(model.cv_scores_), dtype=np.float32).reshape(-1),
+        x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, voxel_indices=voxel_indices,
+        info={"Solver": "himalaya." + type(model).__name__, "Form": "kernel" if kernel else "primal",
+              "AlphasTried": alphas.tolist(), "CVFolds": cv_folds, "CVScore": "R2",
+              "InputScaling": "standardised with training mean and sd"},
+    )
+
+
+def average_repeats(betas: np.ndarray, stim_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average betas over presentations of the same stimulus.
+
+    Parameters
+    ----------
+    betas : ndarray, shape (n_trials, n_voxels)
+    stim_ids : ndarray, shape (n_trials,)
+
+    Returns
+    -------
+    mean_betas : ndarray, shape (n_stimuli, n_voxels)
+    unique_ids : ndarray, shape (n_stimuli,)
+        Sorted stimulus ids.
+    counts : ndarray, shape (n_stimuli,)
+    """
+    unique_ids, inverse, counts = np.unique(np.asarray(stim_ids), return_inverse=True, return_counts=True)
+    sums = np.zeros((len(unique_ids), betas.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, betas)
+    return (sums / counts[:, None]).astype(np.float32), unique_ids, counts
+
+
+@dataclass
+class DecodedTest:
+    """Decoded features of the test stimuli (repeat-averaged betas)."""
+
+    stim_ids: np.ndarray  # (n_test,)
+    n_trials: np.ndarray  # (n_test,) presentations averaged
+    decoded: np.ndarray  # (n_test, n_targets)
+    true: np.ndarray  # (n_test, n_targets)
+
+    def save(self, path: Path) -> Path:
+        return save_npz(path, stim_ids=self.stim_ids, n_trials=self.n_trials, decoded=self.decoded, true=self.true)
+
+    @classmethod
+    def load(cls, path: Path) -> DecodedTest:
+        with np.load(path) as data:
+            return cls(data["stim_ids"], data["n_trials"], data["decoded"], data["true"])
+
+
+def train_and_decode(
+    betas: np.ndarray,
+    trials: pd.DataFrame,
+    voxel_indices: np.ndarray,
+    stim_ids: np.ndarray,
+    features: np.ndarray,
+    alphas: list[float],
+    cv_folds: int = 5,
+    device: str = "cpu",
+) -> tuple[RidgeDecoder, DecodedTest]:
+    """Train a decoder on single training trials and decode the repeat-averaged test stimuli.
+
+    Parameters
+    ----------
+    betas : ndarray, shape (n_trials, n_brain_voxels)
+        Z-scored single-trial betas, rows aligned with ``trials``.
+    trials : pandas.DataFrame
+        Trial table with ``stim_id`` and ``split``.
+    voxel_indices : ndarray of int
+        ROI columns of ``betas``.
+    stim_ids : ndarray of str, shape (n_stimuli,)
+    features : ndarray, shape (n_stimuli, n_targets)
+        Target features of each stimulus.
+    """
+    if len(betas) != len(trials):
+        raise ValueError(f"{len(betas)} beta rows but {len(trials)} trials")
+    row_of = {s: i for i, s in enumerate(np.asarray(stim_ids).astype(str))}
+    trial_stims = trials["stim_id"].astype(str).to_numpy()
+    missing = sorted(set(trial_stims) - set(row_of))
+    if missing:
+        raise ValueError(f"no features for stimuli {missing[:5]}")
+    train = (trials["split"] == "train").to_numpy()
+    targets = features[[row_of[s] for s in trial_stims[train]]]
+    decoder = fit_ridge_decoder(betas[train], targets, voxel_indices, alphas, cv_folds, device)
+    test = ~train
+    mean_betas, test_ids, counts = average_repeats(betas[test], trial_stims[test])
+    decoded = decoder.predict(mean_betas)
+    true = features[[row_of[s] for s in test_ids]]
+    return decoder, DecodedTest(test_ids.astype(str), counts, decoded, true.astype(np.float32))

@@ -1,0 +1,131 @@
+"""Reconstruction metrics as the field defines them (MindEye / Brain-Diffuser conventions).
+
+- PixCorr: Pearson r between flattened RGB images, both resized to 425 px.
+- SSIM: scikit-image SSIM on greyscale images at 425 px, Gaussian weights (sigma 1.5).
+- 2-way identification: for each reconstruction i, the fraction of the other N-1 ground-truth items j
+  for which corr(recon_i, truth_i) > corr(recon_i, truth_j); averaged over i. Chance is 50%.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Image size (pixels) at which PixCorr and SSIM are computed, as in the field's code.
+EVAL_SIZE = 425
+
+
+def resize_images(images: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear)."""
+    from skimage.transform import resize
+
+    if images.shape[1:3] == (size, size):
+        return images.astype(np.float32)
+    return np.stack([resize(im, (size, size), order=1, anti_aliasing=False, preserve_range=True)
+                     for im in images]).astype(np.float32)
+
+
+def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between matching rows of two ``(n, d)`` arrays."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide((a * b).sum(axis=1), denom, out=np.zeros(len(a)), where=denom > 0)
+
+
+def correlation_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Pearson r between every prediction row and every truth row: ``(n_pred, n_true)``."""
+    a = pred - pred.mean(axis=1, keepdims=True)
+    b = true - true.mean(axis=1, keepdims=True)
+    a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def pixcorr(recon: np.ndarray, truth: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+    """Per-image PixCorr ``(n,)`` of ``(n, H, W, 3)`` reconstructions against the seen images."""
+    r, t = resize_images(recon, size), resize_images(truth, size)
+    return _row_corr(r.reshape(len(r), -1).astype(np.float64), t.reshape(len(t), -1).astype(np.float64))
+
+
+def ssim(recon: np.ndarray, truth: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+    """Per-image SSIM ``(n,)`` on greyscale images (Gaussian weights, sigma 1.5, data range 1)."""
+    from skimage.color import rgb2gray
+    from skimage.metrics import structural_similarity
+
+    r, t = resize_images(recon, size), resize_images(truth, size)
+    return np.array([
+        structural_similarity(rgb2gray(a), rgb2gray(b), gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=1.0)
+        for a, b in zip(r, t, strict=True)
+    ])
+
+
+def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per-item 2-way identification accuracy ``(n,)`` over all pairs (chance 0.5).
+
+    Parameters
+    ----------
+    pred, true : ndarray, shape (n_items, n_features)
+        Row i of ``pred`` is the reconstruction (or decoded features) of item i.
+    """
+    pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
+    true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
+    n = len(pred)
+    if n < 2:
+        raise ValueError("2-way identification needs at least 2 items")
+    corr = correlation_matrix(pred, true)
+    own = np.diag(corr)
+    wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
+    return wins / (n - 1)
+
+
+def evaluate_reconstructions(
+    recon: np.ndarray,
+    truth: np.ndarray,
+    decoded_features: np.ndarray | None = None,
+    true_features: np.ndarray | None = None,
+    method: str = "linear",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All metrics for one set of reconstructions.
+
+    Parameters
+    ----------
+    recon, truth : ndarray, shape (n, H, W, 3)
+        Reconstructions and the seen images, in [0, 1].
+    decoded_features, true_features : ndarray, shape (n, n_features), optional
+        Decoded and true decoding targets, for identification in feature space.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per metric: ``metric, value, chance, kind, method, n``. The chance level of a similarity
+        metric is its mean over mismatched pairs (each reconstruction against the next item's truth).
+    per_item : pandas.DataFrame
+        One row per item with each metric's per-item value.
+    """
+    per_item = {
+        "pixcorr": pixcorr(recon, truth),
+        "ssim": ssim(recon, truth),
+        "identification_pixels": two_way_identification(recon.reshape(len(recon), -1),
+                                                        truth.reshape(len(truth), -1)),
+    }
+    # Chance for similarity metrics: each reconstruction against another item's image (a cyclic shift).
+    shifted = np.roll(truth, 1, axis=0)
+    chance_pixcorr = float(np.mean(pixcorr(recon, shifted)))
+    chance_ssim = float(np.mean(ssim(recon, shifted)))
+    rows = [("pixcorr", chance_pixcorr, "similarity"), ("ssim", chance_ssim, "similarity"),
+            ("identification_pixels", 0.5, "identification")]
+    if decoded_features is not None and true_features is not None:
+        per_item["identification_features"] = two_way_identification(decoded_features, true_features)
+        per_item["feature_corr"] = _row_corr(np.asarray(decoded_features, np.float64),
+                                             np.asarray(true_features, np.float64))
+        chance_feature = float(np.mean(_row_corr(np.asarray(decoded_features, np.float64),
+                                                 np.roll(np.asarray(true_features, np.float64), 1, axis=0))))
+        rows += [("identification_features", 0.5, "identification"), ("feature_corr", chance_feature, "similarity")]
+    summary = pd.DataFrame([
+        {"metric": name, "value": float(np.mean(per_item[name])), "chance": chance, "kind": kind,
+         "method": method, "n": len(recon)}
+        for name, chance, kind in rows
+    ])
+    return summary, pd.DataFrame(per_item)

@@ -1,0 +1,204 @@
+"""Single-trial betas: one GLM per run with one HRF-convolved regressor per trial (LSA).
+
+Plain functions on arrays: ``data`` is a run's time series restricted to the brain mask, shaped
+``(n_volumes, n_voxels)``; events are a BIDS events table. Betas come out in percent signal change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.io import read_tsv
+
+#: Prefix of the per-trial regressors in the design matrix (zero-padded index follows).
+TRIAL_PREFIX = "trial_"
+
+
+def load_events(path: Path, n_volumes: int | None = None, repetition_time: float | None = None) -> pd.DataFrame:
+    """Read and check a BIDS events file.
+
+    Parameters
+    ----------
+    path : Path
+        ``*_events.tsv`` with at least ``onset`` and ``duration`` (seconds).
+    n_volumes, repetition_time : optional
+        When both are given, trials must start inside the run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The events sorted by onset, index reset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError("events file does not exist", path)
+    try:
+        events = read_tsv(path)
+    except Exception as exc:  # pandas raises several parser errors
+        raise BadDataError(f"cannot read events table ({exc})", path) from exc
+    for column in ("onset", "duration"):
+        if column not in events:
+            raise BadDataError(f"events table lacks the '{column}' column (has: {', '.join(events.columns)})", path)
+        values = pd.to_numeric(events[column], errors="coerce")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0]) + 2
+            raise BadDataError(f"non-numeric or missing '{column}' on line {row}", path)
+        events[column] = values.astype(float)
+    if (events["duration"] < 0).any():
+        raise BadDataError("negative duration", path)
+    if n_volumes is not None and repetition_time is not None:
+        run_end = n_volumes * repetition_time
+        late = events["onset"] + events["duration"] > run_end + 1e-6
+        if late.any():
+            onset = float(events.loc[late, "onset"].iloc[0])
+            raise BadDataError(f"a trial at onset {onset} s ends after the run ends ({run_end:g} s)", path)
+    return events.sort_values("onset", kind="stable").reset_index(drop=True)
+
+
+def load_confounds(path: Path, columns: list[str], n_volumes: int) -> pd.DataFrame:
+    """Read the chosen fMRIPrep confound columns, ``n/a`` (first row of derivatives) set to 0.
+
+    Parameters
+    ----------
+    path : Path
+        ``*_desc-confounds_timeseries.tsv``.
+    columns : list of str
+        Columns to keep; missing ones are an error naming them.
+    n_volumes : int
+        Number of BOLD volumes; the table must have as many rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``(n_volumes, len(columns))`` float confounds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError("confounds file does not exist", path)
+    table = read_tsv(path)
+    if len(table) != n_volumes:
+        raise BadDataError(f"confounds table has {len(table)} rows but the BOLD run has {n_volumes} volumes", path)
+    absent = [c for c in columns if c not in table]
+    if absent:
+        raise BadDataError(f"confound column(s) {', '.join(absent)} not in the table", path)
+    selected = table[columns].apply(pd.to_numeric, errors="coerce")
+    return selected.fillna(0.0).astype(float)
+
+
+def percent_signal_change(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each voxel's time series to percent signal change around its mean.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_volumes, n_voxels)
+
+    Returns
+    -------
+    psc : ndarray, shape (n_volumes, n_voxels), float32
+    usable : ndarray of bool, shape (n_voxels,)
+        False for voxels whose mean is not positive or that contain NaN/inf (their PSC is 0).
+    """
+    data = np.asarray(data, dtype=np.float32)
+    finite = np.isfinite(data).all(axis=0)
+    mean = np.where(finite, np.nanmean(np.where(np.isfinite(data), data, np.nan), axis=0), 0.0)
+    usable = finite & (mean > 0) & (data.std(axis=0) > 0)
+    safe_mean = np.where(usable, mean, 1.0).astype(np.float32)
+    psc = (data / safe_mean - 1.0) * 100.0
+    psc[:, ~usable] = 0.0
+    return psc.astype(np.float32), usable
+
+
+def lsa_design(
+    events: pd.DataFrame,
+    n_volumes: int,
+    repetition_time: float,
+    confounds: pd.DataFrame | None = None,
+    hrf_model: str = "glover",
+    drift_model: str = "cosine",
+    high_pass_hz: float = 0.01,
+) -> pd.DataFrame:
+    """Least-squares-all design: one regressor per trial, drift and confound regressors.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        ``onset`` and ``duration`` per trial (seconds), in trial order.
+    n_volumes : int
+    repetition_time : float
+        Seconds.
+    confounds : pandas.DataFrame, optional
+        ``(n_volumes, n_confounds)`` nuisance regressors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``(n_volumes, n_trials + n_drift + n_confounds)``; trial columns come first, named
+        ``trial_0000``... in the order of ``events``.
+    """
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
+    n_trials = len(events)
+    frame_times = np.arange(n_volumes) * repetition_time
+    trial_events = pd.DataFrame({
+        "onset": events["onset"].to_numpy(float),
+        "duration": events["duration"].to_numpy(float),
+        "trial_type": [f"{TRIAL_PREFIX}{i:04d}" for i in range(n_trials)],
+    })
+    add_regs = None if confounds is None or confounds.shape[1] == 0 else confounds.to_numpy(float)
+    names = None if add_regs is None else list(confounds.columns)
+    design = make_first_level_design_matrix(
+        frame_times, trial_events, hrf_model=hrf_model, drift_model=drift_model, high_pass=high_pass_hz,
+        add_regs=add_regs, add_reg_names=names,
+    )
+    trial_cols = [f"{TRIAL_PREFIX}{i:04d}" for i in range(n_trials)]
+    other = [c for c in design.columns if c not in trial_cols]
+    return design[trial_cols + other]
+
+
+def fit_ols(data: np.ndarray, design: pd.DataFrame | np.ndarray, n_trials: int) -> np.ndarray:
+    """Ordinary least squares for all voxels at once; return the trial betas.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_volumes, n_voxels)
+        Percent signal change.
+    design : ndarray or DataFrame, shape (n_volumes, n_regressors)
+        Trial regressors first.
+    n_trials : int
+
+    Returns
+    -------
+    ndarray, shape (n_trials, n_voxels), float32
+    """
+    x = np.asarray(design, dtype=np.float64)
+    if x.shape[0] != data.shape[0]:
+        raise ValueError(f"design has {x.shape[0]} rows but data has {data.shape[0]} volumes")
+    pinv = np.linalg.pinv(x)[:n_trials]
+    return (pinv.astype(np.float32) @ np.asarray(data, dtype=np.float32)).astype(np.float32)
+
+
+def zscore_by_group(betas: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Z-score each voxel's betas within each group of trials (e.g. a session).
+
+    Parameters
+    ----------
+    betas : ndarray, shape (n_trials, n_voxels)
+    groups : ndarray, shape (n_trials,)
+
+    Returns
+    -------
+    ndarray, shape (n_trials, n_voxels), float32; constant voxels become 0.
+    """
+    out = np.empty_like(betas, dtype=np.float32)
+    groups = np.asarray(groups)
+    for group in np.unique(groups):
+        rows = groups == group
+        block = betas[rows]
+        mean = block.mean(axis=0)
+        sd = block.std(axis=0)
+        out[rows] = np.where(sd > 0, (block - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+    return out

@@ -1,0 +1,202 @@
+"""Interfaces of the decoding stages: ROIs, stimulus features, decoders, generation, evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+
+from bids_recon.decoding import DecodedTest, train_and_decode
+from bids_recon.evaluate import evaluate_reconstructions
+from bids_recon.features import ImageBasis, StimulusResolver, image_targets
+from bids_recon.generate import GENERATORS
+from bids_recon.glm.trials import read_trials
+from bids_recon.interfaces.base import RecordingInterface
+from bids_recon.io import atomic_write, save_npz, write_json, write_tsv
+from bids_recon.rois import atlas_rois, check_roi_sizes, user_roi
+
+
+class _RoisInputSpec(BaseInterfaceInputSpec):
+    mask_file = File(exists=True, mandatory=True, desc="subject brain mask (BOLD grid)")
+    labels = traits.Dict(traits.Str, traits.List(traits.Str), desc="ROI name -> atlas label names")
+    user_masks = traits.Dict(traits.Str, traits.Str, desc="ROI name -> mask file (overrides the atlas)")
+    template = traits.Str("MNI152NLin2009cAsym", usedefault=True)
+    resolution = traits.Int(2, usedefault=True)
+    atlas = traits.Str("HOCPA", usedefault=True)
+    atlas_desc = traits.Str("th25", usedefault=True)
+    label_table_template = traits.Str("MNI152NLin6Asym", usedefault=True)
+    min_voxels = traits.Int(20, usedefault=True)
+
+
+class _RoisOutputSpec(TraitedSpec):
+    roi_files = traits.Dict(traits.Str, File(exists=True), desc="ROI name -> mask in the BOLD grid")
+    roi_sidecars = traits.Dict(traits.Str, File(exists=True), desc="ROI name -> JSON (voxel count, sources)")
+
+
+class Rois(RecordingInterface):
+    """Visual ROI masks in the BOLD grid."""
+
+    input_spec = _RoisInputSpec
+    output_spec = _RoisOutputSpec
+
+    def _run(self, runtime):
+        i = self.inputs
+        brain = nib.load(i.mask_file)
+        user = dict(i.user_masks) if i.user_masks else {}
+        atlas_defs = {k: v for k, v in (i.labels or {}).items() if k not in user}
+        masks, sources = {}, {}
+        if atlas_defs:
+            atlas_masks, tf_files = atlas_rois(brain, atlas_defs, i.template, i.resolution, i.atlas, i.atlas_desc,
+                                               i.label_table_template)
+            masks.update(atlas_masks)
+            sources.update({name: [str(tf_files["atlas"]), str(tf_files["labels"])] for name in atlas_masks})
+        for name, spec in user.items():
+            path, _, label = spec.partition(":")
+            masks[name] = user_roi(Path(path), brain, int(label) if label else None)
+            sources[name] = [path]
+        check_roi_sizes(masks, i.min_voxels, {k: v[0] for k, v in sources.items()})
+        cwd = Path(runtime.cwd)
+        files, sidecars = {}, {}
+        for name, mask in masks.items():
+            img = nib.Nifti1Image(mask.astype(np.uint8), brain.affine)
+            files[name] = str(atomic_write(cwd / f"roi-{name}.nii.gz", lambda tmp, img=img: nib.save(img, tmp)))
+            info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": None if name in user else i.atlas,
+                    "AtlasLabels": list(atlas_defs.get(name, []))}
+            sidecars[name] = str(write_json(cwd / f"roi-{name}.json", info))
+        self._results["roi_files"] = files
+        self._results["roi_sidecars"] = sidecars
+
+
+class _ImageFeaturesInputSpec(BaseInterfaceInputSpec):
+    trials = File(exists=True, mandatory=True)
+    bids_dir = traits.Str(mandatory=True)
+    stimuli_folder = traits.Str("stimuli", usedefault=True)
+    image_size = traits.Int(64, usedefault=True)
+    n_components = traits.Int(64, usedefault=True)
+    seed = traits.Int(0, usedefault=True)
+
+
+class _ImageFeaturesOutputSpec(TraitedSpec):
+    basis = File(exists=True, desc="image basis (.npz)")
+    features = File(exists=True, desc="stim_ids and coefficients (.npz)")
+
+
+class ImageFeatures(RecordingInterface):
+    """PCA basis of the training images and the coefficients of every stimulus."""
+
+    input_spec = _ImageFeaturesInputSpec
+    output_spec = _ImageFeaturesOutputSpec
+
+    def _run(self, runtime):
+        i = self.inputs
+        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        basis, stim_ids, coefficients = image_targets(resolver, read_trials(i.trials), i.image_size,
+                                                      i.n_components, i.seed)
+        cwd = Path(runtime.cwd)
+        self._results["basis"] = str(basis.save(cwd / "basis.npz"))
+        self._results["features"] = str(save_npz(cwd / "features.npz", stim_ids=stim_ids, features=coefficients))
+
+
+class _DecodeInputSpec(BaseInterfaceInputSpec):
+    betas = File(exists=True, mandatory=True, desc="z-scored betas .npy (n_trials, n_brain_voxels)")
+    trials = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True, desc="subject brain mask")
+    roi_files = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    roi = traits.Str(mandatory=True, desc="which ROI feeds the decoder")
+    features = File(exists=True, mandatory=True, desc="features .npz (stim_ids, features)")
+    target = traits.Str("imagepca", usedefault=True)
+    alphas = traits.List(traits.Float, mandatory=True)
+    cv_folds = traits.Int(5, usedefault=True)
+    device = traits.Enum("cpu", "cuda", usedefault=True)
+
+
+class _DecodeOutputSpec(TraitedSpec):
+    decoder = File(exists=True, desc="decoder .npz (+ .json sidecar beside it)")
+    decoded = File(exists=True, desc="decoded and true features of the test stimuli (.npz)")
+
+
+class Decode(RecordingInterface):
+    """Fit a ridge decoder on training trials; decode repeat-averaged test stimuli."""
+
+    input_spec = _DecodeInputSpec
+    output_spec = _DecodeOutputSpec
+
+    def _run(self, runtime):
+        i = self.inputs
+        from bids_recon.errors import UsageError
+
+        if i.roi not in i.roi_files:
+            raise UsageError(f"decoder ROI '{i.roi}' is not one of the ROIs ({', '.join(i.roi_files)})")
+        brain = np.asarray(nib.load(i.mask_file).dataobj) > 0
+        roi = np.asarray(nib.load(i.roi_files[i.roi]).dataobj) > 0
+        voxel_indices = np.flatnonzero(roi[brain])
+        with np.load(i.features) as data:
+            stim_ids, features = data["stim_ids"].astype(str), data["features"]
+        decoder, decoded = train_and_decode(np.load(i.betas), read_trials(i.trials), voxel_indices, stim_ids,
+                                            features, list(i.alphas), i.cv_folds, i.device)
+        cwd = Path(runtime.cwd)
+        sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device}
+        self._results["decoder"] = str(decoder.save(cwd / "decoder.npz", sidecar))
+        self._results["decoded"] = str(decoded.save(cwd / "decoded.npz"))
+
+
+class _ReconstructInputSpec(BaseInterfaceInputSpec):
+    decoded = File(exists=True, mandatory=True)
+    basis = File(exists=True, mandatory=True)
+    generator = traits.Str("linear", usedefault=True)
+
+
+class _ReconstructOutputSpec(TraitedSpec):
+    reconstructions = File(exists=True, desc=".npz with stim_ids, n_trials, images (n, H, W, 3)")
+
+
+class Reconstruct(RecordingInterface):
+    """Generate images from decoded features."""
+
+    input_spec = _ReconstructInputSpec
+    output_spec = _ReconstructOutputSpec
+
+    def _run(self, runtime):
+        decoded = DecodedTest.load(self.inputs.decoded)
+        generator = GENERATORS[self.inputs.generator](ImageBasis.load(self.inputs.basis))
+        images = generator.generate(decoded.decoded)
+        out = save_npz(Path(runtime.cwd) / "reconstructions.npz", stim_ids=decoded.stim_ids,
+                       n_trials=decoded.n_trials, images=images.astype(np.float32))
+        self._results["reconstructions"] = str(out)
+
+
+class _EvaluateInputSpec(BaseInterfaceInputSpec):
+    reconstructions = File(exists=True, mandatory=True)
+    decoded = File(exists=True, mandatory=True)
+    bids_dir = traits.Str(mandatory=True)
+    stimuli_folder = traits.Str("stimuli", usedefault=True)
+    generator = traits.Str("linear", usedefault=True)
+
+
+class _EvaluateOutputSpec(TraitedSpec):
+    metrics = File(exists=True, desc="one row per metric")
+    per_item = File(exists=True, desc="one row per test stimulus")
+
+
+class Evaluate(RecordingInterface):
+    """PixCorr, SSIM and 2-way identification of the reconstructions."""
+
+    input_spec = _EvaluateInputSpec
+    output_spec = _EvaluateOutputSpec
+
+    def _run(self, runtime):
+        i = self.inputs
+        with np.load(i.reconstructions) as data:
+            stim_ids, images = data["stim_ids"].astype(str), data["images"]
+        decoded = DecodedTest.load(i.decoded)
+        truth = StimulusResolver(Path(i.bids_dir), i.stimuli_folder).load_images(list(stim_ids), images.shape[1])
+        summary, per_item = evaluate_reconstructions(images, truth, decoded.decoded, decoded.true, i.generator)
+        per_item.insert(0, "stimulus", stim_ids)
+        cwd = Path(runtime.cwd)
+        self._results["metrics"] = str(write_tsv(cwd / "metrics.tsv", summary))
+        self._results["per_item"] = str(write_tsv(cwd / "per_item.tsv", per_item))
+
+
+__all__ = ["Decode", "Evaluate", "ImageFeatures", "Reconstruct", "Rois"]

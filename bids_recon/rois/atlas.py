@@ -1,0 +1,169 @@
+"""Visual ROIs in the BOLD grid: from a TemplateFlow atlas (by label names) or from user masks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.io import read_tsv
+
+HOW_TO_PROVIDE_TEMPLATES = (
+    "bids_recon never downloads at run time. On a machine with internet, fetch the files with "
+    "`python -c \"import templateflow.api as tf; tf.get('{template}', {query})\"` into a TEMPLATEFLOW_HOME "
+    "folder and point TEMPLATEFLOW_HOME at it (containers ship one); or give your own masks with "
+    "--roi-mask NAME=PATH."
+)
+
+
+def _query_text(query: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in query.items())
+
+
+def templateflow_file(template: str, **query: object) -> Path:
+    """Return one TemplateFlow file already on disk, never downloading.
+
+    Parameters
+    ----------
+    template : str
+        Template identifier, e.g. ``MNI152NLin2009cAsym``.
+    **query
+        TemplateFlow entities (``resolution``, ``atlas``, ``desc``, ``suffix``, ``extension``).
+
+    Raises
+    ------
+    MissingInputError
+        No such file in ``$TEMPLATEFLOW_HOME``, or only TemplateFlow's empty placeholder is there.
+    """
+    from templateflow import api
+    from templateflow.conf import TF_HOME
+
+    found = [Path(p) for p in _as_list(api.ls(template, **query))]
+    present = [p for p in found if p.is_file() and p.stat().st_size > 0]
+    if len(present) == 1:
+        return present[0]
+    if len(present) > 1:
+        raise BadDataError(f"TemplateFlow query {_query_text(query)} matches {len(present)} files: be more specific",
+                           TF_HOME)
+    where = f"TEMPLATEFLOW_HOME={os.environ.get('TEMPLATEFLOW_HOME', TF_HOME)}"
+    raise MissingInputError(
+        f"TemplateFlow file tpl-{template} {_query_text(query)} is not on disk ({where}). "
+        + HOW_TO_PROVIDE_TEMPLATES.format(template=template, query=_query_text(query)),
+    )
+
+
+def _as_list(value: object) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def load_label_table(path: Path) -> pd.DataFrame:
+    """Read an atlas label table (``index``, ``name``)."""
+    table = read_tsv(path)
+    if not {"index", "name"} <= set(table.columns):
+        raise BadDataError("atlas label table needs 'index' and 'name' columns", path)
+    return table
+
+
+def masks_from_atlas(
+    atlas: np.ndarray, labels: pd.DataFrame, definitions: dict[str, list[str]]
+) -> dict[str, np.ndarray]:
+    """Build boolean ROI masks from atlas label names.
+
+    Parameters
+    ----------
+    atlas : ndarray of int, shape (X, Y, Z)
+        Label image (dseg).
+    labels : pandas.DataFrame
+        ``index`` and ``name`` of every label.
+    definitions : dict
+        ROI name -> label names that make it (matched exactly, case-insensitively).
+
+    Returns
+    -------
+    dict
+        ROI name -> boolean mask, shape (X, Y, Z).
+    """
+    by_name = {str(n).strip().lower(): int(i) for i, n in zip(labels["index"], labels["name"], strict=True)}
+    masks = {}
+    for roi, names in definitions.items():
+        unknown = [n for n in names if n.strip().lower() not in by_name]
+        if unknown:
+            raise BadDataError(f"ROI '{roi}': label(s) {unknown} are not in the atlas's label table")
+        indices = [by_name[n.strip().lower()] for n in names]
+        masks[roi] = np.isin(atlas, indices)
+    return masks
+
+
+def resample_mask(mask_img: nib.spatialimages.SpatialImage, target: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Resample a mask/label image to the grid of ``target`` (nearest neighbour); returns the data array."""
+    from nilearn.image import resample_to_img
+
+    if mask_img.shape[:3] == target.shape[:3] and np.allclose(mask_img.affine, target.affine, atol=1e-4):
+        return np.asarray(mask_img.dataobj)
+    resampled = resample_to_img(mask_img, target, interpolation="nearest", force_resample=True,
+                                copy_header=True)
+    return np.asarray(resampled.dataobj)
+
+
+def atlas_rois(
+    brain_mask: nib.Nifti1Image,
+    definitions: dict[str, list[str]],
+    template: str = "MNI152NLin2009cAsym",
+    resolution: int = 2,
+    atlas: str = "HOCPA",
+    atlas_desc: str = "th25",
+    label_table_template: str = "MNI152NLin6Asym",
+) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+    """ROI masks in the BOLD grid from a TemplateFlow atlas, restricted to the brain mask.
+
+    Returns
+    -------
+    masks : dict
+        ROI name -> boolean array in the brain mask's grid, shape (X, Y, Z).
+    sources : dict
+        ``atlas`` and ``labels`` -> the TemplateFlow files used.
+    """
+    atlas_path = templateflow_file(template, resolution=resolution, atlas=atlas, desc=atlas_desc, suffix="dseg",
+                                   extension=".nii.gz")
+    table_path = templateflow_file(label_table_template, atlas=atlas, suffix="dseg", extension=".tsv")
+    atlas_data = resample_mask(nib.load(atlas_path), brain_mask).astype(np.int64)
+    brain = np.asarray(brain_mask.dataobj) > 0
+    masks = {name: m & brain for name, m in masks_from_atlas(atlas_data, load_label_table(table_path),
+                                                            definitions).items()}
+    return masks, {"atlas": atlas_path, "labels": table_path}
+
+
+def user_roi(path: Path, brain_mask: nib.Nifti1Image, label: int | None = None) -> np.ndarray:
+    """A user mask resampled to the BOLD grid: voxels ``> 0`` (or ``== label``), within the brain mask.
+
+    NSD-style ROI files use -1 outside cortex and 0 for "not in ROI", so the selection is ``> 0``,
+    never ``!= 0``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError("ROI mask does not exist", path)
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types
+        raise BadDataError(f"cannot read ROI mask ({exc})", path) from exc
+    data = resample_mask(img, brain_mask)
+    selected = data == label if label is not None else data > 0
+    return selected & (np.asarray(brain_mask.dataobj) > 0)
+
+
+def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict[str, Path] | None = None) -> None:
+    """Refuse ROIs with fewer than ``min_voxels`` voxels in the BOLD grid (exit code 65)."""
+    for name, mask in masks.items():
+        count = int(mask.sum())
+        if count < min_voxels:
+            raise BadDataError(
+                f"ROI '{name}' has {count} voxels in the BOLD grid after resampling and masking "
+                f"(minimum {min_voxels}); check that the mask and the BOLD data share a space",
+                (sources or {}).get(name),
+            )

@@ -1,0 +1,44 @@
+"""The top-level workflow: one participant sub-workflow each, and the nipype execution settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype import config as nipype_config
+from nipype.pipeline import engine as pe
+
+from bids_recon.bids.layout import SubjectInputs
+from bids_recon.config import Config
+from bids_recon.workflows.participant import init_participant_wf
+
+
+def init_bids_recon_wf(config: Config, inputs: dict[str, SubjectInputs]) -> pe.Workflow:
+    """Build the workflow of every selected participant, in the work directory."""
+    ex = config.execution
+    nipype_config.update_config({
+        "execution": {
+            "crashdump_dir": str(Path(ex.output_dir) / "logs" / ex.run_id / "crash"),
+            "crashfile_format": "txt",
+            "stop_on_first_crash": ex.stop_on_first_crash,
+            "remove_unnecessary_outputs": False,
+            "poll_sleep_duration": config.nipype.poll_sleep_duration,
+            "hash_method": "content",
+        },
+        "monitoring": {"enabled": False},
+    })
+    workflow = pe.Workflow(name="bids_recon_wf", base_dir=ex.work_dir)
+    for subject, subject_inputs in inputs.items():
+        workflow.add_nodes([init_participant_wf(config, subject_inputs, name=f"sub_{subject}_wf")])
+    return workflow
+
+
+def nipype_plugin(config: Config) -> tuple[str, dict]:
+    """The nipype plugin and its arguments from the configuration."""
+    npp = config.nipype
+    args = dict(npp.plugin_args)
+    if npp.plugin == "MultiProc":
+        args.setdefault("n_procs", npp.nprocs)
+        if npp.mem_gb is not None:
+            args.setdefault("memory_gb", npp.mem_gb)
+        args.setdefault("raise_insufficient", False)
+    return npp.plugin, args

@@ -1,0 +1,55 @@
+"""Group level: gather every participant's metrics in output_dir into one table and one report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from bids_recon.config import Config
+from bids_recon.errors import EmptySelectionError, MissingInputError
+from bids_recon.io import read_tsv, write_tsv
+
+LOGGER = logging.getLogger("bids_recon.group")
+
+
+def collect_group_metrics(output_dir: Path, participants: list[str] | None = None) -> pd.DataFrame:
+    """Every participant's metrics tables in ``output_dir``, with a ``participant_id`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``participant_id, task, metric, value, chance, kind, method, n``.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise MissingInputError("output folder does not exist: run the participant level first", output_dir)
+    wanted = {p.removeprefix("sub-") for p in participants or []}
+    frames = []
+    for path in sorted(output_dir.glob("sub-*/recon/sub-*_metrics.tsv")):
+        entities = dict(part.split("-", 1) for part in path.name.split("_")[:-1] if "-" in part)
+        if wanted and entities.get("sub") not in wanted:
+            continue
+        table = read_tsv(path)
+        table.insert(0, "participant_id", f"sub-{entities['sub']}")
+        table.insert(1, "task", entities.get("task", "n/a"))
+        frames.append(table)
+    if not frames:
+        raise EmptySelectionError("no participant metrics found (sub-*/recon/*_metrics.tsv): run the participant "
+                                  "level first", output_dir)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_group(config: Config) -> Path:
+    """Write the group metrics table(s) and ``group.html``; return the report's path."""
+    from bids_recon.bids.derivatives import group_metrics_path, group_report_path
+    from bids_recon.reports.group import build_group_report
+
+    output_dir = Path(config.execution.output_dir)
+    table = collect_group_metrics(output_dir, config.execution.participant_label)
+    for task, rows in table.groupby("task"):
+        write_tsv(output_dir / group_metrics_path(str(task)), rows.reset_index(drop=True))
+    report = build_group_report(output_dir, table, output_dir / group_report_path())
+    LOGGER.info("Group: %d participants; report %s", table["participant_id"].nunique(), report)
+    return report

@@ -1,0 +1,278 @@
+"""The participant workflow: betas -> ROIs -> features -> decoders -> reconstructions -> metrics -> report.
+
+Workflows only wire interfaces; output names come from :mod:`bids_recon.bids.derivatives`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces.utility import Merge
+from nipype.pipeline import engine as pe
+
+from bids_recon import __version__
+from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.layout import SubjectInputs
+from bids_recon.config import Config
+from bids_recon.interfaces.glm import CombineRuns, RunBetas, SubjectMask
+from bids_recon.interfaces.outputs import DerivativesSink, ParticipantReport, WriteReconstructions
+from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct, Rois
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def methods_text(config: Config, inputs: SubjectInputs) -> str:
+    """The methods paragraph of what this workflow runs (it goes into the report)."""
+    wf, glm, dec = config.workflow, config.workflow.glm, config.workflow.decoding
+    rois = "; ".join(f"{name}: {', '.join(labels)}" for name, labels in wf.rois.labels.items()
+                     if name not in wf.rois.user_masks)
+    user = ", ".join(f"{k} ({v})" for k, v in wf.rois.user_masks.items())
+    return (
+        f"Images were reconstructed with bids_recon {__version__}. Single-trial responses were estimated for each "
+        f"of {len(inputs.runs)} runs of task '{inputs.task}' with a least-squares-all GLM: one regressor per "
+        f"trial convolved with the {glm.hrf_model} HRF, a {glm.drift_model} drift model (high-pass "
+        f"{glm.high_pass_hz} Hz) and the fMRIPrep confounds {', '.join(glm.confounds)}, fitted to the "
+        f"{wf.space} preprocessed BOLD in percent signal change within the intersection of the runs' brain "
+        f"masks. Betas were z-scored per voxel within each session. Stimuli shown at least "
+        f"{wf.stimuli.test_min_repeats} times formed the test set; the others the training set. "
+        f"Regions of interest came from the TemplateFlow {wf.rois.atlas} atlas ({wf.rois.atlas_desc}) resampled to "
+        f"the BOLD grid ({rois})" + (f" and from user masks {user}" if user else "") + ". "
+        f"The decoding target was a {dec.n_components}-component PCA basis of the training images' pixels "
+        f"({wf.stimuli.image_size} px). A ridge decoder (himalaya; inputs standardised; alpha per target chosen "
+        f"among {len(dec.alphas)} values by {dec.cv_folds}-fold contiguous cross-validation) mapped "
+        f"{dec.roi} betas of single training trials to the targets, and decoded repeat-averaged test betas. "
+        f"Images were generated with the {wf.generate.generator} generator and evaluated with PixCorr and SSIM "
+        f"(425 px) and 2-way identification over all pairs (chance 50%) in pixel and feature space."
+    )
+
+
+def report_summary(config: Config, inputs: SubjectInputs) -> dict[str, str]:
+    """Facts shown at the top of the participant report."""
+    return {"Participant": inputs.subject, "Task": inputs.task,
+            "Sessions": ", ".join(s or "n/a" for s in inputs.sessions), "Runs": str(len(inputs.runs)),
+            "Space": config.workflow.space, "Generator": config.workflow.generate.generator,
+            "bids_recon": __version__}
+
+
+def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None = None) -> pe.Workflow:
+    """Build the workflow of one participant.
+
+    Parameters
+    ----------
+    config : Config
+        The run's configuration.
+    inputs : SubjectInputs
+        The participant's runs (from :func:`bids_recon.bids.layout.collect_inputs`).
+    """
+    ex, wf_cfg = config.execution, config.workflow
+    glm_cfg, roi_cfg, dec_cfg, stim_cfg = wf_cfg.glm, wf_cfg.rois, wf_cfg.decoding, wf_cfg.stimuli
+    bids_dir, out_dir = Path(ex.bids_dir), Path(ex.output_dir)
+    fmriprep_dir = Path(ex.derivatives["fmriprep"])
+    names = SubjectOutputs(inputs.subject, inputs.task, wf_cfg.space, wf_cfg.resolution)
+    device = "cpu" if ex.device == "auto" else ex.device
+    generator = wf_cfg.generate.generator
+
+    wf = pe.Workflow(name=name or f"sub_{inputs.subject}_wf")
+    wf.__desc__ = methods_text(config, inputs)
+
+    mask = pe.Node(SubjectMask(mask_files=[str(r.brain_mask) for r in inputs.runs]), name="subject_mask")
+    ds_mask = pe.Node(DerivativesSink(
+        out_file=str(out_dir / names.brain_mask()),
+        sidecar={"Type": "Brain", "Sources": [bids_uri("fmriprep", _rel(r.brain_mask, fmriprep_dir))
+                                              for r in inputs.runs],
+                 "Description": "Voxels inside the brain mask of every run"},
+    ), name="ds_brain_mask")
+    wf.connect(mask, "out_mask", ds_mask, "in_file")
+
+    merge_betas = pe.Node(Merge(len(inputs.runs)), name="merge_betas")
+    merge_trials = pe.Node(Merge(len(inputs.runs)), name="merge_trials")
+    for index, run in enumerate(inputs.runs, start=1):
+        key = run.key.replace("-", "")
+        glm = pe.Node(RunBetas(
+            bold_file=str(run.preproc_bold), events_file=str(run.events), confounds_file=str(run.confounds),
+            repetition_time=run.repetition_time, subject=run.subject, session=run.session, run=run.run,
+            confound_columns=list(glm_cfg.confounds), stimulus_column=stim_cfg.column, hrf_model=glm_cfg.hrf_model,
+            drift_model=glm_cfg.drift_model, high_pass_hz=glm_cfg.high_pass_hz,
+        ), name=f"betas_{key}", mem_gb=1.0)
+        sidecar = {
+            "Description": "Single-trial betas (least-squares-all), percent signal change, one volume per trial;"
+                           " rows of the .tsv beside it list the trials in volume order",
+            "Units": "percent signal change", "EstimationMethod": "LSA", "HRFModel": glm_cfg.hrf_model,
+            "DriftModel": glm_cfg.drift_model, "HighPassHz": glm_cfg.high_pass_hz, "Confounds": glm_cfg.confounds,
+            "RepetitionTime": run.repetition_time,
+            "Sources": [bids_uri("fmriprep", _rel(run.preproc_bold, fmriprep_dir)),
+                        bids_uri("fmriprep", _rel(run.confounds, fmriprep_dir)),
+                        bids_uri("raw", _rel(run.events, bids_dir))],
+        }
+        ds_betas = pe.Node(DerivativesSink(out_file=str(out_dir / names.betas(run.session, run.run)), sidecar=sidecar),
+                           name=f"ds_betas_{key}")
+        ds_design = pe.Node(DerivativesSink(out_file=str(out_dir / names.design(run.session, run.run))),
+                            name=f"ds_design_{key}")
+        wf.connect([
+            (glm, ds_design, [("design", "in_file")]),
+            (mask, glm, [("out_mask", "mask_file")]),
+            (glm, ds_betas, [("betas_image", "in_file"), (("trials", _tsv_extra), "extra_files")]),
+            (glm, merge_betas, [("betas", f"in{index}")]),
+            (glm, merge_trials, [("trials", f"in{index}")]),
+        ])
+
+    combine = pe.Node(CombineRuns(test_min_repeats=stim_cfg.test_min_repeats, zscore=glm_cfg.zscore_per_session),
+                      name="combine_runs")
+    ds_trials = pe.Node(DerivativesSink(
+        out_file=str(out_dir / names.trials()),
+        sidecar={"Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' "
+                                "counts earlier presentations; stimuli shown at least "
+                                f"{stim_cfg.test_min_repeats} times are 'test'",
+                 "StimulusColumn": stim_cfg.column},
+    ), name="ds_trials")
+    wf.connect(combine, "trials", ds_trials, "in_file")
+    rois = pe.Node(Rois(
+        labels={k: v for k, v in roi_cfg.labels.items()}, user_masks=dict(roi_cfg.user_masks),
+        template=roi_cfg.template, resolution=roi_cfg.resolution, atlas=roi_cfg.atlas, atlas_desc=roi_cfg.atlas_desc,
+        label_table_template=roi_cfg.label_table_template, min_voxels=roi_cfg.min_voxels,
+    ), name="rois")
+    features = pe.Node(ImageFeatures(
+        bids_dir=str(bids_dir), stimuli_folder=stim_cfg.folder, image_size=stim_cfg.image_size,
+        n_components=dec_cfg.n_components, seed=ex.random_seed,
+    ), name="image_features")
+    decode = pe.Node(Decode(
+        roi=dec_cfg.roi, target=dec_cfg.target, alphas=[float(a) for a in dec_cfg.alphas], cv_folds=dec_cfg.cv_folds,
+        device=device,
+    ), name="decode", mem_gb=2.0)
+    recon = pe.Node(Reconstruct(generator=generator), name="reconstruct")
+    evaluate = pe.Node(Evaluate(bids_dir=str(bids_dir), stimuli_folder=stim_cfg.folder, generator=generator),
+                       name="evaluate")
+    wf.connect([
+        (merge_betas, combine, [("out", "betas")]),
+        (merge_trials, combine, [("out", "trials")]),
+        (mask, rois, [("out_mask", "mask_file")]),
+        (combine, features, [("trials", "trials")]),
+        (combine, decode, [("betas", "betas"), ("trials", "trials")]),
+        (mask, decode, [("out_mask", "mask_file")]),
+        (rois, decode, [("roi_files", "roi_files")]),
+        (features, decode, [("features", "features")]),
+        (decode, recon, [("decoded", "decoded")]),
+        (features, recon, [("basis", "basis")]),
+        (recon, evaluate, [("reconstructions", "reconstructions")]),
+        (decode, evaluate, [("decoded", "decoded")]),
+    ])
+
+    # Outputs
+    roi_names = list(roi_cfg.labels) + [k for k in roi_cfg.user_masks if k not in roi_cfg.labels]
+    merge_outputs = pe.Node(Merge(len(roi_names) + 6), name="merge_outputs")
+    for index, roi in enumerate(roi_names, start=1):
+        atlas = None if roi in roi_cfg.user_masks else roi_cfg.atlas
+        ds_roi = pe.Node(DerivativesSink(
+            out_file=str(out_dir / names.roi_mask(roi, atlas)),
+            sidecar={"Type": "ROI", "Atlas": atlas, "AtlasLabels": roi_cfg.labels.get(roi, []),
+                     "Template": roi_cfg.template, "Resampling": "nearest neighbour to the BOLD grid",
+                     "Sources": [roi_cfg.user_masks[roi]] if roi in roi_cfg.user_masks else
+                     [f"templateflow:tpl-{roi_cfg.template}_res-{roi_cfg.resolution:02d}_atlas-{roi_cfg.atlas}"
+                      f"_desc-{roi_cfg.atlas_desc}_dseg.nii.gz"]},
+        ), name=f"ds_roi_{roi}")
+        wf.connect([(rois, ds_roi, [(("roi_files", _pick, roi), "in_file"),
+                                    (("roi_sidecars", _pick_json, roi), "extra_files")]),
+                    (ds_roi, merge_outputs, [("out_file", f"in{index}")])])
+
+    decoder_sidecar = {"Target": dec_cfg.target, "ROI": dec_cfg.roi, "TargetDescription":
+                       f"{dec_cfg.n_components}-component PCA of training-image pixels at {stim_cfg.image_size} px",
+                       "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run).as_posix())
+                                   for r in inputs.runs]}
+    ds_decoder = pe.Node(DerivativesSink(out_file=str(out_dir / names.decoder(dec_cfg.roi, dec_cfg.target)),
+                                         sidecar=decoder_sidecar), name="ds_decoder")
+    ds_decoded = pe.Node(DerivativesSink(
+        out_file=str(out_dir / names.features(dec_cfg.roi, dec_cfg.target)),
+        sidecar={"Description": "Decoded ('decoded') and true ('true') features of the test stimuli "
+                                "('stim_ids'), from betas averaged over 'n_trials' presentations",
+                 "Target": dec_cfg.target, "ROI": dec_cfg.roi},
+    ), name="ds_decoded")
+    write_recon = pe.Node(WriteReconstructions(
+        index_file=str(out_dir / names.recon_index(generator)), output_dir=str(out_dir),
+        sidecar={"Generator": generator, "Description": "Reconstructions of the test stimuli from repeat-averaged "
+                 "betas; 'trials' is the number of presentations averaged"},
+    ), name="ds_reconstructions")
+    ds_metrics = pe.Node(DerivativesSink(
+        out_file=str(out_dir / names.metrics(generator)),
+        sidecar={"Description": "Reconstruction metrics; chance of a similarity metric = its mean over "
+                                "mismatched pairs; identification chance = 0.5",
+                 "Generator": generator},
+    ), name="ds_metrics")
+    wf.connect([
+        (decode, ds_decoder, [("decoder", "in_file"), (("decoder", _json_extra), "extra_files")]),
+        (decode, ds_decoded, [("decoded", "in_file")]),
+        (evaluate, write_recon, [("per_item", "per_item")]),
+        (recon, write_recon, [("reconstructions", "reconstructions"),
+                              (("reconstructions", _recon_paths, str(out_dir), names, generator), "image_files")]),
+        (evaluate, ds_metrics, [("metrics", "in_file")]),
+        (ds_decoder, merge_outputs, [("out_file", f"in{len(roi_names) + 1}")]),
+        (ds_decoded, merge_outputs, [("out_file", f"in{len(roi_names) + 2}")]),
+        (write_recon, merge_outputs, [("index_file", f"in{len(roi_names) + 3}")]),
+        (ds_metrics, merge_outputs, [("out_file", f"in{len(roi_names) + 4}")]),
+        (ds_mask, merge_outputs, [("out_file", f"in{len(roi_names) + 5}")]),
+        (ds_trials, merge_outputs, [("out_file", f"in{len(roi_names) + 6}")]),
+    ])
+
+    report = pe.Node(ParticipantReport(
+        output_dir=str(out_dir), subject=inputs.subject, task=inputs.task, space=wf_cfg.space,
+        resolution=wf_cfg.resolution, bids_dir=str(bids_dir), stimuli_folder=stim_cfg.folder,
+        first_run=(inputs.runs[0].session, inputs.runs[0].run),
+        boldref=str(inputs.runs[0].boldref) if inputs.runs[0].boldref else None,
+        rois={r: (None if r in roi_cfg.user_masks else roi_cfg.atlas) for r in roi_names},
+        decoders=[(dec_cfg.roi, dec_cfg.target)], generator=generator, methods=wf.__desc__,
+        summary=report_summary(config, inputs),
+    ), name="report")
+    wf.connect(merge_outputs, "out", report, "waits_for")
+    return wf
+
+
+def _pick(mapping: dict, key: str):
+    return mapping[key]
+
+
+def _pick_json(mapping: dict, key: str) -> dict:
+    return {".json": mapping[key]}
+
+
+def _tsv_extra(path: str) -> dict[str, str]:
+    return {".tsv": path}
+
+
+def _json_extra(path: str) -> dict[str, str]:
+    return {".json": path[: -len(".npz")] + ".json"}
+
+
+def _recon_paths(reconstructions: str, output_dir: str, names, generator: str) -> dict[str, str]:
+    import numpy as np
+
+    with np.load(reconstructions) as data:
+        stim_ids = [str(s) for s in data["stim_ids"]]
+    from pathlib import Path
+
+    return {s: str(Path(output_dir) / names.recon_image(s, generator)) for s in stim_ids}
+
+
+def rebuild_report(config: Config, inputs: SubjectInputs) -> Path:
+    """Rebuild a participant's report from the outputs already written (``--reports-only``)."""
+    from bids_recon.errors import MissingInputError
+    from bids_recon.reports.participant import build_participant_report
+
+    wf_cfg, out_dir = config.workflow, Path(config.execution.output_dir)
+    names = SubjectOutputs(inputs.subject, inputs.task, wf_cfg.space, wf_cfg.resolution)
+    if not (out_dir / names.metrics(wf_cfg.generate.generator)).is_file():
+        raise MissingInputError(f"no outputs of sub-{inputs.subject} to report on: run without --reports-only first",
+                                out_dir / names.metrics(wf_cfg.generate.generator))
+    roi_cfg = wf_cfg.rois
+    roi_names = list(roi_cfg.labels) + [k for k in roi_cfg.user_masks if k not in roi_cfg.labels]
+    return build_participant_report(
+        output_dir=out_dir, names=names, bids_dir=Path(config.execution.bids_dir),
+        stimuli_folder=wf_cfg.stimuli.folder, first_run=(inputs.runs[0].session, inputs.runs[0].run),
+        boldref=inputs.runs[0].boldref,
+        rois={r: (None if r in roi_cfg.user_masks else roi_cfg.atlas) for r in roi_names},
+        decoders=[(wf_cfg.decoding.roi, wf_cfg.decoding.target)], generator=wf_cfg.generate.generator,
+        summary=report_summary(config, inputs), methods=methods_text(config, inputs),
+    )
