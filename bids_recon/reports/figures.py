@@ -1,0 +1,703 @@
+"""Report figures: each function draws arrays or tables it is given and writes one file.
+
+Nothing here computes a result: callers pass the numbers (design matrices, masks, scores, images,
+metric tables) and get back the path of the written figure. Figures are drawn on
+:class:`matplotlib.figure.Figure` objects directly, so no pyplot state or interactive backend is used.
+SVG output draws text as paths (self-contained, no fonts needed) and is byte-for-byte reproducible;
+the text of every label is kept as an XML comment, which is what the tests look for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+__all__ = [
+    "plot_cv_scores",
+    "plot_design_matrix",
+    "plot_group_metrics",
+    "plot_metrics",
+    "plot_reconstruction_grid",
+    "plot_roi_overlay",
+]
+
+#: Colour cycle used for ROIs and methods (matplotlib's tab10).
+_COLORS: tuple[str, ...] = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+_IDENTIFICATION = "identification"
+_SIMILARITY = "similarity"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _save(fig: Figure, out_path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` to ``out_path`` atomically (temporary file + rename) and return the path.
+
+    The format follows the suffix (``.svg``, ``.png``, ``.pdf``). Parent folders are created.
+    """
+    out = Path(out_path)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in {"svg", "png", "pdf"}:
+        raise ValueError(f"out_path must end in .svg, .png or .pdf, got {str(out)!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metadata: dict[str, str | None] = {"Date": None} if fmt == "svg" else {}
+    if fmt == "pdf":
+        metadata = {"CreationDate": None}
+    # a hidden temporary name in the same folder, created with the usual (umask) permissions
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{threading.get_ident()}.tmp{out.suffix}")
+    try:
+        with mpl.rc_context({"svg.hashsalt": "bids_recon", "svg.fonttype": "path"}):
+            fig.savefig(tmp, format=fmt, metadata=metadata, dpi=fig.dpi)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _grid(n: int, max_cols: int) -> tuple[int, int]:
+    """Return ``(n_rows, n_cols)`` of a balanced grid holding ``n`` panels, at most ``max_cols`` wide."""
+    n = max(n, 1)
+    n_rows = math.ceil(n / max_cols)
+    return n_rows, math.ceil(n / n_rows)
+
+
+def _require_columns(table: pd.DataFrame, required: Sequence[str], name: str) -> None:
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(table.columns)}")
+
+
+def _metric_kind(table: pd.DataFrame) -> pd.Series:
+    """Kind of each row: the ``kind`` column where given, else inferred from the metric name."""
+    inferred = (
+        table["metric"].astype(str).str.contains("ident", case=False).map({True: _IDENTIFICATION, False: _SIMILARITY})
+    )
+    if "kind" not in table.columns:
+        return inferred
+    kind = table["kind"].astype("string").str.lower()
+    return kind.fillna(inferred).astype(str)
+
+
+def _as_image(img: np.ndarray, what: str) -> np.ndarray:
+    """Check an image array and return it ready for ``imshow``.
+
+    Parameters
+    ----------
+    img : numpy.ndarray, shape (H, W, 3), (H, W, 4) or (H, W)
+        float in [0, 1] or uint8 in [0, 255].
+    what : str
+        Name used in error messages.
+    """
+    arr = np.asarray(img)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"{what}: expected an (H, W, 3) or (H, W) image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what}: image contains NaN or infinite values")
+    return np.clip(arr, 0.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------- design matrix
+def plot_design_matrix(
+    design: pd.DataFrame,
+    out_path: str | os.PathLike[str],
+    title: str | None = None,
+    max_labels: int = 40,
+    trial_pattern: str = r"(?i)^(trial|stim|event)",
+) -> Path:
+    """Draw a design matrix as an image, each column scaled to its maximum absolute value.
+
+    Parameters
+    ----------
+    design : pandas.DataFrame, shape (n_scans, n_regressors)
+        Numeric regressors, one column per regressor; the column names are the labels.
+    out_path : path-like
+        Output file (``.svg`` recommended).
+    title : str, optional
+        Figure title; default "Design matrix (n_scans scans x n_regressors regressors)".
+    max_labels : int
+        At most this many column labels are drawn. Non-trial columns (drift, confounds) are
+        labelled first, then every k-th trial column (those whose name matches ``trial_pattern``);
+        a label that would overlap one already drawn is left out.
+    trial_pattern : str
+        Regular expression (``re.search``) recognising single-trial regressors.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    if not isinstance(design, pd.DataFrame) or design.ndim != 2 or design.size == 0:
+        raise ValueError("design must be a non-empty (n_scans, n_regressors) DataFrame")
+    values = design.to_numpy(dtype=float)
+    n_scans, n_reg = values.shape
+    scale = np.nanmax(np.abs(values), axis=0)
+    scale[~np.isfinite(scale) | (scale == 0)] = 1.0
+    shown = values / scale
+
+    names = [str(c) for c in design.columns]
+    is_trial = np.array([re.search(trial_pattern, n) is not None for n in names])
+    width = float(np.clip(2.5 + 0.12 * n_reg, 6.0, 16.0))
+    ticks = _sparse_ticks(is_trial, max_labels, min_gap=math.ceil(n_reg * 0.11 / (width - 2.0)))
+
+    fig = Figure(figsize=(width, 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="gray", vmin=-1.0, vmax=1.0)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([names[i] for i in ticks], rotation=90, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_ylabel("scan")
+    ax.set_title(title or f"Design matrix ({n_scans} scans \u00d7 {n_reg} regressors)")
+    n_trial = int(is_trial.sum())
+    if 0 < n_trial < n_reg:
+        ax.set_xlabel(f"{n_trial} trial regressors, {n_reg - n_trial} other regressors")
+    fig.colorbar(im, ax=ax, shrink=0.5, label="value / max |value|")
+    return _save(fig, out_path)
+
+
+def _sparse_ticks(is_trial: np.ndarray, max_labels: int, min_gap: int) -> list[int]:
+    """Choose the columns to label: non-trial columns first, then every k-th trial column.
+
+    Parameters
+    ----------
+    is_trial : numpy.ndarray of bool, shape (n_regressors,)
+        Whether each column is a single-trial regressor.
+    max_labels : int
+        Most labels drawn.
+    min_gap : int
+        Labelled columns are at least this many columns apart, so that labels do not overlap.
+    """
+    n_reg = is_trial.size
+    min_gap = max(1, min_gap)
+    other = np.flatnonzero(~is_trial).tolist()
+    trial = np.flatnonzero(is_trial)
+    budget = max(1, max_labels - len(other))
+    step = max(1, math.ceil(len(trial) / budget), min_gap)
+    candidates = other + trial[::step].tolist()
+    if n_reg <= max_labels:
+        candidates = list(range(n_reg))
+    chosen: list[int] = []
+    for col in candidates:
+        if len(chosen) >= max_labels:
+            break
+        if all(abs(col - c) >= min_gap for c in chosen):
+            chosen.append(col)
+    return sorted(chosen)
+
+
+# --------------------------------------------------------------------------------------- ROI overlay
+def _load_canonical(path: str | os.PathLike[str], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI in RAS+ orientation; return ``(data, affine)``, data 3D float."""
+    try:
+        img = nib.as_closest_canonical(nib.load(os.fspath(path)))
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise ValueError(f"{what}: cannot read NIfTI {os.fspath(path)!r}: {exc}") from exc
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    if data.ndim == 4:
+        data = data.mean(axis=3)
+    if data.ndim != 3:
+        raise ValueError(f"{what}: expected a 3D image, {os.fspath(path)!r} has shape {data.shape}")
+    return data, img.affine
+
+
+def plot_roi_overlay(
+    boldref_path: str | os.PathLike[str],
+    roi_masks: Mapping[str, str | os.PathLike[str]],
+    out_path: str | os.PathLike[str],
+    n_slices: int = 12,
+    title: str | None = None,
+) -> Path:
+    """Draw ROI masks over axial slices of a reference BOLD image.
+
+    Parameters
+    ----------
+    boldref_path : path-like
+        3D NIfTI, shape (X, Y, Z) (a 4D image is averaged over time).
+    roi_masks : mapping of str to path-like
+        ROI name -> 3D NIfTI mask on the same grid (shape and affine) as the boldref; voxels > 0 are
+        in the ROI.
+    out_path : path-like
+        Output file (``.svg`` recommended).
+    n_slices : int
+        Number of axial slices, evenly spread over the slices that contain any ROI voxel (over the
+        whole volume when the masks are empty).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+
+    Raises
+    ------
+    ValueError
+        If an image cannot be read, or a mask is not on the boldref's grid.
+    """
+    ref, ref_affine = _load_canonical(boldref_path, "boldref_path")
+    masks: dict[str, np.ndarray] = {}
+    for name, path in roi_masks.items():
+        data, affine = _load_canonical(path, f"roi_masks[{name!r}]")
+        if data.shape != ref.shape or not np.allclose(affine, ref_affine, atol=1e-3):
+            raise ValueError(
+                f"roi_masks[{name!r}]: mask {os.fspath(path)!r} (shape {data.shape}) is not on the grid of "
+                f"boldref {os.fspath(boldref_path)!r} (shape {ref.shape}); resample it first"
+            )
+        masks[name] = data > 0
+
+    union = np.zeros(ref.shape, dtype=bool)
+    for m in masks.values():
+        union |= m
+    z_any = np.flatnonzero(union.any(axis=(0, 1)))
+    lo, hi = (int(z_any[0]), int(z_any[-1])) if z_any.size else (0, ref.shape[2] - 1)
+    n_show = max(1, min(n_slices, hi - lo + 1))
+    z_list = np.unique(np.round(np.linspace(lo, hi, n_show)).astype(int))
+
+    finite = ref[np.isfinite(ref)]
+    vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+    if vmax <= vmin:
+        vmax = vmin + 1.0
+
+    n_rows, n_cols = _grid(len(z_list), 6)
+    aspect = ref.shape[1] / max(ref.shape[0], 1)
+    panel = 2.0
+    fig = Figure(figsize=(panel * n_cols, panel * aspect * n_rows + 1.2), layout="constrained")
+    fig.patch.set_facecolor("black")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    colors = {name: _COLORS[i % len(_COLORS)] for i, name in enumerate(masks)}
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, z in zip(axes.ravel(), z_list, strict=False):
+        ax.imshow(ref[:, :, z].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+        for name, mask in masks.items():
+            sl = mask[:, :, z].T
+            if not sl.any():
+                continue
+            fill = np.ma.masked_where(~sl, sl.astype(float))
+            ax.imshow(
+                fill,
+                origin="lower",
+                cmap=ListedColormap([colors[name]]),
+                alpha=0.35,
+                interpolation="nearest",
+                vmin=0,
+                vmax=1,
+            )
+            padded = np.pad(sl.astype(float), 1)
+            ax.contour(
+                np.arange(-1, sl.shape[1] + 1),
+                np.arange(-1, sl.shape[0] + 1),
+                padded,
+                levels=[0.5],
+                colors=[colors[name]],
+                linewidths=1.0,
+            )
+        ax.set_xlim(-0.5, ref.shape[0] - 0.5)
+        ax.set_ylim(-0.5, ref.shape[1] - 0.5)
+        ax.text(0.03, 0.97, f"z={z}", transform=ax.transAxes, color="white", fontsize=8, va="top")
+    handles = [
+        Patch(facecolor=colors[name], edgecolor=colors[name], alpha=0.8, label=f"{name} ({int(m.sum())} voxels)")
+        for name, m in masks.items()
+    ]
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 4),
+            facecolor="black",
+            edgecolor="gray",
+            labelcolor="white",
+            fontsize=9,
+        )
+    fig.suptitle(title or "Regions of interest on the reference BOLD image", color="white")
+    return _save(fig, out_path)
+
+
+# ----------------------------------------------------------------------------------------- CV scores
+def plot_cv_scores(
+    scores: Mapping[str, np.ndarray],
+    out_path: str | os.PathLike[str],
+    chance: float | None = 0.0,
+    xlabel: str = "cross-validated R\u00b2",
+    alphas: Mapping[str, np.ndarray] | None = None,
+    title: str | None = None,
+    bins: int = 50,
+) -> Path:
+    """Draw, per decoder, the distribution over targets of its cross-validated score.
+
+    Parameters
+    ----------
+    scores : mapping of str to numpy.ndarray, each shape (n_targets,)
+        Decoder name -> one score per target (NaNs are dropped and counted in the legend).
+    out_path : path-like
+        Output file (``.svg`` recommended).
+    chance : float or None
+        Chance level drawn as a dashed vertical line; None draws none.
+    xlabel : str
+        Label of the score axis.
+    alphas : mapping of str to numpy.ndarray, each shape (n_targets,), optional
+        Decoder name -> regularisation chosen per target; drawn as a second panel (log x axis).
+    title : str, optional
+        Figure title.
+    bins : int
+        Number of histogram bins.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    if not scores:
+        raise ValueError("scores is empty: give at least one decoder's scores")
+    clean: dict[str, np.ndarray] = {}
+    n_dropped: dict[str, int] = {}
+    for name, values in scores.items():
+        arr = np.asarray(values, dtype=float).ravel()
+        clean[name] = arr[np.isfinite(arr)]
+        n_dropped[name] = int(arr.size - clean[name].size)
+    pooled = np.concatenate([v for v in clean.values()] + [np.zeros(0)])
+    lo, hi = (float(pooled.min()), float(pooled.max())) if pooled.size else (-1.0, 1.0)
+    if chance is not None:
+        lo, hi = min(lo, chance), max(hi, chance)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+
+    n_panels = 2 if alphas else 1
+    fig = Figure(figsize=(6.0 * n_panels, 4.0), layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    ax = axes[0]
+    for i, (name, arr) in enumerate(clean.items()):
+        med = f"{np.median(arr):.3g}" if arr.size else "n/a"
+        label = f"{name} (n={arr.size}, median={med})"
+        if n_dropped[name]:
+            label += f", {n_dropped[name]} NaN"
+        if arr.size:
+            ax.hist(arr, bins=edges, histtype="stepfilled", alpha=0.25, color=_COLORS[i % len(_COLORS)])
+        ax.hist(arr, bins=edges, histtype="step", linewidth=1.5, color=_COLORS[i % len(_COLORS)], label=label)
+    if chance is not None:
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:g})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("number of targets")
+    ax.set_title("Score per target")
+    ax.legend(fontsize=8)
+
+    if alphas:
+        ax = axes[1]
+        arrays = {k: np.asarray(v, dtype=float).ravel() for k, v in alphas.items()}
+        arrays = {k: v[np.isfinite(v) & (v > 0)] for k, v in arrays.items()}
+        pooled_a = np.concatenate([v for v in arrays.values()] + [np.zeros(0)])
+        a_lo, a_hi = (pooled_a.min(), pooled_a.max()) if pooled_a.size else (1.0, 10.0)
+        a_edges = np.logspace(np.log10(a_lo) - 0.25, np.log10(a_hi) + 0.25, 31)
+        for i, (name, arr) in enumerate(arrays.items()):
+            ax.hist(arr, bins=a_edges, histtype="step", linewidth=1.5, color=_COLORS[i % len(_COLORS)], label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("chosen regularisation \u03b1")
+        ax.set_ylabel("number of targets")
+        ax.set_title("Regularisation per target")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+# ------------------------------------------------------------------------------- reconstruction grid
+def plot_reconstruction_grid(
+    seen: Sequence[np.ndarray],
+    reconstructed: Mapping[str, Sequence[np.ndarray]],
+    labels: Sequence[str],
+    out_path: str | os.PathLike[str],
+    max_items: int = 30,
+    items_per_row: int = 10,
+    cell_inches: float = 1.3,
+    dpi: int = 100,
+    title: str | None = None,
+) -> Path:
+    """Draw seen images above their reconstructions, one column per stimulus.
+
+    Stimuli are laid out in blocks of ``items_per_row`` columns; each block has one row of seen
+    images followed by one row per method.
+
+    Parameters
+    ----------
+    seen : sequence of numpy.ndarray, each shape (H, W, 3) or (H, W)
+        Seen images, float in [0, 1] or uint8.
+    reconstructed : mapping of str to sequence of numpy.ndarray
+        Method name -> reconstructions, aligned with ``seen`` (same length); image sizes may differ
+        from the seen images.
+    labels : sequence of str
+        One label per stimulus (e.g. the stimulus id), drawn above the seen image.
+    out_path : path-like
+        Output file (``.png`` recommended; images are raster data).
+    max_items : int
+        Only the first ``max_items`` stimuli are drawn.
+    items_per_row : int
+        Most stimuli per block of rows (blocks are balanced: 12 stimuli at 10 per row give two
+        blocks of 6).
+    cell_inches : float
+        Size of one image cell in inches.
+    dpi : int
+        Resolution of the PNG.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    n_items = len(seen)
+    if n_items == 0:
+        raise ValueError("seen is empty: nothing to draw")
+    if len(labels) != n_items:
+        raise ValueError(f"labels has {len(labels)} entries but seen has {n_items}")
+    for method, images in reconstructed.items():
+        if len(images) != n_items:
+            raise ValueError(f"reconstructed[{method!r}] has {len(images)} images but seen has {n_items}")
+    n_show = min(n_items, max_items)
+    n_blocks = math.ceil(n_show / max(1, items_per_row))
+    n_cols = math.ceil(n_show / n_blocks)  # balanced blocks: 12 items at 10 per row -> 2 x 6
+    rows_per_block = 1 + len(reconstructed)
+    n_rows = n_blocks * rows_per_block
+
+    label_w = 0.9  # inches reserved for row labels
+    title_h = 0.5 if title or n_show < n_items else 0.0
+    fig = Figure(
+        figsize=(label_w + n_cols * cell_inches, title_h + n_rows * (cell_inches + 0.25)),
+        dpi=dpi,
+    )
+    gs = fig.add_gridspec(
+        n_rows,
+        n_cols,
+        left=label_w / fig.get_figwidth(),
+        right=0.99,
+        top=1.0 - (title_h + 0.05) / fig.get_figheight(),
+        bottom=0.01,
+        wspace=0.05,
+        hspace=0.25,
+    )
+    row_names = ["seen", *reconstructed.keys()]
+    for b in range(n_blocks):
+        for r, row_name in enumerate(row_names):
+            row = b * rows_per_block + r
+            for c in range(n_cols):
+                item = b * n_cols + c
+                if item >= n_show:
+                    continue
+                ax = fig.add_subplot(gs[row, c])
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if r == 0:
+                    img = _as_image(seen[item], f"seen[{item}]")
+                    ax.set_title(str(labels[item]), fontsize=8)
+                else:
+                    img = _as_image(reconstructed[row_name][item], f"reconstructed[{row_name!r}][{item}]")
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="antialiased")
+                if c == 0:
+                    ax.set_ylabel(row_name, fontsize=9, rotation=0, ha="right", va="center")
+    heading = title or ""
+    if n_show < n_items:
+        heading = f"{heading} (first {n_show} of {n_items} stimuli)".strip()
+    if heading:
+        fig.suptitle(heading, fontsize=10, y=1.0 - 0.05 / fig.get_figheight(), va="top")
+    return _save(fig, out_path)
+
+
+# ------------------------------------------------------------------------------------------- metrics
+def _draw_chance(ax, x: np.ndarray, chance: np.ndarray, width: float) -> None:
+    """Dashed chance line: across the panel when one value, else one segment per bar."""
+    finite = chance[np.isfinite(chance)]
+    if finite.size == 0:
+        return
+    if np.allclose(finite, finite[0]):
+        ax.axhline(finite[0], color="black", linestyle="--", linewidth=1, label="chance")
+    else:
+        ok = np.isfinite(chance)
+        ax.hlines(chance[ok], x[ok] - width / 2, x[ok] + width / 2, colors="black", linestyles="--", label="chance")
+
+
+def plot_metrics(
+    metrics: pd.DataFrame,
+    out_path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Draw one bar panel per metric, one bar per method, with the chance level dashed.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        One row per (metric, method) with columns ``metric``, ``value``, ``chance``, ``method`` and
+        optionally ``kind`` ("identification" or "similarity"; inferred from the metric name when
+        absent: names containing "ident" are identification), ``ci_low``, ``ci_high``.
+        Identification values are fractions in [0, 1] and are drawn in %; similarity values
+        (PixCorr, SSIM, ...) are drawn in their own units.
+    out_path : path-like
+        Output file (``.svg`` recommended).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    _require_columns(metrics, ["metric", "value", "chance", "method"], "metrics")
+    if metrics.empty:
+        raise ValueError("metrics is empty: nothing to draw")
+    table = metrics.copy()
+    table["kind"] = _metric_kind(table)
+    has_ci = {"ci_low", "ci_high"} <= set(table.columns)
+    metric_names = list(dict.fromkeys(table["metric"].astype(str)))
+    methods = list(dict.fromkeys(table["method"].astype(str)))
+    colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(methods)}
+
+    n_rows, n_cols = _grid(len(metric_names), 4)
+    fig = Figure(figsize=(1.2 + (0.55 * len(methods) + 1.6) * n_cols, 3.4 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax in axes.ravel()[len(metric_names) :]:
+        ax.set_axis_off()
+    for ax, name in zip(axes.ravel(), metric_names, strict=False):
+        rows = table[table["metric"].astype(str) == name]
+        pct = (rows["kind"] == _IDENTIFICATION).all()
+        factor = 100.0 if pct else 1.0
+        x = np.arange(len(rows), dtype=float)
+        values = rows["value"].to_numpy(dtype=float) * factor
+        row_methods = rows["method"].astype(str).tolist()
+        ax.bar(x, values, width=0.7, color=[colors[m] for m in row_methods])
+        if has_ci:
+            lo = rows["ci_low"].to_numpy(dtype=float) * factor
+            hi = rows["ci_high"].to_numpy(dtype=float) * factor
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                err = np.vstack([values[ok] - lo[ok], hi[ok] - values[ok]]).clip(min=0)
+                ax.errorbar(x[ok], values[ok], yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+        _draw_chance(ax, x, rows["chance"].to_numpy(dtype=float) * factor, 0.7)
+        tops = values.copy()
+        if has_ci:
+            tops = np.fmax(tops, rows["ci_high"].to_numpy(dtype=float) * factor)
+        for xi, v, top in zip(x, values, tops, strict=True):
+            if np.isfinite(v):
+                ax.annotate(
+                    f"{v:.1f}" if pct else f"{v:.3g}",
+                    (xi, top),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+        ax.set_xticks(x)
+        ax.set_xticklabels(row_methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("% correct" if pct else "value")
+        if pct:
+            ax.set_ylim(0, 105)
+        ax.margins(y=0.15)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:1], labels[:1], loc="outside lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+def plot_group_metrics(
+    group: pd.DataFrame,
+    out_path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Draw per metric a dot per participant, the mean across participants as a bar, and chance.
+
+    Parameters
+    ----------
+    group : pandas.DataFrame
+        One row per (participant, metric, method) with columns ``participant_id``, ``metric``,
+        ``value``, ``chance``, ``method`` and optionally ``kind`` (see :func:`plot_metrics`;
+        identification is drawn in %).
+    out_path : path-like
+        Output file (``.svg`` recommended).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    _require_columns(group, ["participant_id", "metric", "value", "chance", "method"], "group")
+    if group.empty:
+        raise ValueError("group is empty: nothing to draw")
+    table = group.copy()
+    table["kind"] = _metric_kind(table)
+    metric_names = list(dict.fromkeys(table["metric"].astype(str)))
+    methods = list(dict.fromkeys(table["method"].astype(str)))
+    participants = list(dict.fromkeys(table["participant_id"].astype(str)))
+    colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(methods)}
+    # deterministic horizontal jitter so dots of different participants do not overlap
+    offsets = {
+        p: (i - (len(participants) - 1) / 2) * min(0.5 / max(len(participants), 1), 0.08)
+        for i, p in enumerate(participants)
+    }
+
+    n_rows, n_cols = _grid(len(metric_names), 4)
+    fig = Figure(figsize=(1.2 + (0.55 * len(methods) + 1.6) * n_cols, 3.4 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax in axes.ravel()[len(metric_names) :]:
+        ax.set_axis_off()
+    for ax, name in zip(axes.ravel(), metric_names, strict=False):
+        rows = table[table["metric"].astype(str) == name]
+        pct = (rows["kind"] == _IDENTIFICATION).all()
+        factor = 100.0 if pct else 1.0
+        present = [m for m in methods if (rows["method"].astype(str) == m).any()]
+        x = np.arange(len(present), dtype=float)
+        means, chances = [], []
+        for xi, method in zip(x, present, strict=True):
+            sub = rows[rows["method"].astype(str) == method]
+            vals = sub["value"].to_numpy(dtype=float) * factor
+            means.append(np.nanmean(vals) if np.isfinite(vals).any() else np.nan)
+            ch = sub["chance"].to_numpy(dtype=float)
+            chances.append(np.nanmean(ch) * factor if np.isfinite(ch).any() else np.nan)
+            jitter = np.array([offsets[p] for p in sub["participant_id"].astype(str)])
+            ax.scatter(xi + jitter, vals, s=16, color="black", zorder=3, linewidths=0)
+        ax.bar(x, means, width=0.7, color=[colors[m] for m in present], alpha=0.6)
+        _draw_chance(ax, x, np.asarray(chances, dtype=float), 0.7)
+        ax.set_xticks(x)
+        ax.set_xticklabels(present, rotation=30, ha="right", fontsize=8)
+        n_part = rows["participant_id"].nunique()
+        ax.set_title(f"{name} (n={n_part})", fontsize=10)
+        ax.set_ylabel("% correct" if pct else "value")
+        if pct:
+            ax.set_ylim(0, 105)
+        ax.margins(y=0.15)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:1], labels[:1], loc="outside lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)

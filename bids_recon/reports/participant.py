@@ -1,0 +1,211 @@
+"""Assemble the participant report from the outputs of the workflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from bids_recon.bids.derivatives import SubjectOutputs
+from bids_recon.decoding import RidgeDecoder
+from bids_recon.features import StimulusResolver
+from bids_recon.glm.trials import read_trials
+from bids_recon.io import read_tsv
+from bids_recon.reports.figures import (
+    plot_cv_scores,
+    plot_design_matrix,
+    plot_metrics,
+    plot_reconstruction_grid,
+    plot_roi_overlay,
+)
+from bids_recon.reports.html import Figure, Section, render_report
+
+METRIC_LABELS = {
+    "pixcorr": "PixCorr",
+    "ssim": "SSIM",
+    "identification_pixels": "2-way identification (pixels)",
+    "identification_features": "2-way identification (decoded features)",
+    "feature_corr": "Feature correlation",
+}
+
+
+def build_participant_report(
+    output_dir: Path,
+    names: SubjectOutputs,
+    bids_dir: Path,
+    stimuli_folder: str,
+    first_run: tuple[str | None, str | None],
+    boldref: Path | None,
+    rois: dict[str, str | None],
+    decoders: list[tuple[str, str]],
+    generator: str,
+    summary: dict[str, str],
+    methods: str,
+) -> Path:
+    """Write ``sub-<label>.html`` and its figures from the participant's outputs; return the HTML path.
+
+    Everything is read from the derivatives dataset (names from :class:`SubjectOutputs`), so the report
+    can be rebuilt from the outputs alone (``--reports-only``).
+
+    Parameters
+    ----------
+    first_run : tuple
+        ``(session, run)`` whose design matrix is shown.
+    rois : dict
+        ROI name -> atlas name (``None`` for a user mask).
+    decoders : list of tuple
+        ``(roi, target)`` of each decoder.
+    """
+    output_dir = Path(output_dir)
+    out_html = output_dir / names.report()
+    fig_dir = output_dir / names.figures_dir()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"sub-{names.subject}_task-{names.task}"
+    trial_table = read_trials(output_dir / names.trials())
+    table_metrics = read_tsv(output_dir / names.metrics(generator))
+    index = read_tsv(output_dir / names.recon_index(generator), dtype={"stimulus": str})
+    design = output_dir / names.design(*first_run)
+    mask_file = output_dir / names.brain_mask()
+    roi_files = {name: output_dir / names.roi_mask(name, atlas) for name, atlas in rois.items()}
+    roi_info = {
+        name: json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text()) for name, path in roi_files.items()
+    }
+    n_train = int((trial_table["split"] == "train").sum())
+    n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
+
+    sections = []
+    design_table = read_tsv(design)
+    sections.append(
+        Section(
+            title="Single-trial betas",
+            text=(
+                f"{len(trial_table)} trials in {trial_table['run'].nunique()} run(s) and "
+                f"{trial_table['session'].nunique()} session(s). Least-squares-all GLM: one regressor per trial, "
+                f"drift and confound regressors (the design matrix of the first run is shown). Betas are z-scored "
+                f"per voxel within each session."
+            ),
+            figures=[
+                Figure(
+                    plot_design_matrix(
+                        design_table, fig_dir / f"{prefix}_desc-design_matrix.svg", title="Design matrix, first run"
+                    ),
+                    f"{design_table.shape[0]} volumes x {design_table.shape[1]} regressors",
+                )
+            ],
+        )
+    )
+
+    roi_table = pd.DataFrame(
+        [
+            {
+                "ROI": k,
+                "voxels": v.get("Voxels"),
+                "source": v.get("Atlas") or "user mask",
+                "labels": "; ".join(v.get("AtlasLabels", [])),
+            }
+            for k, v in roi_info.items()
+        ]
+    )
+    background = boldref if boldref is not None else mask_file
+    sections.append(
+        Section(
+            title="Regions of interest",
+            text="Visual ROIs in the BOLD grid, within the brain mask common to all runs.",
+            figures=[
+                Figure(
+                    plot_roi_overlay(background, roi_files, fig_dir / f"{prefix}_desc-rois_overlay.svg"),
+                    "ROIs over the BOLD reference",
+                )
+            ],
+            tables=[("ROI sizes", roi_table)],
+        )
+    )
+
+    scores, alphas, decoder_rows = {}, {}, []
+    for roi, target in decoders:
+        name = f"{roi} -> {target}"
+        decoder = RidgeDecoder.load(output_dir / names.decoder(roi, target))
+        scores[name], alphas[name] = decoder.cv_scores, decoder.alphas
+        decoder_rows.append(
+            {
+                "decoder": name,
+                "voxels": len(decoder.voxel_indices),
+                "targets": decoder.weights.shape[1],
+                "median CV R²": float(np.median(decoder.cv_scores)),
+                "targets with CV R² > 0": int((decoder.cv_scores > 0).sum()),
+            }
+        )
+    sections.append(
+        Section(
+            title="Decoders",
+            text=(
+                f"Ridge decoders trained on {n_train} single training trials, alpha chosen per target by "
+                f"cross-validation; scores are cross-validated R² on training trials."
+            ),
+            figures=[
+                Figure(
+                    plot_cv_scores(scores, fig_dir / f"{prefix}_desc-cvscores_plot.svg", alphas=alphas),
+                    "Cross-validated R² per target, and the chosen alphas",
+                )
+            ],
+            tables=[("Decoders", pd.DataFrame(decoder_rows))],
+        )
+    )
+
+    stim_ids = list(index["stimulus"])
+    images = np.stack([np.asarray(Image.open(output_dir / f).convert("RGB"), np.float32) / 255 for f in index["file"]])
+    seen = StimulusResolver(Path(bids_dir), stimuli_folder).load_images(stim_ids, images.shape[1])
+    sections.append(
+        Section(
+            title="Reconstructions",
+            text=(
+                f"The {n_test_stim} test stimuli (seen) and their reconstructions from betas averaged over "
+                f"their repeats."
+            ),
+            figures=[
+                Figure(
+                    plot_reconstruction_grid(
+                        list(seen),
+                        {generator: list(images)},
+                        [Path(s).stem for s in stim_ids],
+                        fig_dir / f"{prefix}_desc-reconstructions_grid.png",
+                    ),
+                    "Seen (top) and reconstructed images",
+                )
+            ],
+        )
+    )
+
+    shown = table_metrics.copy()
+    shown["metric"] = shown["metric"].map(lambda m: METRIC_LABELS.get(m, m))
+    item_table = index.drop(columns=["file"])
+    sections.append(
+        Section(
+            title="Metrics",
+            text=(
+                "PixCorr and SSIM at 425 px; 2-way identification over all pairs (chance 50%). The chance level "
+                "of PixCorr, SSIM and feature correlation is their mean over mismatched image pairs."
+            ),
+            figures=[
+                Figure(
+                    plot_metrics(table_metrics, fig_dir / f"{prefix}_desc-metrics_plot.svg"),
+                    "Metrics with their chance levels (dashed)",
+                )
+            ],
+            tables=[("Summary", shown[["metric", "value", "chance", "n"]]), ("Per test stimulus", item_table)],
+        )
+    )
+
+    facts = {
+        **summary,
+        "Trials": str(len(trial_table)),
+        "Training trials": str(n_train),
+        "Test stimuli": str(n_test_stim),
+    }
+    for row in table_metrics.itertuples():
+        if row.metric == "identification_pixels":
+            facts["2-way identification (pixels)"] = f"{100 * row.value:.1f}% (chance 50%)"
+    return render_report(f"bids_recon report: sub-{names.subject}", sections, out_html, summary=facts, methods=methods)
