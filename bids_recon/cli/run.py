@@ -119,7 +119,8 @@ def check_paths(config: Config) -> None:
 
 def validate_bids(bids_dir: Path) -> None:
     """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16."""
-    exe = shutil.which("bids-validator-deno")
+    beside = Path(sys.executable).parent / "bids-validator-deno"  # a venv's bin/ when it is not on PATH
+    exe = shutil.which("bids-validator-deno") or (str(beside) if beside.exists() else None)
     if exe is None:
         LOGGER.warning("bids-validator-deno not found: skipping BIDS validation (pip install bids-validator-deno)")
         return
@@ -142,9 +143,13 @@ def setup_logging(config: Config, log_dir: Path) -> Path:
     root = logging.getLogger("bids_recon")
     root.handlers.clear()
     root.setLevel(level)
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
+    handlers = (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file))
+    for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
+    from nipype import logging as nipype_logging
+
+    nipype_logging.getLogger("nipype.workflow").addHandler(handlers[1])
     return log_file
 
 

@@ -15,14 +15,22 @@ import pandas as pd
 EVAL_SIZE = 425
 
 
-def resize_images(images: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
-    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear)."""
-    from skimage.transform import resize
+def resize_images(images: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
+    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear, float precision).
 
-    if images.shape[1:3] == (size, size):
-        return images.astype(np.float32)
-    return np.stack([resize(im, (size, size), order=1, anti_aliasing=False, preserve_range=True)
-                     for im in images]).astype(np.float32)
+    ``size=None`` returns the images unchanged (already at the evaluation size).
+    """
+    from PIL import Image
+
+    images = np.asarray(images, dtype=np.float32)
+    if size is None or images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, images.shape[3]), dtype=np.float32)
+    for i, image in enumerate(images):
+        for c in range(images.shape[3]):
+            channel = Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F")
+            out[i, :, :, c] = np.asarray(channel.resize((size, size), Image.Resampling.BILINEAR))
+    return out
 
 
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,13 +50,13 @@ def correlation_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
-def pixcorr(recon: np.ndarray, truth: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+def pixcorr(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
     """Per-image PixCorr ``(n,)`` of ``(n, H, W, 3)`` reconstructions against the seen images."""
     r, t = resize_images(recon, size), resize_images(truth, size)
     return _row_corr(r.reshape(len(r), -1).astype(np.float64), t.reshape(len(t), -1).astype(np.float64))
 
 
-def ssim(recon: np.ndarray, truth: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+def ssim(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
     """Per-image SSIM ``(n,)`` on greyscale images (Gaussian weights, sigma 1.5, data range 1)."""
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
@@ -104,16 +112,17 @@ def evaluate_reconstructions(
     per_item : pandas.DataFrame
         One row per item with each metric's per-item value.
     """
+    recon_eval, truth_eval = resize_images(recon), resize_images(truth)  # once, at the field's 425 px
     per_item = {
-        "pixcorr": pixcorr(recon, truth),
-        "ssim": ssim(recon, truth),
+        "pixcorr": pixcorr(recon_eval, truth_eval, size=None),
+        "ssim": ssim(recon_eval, truth_eval, size=None),
         "identification_pixels": two_way_identification(recon.reshape(len(recon), -1),
                                                         truth.reshape(len(truth), -1)),
     }
     # Chance for similarity metrics: each reconstruction against another item's image (a cyclic shift).
-    shifted = np.roll(truth, 1, axis=0)
-    chance_pixcorr = float(np.mean(pixcorr(recon, shifted)))
-    chance_ssim = float(np.mean(ssim(recon, shifted)))
+    shifted = np.roll(truth_eval, 1, axis=0)
+    chance_pixcorr = float(np.mean(pixcorr(recon_eval, shifted, size=None)))
+    chance_ssim = float(np.mean(ssim(recon_eval, shifted, size=None)))
     rows = [("pixcorr", chance_pixcorr, "similarity"), ("ssim", chance_ssim, "similarity"),
             ("identification_pixels", 0.5, "identification")]
     if decoded_features is not None and true_features is not None:

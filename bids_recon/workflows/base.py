@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nipype import config as nipype_config
+from nipype import logging as nipype_logging
 from nipype.pipeline import engine as pe
 
 from bids_recon.bids.layout import SubjectInputs
@@ -25,7 +26,11 @@ def init_bids_recon_wf(config: Config, inputs: dict[str, SubjectInputs]) -> pe.W
             "hash_method": "content",
         },
         "monitoring": {"enabled": False},
+        # node start/finish lines only with -v, the scheduler's chatter only with -vv
+        "logging": {name: {"INFO": "WARNING", "VERBOSE": "INFO"}.get(ex.log_level, "DEBUG")
+                    for name in ("workflow_level", "interface_level", "utils_level")},
     })
+    nipype_logging.update_logging(nipype_config)
     workflow = pe.Workflow(name="bids_recon_wf", base_dir=ex.work_dir)
     for subject, subject_inputs in inputs.items():
         workflow.add_nodes([init_participant_wf(config, subject_inputs, name=f"sub_{subject}_wf")])

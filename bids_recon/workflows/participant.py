@@ -77,6 +77,9 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     device = "cpu" if ex.device == "auto" else ex.device
     generator = wf_cfg.generate.generator
 
+    # Files with a res- entity must say what it means (BIDS validator: SIDECAR_KEY_REQUIRED)
+    grid = {"Resolution": f"res-{wf_cfg.resolution}: the grid of the fMRIPrep {wf_cfg.space} res-{wf_cfg.resolution} "
+                          "preprocessed BOLD"} if wf_cfg.resolution else {}
     wf = pe.Workflow(name=name or f"sub_{inputs.subject}_wf")
     wf.__desc__ = methods_text(config, inputs)
 
@@ -85,7 +88,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         out_file=str(out_dir / names.brain_mask()),
         sidecar={"Type": "Brain", "Sources": [bids_uri("fmriprep", _rel(r.brain_mask, fmriprep_dir))
                                               for r in inputs.runs],
-                 "Description": "Voxels inside the brain mask of every run"},
+                 "Description": "Voxels inside the brain mask of every run", **grid},
     ), name="ds_brain_mask")
     wf.connect(mask, "out_mask", ds_mask, "in_file")
 
@@ -104,7 +107,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
                            " rows of the .tsv beside it list the trials in volume order",
             "Units": "percent signal change", "EstimationMethod": "LSA", "HRFModel": glm_cfg.hrf_model,
             "DriftModel": glm_cfg.drift_model, "HighPassHz": glm_cfg.high_pass_hz, "Confounds": glm_cfg.confounds,
-            "RepetitionTime": run.repetition_time,
+            "RepetitionTime": run.repetition_time, **grid,
             "Sources": [bids_uri("fmriprep", _rel(run.preproc_bold, fmriprep_dir)),
                         bids_uri("fmriprep", _rel(run.confounds, fmriprep_dir)),
                         bids_uri("raw", _rel(run.events, bids_dir))],
@@ -170,7 +173,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         ds_roi = pe.Node(DerivativesSink(
             out_file=str(out_dir / names.roi_mask(roi, atlas)),
             sidecar={"Type": "ROI", "Atlas": atlas, "AtlasLabels": roi_cfg.labels.get(roi, []),
-                     "Template": roi_cfg.template, "Resampling": "nearest neighbour to the BOLD grid",
+                     "Template": roi_cfg.template, "Resampling": "nearest neighbour to the BOLD grid", **grid,
                      "Sources": [roi_cfg.user_masks[roi]] if roi in roi_cfg.user_masks else
                      [f"templateflow:tpl-{roi_cfg.template}_res-{roi_cfg.resolution:02d}_atlas-{roi_cfg.atlas}"
                       f"_desc-{roi_cfg.atlas_desc}_dseg.nii.gz"]},

@@ -1,0 +1,47 @@
+"""Shared fixtures: simulated datasets (made once per test session) and the pipeline run on them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """The ``tiny`` simulated dataset: raw BIDS, fMRIPrep derivatives, TemplateFlow folder, ground truth."""
+    from bids_recon.sim import simulate_dataset
+
+    return simulate_dataset(tmp_path_factory.mktemp("sim") / "ds", preset="tiny", seed=0)
+
+
+def run_cli(args: list[str], templateflow_dir: Path, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set."""
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1"}
+    return subprocess.run([sys.executable, "-m", "bids_recon", *args], capture_output=True, text=True, env=env,
+                          **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    """The participant and group levels run once on the tiny dataset."""
+    root = tmp_path_factory.mktemp("run")
+    out, work = root / "out", root / "work"
+    participant = run_cli([str(tiny_dataset.bids_dir), str(out), "participant", "-d",
+                           f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(work), "--nprocs", "2"],
+                          tiny_dataset.templateflow_dir)
+    group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir)
+    return {"out": out, "work": work, "participant": participant, "group": group, "dataset": tiny_dataset}
+
+
+def bids_validator() -> str | None:
+    return shutil.which("bids-validator-deno") or (
+        str(Path(sys.executable).parent / "bids-validator-deno")
+        if (Path(sys.executable).parent / "bids-validator-deno").exists() else None
+    )
