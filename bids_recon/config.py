@@ -97,7 +97,7 @@ class DecodingConfig:
     target: str = "imagepca"
     roi: str = "earlyvisual"
     n_components: int = 64
-    alphas: list[float] = field(default_factory=lambda: [10.0**k for k in range(-1, 6)])
+    alphas: list[float] = field(default_factory=lambda: [10.0**k for k in range(0, 9)])
     cv_folds: int = 5
 
 

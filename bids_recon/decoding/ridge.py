@@ -96,6 +96,7 @@ def fit_ridge_decoder(
     from himalaya.backend import set_backend
     from himalaya.kernel_ridge import KernelRidgeCV
     from himalaya.ridge import RidgeCV
+    from himalaya.scoring import r2_score
     from sklearn.model_selection import KFold
 
     if len(betas) != len(targets):
@@ -114,10 +115,13 @@ def fit_ridge_decoder(
     cv = KFold(n_splits=cv_folds, shuffle=False)
     alphas = np.asarray(alphas, dtype=np.float64)
     kernel = x.shape[0] < x.shape[1]
+    # himalaya scores with the negative squared error by default: ask for R² so that the saved CV scores
+    # mean what the report says (alpha choice per target is the same up to fold weighting)
+    solver_params = {"score_func": r2_score}
     if kernel:
-        model = KernelRidgeCV(alphas=alphas, kernel="linear", cv=cv)
+        model = KernelRidgeCV(alphas=alphas, kernel="linear", cv=cv, solver_params=solver_params)
     else:
-        model = RidgeCV(alphas=alphas, cv=cv)
+        model = RidgeCV(alphas=alphas, cv=cv, solver_params=solver_params)
     model.fit(x, y)
     weights = model.get_primal_coef() if kernel else model.coef_
     to_np = backend.to_numpy
