@@ -1,0 +1,135 @@
+"""Domain functions against the simulator's ground truth, and their input checks."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bids_recon.bids.layout import collect_inputs
+from bids_recon.config import Config
+from bids_recon.decoding import train_and_decode
+from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.evaluate import two_way_identification
+from bids_recon.features import StimulusResolver, image_targets
+from bids_recon.glm import combine_runs, estimate_run_betas, intersect_masks, load_events
+from bids_recon.sim import load_truth
+
+
+@pytest.fixture(scope="module")
+def subject_betas(tiny_dataset):
+    """LSA betas of sub-01 of the tiny dataset, with the truth on the same voxels."""
+    inputs = collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir)["01"]
+    mask_img = intersect_masks([r.brain_mask for r in inputs.runs])
+    cfg = Config().workflow
+    runs = [estimate_run_betas(r.preproc_bold, mask_img, r.events, r.confounds, r.repetition_time, r.subject,
+                               r.session, r.run, cfg.glm.confounds) for r in inputs.runs]
+    raw = np.concatenate([r.betas for r in runs])
+    zscored, trials = combine_runs([r.betas for r in runs], [r.trials for r in runs])
+    truth = load_truth(tiny_dataset.truth_dir, "01")
+    # put the truth (over the simulator's mask voxels) on our mask's voxels
+    ours = np.asarray(mask_img.dataobj) > 0
+    position = np.full(truth["mask"].shape, -1)
+    position[truth["mask"]] = np.arange(int(truth["mask"].sum()))
+    columns = position[ours]
+    assert (columns >= 0).all()
+    return {"raw": raw, "z": zscored, "trials": trials, "truth": truth, "columns": columns, "mask": mask_img,
+            "inputs": inputs}
+
+
+def test_betas_recover_true_amplitudes(subject_betas):
+    truth, columns = subject_betas["truth"], subject_betas["columns"]
+    amplitudes = truth["amplitudes"][:, columns]
+    signal = truth["signal"][columns]
+    raw = subject_betas["raw"]
+    r = [np.corrcoef(raw[:, v], amplitudes[:, v])[0, 1] for v in np.flatnonzero(signal)]
+    assert np.median(r) > 0.3, np.median(r)
+    # units: percent signal change, so the slope against the truth is near 1 in signal voxels
+    slope = np.median([np.polyfit(amplitudes[:, v], raw[:, v], 1)[0] for v in np.flatnonzero(signal)[:200]])
+    assert 0.5 < slope < 1.5, slope
+
+
+def test_trial_table_aligned_with_truth(subject_betas):
+    trials, truth_trials = subject_betas["trials"], subject_betas["truth"]["trials"]
+    assert len(trials) == len(truth_trials)
+    np.testing.assert_allclose(trials["onset"], truth_trials["onset"].astype(float))
+    assert (trials["stim_id"].to_numpy() == truth_trials["stim_file"].to_numpy()).all()
+    assert set(trials.loc[trials["split"] == "test", "stim_id"]) == set(
+        truth_trials.loc[truth_trials["split"] == "test", "stim_file"])
+
+
+def test_zscored_per_session(subject_betas):
+    z, sessions = subject_betas["z"], subject_betas["trials"]["session"].to_numpy()
+    for session in np.unique(sessions):
+        block = z[sessions == session]
+        np.testing.assert_allclose(block.mean(axis=0), 0, atol=1e-4)
+
+
+def test_decoder_identifies_test_stimuli(subject_betas, tiny_dataset):
+    trials = subject_betas["trials"]
+    resolver = StimulusResolver(tiny_dataset.bids_dir)
+    basis, stim_ids, coefficients = image_targets(resolver, trials, 32, 32)
+    import os
+
+    from bids_recon.rois import atlas_rois
+
+    os.environ["TEMPLATEFLOW_HOME"] = str(tiny_dataset.templateflow_dir)
+    rois, _ = atlas_rois(subject_betas["mask"], Config().workflow.rois.labels)
+    brain = np.asarray(subject_betas["mask"].dataobj) > 0
+    voxels = np.flatnonzero(rois["earlyvisual"][brain])
+    decoder, decoded = train_and_decode(subject_betas["z"], trials, voxels, stim_ids, coefficients,
+                                        [10.0**k for k in range(0, 9)])
+    assert decoded.decoded.shape == (trials.loc[trials.split == "test", "stim_id"].nunique(), basis.n_components)
+    assert (decoded.n_trials >= 2).all()
+    assert two_way_identification(decoded.decoded, decoded.true).mean() > 0.8
+    assert decoder.cv_scores.max() > 0.3  # the first image components decode on held-out training trials
+    # a decoder from voxels without signal is at chance
+    rng = np.random.default_rng(0)
+    _, noise = train_and_decode(rng.normal(size=subject_betas["z"].shape).astype(np.float32), trials, voxels,
+                                stim_ids, coefficients, [10.0**k for k in range(0, 9)])
+    assert two_way_identification(noise.decoded, noise.true).mean() < 0.75
+
+
+def test_events_checks(tmp_path):
+    path = tmp_path / "events.tsv"
+    pd.DataFrame({"onset": [0, 4], "stim_file": ["a.png", "b.png"]}).to_csv(path, sep="\t", index=False)
+    with pytest.raises(BadDataError, match="duration"):
+        load_events(path)
+    pd.DataFrame({"onset": [0, "x"], "duration": [3, 3]}).to_csv(path, sep="\t", index=False)
+    with pytest.raises(BadDataError, match="line 3"):
+        load_events(path)
+    pd.DataFrame({"onset": [0, 100], "duration": [3, 3]}).to_csv(path, sep="\t", index=False)
+    with pytest.raises(BadDataError, match="ends after the run"):
+        load_events(path, n_volumes=50, repetition_time=1.5)
+    with pytest.raises(MissingInputError):
+        load_events(tmp_path / "missing.tsv")
+
+
+def test_stimulus_resolver_refuses_escapes(tiny_dataset, tmp_path):
+    resolver = StimulusResolver(tiny_dataset.bids_dir)
+    first = sorted((tiny_dataset.bids_dir / "stimuli").glob("*.png"))[0].name
+    assert resolver.load_image(first, 16).shape == (16, 16, 3)
+    for bad in ("../dataset_description.json", "/etc/passwd"):
+        with pytest.raises(BadDataError):
+            resolver.path(bad)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"")
+    link = tiny_dataset.bids_dir / "stimuli" / "link.png"
+    link.symlink_to(outside)
+    try:
+        with pytest.raises(BadDataError, match="outside the dataset"):
+            resolver.path("link.png")
+    finally:
+        link.unlink()
+    with pytest.raises(MissingInputError):
+        resolver.path("nope.png")
+
+
+def test_mask_grid_mismatch(tmp_path, tiny_dataset):
+    inputs = collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir)["01"]
+    img = nib.load(inputs.runs[0].brain_mask)
+    other = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), img.affine), other)
+    with pytest.raises(BadDataError, match="grid differs"):
+        intersect_masks([inputs.runs[0].brain_mask, other])
