@@ -51,6 +51,23 @@ def methods_text(config: Config, inputs: SubjectInputs) -> str:
     )
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is a usage error."""
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        available = torch.cuda.is_available()
+    except ImportError:
+        available = False
+    if device == "cuda" and not available:
+        from bids_recon.errors import UsageError
+
+        raise UsageError("--device cuda was asked for but torch sees no CUDA GPU (use --device cpu or auto)")
+    return "cuda" if available else "cpu"
+
+
 def report_summary(config: Config, inputs: SubjectInputs) -> dict[str, str]:
     """Facts shown at the top of the participant report."""
     return {"Participant": inputs.subject, "Task": inputs.task,
@@ -74,7 +91,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     bids_dir, out_dir = Path(ex.bids_dir), Path(ex.output_dir)
     fmriprep_dir = Path(ex.derivatives["fmriprep"])
     names = SubjectOutputs(inputs.subject, inputs.task, wf_cfg.space, wf_cfg.resolution)
-    device = "cpu" if ex.device == "auto" else ex.device
+    device = resolve_device(ex.device)
     generator = wf_cfg.generate.generator
 
     # Files with a res- entity must say what it means (BIDS validator: SIDECAR_KEY_REQUIRED)
