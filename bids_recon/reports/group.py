@@ -24,6 +24,7 @@ def build_group_report(output_dir: Path, table: pd.DataFrame, out_html: Path) ->
                       minimum=("value", "min"), maximum=("value", "max"), chance=("chance", "mean"))
                  .reset_index())
         wide = rows.pivot_table(index="participant_id", columns="metric", values="value").reset_index()
+        wide.columns.name = None
         sections.append(Section(
             title=f"Task {task}, {method} generator",
             text=(f"{rows['participant_id'].nunique()} participants. Identification metrics are fractions "

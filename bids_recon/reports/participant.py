@@ -82,7 +82,7 @@ def build_participant_report(
         Section(
             title="Single-trial betas",
             text=(
-                f"{len(trial_table)} trials in {trial_table['run'].nunique()} run(s) and "
+                f"{len(trial_table)} trials in {len(trial_table.groupby(['session', 'run'], dropna=False))} run(s) and "
                 f"{trial_table['session'].nunique()} session(s). Least-squares-all GLM: one regressor per trial, "
                 f"drift and confound regressors (the design matrix of the first run is shown). Betas are z-scored "
                 f"per voxel within each session."
