@@ -17,13 +17,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bids_recon.config import DEFAULT_ROI_LABELS
 from bids_recon.errors import UsageError
 from bids_recon.sim import PRESETS, TASK, load_truth, simulate_dataset
 from bids_recon.sim.cli import main
 
 BASE_CONFOUNDS = ["global_signal", "csf", "white_matter", "trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 SPACE = "MNI152NLin2009cAsym"
-EARLY_VISUAL = ("Intracalcarine Cortex", "Supracalcarine Cortex", "Cuneal Cortex", "Lingual Gyrus", "Occipital Pole")
+EARLY_VISUAL = tuple(DEFAULT_ROI_LABELS["earlyvisual"])
 
 
 # --------------------------------------------------------------------------------------------------

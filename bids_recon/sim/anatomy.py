@@ -10,26 +10,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from bids_recon.config import DEFAULT_ROI_LABELS
+
 MNI_CENTRE = (0.0, -18.0, 18.0)
 """MNI coordinate (mm) of the grid centre."""
 
-EARLY_VISUAL = (
-    "Intracalcarine Cortex",
-    "Supracalcarine Cortex",
-    "Cuneal Cortex",
-    "Lingual Gyrus",
-    "Occipital Pole",
-)
-"""Harvard-Oxford label names of the early-visual ROI (as bids_recon defines it)."""
+EARLY_VISUAL = tuple(DEFAULT_ROI_LABELS["earlyvisual"])
+"""Harvard-Oxford label names of the early-visual ROI (the pipeline's default, from bids_recon.config)."""
 
-HIGHER_VISUAL = (
-    "Lateral Occipital Cortex, superior division",
-    "Lateral Occipital Cortex, inferior division",
-    "Occipital Fusiform Gyrus",
-    "Temporal Occipital Fusiform Cortex",
-    "Inferior Temporal Gyrus, temporooccipital part",
-    "Parahippocampal Gyrus, posterior division",
-)
+HIGHER_VISUAL = tuple(DEFAULT_ROI_LABELS["highervisual"])
 """Harvard-Oxford label names of the higher-visual ROI."""
 
 # Remaining Harvard-Oxford labels roughly from anterior to posterior (placed as coarse parcels).
@@ -41,8 +30,7 @@ _OTHER_ORDER = (
 
 def label_table() -> pd.DataFrame:
     """The Harvard-Oxford cortical label table shipped in ``bids_recon.data`` (columns index, name)."""
-    text = resources.files("bids_recon.data").joinpath("tpl-MNI152NLin6Asym_atlas-HOCPA_dseg.tsv").read_text()
-    return pd.read_csv(io.StringIO(text), sep="\t")
+    return pd.read_csv(io.StringIO(label_table_text()), sep="\t")
 
 
 def label_table_text() -> str:

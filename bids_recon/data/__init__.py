@@ -1,0 +1,1 @@
+"""Packaged resources: report templates, the Harvard-Oxford label table."""
