@@ -1,0 +1,105 @@
+"""Exit codes and selections on real (simulated) data: bad data, invalid BIDS, filters, config files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from bids_recon.bids.layout import collect_inputs
+from bids_recon.cli.parser import build_parser
+from bids_recon.cli.run import build_config
+from bids_recon.config import Config
+from bids_recon.errors import EmptySelectionError
+from tests.conftest import bids_validator, run_cli
+
+
+@pytest.fixture
+def dataset_copy(tiny_dataset, tmp_path):
+    """A writable copy of the tiny dataset (raw + fMRIPrep inside it)."""
+    bids = tmp_path / "ds"
+    shutil.copytree(tiny_dataset.bids_dir, bids)
+    return bids
+
+
+def _participant(bids, out, templateflow, *extra):
+    return run_cli([str(bids), str(out), "participant", "-d", f"fmriprep={bids / 'derivatives' / 'fmriprep'}",
+                    "-w", str(out.parent / "work"), "--participant-label", "01", *extra], templateflow)
+
+
+def test_bad_confounds_inside_a_node_is_65(dataset_copy, tiny_dataset, tmp_path):
+    confounds = sorted((dataset_copy / "derivatives" / "fmriprep").rglob("*run-01_desc-confounds_timeseries.tsv"))[0]
+    table = pd.read_csv(confounds, sep="\t")
+    table.iloc[:-5].to_csv(confounds, sep="\t", index=False, na_rep="n/a")
+    proc = _participant(dataset_copy, tmp_path / "out", tiny_dataset.templateflow_dir, "--skip-bids-validation")
+    assert proc.returncode == 65, proc.stderr[-3000:]
+    assert confounds.name in proc.stderr and "rows" in proc.stderr
+    # nothing that looks complete: no report, no metrics
+    assert not (tmp_path / "out" / "sub-01.html").exists()
+
+
+def test_invalid_bids_is_16(dataset_copy, tiny_dataset, tmp_path):
+    if bids_validator() is None:
+        pytest.skip("bids-validator-deno is not installed")
+    description = dataset_copy / "dataset_description.json"
+    data = json.loads(description.read_text())
+    del data["Name"]  # a required field
+    description.write_text(json.dumps(data))
+    (dataset_copy / "sub-01" / "ses-01" / "func" / "sub-01_ses-01_task-images_run-01_notasuffix.txt").write_text("x")
+    proc = _participant(dataset_copy, tmp_path / "out", tiny_dataset.templateflow_dir)
+    assert proc.returncode == 16, proc.stderr[-3000:]
+    assert "BIDS validator" in proc.stderr
+
+
+def test_session_and_filters_select_runs(tiny_dataset, tmp_path):
+    both = collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir)
+    assert set(both) == set(tiny_dataset.subjects)
+    one_run = collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir, ["sub-01"],
+                             bids_filters={"bold": {"run": [1]}})
+    assert list(one_run) == ["01"] and [r.run for r in one_run["01"].runs] == ["01"]
+    assert all(r.repetition_time == 1.5 for r in both["01"].runs)
+    with pytest.raises(EmptySelectionError):
+        collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir, session_label=["99"])
+    with pytest.raises(EmptySelectionError, match="task 'rest'"):
+        collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir, task="rest")
+
+
+def test_filter_file_selecting_nothing_is_18(tiny_dataset, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps({"bold": {"run": [7]}}))
+    proc = _participant(tiny_dataset.bids_dir, tmp_path / "out", tiny_dataset.templateflow_dir,
+                        "--skip-bids-validation", "--bids-filter-file", str(filters))
+    assert proc.returncode == 18, proc.stderr[-2000:]
+
+
+def test_config_file_and_flags(tmp_path):
+    config = Config()
+    config.workflow.decoding.n_components = 7
+    config.workflow.stimuli.image_size = 40
+    config.execution.random_seed = 3
+    path = config.save(tmp_path / "saved.toml")
+    parser = build_parser()
+    args = parser.parse_args([str(tmp_path / "ds"), str(tmp_path / "out"), "participant", "--config-file", str(path),
+                              "--image-size", "48", "--roi-mask", "earlyvisual=/data/v1.nii.gz:1"])
+    merged = build_config(args, parser)
+    assert merged.workflow.decoding.n_components == 7  # from the file
+    assert merged.workflow.stimuli.image_size == 48  # the flag wins
+    assert merged.execution.random_seed == 3
+    assert merged.workflow.rois.user_masks == {"earlyvisual": "/data/v1.nii.gz:1"}
+
+
+def test_user_roi_mask(dataset_copy, tiny_dataset, tmp_path):
+    """--roi-mask replaces the atlas ROI: a mask with no voxel in the brain is refused (65)."""
+    import nibabel as nib
+    import numpy as np
+
+    brain = sorted((dataset_copy / "derivatives" / "fmriprep").rglob("*desc-brain_mask.nii.gz"))[0]
+    img = nib.load(brain)
+    empty = tmp_path / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), empty)
+    proc = _participant(dataset_copy, tmp_path / "out", tiny_dataset.templateflow_dir, "--skip-bids-validation",
+                        "--roi-mask", f"earlyvisual={empty}")
+    assert proc.returncode == 65, proc.stderr[-3000:]
+    assert "earlyvisual" in proc.stderr and "0 voxels" in proc.stderr
