@@ -236,10 +236,9 @@ def run_participants(config: Config, log_dir: Path) -> None:
     except Exception as exc:
         errors = read_errors(str(error_dir))
         if errors:
-            first = errors[0]
-            for err in errors:
-                LOGGER.error("%s: %s", err["where"], err["message"])
-            raise _error_from_record(first) from exc
+            for err in errors[1:]:  # the first one is reported as the run's error
+                LOGGER.error("also failed, %s: %s", err["where"], err["message"])
+            raise _error_from_record(errors[0]) from exc
         raise
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
