@@ -183,6 +183,10 @@ def logs_dir(output_dir: Path, run_id: str) -> Path:
     return Path(output_dir) / "logs" / run_id
 
 
+#: Methods boilerplate written into each participant run's logs folder (text with references, BibTeX).
+CITATION_FILES = ("CITATION.md", "CITATION.bib")
+
+
 def bids_uri(dataset: str, relative_path: Path | str) -> str:
     """A BIDS URI (``bids:<dataset>:<path>``) naming a file of a linked dataset."""
     return f"bids:{dataset}:{Path(relative_path).as_posix()}"

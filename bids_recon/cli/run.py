@@ -229,6 +229,9 @@ def run_participants(config: Config, log_dir: Path) -> None:
     from bids_recon.workflows.base import init_bids_recon_wf, nipype_plugin
 
     workflow = init_bids_recon_wf(config, inputs)
+    from bids_recon.reports.citation import write_citation
+
+    LOGGER.info("Methods boilerplate: %s", write_citation(workflow, config, log_dir)[0])
     plugin, plugin_args = nipype_plugin(config)
     LOGGER.info("Running the workflow (%s, %s) in %s", plugin, plugin_args, ex.work_dir)
     try:
