@@ -1,0 +1,139 @@
+"""A Boutiques descriptor of ``bids_recon``, generated from the argparse parser (never written by hand).
+
+``python -m bids_recon.cli.boutiques boutiques/bids_recon.json`` rewrites the committed descriptor; a test
+regenerates it and fails when the two differ, so the descriptor follows every change of
+:func:`bids_recon.cli.parser.build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from bids_recon import __version__
+from bids_recon.cli.parser import ANALYSIS_LEVELS, build_parser
+
+#: The container image the Dockerfile builds (``docker build -t`` this name).
+CONTAINER_IMAGE = f"bidsrecon/bids_recon:{__version__}"
+SCHEMA_VERSION = "0.5"
+_SKIP = (argparse._HelpAction, argparse._VersionAction)
+_OUTPUT_PATHS = ("output_dir", "work_dir")
+
+
+def _input_id(action: argparse.Action) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", action.dest)
+
+
+def _value_type(action: argparse.Action) -> tuple[str, dict[str, Any]]:
+    """Boutiques type of an argparse action, and the keys that refine it."""
+    if isinstance(action, argparse._StoreTrueAction | argparse._CountAction):
+        return "Flag", {}
+    if action.type is int:
+        return "Number", {"integer": True}
+    if action.type is float:
+        return "Number", {"integer": False}
+    if action.dest in _OUTPUT_PATHS:
+        return "String", {}  # written, not read: Boutiques must not require it to exist
+    if action.type is Path or getattr(action.type, "__name__", "") == "_existing_file":
+        return "File", {}
+    return "String", {}
+
+
+def _default(action: argparse.Action) -> Any:
+    value = action.default
+    if value is None or value == [] or isinstance(action, argparse._StoreTrueAction | argparse._CountAction):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _describe(action: argparse.Action) -> str:
+    text = (action.help or "").replace("%%", "%")
+    if isinstance(action, argparse._AppendAction):
+        text += " (repeatable on the command line; one value in this descriptor)"
+    if isinstance(action, argparse._CountAction):
+        text += " (the descriptor passes it once)"
+    return text
+
+
+def build_descriptor(parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
+    """The Boutiques descriptor (schema 0.5) of the ``bids_recon`` command line.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser, optional
+        The parser to describe; :func:`bids_recon.cli.parser.build_parser` when omitted.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable descriptor: one input per argparse option (help and version left out).
+    """
+    parser = parser or build_parser()
+    inputs: list[dict[str, Any]] = []
+    keys: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, _SKIP):
+            continue
+        ident = _input_id(action)
+        value_key = f"[{ident.upper()}]"
+        keys.append(value_key)
+        btype, extra = _value_type(action)
+        item: dict[str, Any] = {"id": ident, "name": ident.replace("_", " "), "type": btype,
+                                "description": _describe(action), "value-key": value_key,
+                                "optional": not (not action.option_strings or action.required), **extra}
+        if action.option_strings:
+            item["command-line-flag"] = max(action.option_strings, key=len)
+        if action.nargs in ("+", "*"):
+            item["list"] = True
+            if action.nargs == "+":
+                item["min-list-entries"] = 1
+        choices = ANALYSIS_LEVELS if action.dest == "analysis_level" else action.choices
+        if choices:
+            item["value-choices"] = list(choices)
+        default = _default(action)
+        if default is not None:
+            item["default-value"] = default
+        inputs.append(item)
+    return {
+        "name": "bids_recon",
+        "tool-version": __version__,
+        "description": parser.description,
+        "author": "bids_recon developers",
+        "url": "https://github.com/bids-recon/bids_recon",
+        "command-line": " ".join([parser.prog, *keys]),
+        "schema-version": SCHEMA_VERSION,
+        "container-image": {"type": "docker", "image": CONTAINER_IMAGE},
+        "inputs": inputs,
+        "output-files": [
+            {"id": "output_folder", "name": "output folder", "path-template": "[OUTPUT_DIR]",
+             "description": "the BIDS-derivatives dataset (betas, ROIs, decoders, reconstructions, reports)"},
+        ],
+        "tags": {"domain": ["neuroinformatics", "fmri", "bids-app", "image-reconstruction"]},
+    }
+
+
+def render_descriptor(parser: argparse.ArgumentParser | None = None) -> str:
+    """The descriptor as the committed file's text (sorted keys kept in schema order, 2-space indent)."""
+    return json.dumps(build_descriptor(parser), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the descriptor to the path given (stdout when none)."""
+    argv = sys.argv[1:] if argv is None else argv
+    text = render_descriptor()
+    if argv:
+        Path(argv[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(argv[0]).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
