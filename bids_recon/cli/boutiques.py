@@ -28,6 +28,11 @@ def _input_id(action: argparse.Action) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", action.dest)
 
 
+def command_line_flag(action: argparse.Action) -> str:
+    """The flag the descriptor uses: the first long option (``--nprocs`` rather than its alias ``--nthreads``)."""
+    return next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+
+
 def _value_type(action: argparse.Action) -> tuple[str, dict[str, Any]]:
     """Boutiques type of an argparse action, and the keys that refine it."""
     if isinstance(action, argparse._StoreTrueAction | argparse._CountAction):
@@ -88,7 +93,7 @@ def build_descriptor(parser: argparse.ArgumentParser | None = None) -> dict[str,
                                 "description": _describe(action), "value-key": value_key,
                                 "optional": not (not action.option_strings or action.required), **extra}
         if action.option_strings:
-            item["command-line-flag"] = max(action.option_strings, key=len)
+            item["command-line-flag"] = command_line_flag(action)
         if action.nargs in ("+", "*"):
             item["list"] = True
             if action.nargs == "+":
