@@ -1,0 +1,50 @@
+"""The documentation site builds with warnings as errors, and its generated pages match the code."""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bids_recon.cli.parser import build_parser
+from bids_recon.cli.reference import render_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _options() -> list[str]:
+    return [flag for action in build_parser()._actions for flag in action.option_strings
+            if flag not in ("-h", "--help")]
+
+
+def test_cli_reference_lists_every_option():
+    text = render_markdown()
+    for flag in _options():
+        assert f"`{flag}" in text, flag
+    assert "<!-- cli-reference -->" in (ROOT / "docs/cli.md").read_text(), "docs/cli.md must be generated"
+
+
+def test_every_docs_page_is_in_the_navigation():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    in_nav = {page for entry in config["nav"] for page in entry.values()}
+    on_disk = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert on_disk == in_nav, (on_disk - in_nav, in_nav - on_disk)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
+                    reason="mkdocs is not installed (pip install -e .[test])")
+def test_docs_build_strict(tmp_path):
+    site = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+                           "-d", str(site)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cli_page = html.unescape((site / "cli" / "index.html").read_text())
+    for flag in _options():
+        assert flag in cli_page, flag
+    assert "<!-- include:" not in (site / "hpc" / "index.html").read_text()
+    assert "#SBATCH" in html.unescape((site / "hpc" / "index.html").read_text())
