@@ -57,11 +57,13 @@ DEFAULT_CONFOUNDS: list[str] = [
 class GlmConfig:
     """Single-trial beta estimation."""
 
-    estimator: str = "lsa"
-    hrf_model: str = "glover"
-    drift_model: str = "cosine"
+    #: lsa | lss | fithrf | fithrf-denoise | fithrf-denoise-rr (see bids_recon.glm.estimators)
+    estimator: str = "fithrf-denoise-rr"
     high_pass_hz: float = 0.01
     confounds: list[str] = field(default_factory=lambda: list(DEFAULT_CONFOUNDS))
+    max_noise_components: int = 10
+    #: "session": one ridge fraction per session; "voxel": GLMsingle's per-voxel choice
+    fraction_selection: str = "session"
     zscore_per_session: bool = True
 
 
@@ -102,10 +104,40 @@ class DecodingConfig:
 
 
 @dataclass
+class DiffusionConfig:
+    """The latent-diffusion path of Takagi & Nishimoto (2023): z/c features, decoders and sampling.
+
+    ``model`` is a local diffusers folder or a hub id, found offline (``model_dir``, the Hugging Face cache)
+    unless ``allow_download``. ``feature_cache`` empty = ``<work_dir>/feature_cache``. ``output_size`` 0 = the
+    model's own size (512 px for SD-1.x). Sample ``k`` of every stimulus uses seed ``seed + k``.
+    """
+
+    model: str = "CompVis/stable-diffusion-v1-4"
+    model_dir: str = ""
+    allow_download: bool = False
+    feature_cache: str = ""
+    latent_image_size: int = 320
+    z_roi: str = "earlyvisual"
+    c_roi: str = "highervisual"
+    z_target: str = "vaelatent"
+    c_target: str = "textembedding"
+    steps: int = 50
+    strength: float = 0.8
+    guidance_scale: float = 5.0
+    n_samples: int = 5
+    seed: int = 42
+    batch_size: int = 8
+    output_size: int = 0
+    variants: list[str] = field(default_factory=lambda: ["z", "c", "zc"])
+    progress: bool = True
+
+
+@dataclass
 class GenerateConfig:
     """Image generator that turns decoded features into pictures."""
 
     generator: str = "linear"
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
 
 @dataclass

@@ -142,6 +142,14 @@ class SubjectOutputs:
         )
         return self.root / "recon" / name
 
+    def recon_variant_image(self, stimulus: str, variant: str, sample: int, extension: str = ".png") -> Path:
+        """One image of the diffusion generator: ``variant`` (z, c, zc) and 0-based ``sample`` in ``desc-``.
+
+        E.g. ``sub-01_task-images_stim-stim0001_desc-diffusionzcsample1_recon.png`` (z has one sample: no suffix).
+        """
+        desc = f"diffusion{variant}" + ("" if variant == "z" else f"sample{int(sample) + 1}")
+        return self.recon_image(stimulus, desc, extension)
+
     def recon_index(self, generator: str) -> Path:
         """TSV index of the reconstructions: stimulus, trials, file, and each stimulus's metrics."""
         name = build_name({"sub": self.subject, "task": self.task, "desc": sanitize_label(generator)},

@@ -89,8 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
                         help="events.tsv column naming each trial's image (relative to stimuli/)")
     method.add_argument("--test-min-repeats", type=int, default=defaults.workflow.stimuli.test_min_repeats,
                         help="stimuli shown at least this many times form the test set")
-    method.add_argument("--generator", choices=["linear"], default=defaults.workflow.generate.generator,
-                        help="image generator: 'linear' = PCA image basis (CPU, no weights)")
+    method.add_argument("--generator", choices=["linear", "diffusion"], default=defaults.workflow.generate.generator,
+                        help="image generator: 'linear' = PCA image basis (CPU, no weights); 'diffusion' = "
+                             "Takagi & Nishimoto (2023): VAE latent z and caption embedding c decoded, then "
+                             "latent-diffusion img2img (needs the model's weights; a GPU is advised)")
+
+    diff = defaults.workflow.generate.diffusion
+    dif = parser.add_argument_group("Latent diffusion (--generator diffusion)")
+    dif.add_argument("--model", default=diff.model,
+                     help="local diffusers folder, or a Hugging Face hub id looked up in --model-dir and the "
+                          "HF cache (HF_HOME); never downloaded without --allow-download")
+    dif.add_argument("--model-dir", default=diff.model_dir, metavar="DIR",
+                     help="folder holding models under their hub id (DIR/CompVis/stable-diffusion-v1-4); "
+                          "default $BIDS_RECON_MODEL_DIR")
+    dif.add_argument("--allow-download", action="store_true", help="allow downloading the model from the hub")
+    dif.add_argument("--captions", default=None, metavar="FILE",
+                     help="captions table (TSV: stim_file, caption; several rows per image allowed); "
+                          f"default BIDS_DIR/{defaults.workflow.stimuli.captions}")
+    dif.add_argument("--feature-cache", default=diff.feature_cache, metavar="DIR",
+                     help="cache of stimulus z/c features shared across subjects and runs "
+                          "(default WORK_DIR/feature_cache)")
+    dif.add_argument("--latent-image-size", type=int, default=diff.latent_image_size,
+                     help="stimuli are resized to this size (px) before VAE encoding (paper: 320 -> 4x40x40)")
+    dif.add_argument("--diffusion-steps", type=int, default=diff.steps, help="DDIM steps")
+    dif.add_argument("--strength", type=float, default=diff.strength, help="img2img noise strength (0-1)")
+    dif.add_argument("--guidance-scale", type=float, default=diff.guidance_scale,
+                     help="classifier-free guidance against the empty-caption embedding")
+    dif.add_argument("--n-samples", type=int, default=diff.n_samples, help="samples per image (c and z+c)")
+    dif.add_argument("--diffusion-seed", type=int, default=diff.seed, help="sample k uses seed + k")
+    dif.add_argument("--diffusion-batch-size", type=int, default=diff.batch_size,
+                     help="images per batch (feature extraction and generation)")
+    dif.add_argument("--output-size", type=int, default=diff.output_size,
+                     help="size (px) of generated images; 0 = the model's own (512 for SD-1.x)")
+    dif.add_argument("--variants", nargs="+", choices=["z", "c", "zc"], default=list(diff.variants),
+                     help="reconstructions to make: z only, c only, z+c (img2img)")
+    dif.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     perf = parser.add_argument_group("Performance")
     perf.add_argument("--nprocs", "--nthreads", type=int, default=None, metavar="N",

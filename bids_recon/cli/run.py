@@ -77,6 +77,24 @@ def build_config(args, parser) -> Config:
                                 ("generator", wf.generate, "generator")]:
         if given(flag) or args.config_file is None:
             setattr(section, attr, getattr(args, flag))
+    diff = wf.generate.diffusion
+    for flag, attr in [("model", "model"), ("model_dir", "model_dir"), ("allow_download", "allow_download"),
+                       ("feature_cache", "feature_cache"), ("latent_image_size", "latent_image_size"),
+                       ("diffusion_steps", "steps"), ("strength", "strength"), ("guidance_scale", "guidance_scale"),
+                       ("n_samples", "n_samples"), ("diffusion_seed", "seed"),
+                       ("diffusion_batch_size", "batch_size"), ("output_size", "output_size"),
+                       ("variants", "variants")]:
+        if given(flag) or args.config_file is None:
+            value = getattr(args, flag)
+            if flag in ("feature_cache", "model_dir") and value:
+                value = str(Path(value).absolute())
+            if flag == "model" and Path(value).expanduser().exists():
+                value = str(Path(value).expanduser().absolute())
+            setattr(diff, attr, value)
+    if args.no_progress:
+        diff.progress = False
+    if args.captions is not None:
+        wf.stimuli.captions = str(Path(args.captions).absolute())
 
     if args.nprocs is not None:
         npp.nprocs = args.nprocs

@@ -122,16 +122,21 @@ def fit_ridge_decoder(
         model = KernelRidgeCV(alphas=alphas, kernel="linear", cv=cv, solver_params=solver_params)
     else:
         model = RidgeCV(alphas=alphas, cv=cv, solver_params=solver_params)
-    model.fit(x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):  # R² of a constant target is 0/0
+        model.fit(x, y)
     weights = model.get_primal_coef() if kernel else model.coef_
     to_np = backend.to_numpy
+    cv_scores = np.asarray(to_np(model.cv_scores_), dtype=np.float32).reshape(-1)
+    constant = y.std(axis=0) == 0  # e.g. the BOS position of a text embedding: nothing to decode, score 0
+    cv_scores[constant | ~np.isfinite(cv_scores)] = 0.0
     return RidgeDecoder(
         weights=np.asarray(to_np(weights), dtype=np.float32),
         alphas=np.asarray(to_np(model.best_alphas_), dtype=np.float64),
-        cv_scores=np.asarray(to_np(model.cv_scores_), dtype=np.float32).reshape(-1),
+        cv_scores=cv_scores,
         x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, voxel_indices=voxel_indices,
         info={"Solver": "himalaya." + type(model).__name__, "Form": "kernel" if kernel else "primal",
               "AlphasTried": alphas.tolist(), "CVFolds": cv_folds, "CVScore": "R2",
+              "ConstantTargets": int(constant.sum()),
               "InputScaling": "standardised with training mean and sd"},
     )
 

@@ -32,6 +32,21 @@ METRIC_LABELS = {
 }
 
 
+#: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
+VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
+
+
+def _rows_by_method(index: pd.DataFrame, generator: str) -> dict[str, pd.DataFrame]:
+    """Index rows of each figure row: the generator's, or (diffusion) each variant's first sample."""
+    if "variant" not in index.columns:
+        return {generator: index}
+    first = index[index["sample"] == 0]
+    order = [v for v in VARIANT_LABELS if v in set(first["variant"])]
+    ids = list(first.loc[first["variant"] == order[0], "stimulus"])
+    return {VARIANT_LABELS[v]: first[first["variant"] == v].set_index("stimulus").loc[ids].reset_index()
+            for v in order}
+
+
 def build_participant_report(
     output_dir: Path,
     names: SubjectOutputs,
@@ -155,9 +170,11 @@ def build_participant_report(
         )
     )
 
-    stim_ids = list(index["stimulus"])
-    images = np.stack([np.asarray(Image.open(output_dir / f).convert("RGB"), np.float32) / 255 for f in index["file"]])
-    seen = StimulusResolver(Path(bids_dir), stimuli_folder).load_images(stim_ids, images.shape[1])
+    shown_rows = _rows_by_method(index, generator)
+    stim_ids = list(next(iter(shown_rows.values()))["stimulus"])
+    shown = {m: [np.asarray(Image.open(output_dir / f).convert("RGB"), np.float32) / 255 for f in rows["file"]]
+             for m, rows in shown_rows.items()}
+    seen = StimulusResolver(Path(bids_dir), stimuli_folder).load_images(stim_ids, shown[next(iter(shown))][0].shape[0])
     sections.append(
         Section(
             title="Reconstructions",
@@ -169,7 +186,7 @@ def build_participant_report(
                 Figure(
                     plot_reconstruction_grid(
                         list(seen),
-                        {generator: list(images)},
+                        shown,
                         [Path(s).stem for s in stim_ids],
                         fig_dir / f"{prefix}_desc-reconstructions_grid.png",
                     ),

@@ -42,13 +42,30 @@ def methods_text(config: Config, inputs: SubjectInputs) -> str:
         f"{wf.stimuli.test_min_repeats} times formed the test set; the others the training set. "
         f"Regions of interest came from the TemplateFlow {wf.rois.atlas} atlas ({wf.rois.atlas_desc}) resampled to "
         f"the BOLD grid ({rois})" + (f" and from user masks {user}" if user else "") + ". "
+        + (_diffusion_methods(config) if wf.generate.generator == "diffusion" else
         f"The decoding target was a {dec.n_components}-component PCA basis of the training images' pixels "
         f"({wf.stimuli.image_size} px). A ridge decoder (himalaya; inputs standardised; alpha per target chosen "
         f"among {len(dec.alphas)} values by {dec.cv_folds}-fold contiguous cross-validation) mapped "
         f"{dec.roi} betas of single training trials to the targets, and decoded repeat-averaged test betas. "
-        f"Images were generated with the {wf.generate.generator} generator and evaluated with PixCorr and SSIM "
-        f"(425 px) and 2-way identification over all pairs (chance 50%) in pixel and feature space."
+        f"Images were generated with the {wf.generate.generator} generator.")
+        + " Images were evaluated with PixCorr and SSIM "
+        "(425 px) and 2-way identification over all pairs (chance 50%) in pixel and feature space."
     )
+
+
+def _diffusion_methods(config: Config) -> str:
+    from bids_recon.workflows.diffusion import methods_text as diffusion_methods
+
+    return diffusion_methods(config).lstrip()
+
+
+def _decoders(config: Config) -> list[tuple[str, str]]:
+    """``(roi, target)`` of the decoders the configured generator uses (shown in the report)."""
+    if config.workflow.generate.generator == "diffusion":
+        from bids_recon.workflows.diffusion import report_decoders
+
+        return report_decoders(config)
+    return [(config.workflow.decoding.roi, config.workflow.decoding.target)]
 
 
 def resolve_device(device: str) -> str:
@@ -171,6 +188,8 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         (merge_betas, combine, [("out", "betas")]),
         (merge_trials, combine, [("out", "trials")]),
         (mask, rois, [("out_mask", "mask_file")]),
+    ])
+    linear = [  # connected below unless the diffusion branch replaces these nodes
         (combine, features, [("trials", "trials")]),
         (combine, decode, [("betas", "betas"), ("trials", "trials")]),
         (mask, decode, [("out_mask", "mask_file")]),
@@ -180,7 +199,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         (features, recon, [("basis", "basis")]),
         (recon, evaluate, [("reconstructions", "reconstructions")]),
         (decode, evaluate, [("decoded", "decoded")]),
-    ])
+    ]
 
     # Outputs
     roi_names = list(roi_cfg.labels) + [k for k in roi_cfg.user_masks if k not in roi_cfg.labels]
@@ -222,7 +241,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
                                 "mismatched pairs; identification chance = 0.5",
                  "Generator": generator},
     ), name="ds_metrics")
-    wf.connect([
+    linear += [
         (decode, ds_decoder, [("decoder", "in_file"), (("decoder", _json_extra), "extra_files")]),
         (decode, ds_decoded, [("decoded", "in_file")]),
         (evaluate, write_recon, [("per_item", "per_item")]),
@@ -233,6 +252,20 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         (ds_decoded, merge_outputs, [("out_file", f"in{len(roi_names) + 2}")]),
         (write_recon, merge_outputs, [("index_file", f"in{len(roi_names) + 3}")]),
         (ds_metrics, merge_outputs, [("out_file", f"in{len(roi_names) + 4}")]),
+    ]
+    if generator == "diffusion":
+        from bids_recon.workflows.diffusion import init_diffusion_wf
+
+        diffusion_wf = init_diffusion_wf(config, inputs, names, device)
+        wf.connect([
+            (combine, diffusion_wf, [("betas", "inputnode.betas"), ("trials", "inputnode.trials")]),
+            (mask, diffusion_wf, [("out_mask", "inputnode.mask_file")]),
+            (rois, diffusion_wf, [("roi_files", "inputnode.roi_files")]),
+            (diffusion_wf, merge_outputs, [("outputnode.out_files", f"in{len(roi_names) + 1}")]),
+        ])
+    else:
+        wf.connect(linear)
+    wf.connect([
         (ds_mask, merge_outputs, [("out_file", f"in{len(roi_names) + 5}")]),
         (ds_trials, merge_outputs, [("out_file", f"in{len(roi_names) + 6}")]),
     ])
@@ -243,7 +276,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         first_run=(inputs.runs[0].session, inputs.runs[0].run),
         boldref=str(inputs.runs[0].boldref) if inputs.runs[0].boldref else None,
         rois={r: (None if r in roi_cfg.user_masks else roi_cfg.atlas) for r in roi_names},
-        decoders=[(dec_cfg.roi, dec_cfg.target)], generator=generator, methods=wf.__desc__,
+        decoders=_decoders(config), generator=generator, methods=wf.__desc__,
         summary=report_summary(config, inputs),
     ), name="report")
     wf.connect(merge_outputs, "out", report, "waits_for")
@@ -293,6 +326,6 @@ def rebuild_report(config: Config, inputs: SubjectInputs) -> Path:
         stimuli_folder=wf_cfg.stimuli.folder, first_run=(inputs.runs[0].session, inputs.runs[0].run),
         boldref=inputs.runs[0].boldref,
         rois={r: (None if r in roi_cfg.user_masks else roi_cfg.atlas) for r in roi_names},
-        decoders=[(wf_cfg.decoding.roi, wf_cfg.decoding.target)], generator=wf_cfg.generate.generator,
+        decoders=_decoders(config), generator=wf_cfg.generate.generator,
         summary=report_summary(config, inputs), methods=methods_text(config, inputs),
     )

@@ -1,0 +1,179 @@
+"""The paper's stimulus features: the VAE latent ``z`` of each image and the text embedding ``c`` of its captions.
+
+- ``z``: the image resized to ``image_size`` (paper: 320 px), scaled to [-1, 1], encoded by the diffusion
+  model's VAE; the posterior mean times the VAE scaling factor (4 x 40 x 40 for SD-1.4 at 320 px).
+- ``c``: the text encoder's last hidden state (77 x 768 for SD-1.4) of each caption, averaged over the
+  image's captions.
+- the empty-caption embedding (the unconditional embedding of classifier-free guidance).
+
+Every array is cached per stimulus by (content hash, model identity) in a :class:`FeatureCache`, so a large
+stimulus set is encoded once across subjects and runs. Models are passed in already loaded (see
+:func:`bids_recon.generate.models.load_components`); nothing here decides where they come from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bids_recon.features.cache import FeatureCache, content_hash
+from bids_recon.features.stimuli import StimulusResolver
+
+LOGGER = logging.getLogger("bids_recon.features.latents")
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc)
+
+
+def encode_images(vae: Any, images: np.ndarray, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+    """VAE latents (posterior mean x scaling factor) of images.
+
+    Parameters
+    ----------
+    vae : diffusers.AutoencoderKL
+        On its device and dtype.
+    images : ndarray, shape (n, H, W, 3)
+        RGB in [0, 1].
+
+    Returns
+    -------
+    ndarray, shape (n, C, H / f, W / f), float32
+        ``C`` latent channels, ``f`` the VAE's downsampling factor.
+    """
+    import torch
+
+    device, dtype = vae.device, vae.dtype
+    scale = float(getattr(vae.config, "scaling_factor", 1.0))
+    out = []
+    starts = range(0, len(images), batch_size)
+    with torch.inference_mode():
+        for start in _progress(starts, len(starts), "VAE latents (z)", progress):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size].transpose(0, 3, 1, 2)))
+            x = (x.to(device=device, dtype=dtype) * 2.0) - 1.0
+            latent = vae.encode(x).latent_dist.mean * scale
+            out.append(latent.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def encode_texts(tokenizer: Any, text_encoder: Any, texts: list[str], batch_size: int = 32,
+                 progress: bool = False) -> np.ndarray:
+    """Last hidden states of the text encoder, padded to the tokenizer's maximum length.
+
+    Returns
+    -------
+    ndarray, shape (n_texts, max_length, hidden), float32
+        ``max_length`` = 77 and ``hidden`` = 768 for SD-1.x.
+    """
+    import torch
+
+    device = text_encoder.device
+    out = []
+    starts = range(0, len(texts), batch_size)
+    with torch.inference_mode():
+        for start in _progress(starts, len(starts), "Text embeddings (c)", progress):
+            tokens = tokenizer(texts[start:start + batch_size], padding="max_length",
+                               max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+            hidden = text_encoder(tokens.input_ids.to(device))[0]
+            out.append(hidden.float().cpu().numpy())
+    return np.concatenate(out)
+
+
+@dataclass
+class StimulusFeatures:
+    """``z`` and ``c`` of a list of stimuli.
+
+    Attributes
+    ----------
+    stim_ids : ndarray of str, shape (n,)
+    z : ndarray, shape (n, C, h, w)
+    c : ndarray, shape (n, L, D)
+    uncond : ndarray, shape (L, D)
+        Embedding of the empty caption.
+    cache_stats : dict
+        ``hits``, ``misses``, ``corrupted`` of the cache lookups.
+    """
+
+    stim_ids: np.ndarray
+    z: np.ndarray
+    c: np.ndarray
+    uncond: np.ndarray
+    cache_stats: dict[str, int]
+
+
+def _cached(cache: FeatureCache, space: str, keys: list[str], compute: Callable[[list[int]], np.ndarray]) -> list:
+    found = [cache.get(space, k) for k in keys]
+    todo = [i for i, a in enumerate(found) if a is None]
+    if todo:
+        computed = compute(todo)
+        for i, array in zip(todo, computed, strict=True):
+            cache.put(space, keys[i], array)
+            found[i] = array
+    return found
+
+
+def stimulus_features(
+    resolver: StimulusResolver,
+    stim_ids: list[str],
+    captions: dict[str, list[str]],
+    components: dict[str, Any],
+    cache: FeatureCache,
+    image_size: int = 320,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> StimulusFeatures:
+    """Compute (or read from the cache) ``z``, ``c`` and the empty-caption embedding of stimuli.
+
+    Parameters
+    ----------
+    resolver : StimulusResolver
+        Maps stimulus ids to image files.
+    stim_ids : list of str
+    captions : dict
+        Stimulus id -> its captions (every id must have at least one).
+    components : dict
+        ``vae``, ``tokenizer`` and ``text_encoder`` (loaded models).
+    cache : FeatureCache
+        Its ``extractor`` must identify the model and these settings.
+    image_size : int
+        Images are resized to ``image_size`` px before VAE encoding (paper: 320).
+    """
+    missing = [s for s in stim_ids if not captions.get(s)]
+    if missing:
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError(f"{len(missing)} stimuli have no caption (first: {missing[0]})")
+    image_keys = [content_hash(resolver.path(s).read_bytes() + f"|{image_size}".encode()) for s in stim_ids]
+    caption_keys = [content_hash("\n".join(captions[s])) for s in stim_ids]
+
+    def compute_z(rows: list[int]) -> np.ndarray:
+        images = resolver.load_images([stim_ids[i] for i in rows], image_size)
+        return encode_images(components["vae"], images, batch_size, progress)
+
+    def compute_c(rows: list[int]) -> np.ndarray:
+        texts = [t for i in rows for t in captions[stim_ids[i]]]
+        hidden = encode_texts(components["tokenizer"], components["text_encoder"], texts, 4 * batch_size, progress)
+        out, start = [], 0
+        for i in rows:
+            n = len(captions[stim_ids[i]])
+            out.append(hidden[start:start + n].mean(axis=0))
+            start += n
+        return np.stack(out)
+
+    z = _cached(cache, "z", image_keys, compute_z)
+    c = _cached(cache, "c", caption_keys, compute_c)
+    (uncond,) = _cached(cache, "c", [content_hash("")],
+                        lambda rows: encode_texts(components["tokenizer"], components["text_encoder"], [""]))
+    LOGGER.info("stimulus features: %d stimuli, cache hits %d, misses %d (corrupted %d)", len(stim_ids),
+                cache.hits, cache.misses, cache.corrupted)
+    return StimulusFeatures(np.asarray(stim_ids, dtype=str), np.stack(z).astype(np.float32),
+                            np.stack(c).astype(np.float32), np.asarray(uncond, np.float32),
+                            {"hits": cache.hits, "misses": cache.misses, "corrupted": cache.corrupted})

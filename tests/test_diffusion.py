@@ -1,0 +1,164 @@
+"""The latent-diffusion path (``--generator diffusion``) with a tiny random-weight SD model, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from bids_recon.bids.derivatives import SubjectOutputs
+from bids_recon.io import read_tsv
+from tests.conftest import bids_validator, run_cli
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the hub (run_cli passes the environment on)
+
+#: Few steps and one sample keep the CLI test fast; the settings are exercised, not their paper values.
+FAST = ["--latent-image-size", "8", "--diffusion-steps", "2", "--n-samples", "1", "--diffusion-batch-size", "8",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tiny_dataset, tmp_path_factory):
+    """A tiny SD pipeline saved with save_pretrained, whose tokenizer knows the simulated captions' words."""
+    from bids_recon.generate.testing import save_tiny_model, words_of
+
+    captions = read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"]
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(tiny_dataset, tiny_sd, tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion")
+    out = root / "out"
+    proc = run_cli([str(tiny_dataset.bids_dir), str(out), "participant", "-d", f"fmriprep={tiny_dataset.fmriprep_dir}",
+                    "-w", str(root / "work"), "--participant-label", "01", "--skip-bids-validation", "--nprocs", "2",
+                    "--generator", "diffusion", "--model", str(tiny_sd), "--feature-cache", str(root / "cache"),
+                    *FAST], tiny_dataset.templateflow_dir)
+    return {"proc": proc, "out": out, "names": SubjectOutputs("01", tiny_dataset.task, "MNI152NLin2009cAsym", "2")}
+
+
+def test_diffusion_cli_writes_every_variant(diffusion_run, tiny_sd):
+    proc, out, names = diffusion_run["proc"], diffusion_run["out"], diffusion_run["names"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    index = read_tsv(out / names.recon_index("diffusion"), dtype={"stimulus": str, "variant": str})
+    assert set(index["variant"]) == {"z", "c", "zc"}
+    assert index.groupby("variant").size().nunique() == 1  # every test stimulus in every variant
+    assert all((out / f).is_file() for f in index["file"])
+    assert set(index.loc[index["variant"] == "zc", "seed"].astype(int)) == {42}
+    sidecar = json.loads((out / names.recon_index("diffusion")).with_suffix(".json").read_text())
+    assert sidecar["Steps"] == 2 and sidecar["Strength"] == 0.8 and sidecar["GuidanceScale"] == 5.0
+    weights = sidecar["ModelWeightsSHA256"]
+    from bids_recon.generate.models import sha256_file
+
+    assert weights["unet/diffusion_pytorch_model.safetensors"] == sha256_file(
+        tiny_sd / "unet" / "diffusion_pytorch_model.safetensors")
+    for roi, target in (("earlyvisual", "vaelatent"), ("highervisual", "textembedding")):
+        decoder = json.loads((out / names.decoder(roi, target, ".json")).read_text())
+        assert decoder["ModelWeightsSHA256"] == weights and decoder["ROI"] == roi
+    assert json.loads((out / names.metrics("diffusion", ".json")).read_text())["ModelKey"] == sidecar["ModelKey"]
+
+
+def test_z_and_c_decoders_identify_test_stimuli(diffusion_run):
+    """Early visual -> z and higher visual -> c identify the test stimuli far above chance (50%).
+
+    The simulator's early-visual voxels see the image through receptive fields (z follows the image at 8 px) and
+    its higher-visual voxels carry the object category, which the captions name (c follows the words).
+    """
+    assert diffusion_run["proc"].returncode == 0, diffusion_run["proc"].stderr[-3000:]
+    metrics = read_tsv(diffusion_run["out"] / diffusion_run["names"].metrics("diffusion"))
+    ident = metrics[metrics["metric"] == "identification_features"].set_index("method")["value"]
+    assert ident["z"] > 0.75, metrics
+    assert ident["c"] > 0.7, metrics
+    assert set(metrics["method"]) == {"z", "c", "zc"}
+
+
+def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
+    out = diffusion_run["out"]
+    html = (out / "sub-01.html").read_text()
+    assert "earlyvisual -&gt; vaelatent" in html or "earlyvisual -> vaelatent" in html
+    assert "highervisual" in html and "Takagi" in html
+    import re
+
+    sources = re.findall(r'src="([^"]+)"', html)
+    assert any("reconstructions_grid" in s for s in sources)
+    assert all((out / s).is_file() for s in sources)
+
+
+def test_diffusion_output_passes_bids_validator(diffusion_run):
+    exe = bids_validator()
+    if exe is None:
+        pytest.skip("bids-validator-deno is not installed")
+    proc = subprocess.run([exe, str(diffusion_run["out"]), "--format", "json", "--ignoreWarnings"],
+                          capture_output=True, text=True)
+    issues = json.loads(proc.stdout)["issues"]["issues"] if proc.stdout.strip() else []
+    errors = [i for i in issues if i.get("severity") == "error"]
+    assert proc.returncode == 0 and not errors, errors[:5]
+
+
+@pytest.mark.parametrize("model", ["no-such-org/no-such-model", "/no/such/folder"])
+def test_missing_model_exits_66_offline(tiny_dataset, tmp_path, model):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    env_home = tmp_path / "hf"
+    env_home.mkdir()
+    old = os.environ.get("HF_HOME")
+    os.environ["HF_HOME"] = str(env_home)
+    try:
+        proc = run_cli([str(tiny_dataset.bids_dir), str(tmp_path / "out"), "participant", "-d",
+                        f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(tmp_path / "work"), "--participant-label",
+                        "01", "--skip-bids-validation", "--generator", "diffusion", "--model", model],
+                       tiny_dataset.templateflow_dir, timeout=300)
+    finally:
+        if old is None:
+            os.environ.pop("HF_HOME", None)
+        else:
+            os.environ["HF_HOME"] = old
+    assert proc.returncode == 66, proc.stderr[-3000:]
+    assert "--model" in proc.stderr and "HF_HOME" in proc.stderr and "--allow-download" in proc.stderr
+
+
+def test_linear_stays_the_default():
+    from bids_recon.cli.parser import build_parser
+    from bids_recon.config import Config
+
+    assert Config().workflow.generate.generator == "linear"
+    assert build_parser().parse_args(["a", "b", "participant"]).generator == "linear"
+
+
+def test_model_resolves_from_model_dir_by_id(tiny_sd, tmp_path):
+    from bids_recon.errors import MissingInputError
+    from bids_recon.generate.models import resolve_model
+
+    (tmp_path / "models" / "org").mkdir(parents=True)
+    (tmp_path / "models" / "org" / "tiny").symlink_to(tiny_sd, target_is_directory=True)
+    cache = tmp_path / "hashes.json"
+    by_id = resolve_model("org/tiny", str(tmp_path / "models"), hash_cache=cache)
+    by_path = resolve_model(str(tiny_sd), hash_cache=cache)
+    assert by_id.identity.weights_sha256 == by_path.identity.weights_sha256
+    assert by_id.identity.key == by_path.identity.key and by_id.identity.model_id == "org/tiny"
+    assert len(json.loads(cache.read_text())) == 3  # unet, vae, text encoder hashed once
+    with pytest.raises(MissingInputError, match="--model-dir"):
+        resolve_model("org/absent", str(tmp_path / "models"))
+
+
+def test_generation_is_seeded_and_independent_of_batch_size(tiny_sd):
+    from bids_recon.generate.diffusion import DiffusionGenerator, DiffusionSettings
+    from bids_recon.generate.models import load_components
+
+    components = load_components(tiny_sd)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2, 4, 16, 16)).astype(np.float32)
+    c = rng.standard_normal((2, 77, 32)).astype(np.float32)
+    uncond = np.zeros((77, 32), np.float32)
+
+    def run(batch_size: int) -> dict:
+        settings = DiffusionSettings(steps=2, n_samples=2, batch_size=batch_size, variants=("zc",), progress=False)
+        return {(g.index, g.sample): g.image for g in DiffusionGenerator(components, settings).generate(z, c, uncond)}
+
+    one, three = run(1), run(3)
+    assert set(one) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for key in one:
+        np.testing.assert_allclose(one[key], three[key], atol=1e-4)
+    assert np.abs(one[(0, 0)] - one[(0, 1)]).max() > 1e-3  # different seeds, different samples

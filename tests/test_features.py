@@ -1,0 +1,76 @@
+"""Stimulus features z and c of the diffusion path, and their content-addressed cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from bids_recon.features import StimulusResolver, load_captions
+from bids_recon.features.cache import FeatureCache
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dataset, tmp_path_factory):
+    from bids_recon.generate.models import load_components, resolve_model
+    from bids_recon.generate.testing import save_tiny_model, words_of
+    from bids_recon.io import read_tsv
+
+    words = words_of(read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"])
+    resolved = resolve_model(str(save_tiny_model(tmp_path_factory.mktemp("m") / "tiny", words)))
+    return resolved, load_components(resolved.folder, "cpu", ("vae", "text_encoder", "tokenizer"))
+
+
+def _features(dataset, model, cache_root, stim_ids):
+    from bids_recon.features.latents import stimulus_features
+
+    resolved, components = model
+    captions = load_captions(dataset.bids_dir / "stimuli" / "captions.tsv", stim_ids)
+    cache = FeatureCache(cache_root, resolved.identity.key)
+    return stimulus_features(StimulusResolver(dataset.bids_dir), stim_ids, captions, components, cache,
+                             image_size=16, batch_size=4), cache
+
+
+def test_features_have_the_model_shapes_and_hit_the_cache(tiny_dataset, tiny_model, tmp_path):
+    stim_ids = ["stim-0001.png", "stim-0002.png", "stim-0003.png"]
+    first, cache = _features(tiny_dataset, tiny_model, tmp_path, stim_ids)
+    assert first.z.shape == (3, 4, 8, 8)  # VAE factor 2 at 16 px
+    assert first.c.shape == (3, 77, 32) and first.uncond.shape == (77, 32)
+    assert first.cache_stats == {"hits": 0, "misses": 7, "corrupted": 0}  # 3 z + 3 c + empty caption
+    second, _ = _features(tiny_dataset, tiny_model, tmp_path, stim_ids)
+    assert second.cache_stats == {"hits": 7, "misses": 0, "corrupted": 0}
+    np.testing.assert_array_equal(first.z, second.z)
+    np.testing.assert_array_equal(first.c, second.c)
+    assert not np.allclose(first.c[0], first.c[1])  # different captions, different embeddings
+
+
+def test_corrupted_cache_entry_is_detected_and_recomputed(tiny_dataset, tiny_model, tmp_path):
+    stim_ids = ["stim-0004.png", "stim-0005.png"]
+    first, cache = _features(tiny_dataset, tiny_model, tmp_path, stim_ids)
+    entries = sorted((tmp_path / tiny_model[0].identity.key / "z").rglob("*.npz"))
+    assert len(entries) == 2
+    entries[0].write_bytes(entries[0].read_bytes()[:-40])  # truncated
+    data = dict(np.load(entries[1]))
+    data["array"] = data["array"] + 1.0  # silently changed: the stored digest no longer matches
+    np.savez(entries[1], **data)
+    again, cache = _features(tiny_dataset, tiny_model, tmp_path, stim_ids)
+    assert again.cache_stats["corrupted"] == 2 and again.cache_stats["misses"] == 2
+    np.testing.assert_allclose(again.z, first.z, atol=1e-6)
+
+
+def test_cache_keys_separate_models(tmp_path):
+    a, b = FeatureCache(tmp_path, "model-a"), FeatureCache(tmp_path, "model-b")
+    a.put("z", "ab" * 32, np.ones(3))
+    assert b.get("z", "ab" * 32) is None and a.get("z", "ab" * 32) is not None
+
+
+def test_missing_caption_is_bad_data(tiny_dataset, tiny_model, tmp_path):
+    from bids_recon.errors import BadDataError
+    from bids_recon.features.latents import stimulus_features
+
+    with pytest.raises(BadDataError, match="caption"):
+        stimulus_features(StimulusResolver(tiny_dataset.bids_dir), ["stim-0001.png"], {}, tiny_model[1],
+                          FeatureCache(tmp_path, "x"), image_size=16)
