@@ -162,3 +162,13 @@ def test_generation_is_seeded_and_independent_of_batch_size(tiny_sd):
     for key in one:
         np.testing.assert_allclose(one[key], three[key], atol=1e-4)
     assert np.abs(one[(0, 0)] - one[(0, 1)]).max() > 1e-3  # different seeds, different samples
+
+
+def test_container_model_folder_is_used_for_the_default_id(tiny_sd, tmp_path, monkeypatch):
+    from bids_recon.generate.models import DIFFUSION_MODEL_ENV, find_model_folder
+
+    baked = tmp_path / "opt" / "stable-diffusion-v1-4"
+    baked.parent.mkdir()
+    baked.symlink_to(tiny_sd, target_is_directory=True)
+    monkeypatch.setenv(DIFFUSION_MODEL_ENV, str(baked))
+    assert find_model_folder("CompVis/stable-diffusion-v1-4") == baked.resolve()

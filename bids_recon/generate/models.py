@@ -2,8 +2,9 @@
 
 ``--model`` is either a local diffusers folder (with ``model_index.json``) or a Hugging Face hub id
 (``CompVis/stable-diffusion-v1-4``). A hub id is looked up, in order, in ``--model-dir``/``$BIDS_RECON_MODEL_DIR``
-(a folder holding models under their id, e.g. ``MODEL_DIR/CompVis/stable-diffusion-v1-4``) and in the
-Hugging Face cache (``$HF_HOME``/``$HF_HUB_CACHE``). Nothing is downloaded unless ``allow_download`` is true
+(a folder holding models under their id, e.g. ``MODEL_DIR/CompVis/stable-diffusion-v1-4``), in the container's
+``$BIDS_RECON_DIFFUSION_MODEL`` folder when its name is the id's last part, and in the Hugging Face cache
+(``$HF_HOME``/``$HF_HUB_CACHE``). Nothing is downloaded unless ``allow_download`` is true
 (``--allow-download``); a model that cannot be found raises :class:`MissingInputError` (exit 66) with a
 message that says how to provide it. Components are loaded with ``from_pretrained(..., local_files_only=True)``.
 
@@ -27,8 +28,12 @@ from bids_recon.io import write_json
 
 LOGGER = logging.getLogger("bids_recon.generate.models")
 
-#: Environment variable naming a folder of models stored under their hub id (the container's model folder).
+#: Environment variable naming a folder of models stored under their hub id.
 MODEL_DIR_ENV = "BIDS_RECON_MODEL_DIR"
+#: Environment variable naming the container's model folder (baked or mounted; see the Dockerfile). It is used
+#: for a hub id whose last part is the folder's name (``CompVis/stable-diffusion-v1-4`` ->
+#: ``/opt/models/stable-diffusion-v1-4``).
+DIFFUSION_MODEL_ENV = "BIDS_RECON_DIFFUSION_MODEL"
 #: Components of a Stable Diffusion pipeline that bids_recon uses (the safety checker is never loaded).
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 #: Suffixes of weight files (hashed for the identity).
@@ -102,10 +107,11 @@ def how_to_provide(spec: str) -> str:
     return (
         f"bids_recon never downloads models unless asked to. Provide '{spec}' by (a) --model pointing at a "
         "local diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), "
-        f"(b) --model-dir DIR or ${MODEL_DIR_ENV}=DIR where DIR/{spec} is such a folder (in the container, "
-        "mount your model folder there), (c) a Hugging Face cache that holds it (HF_HOME or HF_HUB_CACHE, "
+        f"(b) --model-dir DIR or ${MODEL_DIR_ENV}=DIR where DIR/{spec} is such a folder, (c) in the container, "
+        f"the folder mounted (or baked) at ${DIFFUSION_MODEL_ENV} (/opt/models/stable-diffusion-v1-4), "
+        "(d) a Hugging Face cache that holds it (HF_HOME or HF_HUB_CACHE, "
         "e.g. filled with `huggingface-cli download " + spec + "` on a machine with internet), or "
-        "(d) --allow-download to fetch it now."
+        "(e) --allow-download to fetch it now."
     )
 
 
@@ -142,6 +148,9 @@ def find_model_folder(spec: str, model_dir: str | None = None, allow_download: b
     for root in (model_dir, os.environ.get(MODEL_DIR_ENV)):
         if root and (Path(root) / spec / "model_index.json").is_file():
             return (Path(root) / spec).resolve()
+    baked = os.environ.get(DIFFUSION_MODEL_ENV)
+    if baked and Path(baked).name == spec.rstrip("/").split("/")[-1] and (Path(baked) / "model_index.json").is_file():
+        return Path(baked).resolve()
     folder = _hub_snapshot(spec, allow_download)
     if folder is not None and (folder / "model_index.json").is_file():
         return folder
