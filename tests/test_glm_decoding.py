@@ -13,7 +13,7 @@ from bids_recon.decoding import train_and_decode
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.evaluate import two_way_identification
 from bids_recon.features import StimulusResolver, image_targets
-from bids_recon.glm import combine_runs, estimate_run_betas, intersect_masks, load_events
+from bids_recon.glm import RunFiles, combine_runs, estimate_session_betas, intersect_masks, load_events
 from bids_recon.sim import load_truth
 
 
@@ -23,10 +23,11 @@ def subject_betas(tiny_dataset):
     inputs = collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir)["01"]
     mask_img = intersect_masks([r.brain_mask for r in inputs.runs])
     cfg = Config().workflow
-    runs = [estimate_run_betas(r.preproc_bold, mask_img, r.events, r.confounds, r.repetition_time, r.subject,
-                               r.session, r.run, cfg.glm.confounds) for r in inputs.runs]
-    raw = np.concatenate([r.betas for r in runs])
-    zscored, trials = combine_runs([r.betas for r in runs], [r.trials for r in runs])
+    files = [RunFiles(r.preproc_bold, r.events, r.confounds, r.repetition_time, r.subject, r.session, r.run)
+             for r in inputs.runs]
+    session = estimate_session_betas(files, mask_img, cfg.glm.confounds, estimator="lsa")
+    raw = np.concatenate(session.betas)
+    zscored, trials = combine_runs(session.betas, session.trials)
     truth = load_truth(tiny_dataset.truth_dir, "01")
     # put the truth (over the simulator's mask voxels) on our mask's voxels
     ours = np.asarray(mask_img.dataobj) > 0

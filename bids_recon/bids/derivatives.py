@@ -90,6 +90,16 @@ class SubjectOutputs:
         )
         return folder / name
 
+    def stat_map(self, session: str | None, stat: str, extension: str = ".nii.gz") -> Path:
+        """A map of the beta stage (per session, or per participant when ``session`` is None)."""
+        folder = self.root / (f"ses-{session}" if session else "") / "func"
+        name = build_name(
+            {"sub": self.subject, "ses": session, "task": self.task, "space": self.space, "res": self.resolution,
+             "desc": "singletrial", "stat": sanitize_label(stat)},
+            "statmap", extension,
+        )
+        return folder / name
+
     def design(self, session: str | None, run: str | int | None) -> Path:
         """Design matrix of one run's single-trial GLM (volumes x regressors)."""
         return self.betas(session, run, ".tsv").with_name(

@@ -8,6 +8,7 @@ from pathlib import Path
 from bids_recon import __version__
 from bids_recon.config import Config
 from bids_recon.errors import ExitCode
+from bids_recon.glm.estimators import ESTIMATORS
 
 ANALYSIS_LEVELS = ("participant", "group")
 
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'res-' label of the preprocessed BOLD ('none' when the files have no res- entity)")
 
     method = parser.add_argument_group("Method")
+    method.add_argument("--glm", dest="glm_estimator", choices=list(ESTIMATORS),
+                        default=defaults.workflow.glm.estimator,
+                        help="single-trial estimator: lsa (canonical HRF, least squares), lss (least-squares "
+                             "separate), fithrf (HRF per voxel from a library), fithrf-denoise (+ noise regressors "
+                             "chosen by cross-validation), fithrf-denoise-rr (+ fractional ridge; GLMsingle-class)")
     method.add_argument("--roi-mask", action="append", type=_key_value, default=[], metavar="NAME=PATH[:LABEL]",
                         help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); "
                              "repeatable, e.g. --roi-mask earlyvisual=streams.nii.gz:1")

@@ -71,7 +71,8 @@ def build_config(args, parser) -> Config:
         wf.resolution = None if str(args.resolution).lower() in ("none", "") else str(args.resolution)
     if args.roi_mask:
         wf.rois.user_masks = {**wf.rois.user_masks, **dict(args.roi_mask)}
-    for flag, section, attr in [("decoder_roi", wf.decoding, "roi"), ("n_components", wf.decoding, "n_components"),
+    for flag, section, attr in [("glm_estimator", wf.glm, "estimator"), ("decoder_roi", wf.decoding, "roi"),
+                                ("n_components", wf.decoding, "n_components"),
                                 ("image_size", wf.stimuli, "image_size"), ("stimulus_column", wf.stimuli, "column"),
                                 ("test_min_repeats", wf.stimuli, "test_min_repeats"),
                                 ("generator", wf.generate, "generator")]:

@@ -1,37 +1,42 @@
-"""Single-trial GLMs: design matrices, estimators, the trial table."""
+"""Single-trial GLMs: HRF library, estimators (LSA, LSS, fithrf-denoise-rr), reliability, the trial table."""
 
+from bids_recon.glm.estimators import ESTIMATORS, SessionFit, SessionRun, fit_session
+from bids_recon.glm.hrf import HrfLibrary, canonical_library, default_library
+from bids_recon.glm.reliability import noise_ceiling
 from bids_recon.glm.runs import (
-    RunBetas,
+    RunFiles,
+    SessionBetas,
     betas_to_image,
     combine_runs,
-    estimate_run_betas,
+    estimate_session_betas,
     intersect_masks,
     load_image,
 )
-from bids_recon.glm.singletrial import (
-    fit_ols,
-    load_confounds,
-    load_events,
-    lsa_design,
-    percent_signal_change,
-    zscore_by_group,
-)
-from bids_recon.glm.trials import TRIAL_COLUMNS, assign_repeats_and_split, run_trials
+from bids_recon.glm.singletrial import load_confounds, load_events, percent_signal_change, zscore_by_group
+from bids_recon.glm.trials import TRIAL_COLUMNS, assign_repeats_and_split, read_trials, run_trials
 
 __all__ = [
+    "ESTIMATORS",
     "TRIAL_COLUMNS",
-    "RunBetas",
+    "HrfLibrary",
+    "RunFiles",
+    "SessionBetas",
+    "SessionFit",
+    "SessionRun",
     "assign_repeats_and_split",
     "betas_to_image",
+    "canonical_library",
     "combine_runs",
-    "estimate_run_betas",
-    "fit_ols",
+    "default_library",
+    "estimate_session_betas",
+    "fit_session",
     "intersect_masks",
     "load_confounds",
     "load_events",
     "load_image",
-    "lsa_design",
+    "noise_ceiling",
     "percent_signal_change",
+    "read_trials",
     "run_trials",
     "zscore_by_group",
 ]

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.glm.estimators import SessionFit, SessionRun, cosine_drift, fit_session
+from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.singletrial import (
-    fit_ols,
+    TRIAL_PREFIX,
     load_confounds,
     load_events,
-    lsa_design,
     percent_signal_change,
     zscore_by_group,
 )
@@ -63,60 +64,107 @@ def intersect_masks(mask_paths: list[Path]) -> nib.Nifti1Image:
     return nib.Nifti1Image(common.astype(np.uint8), first.affine)
 
 
-@dataclass
-class RunBetas:
-    """Result of one run's single-trial GLM."""
+@dataclass(frozen=True)
+class RunFiles:
+    """The files and labels of one run (what a session's estimation needs)."""
 
-    betas: np.ndarray  # (n_trials, n_voxels) percent signal change
-    trials: pd.DataFrame
+    bold: Path
+    events: Path
+    confounds: Path
+    repetition_time: float
+    subject: str
+    session: str | None
+    run: str | None
+
+
+@dataclass
+class SessionBetas:
+    """Result of one session's single-trial estimation.
+
+    Attributes
+    ----------
+    betas : list of ndarray, each (n_trials_run, n_voxels)
+        Percent signal change, one array per run, voxels of the brain mask in C order.
+    trials : list of pandas.DataFrame
+        The trial table of each run.
+    design : pandas.DataFrame
+        Design matrix of the first run with the canonical HRF (for the report).
+    fit : SessionFit
+        Per-voxel choices (HRF index, R², fraction) and the session's noise components.
+    n_unusable_voxels : int
+        Voxels with NaN, a constant or a non-positive mean in some run (their betas are 0).
+    """
+
+    betas: list[np.ndarray]
+    trials: list[pd.DataFrame]
     design: pd.DataFrame
+    fit: SessionFit
     n_unusable_voxels: int
 
 
-def estimate_run_betas(
-    bold_path: Path,
-    mask_img: nib.Nifti1Image,
-    events_path: Path,
-    confounds_path: Path,
-    repetition_time: float,
-    subject: str,
-    session: str | None,
-    run: str | None,
-    confound_columns: list[str],
-    stimulus_column: str = "stim_file",
-    hrf_model: str = "glover",
-    drift_model: str = "cosine",
-    high_pass_hz: float = 0.01,
-) -> RunBetas:
-    """Single-trial betas (LSA) of one run inside the brain mask.
-
-    Returns
-    -------
-    RunBetas
-        ``betas`` has shape ``(n_trials, n_mask_voxels)`` in percent signal change; voxels with NaN,
-        a constant or a non-positive mean are set to 0 and counted in ``n_unusable_voxels``.
-    """
-    bold = load_image(bold_path, ndim=4)
+def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list[str], stimulus_column: str
+              ) -> tuple[SessionRun, pd.DataFrame, np.ndarray]:
+    bold = load_image(files.bold, ndim=4)
     if not same_grid(bold, mask_img):
         raise BadDataError(f"BOLD grid {bold.shape[:3]} differs from the brain mask's {mask_img.shape[:3]}",
-                           bold_path)
+                           files.bold)
     n_volumes = bold.shape[3]
     mask = np.asarray(mask_img.dataobj) > 0
     try:
         data = np.asarray(bold.dataobj, dtype=np.float32)[mask].T  # (n_volumes, n_voxels)
     except Exception as exc:  # truncated gzip streams, short files
-        raise BadDataError(f"cannot read BOLD data ({exc})", bold_path) from exc
-    events = load_events(events_path, n_volumes, repetition_time)
-    trials = run_trials(events, subject, session, run, stimulus_column)
+        raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
+    events = load_events(files.events, n_volumes, files.repetition_time)
+    trials = run_trials(events, files.subject, files.session, files.run, stimulus_column)
     if trials.empty:
-        raise BadDataError(f"no trial names a stimulus in column '{stimulus_column}'", events_path)
-    confounds = load_confounds(confounds_path, confound_columns, n_volumes)
-    stim_rows = events[stimulus_column].notna() & (events[stimulus_column].astype(str) != "")
-    design = lsa_design(events[stim_rows].reset_index(drop=True), n_volumes, repetition_time, confounds,
-                        hrf_model=hrf_model, drift_model=drift_model, high_pass_hz=high_pass_hz)
+        raise BadDataError(f"no trial names a stimulus in column '{stimulus_column}'", files.events)
+    confounds = load_confounds(files.confounds, confound_columns, n_volumes)
+    mean_intensity = data.mean(axis=0)
     psc, usable = percent_signal_change(data)
-    betas = fit_ols(psc, design, len(trials))
-    return RunBetas(betas=betas, trials=trials, design=design, n_unusable_voxels=int((~usable).sum()))
+    del data
+    run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
+                     stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,
+                     confounds=confounds.to_numpy(float), mean_intensity=mean_intensity)
+    return run, trials, usable
+
+
+def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float) -> pd.DataFrame:
+    """Canonical-HRF single-trial design of a run with its nuisance regressors, as a table for the report."""
+    trials = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times)[0]
+    drift = cosine_drift(run.n_volumes, run.repetition_time, high_pass_hz)
+    columns = {f"{TRIAL_PREFIX}{i:04d}": trials[:, i] for i in range(trials.shape[1])}
+    if run.confounds is not None:
+        columns.update({name: run.confounds[:, i] for i, name in enumerate(confound_names)})
+    columns.update({f"drift_{k + 1}": drift[:, k] for k in range(drift.shape[1])})
+    columns["constant"] = np.ones(run.n_volumes)
+    return pd.DataFrame(columns)
+
+
+def estimate_session_betas(
+    runs: list[RunFiles],
+    mask_img: nib.Nifti1Image,
+    confound_columns: list[str],
+    estimator: str = "fithrf-denoise-rr",
+    stimulus_column: str = "stim_file",
+    high_pass_hz: float = 0.01,
+    max_noise_components: int = 10,
+    fraction_selection: str = "session",
+    seed: int = 0,
+) -> SessionBetas:
+    """Single-trial betas of the runs of one session inside the brain mask.
+
+    Runs are read one at a time into float32 percent signal change (whole-brain time series are never
+    held in float64); see :func:`bids_recon.glm.estimators.fit_session` for the estimators.
+    """
+    loaded = [_load_run(files, mask_img, confound_columns, stimulus_column) for files in runs]
+    session_runs = [run for run, _, _ in loaded]
+    usable = np.logical_and.reduce([u for _, _, u in loaded])
+    design = report_design(session_runs[0], confound_columns, high_pass_hz)
+    fit = fit_session(session_runs, estimator, high_pass_hz=high_pass_hz, max_noise_components=max_noise_components,
+                      fraction_selection=fraction_selection, seed=seed)
+    betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
+    return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
+                        n_unusable_voxels=int((~usable).sum()))
 
 
 def combine_runs(

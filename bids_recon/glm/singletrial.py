@@ -1,7 +1,8 @@
-"""Single-trial betas: one GLM per run with one HRF-convolved regressor per trial (LSA).
+"""Inputs of the single-trial GLMs (events, confounds, percent signal change) and session z-scoring.
 
 Plain functions on arrays: ``data`` is a run's time series restricted to the brain mask, shaped
-``(n_volumes, n_voxels)``; events are a BIDS events table. Betas come out in percent signal change.
+``(n_volumes, n_voxels)``; events are a BIDS events table. The estimators are in
+:mod:`bids_recon.glm.estimators`.
 """
 
 from __future__ import annotations
@@ -110,75 +111,6 @@ def percent_signal_change(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     psc = (data / safe_mean - 1.0) * 100.0
     psc[:, ~usable] = 0.0
     return psc.astype(np.float32), usable
-
-
-def lsa_design(
-    events: pd.DataFrame,
-    n_volumes: int,
-    repetition_time: float,
-    confounds: pd.DataFrame | None = None,
-    hrf_model: str = "glover",
-    drift_model: str = "cosine",
-    high_pass_hz: float = 0.01,
-) -> pd.DataFrame:
-    """Least-squares-all design: one regressor per trial, drift and confound regressors.
-
-    Parameters
-    ----------
-    events : pandas.DataFrame
-        ``onset`` and ``duration`` per trial (seconds), in trial order.
-    n_volumes : int
-    repetition_time : float
-        Seconds.
-    confounds : pandas.DataFrame, optional
-        ``(n_volumes, n_confounds)`` nuisance regressors.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``(n_volumes, n_trials + n_drift + n_confounds)``; trial columns come first, named
-        ``trial_0000``... in the order of ``events``.
-    """
-    from nilearn.glm.first_level import make_first_level_design_matrix
-
-    n_trials = len(events)
-    frame_times = np.arange(n_volumes) * repetition_time
-    trial_events = pd.DataFrame({
-        "onset": events["onset"].to_numpy(float),
-        "duration": events["duration"].to_numpy(float),
-        "trial_type": [f"{TRIAL_PREFIX}{i:04d}" for i in range(n_trials)],
-    })
-    add_regs = None if confounds is None or confounds.shape[1] == 0 else confounds.to_numpy(float)
-    names = None if add_regs is None else list(confounds.columns)
-    design = make_first_level_design_matrix(
-        frame_times, trial_events, hrf_model=hrf_model, drift_model=drift_model, high_pass=high_pass_hz,
-        add_regs=add_regs, add_reg_names=names,
-    )
-    trial_cols = [f"{TRIAL_PREFIX}{i:04d}" for i in range(n_trials)]
-    other = [c for c in design.columns if c not in trial_cols]
-    return design[trial_cols + other]
-
-
-def fit_ols(data: np.ndarray, design: pd.DataFrame | np.ndarray, n_trials: int) -> np.ndarray:
-    """Ordinary least squares for all voxels at once; return the trial betas.
-
-    Parameters
-    ----------
-    data : ndarray, shape (n_volumes, n_voxels)
-        Percent signal change.
-    design : ndarray or DataFrame, shape (n_volumes, n_regressors)
-        Trial regressors first.
-    n_trials : int
-
-    Returns
-    -------
-    ndarray, shape (n_trials, n_voxels), float32
-    """
-    x = np.asarray(design, dtype=np.float64)
-    if x.shape[0] != data.shape[0]:
-        raise ValueError(f"design has {x.shape[0]} rows but data has {data.shape[0]} volumes")
-    pinv = np.linalg.pinv(x)[:n_trials]
-    return (pinv.astype(np.float32) @ np.asarray(data, dtype=np.float32)).astype(np.float32)
 
 
 def zscore_by_group(betas: np.ndarray, groups: np.ndarray) -> np.ndarray:

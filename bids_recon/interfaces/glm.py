@@ -8,10 +8,17 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, traits
 
-from bids_recon.glm import betas_to_image, combine_runs, estimate_run_betas, intersect_masks
+from bids_recon.glm import (
+    RunFiles,
+    betas_to_image,
+    combine_runs,
+    estimate_session_betas,
+    intersect_masks,
+    noise_ceiling,
+)
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface
-from bids_recon.io import atomic_write, write_tsv
+from bids_recon.io import atomic_write, write_json, write_tsv
 
 
 class _SubjectMaskInputSpec(BaseInterfaceInputSpec):
@@ -35,51 +42,66 @@ class SubjectMask(RecordingInterface):
         self._results["out_mask"] = str(out)
 
 
-class _RunBetasInputSpec(BaseInterfaceInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="preprocessed BOLD (4D)")
+class _SessionBetasInputSpec(BaseInterfaceInputSpec):
+    bold_files = InputMultiObject(File(exists=True), mandatory=True, desc="preprocessed BOLD of each run (4D)")
+    events_files = InputMultiObject(File(exists=True), mandatory=True, desc="events.tsv of each run")
+    confounds_files = InputMultiObject(File(exists=True), mandatory=True, desc="fMRIPrep confounds of each run")
+    repetition_times = traits.List(traits.Float, mandatory=True)
+    runs = traits.List(traits.Either(None, traits.Str), mandatory=True, desc="run label of each run")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask")
-    events_file = File(exists=True, mandatory=True, desc="BIDS events.tsv")
-    confounds_file = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
-    repetition_time = traits.Float(mandatory=True)
     subject = traits.Str(mandatory=True)
     session = traits.Either(None, traits.Str, default=None, usedefault=True)
-    run = traits.Either(None, traits.Str, default=None, usedefault=True)
+    estimator = traits.Str("fithrf-denoise-rr", usedefault=True)
     confound_columns = traits.List(traits.Str, mandatory=True)
     stimulus_column = traits.Str("stim_file", usedefault=True)
-    hrf_model = traits.Str("glover", usedefault=True)
-    drift_model = traits.Str("cosine", usedefault=True)
     high_pass_hz = traits.Float(0.01, usedefault=True)
+    max_noise_components = traits.Int(10, usedefault=True)
+    fraction_selection = traits.Str("session", usedefault=True)
+    seed = traits.Int(0, usedefault=True)
 
 
-class _RunBetasOutputSpec(TraitedSpec):
-    betas = File(exists=True, desc="(n_trials, n_voxels) float32 .npy, percent signal change")
-    betas_image = File(exists=True, desc="4D statmap, one volume per trial")
-    trials = File(exists=True, desc="trial table of the run")
-    design = File(exists=True, desc="design matrix TSV")
-    n_unusable_voxels = traits.Int()
+class _SessionBetasOutputSpec(TraitedSpec):
+    betas = traits.List(File(exists=True), desc="per run: (n_trials, n_voxels) float32 .npy, % signal change")
+    betas_images = traits.List(File(exists=True), desc="per run: 4D statmap, one volume per trial")
+    trials = traits.List(File(exists=True), desc="per run: trial table")
+    design = File(exists=True, desc="design matrix TSV of the first run (canonical HRF)")
+    maps = traits.Dict(traits.Str, File(exists=True), desc="hrfindex, rsquare, fraction maps (NIfTI)")
+    info = File(exists=True, desc="JSON: estimator, noise components, cross-validation")
 
 
-class RunBetas(RecordingInterface):
-    """Single-trial betas (LSA) of one run."""
+class SessionBetas(RecordingInterface):
+    """Single-trial betas of one session's runs (LSA, LSS or fithrf-denoise-rr)."""
 
-    input_spec = _RunBetasInputSpec
-    output_spec = _RunBetasOutputSpec
+    input_spec = _SessionBetasInputSpec
+    output_spec = _SessionBetasOutputSpec
 
     def _run(self, runtime):
         i = self.inputs
         mask_img = nib.load(i.mask_file)
-        result = estimate_run_betas(
-            Path(i.bold_file), mask_img, Path(i.events_file), Path(i.confounds_file), i.repetition_time,
-            i.subject, i.session, i.run, list(i.confound_columns), i.stimulus_column, i.hrf_model, i.drift_model,
-            i.high_pass_hz,
-        )
+        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run)
+                 for b, e, c, tr, run in zip(i.bold_files, i.events_files, i.confounds_files, i.repetition_times,
+                                             i.runs, strict=True)]
+        result = estimate_session_betas(files, mask_img, list(i.confound_columns), i.estimator, i.stimulus_column,
+                                        i.high_pass_hz, i.max_noise_components, i.fraction_selection, i.seed)
         cwd = Path(runtime.cwd)
-        self._results["betas"] = str(atomic_write(cwd / "betas.npy", lambda tmp: np.save(tmp, result.betas)))
-        image = betas_to_image(result.betas, mask_img)
-        self._results["betas_image"] = str(atomic_write(cwd / "betas.nii.gz", lambda tmp: nib.save(image, tmp)))
-        self._results["trials"] = str(write_tsv(cwd / "trials.tsv", result.trials))
-        self._results["design"] = str(write_tsv(cwd / "design.tsv", result.design))
-        self._results["n_unusable_voxels"] = result.n_unusable_voxels
+        betas, images, trials = [], [], []
+        for index, (run_betas, run_trials) in enumerate(zip(result.betas, result.trials, strict=True)):
+            betas.append(str(atomic_write(cwd / f"betas_{index:02d}.npy", lambda tmp, b=run_betas: np.save(tmp, b))))
+            image = betas_to_image(run_betas, mask_img)
+            images.append(str(atomic_write(cwd / f"betas_{index:02d}.nii.gz",
+                                           lambda tmp, image=image: nib.save(image, tmp))))
+            trials.append(str(write_tsv(cwd / f"trials_{index:02d}.tsv", run_trials)))
+        fit = result.fit
+        maps = {}
+        for name, values in (("hrfindex", fit.hrf_index.astype(np.float32)), ("rsquare", fit.r2),
+                             ("onoffrsquare", fit.onoff_r2), ("fraction", fit.fractions)):
+            image = betas_to_image(values[None, :], mask_img).slicer[..., 0]
+            maps[name] = str(atomic_write(cwd / f"{name}.nii.gz", lambda tmp, image=image: nib.save(image, tmp)))
+        info = {**fit.info, "NoiseComponents": fit.n_noise_components, "UnusableVoxels": result.n_unusable_voxels,
+                "MedianFraction": float(np.median(fit.fractions)), "MedianRSquare": float(np.median(fit.r2))}
+        self._results.update(betas=betas, betas_images=images, trials=trials, maps=maps,
+                             design=str(write_tsv(cwd / "design.tsv", result.design)),
+                             info=str(write_json(cwd / "session_info.json", info)))
 
 
 class _CombineRunsInputSpec(BaseInterfaceInputSpec):
@@ -87,11 +109,13 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     trials = InputMultiObject(File(exists=True), mandatory=True, desc="per-run trial tables, same order")
     test_min_repeats = traits.Int(2, usedefault=True)
     zscore = traits.Bool(True, usedefault=True)
+    mask_file = File(exists=True, mandatory=True, desc="subject brain mask (grid of the maps)")
 
 
 class _CombineRunsOutputSpec(TraitedSpec):
     betas = File(exists=True, desc="(n_trials, n_voxels) z-scored per session, .npy")
     trials = File(exists=True, desc="the participant's trial table")
+    maps = traits.Dict(traits.Str, File(exists=True), desc="ncsnr and noise-ceiling maps (NIfTI)")
 
 
 class CombineRuns(RecordingInterface):
@@ -107,6 +131,15 @@ class CombineRuns(RecordingInterface):
         cwd = Path(runtime.cwd)
         self._results["betas"] = str(atomic_write(cwd / "betas_zscored.npy", lambda tmp: np.save(tmp, stacked)))
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))
+        # NSD's noise ceiling from the repeats, for single trials and for the test averages
+        mask_img = nib.load(self.inputs.mask_file)
+        n_average = int(table.loc[table["split"] == "test"].groupby("stim_id").size().median())
+        ncsnr, nc = noise_ceiling(stacked, table["stim_id"].to_numpy(str), n_average=n_average)
+        maps = {}
+        for name, values in (("ncsnr", ncsnr), ("noiseceiling", nc)):
+            image = betas_to_image(values[None, :], mask_img).slicer[..., 0]
+            maps[name] = str(atomic_write(cwd / f"{name}.nii.gz", lambda tmp, image=image: nib.save(image, tmp)))
+        self._results["maps"] = maps
 
 
-__all__ = ["CombineRuns", "RunBetas", "SubjectMask"]
+__all__ = ["CombineRuns", "SessionBetas", "SubjectMask"]

@@ -108,6 +108,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
     waits_for = traits.List(desc="outputs that must be written before the report (ordering only)")
+    waits_for_maps = traits.List(desc="beta-stage maps that must be written before the report (ordering only)")
 
 
 class _ReportOutputSpec(TraitedSpec):

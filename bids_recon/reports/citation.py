@@ -74,7 +74,7 @@ REFERENCES: list[Reference] = [
         "@article{glover1999,\n  author = {Glover, Gary H.},\n  title = {Deconvolution of impulse response in "
         "event-related {BOLD} {fMRI}},\n  journal = {NeuroImage},\n  volume = {9},\n  number = {4},\n"
         "  pages = {416--429},\n  year = {1999},\n  doi = {10.1006/nimg.1998.0419}\n}",
-        lambda config: config.workflow.glm.hrf_model.lower().startswith("glover")),
+        lambda config: _estimator(config) in ("lsa", "lss")),
     Reference(
         "mumford2012", "Mumford JA, Turner BO, Ashby FG, Poldrack RA (2012). Deconvolving BOLD activation in "
         "event-related designs for multivoxel pattern classification analyses. NeuroImage 59(3):2636-2643. "
@@ -83,7 +83,7 @@ REFERENCES: list[Reference] = [
         "Poldrack, Russell A.},\n  title = {Deconvolving {BOLD} activation in event-related designs for multivoxel "
         "pattern classification analyses},\n  journal = {NeuroImage},\n  volume = {59},\n  number = {3},\n"
         "  pages = {2636--2643},\n  year = {2012},\n  doi = {10.1016/j.neuroimage.2011.08.076}\n}",
-        lambda config: _estimator(config) in ("lsa", "lss")),
+        lambda config: _estimator(config) == "lss"),
     Reference(
         "prince2022", "Prince JS, Charest I, Kurzawski JW, Pyles JA, Tarr MJ, Kay KN (2022). Improving the accuracy "
         "of single-trial fMRI response estimates using GLMsingle. eLife 11:e77599. doi:10.7554/eLife.77599",
@@ -91,7 +91,14 @@ REFERENCES: list[Reference] = [
         "and Tarr, Michael J. and Kay, Kendrick N.},\n  title = {Improving the accuracy of single-trial {fMRI} "
         "response estimates using {GLMsingle}},\n  journal = {eLife},\n  volume = {11},\n  pages = {e77599},\n"
         "  year = {2022},\n  doi = {10.7554/eLife.77599}\n}",
-        lambda config: "glmsingle" in _estimator(config)),
+        lambda config: _estimator(config).startswith("fithrf")),
+    Reference(
+        "rokem2020", "Rokem A, Kay K (2020). Fractional ridge regression: a fast, interpretable reparameterization "
+        "of ridge regression. GigaScience 9(12):giaa133. doi:10.1093/gigascience/giaa133",
+        "@article{rokem2020,\n  author = {Rokem, Ariel and Kay, Kendrick},\n  title = {Fractional ridge regression: "
+        "a fast, interpretable reparameterization of ridge regression},\n  journal = {GigaScience},\n  volume = {9},"
+        "\n  number = {12},\n  pages = {giaa133},\n  year = {2020},\n  doi = {10.1093/gigascience/giaa133}\n}",
+        lambda config: _estimator(config).endswith("-rr")),
     Reference(
         "ciric2022", "Ciric R, Thompson WH, Lorenz R, et al. (2022). TemplateFlow: FAIR-sharing of multi-scale, "
         "multi-species brain models. Nature Methods 19:1568-1571. doi:10.1038/s41592-022-01681-2",

@@ -701,3 +701,56 @@ def plot_group_metrics(
     if title:
         fig.suptitle(title)
     return _save(fig, out_path)
+
+
+def plot_map_mosaic(
+    maps: Mapping[str, str | os.PathLike[str]],
+    mask_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    n_slices: int = 8,
+    cmaps: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draw one row of axial slices per 3D map (same grid as the mask), with a colour bar each.
+
+    Parameters
+    ----------
+    maps : mapping
+        Row label -> NIfTI map.
+    mask_path : path-like
+        Brain mask: voxels outside it are blank; slices are spread over its extent.
+    cmaps : mapping, optional
+        Row label -> matplotlib colormap name (default ``viridis``).
+    """
+    mask, _ = _load_canonical(mask_path, "mask")
+    inside = mask > 0
+    z_any = np.flatnonzero(inside.any(axis=(0, 1)))
+    if len(z_any) == 0:
+        raise ValueError(f"mask {os.fspath(mask_path)!r} is empty")
+    slices = np.unique(np.linspace(z_any[0], z_any[-1], min(n_slices, len(z_any))).round().astype(int))
+    fig = Figure(figsize=(1.4 * len(slices) + 1.2, 1.6 * len(maps) + 0.4))
+    grid = fig.add_gridspec(len(maps), len(slices) + 1, width_ratios=[1] * len(slices) + [0.12])
+    for row, (label, path) in enumerate(maps.items()):
+        data, _ = _load_canonical(path, label)
+        if data.shape != mask.shape:
+            raise ValueError(f"{label}: map {os.fspath(path)!r} has shape {data.shape}, mask {mask.shape}")
+        values = data[inside]
+        finite = values[np.isfinite(values)]
+        vmin, vmax = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        vmax = vmax if vmax > vmin else vmin + 1.0
+        shown = np.where(inside, data, np.nan)
+        image = None
+        for col, z in enumerate(slices):
+            ax = fig.add_subplot(grid[row, col])
+            image = ax.imshow(np.rot90(shown[:, :, z]), cmap=(cmaps or {}).get(label, "viridis"), vmin=vmin,
+                              vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_facecolor("black")
+            if col == 0:
+                ax.set_ylabel(label, fontsize=9)
+        cax = fig.add_subplot(grid[row, -1])
+        fig.colorbar(image, cax=cax)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)

@@ -17,6 +17,7 @@ from bids_recon.io import read_tsv
 from bids_recon.reports.figures import (
     plot_cv_scores,
     plot_design_matrix,
+    plot_map_mosaic,
     plot_metrics,
     plot_reconstruction_grid,
     plot_roi_overlay,
@@ -45,6 +46,39 @@ def _rows_by_method(index: pd.DataFrame, generator: str) -> dict[str, pd.DataFra
     ids = list(first.loc[first["variant"] == order[0], "stimulus"])
     return {VARIANT_LABELS[v]: first[first["variant"] == v].set_index("stimulus").loc[ids].reset_index()
             for v in order}
+
+
+def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.DataFrame, fig_dir: Path,
+                     prefix: str) -> tuple[list[Figure], list[tuple[str, pd.DataFrame]], str]:
+    """Figures and tables of the beta stage's maps (HRF, R², fraction per session; noise ceiling)."""
+    figures, rows, estimator = [], [], "n/a"
+    mask = output_dir / names.brain_mask()
+    for session in sorted(trial_table["session"].dropna().astype(str).unique()) or [None]:
+        session = None if session in ("n/a", "nan") else session
+        paths = {stat: output_dir / names.stat_map(session, stat) for stat in ("hrfindex", "rsquare", "fraction")}
+        if not all(p.is_file() for p in paths.values()):
+            continue
+        info = json.loads(Path(str(paths["rsquare"]).replace(".nii.gz", ".json")).read_text())
+        estimator = info.get("Estimator", estimator)
+        rows.append({"session": session or "n/a", "estimator": estimator,
+                     "noise components": info.get("NoiseComponents"),
+                     "median fraction": info.get("MedianFraction"), "median R²": info.get("MedianRSquare"),
+                     "cross-validated trials": info.get("CrossValidatedTrials"),
+                     "note": info.get("CrossValidation", "")})
+        labels = {"hrfindex": "HRF index", "rsquare": "R²", "fraction": "ridge fraction"}
+        figures.append(Figure(
+            plot_map_mosaic({labels[k]: v for k, v in paths.items()}, mask,
+                            fig_dir / f"{prefix}_ses-{session or 'none'}_desc-glmmaps_plot.png"),
+            f"Session {session or 'n/a'}: chosen HRF (index into the library, higher = later peak), variance "
+            "explained by the single-trial model, and ridge fraction per voxel"))
+    ceiling = {"NCSNR": output_dir / names.stat_map(None, "ncsnr"),
+               "noise ceiling (%)": output_dir / names.stat_map(None, "noiseceiling")}
+    tables = [("Estimation per session", pd.DataFrame(rows))] if rows else []
+    if all(p.is_file() for p in ceiling.values()):
+        figures.append(Figure(plot_map_mosaic(ceiling, mask, fig_dir / f"{prefix}_desc-noiseceiling_plot.png"),
+                              "Noise ceiling from repeated stimuli: single-trial NCSNR and the noise ceiling of the "
+                              "repeat averages"))
+    return figures, tables, estimator
 
 
 def build_participant_report(
@@ -91,6 +125,7 @@ def build_participant_report(
     n_train = int((trial_table["split"] == "train").sum())
     n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
 
+    beta_figures, beta_tables, glm_estimator = _beta_stage_maps(output_dir, names, trial_table, fig_dir, prefix)
     sections = []
     design_table = read_tsv(design)
     sections.append(
@@ -98,9 +133,9 @@ def build_participant_report(
             title="Single-trial betas",
             text=(
                 f"{len(trial_table)} trials in {len(trial_table.groupby(['session', 'run'], dropna=False))} run(s) and "
-                f"{trial_table['session'].nunique()} session(s). Least-squares-all GLM: one regressor per trial, "
-                f"drift and confound regressors (the design matrix of the first run is shown). Betas are z-scored "
-                f"per voxel within each session."
+                f"{trial_table['session'].nunique()} session(s), estimated session by session with the "
+                f"'{glm_estimator}' estimator (the canonical-HRF design of the first run is shown). Betas are "
+                f"z-scored per voxel within each session; the noise ceiling is computed from repeated stimuli."
             ),
             figures=[
                 Figure(
@@ -108,8 +143,10 @@ def build_participant_report(
                         design_table, fig_dir / f"{prefix}_desc-design_matrix.svg", title="Design matrix, first run"
                     ),
                     f"{design_table.shape[0]} volumes x {design_table.shape[1]} regressors",
-                )
+                ),
+                *beta_figures,
             ],
+            tables=beta_tables,
         )
     )
 

@@ -14,7 +14,7 @@ from bids_recon import __version__
 from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
-from bids_recon.interfaces.glm import CombineRuns, RunBetas, SubjectMask
+from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.interfaces.outputs import DerivativesSink, ParticipantReport, WriteReconstructions
 from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct, Rois
 
@@ -26,6 +26,41 @@ def _rel(path: Path, root: Path) -> str:
         return Path(path).as_posix()
 
 
+#: Per-session maps of the beta stage (stat label -> description); see SessionBetas.
+SESSION_MAPS = {
+    "hrfindex": "Index (0-based) of each voxel's HRF in the library (see the documentation's method page)",
+    "rsquare": "Variance explained (fraction) by the single-trial model with the voxel's HRF",
+    "onoffrsquare": "Variance explained (fraction) by one regressor for all trials",
+    "fraction": "Fractional-ridge fraction of the OLS norm (1 = no regularisation)",
+}
+#: Per-participant maps computed from all sessions' betas (z-scored per session).
+SUBJECT_MAPS = {
+    "ncsnr": "Noise-ceiling SNR of single-trial betas (NSD's definition, from repeated stimuli)",
+    "noiseceiling": "Noise ceiling (% explainable variance) of the test-stimulus averages",
+}
+
+
+_NUISANCE = "with cosine drift regressors (high-pass {high_pass} Hz) and the fMRIPrep confounds {confounds}."
+#: Methods sentence of each single-trial estimator.
+GLM_METHODS = {
+    "lsa": "with a least-squares-all GLM: one regressor per trial convolved with a canonical (Glover) HRF, "
+           + _NUISANCE,
+    "lss": "with least-squares-separate GLMs (Mumford et al. 2012): for each trial, its regressor and one for all "
+           "other trials, canonical (Glover) HRF, " + _NUISANCE,
+    "fithrf": "with a least-squares-all GLM whose HRF was chosen per voxel from a library of 20 double-gamma HRFs "
+              "(time to peak 3.5-8 s) by variance explained, " + _NUISANCE,
+    "fithrf-denoise": "with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from a library of "
+                      "20 double-gamma HRFs, plus up to {n_pcs} noise regressors (principal components of a noise "
+                      "pool) whose number was chosen by leave-one-run-out cross-validation of repeated trials, "
+                      + _NUISANCE,
+    "fithrf-denoise-rr": "with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from a library "
+                         "of 20 double-gamma HRFs, up to {n_pcs} noise regressors (principal components of a noise "
+                         "pool) chosen by leave-one-run-out cross-validation of repeated trials, and fractional ridge "
+                         "regression (Rokem & Kay 2020; fraction chosen per {selection} by the same cross-validation, "
+                         "betas rescaled to the least-squares scale), " + _NUISANCE,
+}
+
+
 def methods_text(config: Config, inputs: SubjectInputs) -> str:
     """The methods paragraph of what this workflow runs (it goes into the report)."""
     wf, glm, dec = config.workflow, config.workflow.glm, config.workflow.decoding
@@ -33,12 +68,13 @@ def methods_text(config: Config, inputs: SubjectInputs) -> str:
                      if name not in wf.rois.user_masks)
     user = ", ".join(f"{k} ({v})" for k, v in wf.rois.user_masks.items())
     return (
-        f"Images were reconstructed with bids_recon {__version__}. Single-trial responses were estimated for each "
-        f"of {len(inputs.runs)} runs of task '{inputs.task}' with a least-squares-all GLM: one regressor per "
-        f"trial convolved with the {glm.hrf_model} HRF, a {glm.drift_model} drift model (high-pass "
-        f"{glm.high_pass_hz} Hz) and the fMRIPrep confounds {', '.join(glm.confounds)}, fitted to the "
-        f"{wf.space} preprocessed BOLD in percent signal change within the intersection of the runs' brain "
-        f"masks. Betas were z-scored per voxel within each session. Stimuli shown at least "
+        f"Images were reconstructed with bids_recon {__version__}. Single-trial responses were estimated "
+        f"session by session for the {len(inputs.runs)} runs of task '{inputs.task}' "
+        + GLM_METHODS[glm.estimator].format(high_pass=glm.high_pass_hz, confounds=", ".join(glm.confounds),
+                                             n_pcs=glm.max_noise_components, selection=glm.fraction_selection)
+        + f" The {wf.space} preprocessed BOLD was analysed in percent signal change within the intersection of the "
+        f"runs' brain masks. Betas were z-scored per voxel within each session; the noise ceiling (NCSNR, "
+        f"Allen et al. 2022) was computed from repeated stimuli. Stimuli shown at least "
         f"{wf.stimuli.test_min_repeats} times formed the test set; the others the training set. "
         f"Regions of interest came from the TemplateFlow {wf.rois.atlas} atlas ({wf.rois.atlas_desc}) resampled to "
         f"the BOLD grid ({rois})" + (f" and from user masks {user}" if user else "") + ". "
@@ -126,37 +162,48 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     ), name="ds_brain_mask")
     wf.connect(mask, "out_mask", ds_mask, "in_file")
 
-    merge_betas = pe.Node(Merge(len(inputs.runs)), name="merge_betas")
-    merge_trials = pe.Node(Merge(len(inputs.runs)), name="merge_trials")
-    for index, run in enumerate(inputs.runs, start=1):
-        key = run.key.replace("-", "")
-        glm = pe.Node(RunBetas(
-            bold_file=str(run.preproc_bold), events_file=str(run.events), confounds_file=str(run.confounds),
-            repetition_time=run.repetition_time, subject=run.subject, session=run.session, run=run.run,
-            confound_columns=list(glm_cfg.confounds), stimulus_column=stim_cfg.column, hrf_model=glm_cfg.hrf_model,
-            drift_model=glm_cfg.drift_model, high_pass_hz=glm_cfg.high_pass_hz,
-        ), name=f"betas_{key}", mem_gb=1.0)
-        sidecar = {
-            "Description": "Single-trial betas (least-squares-all), percent signal change, one volume per trial;"
-                           " rows of the .tsv beside it list the trials in volume order",
-            "Units": "percent signal change", "EstimationMethod": "LSA", "HRFModel": glm_cfg.hrf_model,
-            "DriftModel": glm_cfg.drift_model, "HighPassHz": glm_cfg.high_pass_hz, "Confounds": glm_cfg.confounds,
-            "RepetitionTime": run.repetition_time, **grid,
-            "Sources": [bids_uri("fmriprep", _rel(run.preproc_bold, fmriprep_dir)),
-                        bids_uri("fmriprep", _rel(run.confounds, fmriprep_dir)),
-                        bids_uri("raw", _rel(run.events, bids_dir))],
-        }
-        ds_betas = pe.Node(DerivativesSink(out_file=str(out_dir / names.betas(run.session, run.run)), sidecar=sidecar),
-                           name=f"ds_betas_{key}")
-        ds_design = pe.Node(DerivativesSink(out_file=str(out_dir / names.design(run.session, run.run))),
+    map_sinks = []  # the report waits for them
+    merge_betas = pe.Node(Merge(len(inputs.sessions)), name="merge_betas")
+    merge_trials = pe.Node(Merge(len(inputs.sessions)), name="merge_trials")
+    for index, session in enumerate(inputs.sessions, start=1):
+        runs = [r for r in inputs.runs if r.session == session]
+        key = f"ses{session}" if session else "session"
+        glm = pe.Node(SessionBetas(
+            bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
+            confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
+            runs=[r.run for r in runs], subject=inputs.subject, session=session, estimator=glm_cfg.estimator,
+            confound_columns=list(glm_cfg.confounds), stimulus_column=stim_cfg.column,
+            high_pass_hz=glm_cfg.high_pass_hz, max_noise_components=glm_cfg.max_noise_components,
+            fraction_selection=glm_cfg.fraction_selection, seed=ex.random_seed,
+        ), name=f"betas_{key}", mem_gb=1.0 + 0.1 * len(runs))
+        wf.connect([(mask, glm, [("out_mask", "mask_file")]),
+                    (glm, merge_betas, [("betas", f"in{index}")]),
+                    (glm, merge_trials, [("trials", f"in{index}")])])
+        common = {"Estimator": glm_cfg.estimator, "HighPassHz": glm_cfg.high_pass_hz, "Confounds": glm_cfg.confounds,
+                  **grid}
+        for position, run in enumerate(runs):
+            sidecar = {
+                "Description": "Single-trial betas, percent signal change, one volume per trial; rows of the .tsv "
+                               "beside it list the trials in volume order",
+                "Units": "percent signal change", "RepetitionTime": run.repetition_time, **common,
+                "Sources": [bids_uri("fmriprep", _rel(run.preproc_bold, fmriprep_dir)),
+                            bids_uri("fmriprep", _rel(run.confounds, fmriprep_dir)),
+                            bids_uri("raw", _rel(run.events, bids_dir))],
+            }
+            ds_betas = pe.Node(DerivativesSink(out_file=str(out_dir / names.betas(run.session, run.run)),
+                                               sidecar=sidecar), name=f"ds_betas_{run.key.replace('-', '')}")
+            wf.connect(glm, ("betas_images", _pick, position), ds_betas, "in_file")
+            wf.connect(glm, ("trials", _pick_tsv, position), ds_betas, "extra_files")
+        ds_design = pe.Node(DerivativesSink(out_file=str(out_dir / names.design(runs[0].session, runs[0].run))),
                             name=f"ds_design_{key}")
-        wf.connect([
-            (glm, ds_design, [("design", "in_file")]),
-            (mask, glm, [("out_mask", "mask_file")]),
-            (glm, ds_betas, [("betas_image", "in_file"), (("trials", _tsv_extra), "extra_files")]),
-            (glm, merge_betas, [("betas", f"in{index}")]),
-            (glm, merge_trials, [("trials", f"in{index}")]),
-        ])
+        wf.connect(glm, "design", ds_design, "in_file")
+        for stat, description in SESSION_MAPS.items():
+            ds_map = pe.Node(DerivativesSink(out_file=str(out_dir / names.stat_map(session, stat)),
+                                             sidecar={"Description": description, **common}),
+                             name=f"ds_{stat}_{key}")
+            wf.connect(glm, ("maps", _pick, stat), ds_map, "in_file")
+            wf.connect(glm, ("info", _json_of), ds_map, "extra_files")
+            map_sinks.append(ds_map)
 
     combine = pe.Node(CombineRuns(test_min_repeats=stim_cfg.test_min_repeats, zscore=glm_cfg.zscore_per_session),
                       name="combine_runs")
@@ -184,9 +231,19 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     recon = pe.Node(Reconstruct(generator=generator), name="reconstruct")
     evaluate = pe.Node(Evaluate(bids_dir=str(bids_dir), stimuli_folder=stim_cfg.folder, generator=generator),
                        name="evaluate")
+    for stat, description in SUBJECT_MAPS.items():
+        ds_map = pe.Node(DerivativesSink(out_file=str(out_dir / names.stat_map(None, stat)),
+                                         sidecar={"Description": description, "Estimator": glm_cfg.estimator, **grid}),
+                         name=f"ds_{stat}")
+        wf.connect(combine, ("maps", _pick, stat), ds_map, "in_file")
+        map_sinks.append(ds_map)
+    merge_maps = pe.Node(Merge(len(map_sinks)), name="merge_maps")
+    for index, sink in enumerate(map_sinks, start=1):
+        wf.connect(sink, "out_file", merge_maps, f"in{index}")
     wf.connect([
-        (merge_betas, combine, [("out", "betas")]),
-        (merge_trials, combine, [("out", "trials")]),
+        (merge_betas, combine, [(("out", _flatten), "betas")]),
+        (merge_trials, combine, [(("out", _flatten), "trials")]),
+        (mask, combine, [("out_mask", "mask_file")]),
         (mask, rois, [("out_mask", "mask_file")]),
     ])
     linear = [  # connected below unless the diffusion branch replaces these nodes
@@ -280,6 +337,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         summary=report_summary(config, inputs),
     ), name="report")
     wf.connect(merge_outputs, "out", report, "waits_for")
+    wf.connect(merge_maps, "out", report, "waits_for_maps")
     return wf
 
 
@@ -289,6 +347,18 @@ def _pick(mapping: dict, key: str):
 
 def _pick_json(mapping: dict, key: str) -> dict:
     return {".json": mapping[key]}
+
+
+def _pick_tsv(paths: list, index: int) -> dict:
+    return {".tsv": paths[index]}
+
+
+def _json_of(path: str) -> dict:
+    return {".json": path}
+
+
+def _flatten(lists: list) -> list:
+    return [item for sub in lists for item in (sub if isinstance(sub, list) else [sub])]
 
 
 def _tsv_extra(path: str) -> dict[str, str]:
