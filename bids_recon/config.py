@@ -57,11 +57,13 @@ DEFAULT_CONFOUNDS: list[str] = [
 class GlmConfig:
     """Single-trial beta estimation."""
 
-    estimator: str = "lsa"
-    hrf_model: str = "glover"
-    drift_model: str = "cosine"
+    #: lsa | lss | fithrf | fithrf-denoise | fithrf-denoise-rr (see bids_recon.glm.estimators)
+    estimator: str = "fithrf-denoise-rr"
     high_pass_hz: float = 0.01
     confounds: list[str] = field(default_factory=lambda: list(DEFAULT_CONFOUNDS))
+    max_noise_components: int = 10
+    #: "session": one ridge fraction per session; "voxel": GLMsingle's per-voxel choice
+    fraction_selection: str = "session"
     zscore_per_session: bool = True
 
 
