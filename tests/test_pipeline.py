@@ -103,15 +103,21 @@ def test_output_passes_bids_validator(tiny_run):
 
 
 def test_rerun_resumes_from_work_dir(tiny_run):
-    """Same work dir: every node is cached, outputs are identical."""
+    """Same work dir: computing nodes are cached; outputs deleted since are written again, identical."""
+    import shutil
+
     dataset, out = tiny_run["dataset"], tiny_run["out"]
     names = _names(tiny_run)
     before = (out / names.metrics("linear")).read_bytes()
+    betas_before = (out / names.trials()).read_bytes()
+    shutil.rmtree(out / "sub-01")
     proc = run_cli([str(dataset.bids_dir), str(out), "participant", "-d", f"fmriprep={dataset.fmriprep_dir}",
                     "-w", str(tiny_run["work"]), "--participant-label", "01", "--skip-bids-validation"],
                    dataset.templateflow_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / names.metrics("linear")).read_bytes() == before
+    assert (out / names.trials()).read_bytes() == betas_before
+    assert (out / "sub-01.html").is_file()
 
 
 def test_reports_only_rebuilds_the_report(tiny_run):

@@ -228,6 +228,8 @@ class _WriteDiffusionOutputSpec(TraitedSpec):
 class WriteDiffusionReconstructions(RecordingInterface):
     """Copy the generated PNGs to their derivative names and write the TSV index (+ JSON sidecar)."""
 
+    writes_outputs = True
+
     input_spec = _WriteDiffusionInputSpec
     output_spec = _WriteDiffusionOutputSpec
 

@@ -37,6 +37,8 @@ def _stem(path: Path) -> str:
 class DerivativesSink(RecordingInterface):
     """Copy one file to its derivatives name atomically, with its JSON sidecar."""
 
+    writes_outputs = True
+
     input_spec = _SinkInputSpec
     output_spec = _SinkOutputSpec
 
@@ -70,6 +72,8 @@ class _WriteReconstructionsOutputSpec(TraitedSpec):
 
 class WriteReconstructions(RecordingInterface):
     """Write reconstructed images as PNG with a TSV index (stimulus, trials, file)."""
+
+    writes_outputs = True
 
     input_spec = _WriteReconstructionsInputSpec
     output_spec = _WriteReconstructionsOutputSpec
@@ -117,6 +121,8 @@ class _ReportOutputSpec(TraitedSpec):
 
 class ParticipantReport(RecordingInterface):
     """Build ``sub-<label>.html`` and its figures from the written outputs."""
+
+    writes_outputs = True
 
     input_spec = _ReportInputSpec
     output_spec = _ReportOutputSpec

@@ -34,6 +34,10 @@ def init_bids_recon_wf(config: Config, inputs: dict[str, SubjectInputs]) -> pe.W
     workflow = pe.Workflow(name="bids_recon_wf", base_dir=ex.work_dir)
     for subject, subject_inputs in inputs.items():
         workflow.add_nodes([init_participant_wf(config, subject_inputs, name=f"sub_{subject}_wf")])
+    for name in workflow.list_node_names():
+        node = workflow.get_node(name)
+        if getattr(node.interface, "writes_outputs", False):
+            node.overwrite = True  # rewrite outputs on every run, even when the node is cached
     return workflow
 
 
