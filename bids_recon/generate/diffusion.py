@@ -22,24 +22,29 @@ from typing import Any
 
 import numpy as np
 
+from bids_recon.config import DiffusionConfig
+
 LOGGER = logging.getLogger("bids_recon.generate.diffusion")
 
 VARIANTS = ("z", "c", "zc")
 
 
+_DEFAULTS = DiffusionConfig()  # the defaults live in bids_recon.config (the paper's settings)
+
+
 @dataclass(frozen=True)
 class DiffusionSettings:
-    """Sampling settings (defaults: the paper's; see :class:`bids_recon.config.DiffusionConfig`)."""
+    """Sampling settings (defaults from :class:`bids_recon.config.DiffusionConfig`: the paper's)."""
 
-    steps: int = 50
-    strength: float = 0.8
-    guidance_scale: float = 5.0
-    n_samples: int = 5
-    seed: int = 42
-    batch_size: int = 8
-    output_size: int = 0  # 0: the model's native size (UNet sample size x VAE factor; 512 for SD-1.x)
-    variants: tuple[str, ...] = VARIANTS
-    progress: bool = True
+    steps: int = _DEFAULTS.steps
+    strength: float = _DEFAULTS.strength
+    guidance_scale: float = _DEFAULTS.guidance_scale
+    n_samples: int = _DEFAULTS.n_samples
+    seed: int = _DEFAULTS.seed
+    batch_size: int = _DEFAULTS.batch_size
+    output_size: int = _DEFAULTS.output_size  # 0: the model's native size (512 for SD-1.x)
+    variants: tuple[str, ...] = tuple(_DEFAULTS.variants)
+    progress: bool = _DEFAULTS.progress
 
     def to_sidecar(self) -> dict[str, Any]:
         d = asdict(self)
