@@ -22,6 +22,7 @@ from bids_recon.errors import (
     MissingInputError,
     UsageError,
 )
+from bids_recon.glm.singletrial import load_events
 
 LOGGER = logging.getLogger("bids_recon.bids")
 
@@ -134,6 +135,9 @@ def collect_inputs(
         The labels or filters select no BOLD run (exit code 18).
     MissingInputError
         A run lacks its events or one of its fMRIPrep files (exit code 66).
+    BadDataError
+        An events table without numeric onset/duration or with a trial ending after the run, or a sidecar
+        RepetitionTime that differs from the NIfTI header (exit code 65).
     """
     from bids import BIDSLayout
 
@@ -213,6 +217,9 @@ def _collect_run(raw: Any, deriv: Any, bold: Any, space: str, resolution: str | 
     except MissingInputError:
         boldref = None
     tr = _repetition_time(Path(bold.path), raw.get_metadata(bold.path), preproc)
+    # check the events now (columns, numbers, trials inside the run): a bad table stops the run before any work
+    shape = nib.load(preproc).shape
+    load_events(Path(events[0].path), shape[3] if len(shape) == 4 else None, tr)
     run = ents.get("run")
     return RunInputs(
         subject=ents["subject"], session=ents.get("session"), task=ents["task"],

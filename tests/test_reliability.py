@@ -1,0 +1,312 @@
+"""Reliability (issue 5): bad input refused cleanly, reproducible results, no network, interrupted runs resume.
+
+Every bad input is built from a copy of the ``tiny`` simulated dataset and run through the command line as a
+user would (a subprocess, one participant); the test checks the exit code, that the message names the file
+and the problem, and that nothing that looks complete (the participant's report) was written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bids_recon.bids.derivatives import SubjectOutputs
+from tests.conftest import run_cli
+
+FMRIPREP = Path("derivatives") / "fmriprep"
+
+
+@pytest.fixture
+def dataset_copy(tiny_dataset, tmp_path: Path) -> Path:
+    """A writable copy of the tiny dataset (raw + fMRIPrep inside it)."""
+    bids = tmp_path / "ds"
+    shutil.copytree(tiny_dataset.bids_dir, bids)
+    return bids
+
+
+def _participant(bids: Path, out: Path, templateflow: Path, *extra: str):
+    return run_cli([str(bids), str(out), "participant", "-d", f"fmriprep={bids / FMRIPREP}",
+                    "-w", str(out.parent / "work"), "--participant-label", "01", "--skip-bids-validation",
+                    "--nprocs", "2", *extra], templateflow)
+
+
+def _one(bids: Path, pattern: str) -> Path:
+    """The first file of sub-01 matching ``pattern`` (run-01 sorts first)."""
+    return sorted((bids / "sub-01").rglob(pattern)
+                  if not pattern.startswith("derivatives") else bids.glob(pattern))[0]
+
+
+def _preproc_bold(bids: Path) -> Path:
+    return _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-preproc_bold.nii.gz")
+
+
+def _events(bids: Path) -> Path:
+    return _one(bids, "*run-01_events.tsv")
+
+
+# Each case: mutate the dataset copy, return (file the message must name, words the message must contain).
+
+def _truncated_bold(bids: Path) -> tuple[Path, list[str]]:
+    bold = _preproc_bold(bids)
+    data = bold.read_bytes()
+    bold.write_bytes(data[: len(data) // 2])
+    return bold, ["cannot read"]
+
+
+def _unreadable_bold(bids: Path) -> tuple[Path, list[str]]:
+    bold = _preproc_bold(bids)
+    bold.write_bytes(gzip.compress(b"this is not a NIfTI file" * 20))
+    return bold, ["NIfTI"]
+
+
+def _events_missing(bids: Path) -> tuple[Path, list[str]]:
+    events = _events(bids)
+    events.unlink()
+    return _one(bids, "*run-01_bold.nii.gz"), ["no events.tsv"]
+
+
+def _edit_events(edit: Callable[[pd.DataFrame], pd.DataFrame], words: list[str]):
+    def mutate(bids: Path) -> tuple[Path, list[str]]:
+        events = _events(bids)
+        table = pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False)
+        edit(table).to_csv(events, sep="\t", index=False)
+        return events, words
+    return mutate
+
+
+def _non_numeric(table: pd.DataFrame) -> pd.DataFrame:
+    table.loc[3, "onset"] = "soon"
+    return table
+
+
+def _late_trial(table: pd.DataFrame) -> pd.DataFrame:
+    table.loc[len(table) - 1, "onset"] = "100000"
+    return table
+
+
+def _confounds_missing(bids: Path) -> tuple[Path, list[str]]:
+    confounds = _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_desc-confounds_timeseries.tsv")
+    confounds.unlink()
+    return _one(bids, "*run-01_bold.nii.gz"), ["confounds not found"]
+
+
+def _tr_mismatch(bids: Path) -> tuple[Path, list[str]]:
+    sidecar = _one(bids, "*run-01_bold.json")
+    meta = json.loads(sidecar.read_text())
+    meta["RepetitionTime"] = 2.0
+    sidecar.write_text(json.dumps(meta))
+    return _preproc_bold(bids), ["RepetitionTime 2.0", "differs"]
+
+
+def _stim(value: str, words: list[str]):
+    """The message names the stimulus as written in the events file (and the folder it was looked up in)."""
+    def mutate(bids: Path) -> tuple[Path, list[str]]:
+        events = _events(bids)
+        table = pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False)
+        table.loc[2, "stim_file"] = value
+        table.to_csv(events, sep="\t", index=False)
+        return Path(value), [f"'{value}'", *words]
+    return mutate
+
+
+def _few_repeats(bids: Path) -> tuple[Path, list[str]]:
+    """No stimulus is shown 50 times (run with ``--test-min-repeats 50``): no test set; the message gives counts."""
+    return _events(bids), ["0 stimuli are shown >= 50 times", "--test-min-repeats"]
+
+
+CASES = {
+    "bold-truncated": (_truncated_bold, 65),
+    "bold-unreadable": (_unreadable_bold, 65),
+    "events-missing": (_events_missing, 66),
+    "events-no-onset": (_edit_events(lambda t: t.drop(columns="onset"), ["lacks the 'onset' column"]), 65),
+    "events-non-numeric-onset": (_edit_events(_non_numeric, ["non-numeric", "'onset'", "line 5"]), 65),
+    "trial-after-run-end": (_edit_events(_late_trial, ["ends after the run"]), 65),
+    "confounds-missing": (_confounds_missing, 66),
+    "tr-mismatch": (_tr_mismatch, 65),
+    "stim-file-missing": (_stim("nope.png", ["not found"]), 66),
+    "stim-file-parent": (_stim("../dataset_description.json", ["must be a path relative"]), 65),
+    # absolute stim_file paths take the same branch as '../' (tested on StimulusResolver in test_glm_decoding.py)
+    "too-few-repeats": (_few_repeats, 65),
+}
+EXTRA_ARGS = {"too-few-repeats": ["--test-min-repeats", "50"]}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_path: Path) -> None:
+    mutate, code = CASES[case]
+    named, words = mutate(dataset_copy)
+    out = tmp_path / "out"
+    # --stop-on-first-crash only makes the failing cases fast: errors are mapped the same way without it
+    proc = _participant(dataset_copy, out, tiny_dataset.templateflow_dir, "--stop-on-first-crash",
+                        *EXTRA_ARGS.get(case, []))
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    if case != "too-few-repeats":
+        assert named.name in proc.stderr, proc.stderr[-3000:]
+    for word in words:
+        assert word in proc.stderr, proc.stderr[-3000:]
+    assert not (out / "sub-01.html").exists()
+
+
+# --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------
+
+#: Installed with PYTHONPATH in the runs below: any IP connection or name lookup fails (Unix sockets, which
+#: multiprocessing uses, still work).
+NO_NETWORK = """
+import socket
+
+def _refuse(*args, **kwargs):
+    raise OSError("network access is disabled in this test")
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+def _connect_local(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse()
+    return _connect(self, address, *args)
+
+def _connect_ex_local(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse()
+    return _connect_ex(self, address, *args)
+
+socket.socket.connect = _connect_local
+socket.socket.connect_ex = _connect_ex_local
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+"""
+
+
+def _command(bids: Path, out: Path, work: Path) -> list[str]:
+    return [sys.executable, "-m", "bids_recon", str(bids), str(out), "participant", "-d",
+            f"fmriprep={bids / FMRIPREP}", "-w", str(work), "--participant-label", "01", "--skip-bids-validation",
+            "--nprocs", "2"]
+
+
+@pytest.fixture(scope="module")
+def unusable_voxels_dataset(tiny_dataset, tmp_path_factory) -> dict:
+    """The tiny dataset with 3 NaN and 3 constant brain voxels in run 1's preprocessed BOLD, and a sandbox.
+
+    The sandbox is a folder with a ``sitecustomize.py`` that disables the network (see :data:`NO_NETWORK`).
+    """
+    root = tmp_path_factory.mktemp("reliability")
+    bids = root / "ds"
+    shutil.copytree(tiny_dataset.bids_dir, bids)
+    bold = _preproc_bold(bids)
+    img = nib.load(bold)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    mask = np.asarray(nib.load(_one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-brain_mask.nii.gz"))
+                      .dataobj) > 0
+    voxels = np.argwhere(mask)[::97][:6]
+    for k, (i, j, z) in enumerate(voxels):
+        if k < 3:
+            data[i, j, z, 5 * k] = np.nan
+        else:
+            data[i, j, z, :] = 1000.0
+    out_img = nib.Nifti1Image(data, img.affine, img.header)
+    out_img.set_data_dtype(np.float32)
+    nib.save(out_img, bold)
+    sandbox = root / "no_network"
+    sandbox.mkdir()
+    (sandbox / "sitecustomize.py").write_text(NO_NETWORK)
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1",
+           "PYTHONPATH": os.pathsep.join([str(sandbox), str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    return {"root": root, "bids": bids, "env": env, "dataset": tiny_dataset}
+
+
+@pytest.fixture(scope="module")
+def offline_run(unusable_voxels_dataset) -> dict:
+    """One uninterrupted run with the network disabled."""
+    d = unusable_voxels_dataset
+    out, work = d["root"] / "a" / "out", d["root"] / "a" / "work"
+    proc = subprocess.run(_command(d["bids"], out, work), env=d["env"], capture_output=True, text=True,
+                          timeout=600)
+    return {"out": out, "proc": proc}
+
+
+@pytest.fixture(scope="module")
+def resumed_run(unusable_voxels_dataset) -> dict:
+    """A run killed with SIGKILL mid-workflow, then rerun with the same work directory."""
+    d = unusable_voxels_dataset
+    out, work = d["root"] / "b" / "out", d["root"] / "b" / "work"
+    command = _command(d["bids"], out, work)
+    process = subprocess.Popen(command, env=d["env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(work.rglob("result_*.pklz"))) >= 6:  # some nodes done, the run is well under way
+            break
+        time.sleep(0.2)
+    killed_mid_run = process.poll() is None
+    if killed_mid_run:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    left = {"report": (out / "sub-01.html").exists(), "killed_mid_run": killed_mid_run}
+    proc = subprocess.run(command, env=d["env"], capture_output=True, text=True, timeout=600)
+    return {"out": out, "proc": proc, **left}
+
+
+def test_network_sandbox_works(unusable_voxels_dataset) -> None:
+    code = ("import socket\ntry:\n    socket.socket().connect(('127.0.0.1', 9))\n"
+            "except OSError as exc:\n    print(exc)")
+    proc = subprocess.run([sys.executable, "-c", code], env=unusable_voxels_dataset["env"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.strip() == "network access is disabled in this test", proc.stderr
+
+
+def test_runs_without_network_and_counts_unusable_voxels(offline_run, unusable_voxels_dataset) -> None:
+    proc = offline_run["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (offline_run["out"] / "sub-01.html").is_file()
+    sidecars = sorted((offline_run["out"] / "sub-01").rglob("*ses-01_*stat-rsquare_statmap.json"))
+    assert sidecars
+    assert json.loads(sidecars[0].read_text())["UnusableVoxels"] == 6
+
+
+def _outputs(out: Path, dataset) -> dict[str, Path]:
+    names = SubjectOutputs("01", dataset.task, "MNI152NLin2009cAsym", "2")
+    files = {"trials": out / names.trials(), "metrics": out / names.metrics("linear"),
+             "decoder": out / names.decoder("earlyvisual", "imagepca")}
+    files.update({p.name: p for p in sorted((out / "sub-01").rglob("*stat-effect_statmap.nii.gz"))})
+    return files
+
+
+def _assert_same_outputs(a: Path, b: Path, dataset) -> None:
+    first, second = _outputs(a, dataset), _outputs(b, dataset)
+    assert first.keys() == second.keys() and len(first) > 3
+    for key, path in first.items():
+        other = second[key]
+        if path.name.endswith(".nii.gz"):
+            np.testing.assert_array_equal(np.asarray(nib.load(path).dataobj), np.asarray(nib.load(other).dataobj))
+        elif path.suffix == ".npz":
+            with np.load(path) as x, np.load(other) as y:
+                assert sorted(x.files) == sorted(y.files)
+                for name in x.files:
+                    np.testing.assert_array_equal(x[name], y[name], err_msg=f"{path.name}: {name}")
+        else:
+            assert path.read_bytes() == other.read_bytes(), path.name
+
+
+def test_killed_run_resumes_with_identical_outputs(offline_run, resumed_run, unusable_voxels_dataset) -> None:
+    """Same seed, other folders, killed and resumed: betas, trials, decoder and metrics are bitwise equal.
+
+    This is also the reproducibility check (two runs with the same seed into different output/work folders).
+    """
+    assert offline_run["proc"].returncode == 0, offline_run["proc"].stderr[-3000:]
+    assert resumed_run["killed_mid_run"], "the run finished before it could be killed"
+    assert not resumed_run["report"], "a killed run left a report that looks complete"
+    assert resumed_run["proc"].returncode == 0, resumed_run["proc"].stderr[-3000:]
+    _assert_same_outputs(offline_run["out"], resumed_run["out"], unusable_voxels_dataset["dataset"])
