@@ -274,6 +274,8 @@ def test_runs_without_network_and_counts_unusable_voxels(offline_run, unusable_v
     sidecars = sorted((offline_run["out"] / "sub-01").rglob("*ses-01_*stat-rsquare_statmap.json"))
     assert sidecars
     assert json.loads(sidecars[0].read_text())["UnusableVoxels"] == 6
+    html = (offline_run["out"] / "sub-01.html").read_text()
+    assert "unusable voxels (NaN, constant; betas 0)" in html
 
 
 def _outputs(out: Path, dataset) -> dict[str, Path]:

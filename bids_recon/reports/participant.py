@@ -64,6 +64,7 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
                      "noise components": info.get("NoiseComponents"),
                      "median fraction": info.get("MedianFraction"), "median R²": info.get("MedianRSquare"),
                      "cross-validated trials": info.get("CrossValidatedTrials"),
+                     "unusable voxels (NaN, constant; betas 0)": info.get("UnusableVoxels"),
                      "note": info.get("CrossValidation", "")})
         labels = {"hrfindex": "HRF index", "rsquare": "R²", "fraction": "ridge fraction"}
         figures.append(Figure(
