@@ -542,6 +542,24 @@ def _draw_chance(ax, x: np.ndarray, chance: np.ndarray, width: float) -> None:
         ax.hlines(chance[ok], x[ok] - width / 2, x[ok] + width / 2, colors="black", linestyles="--", label="chance")
 
 
+def _metric_axis(ax, pct: bool) -> None:
+    """Y label and limits of one metric panel (identification in %)."""
+    ax.set_ylabel("% correct" if pct else "value")
+    if pct:
+        ax.set_ylim(0, 105)
+    ax.margins(y=0.15)
+
+
+def _finish_metric_figure(fig: Figure, axes: np.ndarray, title: str | None, out_path: str | os.PathLike[str]) -> Path:
+    """One 'chance' legend entry, the title, and save."""
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:1], labels[:1], loc="outside lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)
+
+
 def plot_metrics(
     metrics: pd.DataFrame,
     out_path: str | os.PathLike[str],
@@ -615,16 +633,8 @@ def plot_metrics(
         ax.set_xticks(x)
         ax.set_xticklabels(row_methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(name, fontsize=10)
-        ax.set_ylabel("% correct" if pct else "value")
-        if pct:
-            ax.set_ylim(0, 105)
-        ax.margins(y=0.15)
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles[:1], labels[:1], loc="outside lower right", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, out_path)
+        _metric_axis(ax, pct)
+    return _finish_metric_figure(fig, axes, title, out_path)
 
 
 def plot_group_metrics(
@@ -691,16 +701,8 @@ def plot_group_metrics(
         ax.set_xticklabels(present, rotation=30, ha="right", fontsize=8)
         n_part = rows["participant_id"].nunique()
         ax.set_title(f"{name} (n={n_part})", fontsize=10)
-        ax.set_ylabel("% correct" if pct else "value")
-        if pct:
-            ax.set_ylim(0, 105)
-        ax.margins(y=0.15)
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles[:1], labels[:1], loc="outside lower right", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, out_path)
+        _metric_axis(ax, pct)
+    return _finish_metric_figure(fig, axes, title, out_path)
 
 
 def plot_map_mosaic(
