@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_recon.bids.derivatives import SubjectOutputs
+from bids_recon.bids.derivatives import BIDSIGNORE, SubjectOutputs
 from tests.conftest import run_cli
 
 FMRIPREP = Path("derivatives") / "fmriprep"
@@ -312,3 +312,27 @@ def test_killed_run_resumes_with_identical_outputs(offline_run, resumed_run, unu
     assert not resumed_run["report"], "a killed run left a report that looks complete"
     assert resumed_run["proc"].returncode == 0, resumed_run["proc"].stderr[-3000:]
     _assert_same_outputs(offline_run["out"], resumed_run["out"], unusable_voxels_dataset["dataset"])
+
+
+def test_participants_in_parallel_share_one_output_dir(tiny_dataset, tmp_path):
+    """As an HPC array job does: one process per participant, same output dir, own work dirs."""
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
+    out = tmp_path / "out"
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "bids_recon", str(tiny_dataset.bids_dir), str(out), "participant",
+                          "-d", f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(tmp_path / f"work-{subject}"),
+                          "--participant-label", subject, "--skip-bids-validation", "--nprocs", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for subject in tiny_dataset.subjects
+    ]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [r[1][-2000:] for r in results]
+    description = json.loads((out / "dataset_description.json").read_text())  # intact JSON, not interleaved
+    assert description["DatasetType"] == "derivative"
+    assert (out / ".bidsignore").read_text().splitlines() == BIDSIGNORE
+    logs = sorted((out / "logs").iterdir())
+    assert len(logs) == len(procs)  # one log folder per process, none shared
+    for subject in tiny_dataset.subjects:
+        assert (out / f"sub-{subject}.html").is_file()
+    group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir)
+    assert group.returncode == 0, group.stderr[-2000:]
