@@ -458,7 +458,7 @@ def fit_session(
         if n_components:
             for run, basis in zip(runs, extra, strict=True):
                 residualise(run.data, basis)
-                # the designs must lose the same span
+            # the designs lose the same span as the data
             designs = [x - b[None] @ (b.T[None] @ x) for x, b in zip(designs, extra, strict=True)]
     info["NoiseComponents"] = n_components
 
