@@ -29,7 +29,7 @@ def _participant(bids, out, templateflow, *extra):
                     "-w", str(out.parent / "work"), "--participant-label", "01", *extra], templateflow)
 
 
-def test_bad_confounds_inside_a_node_is_65(dataset_copy, tiny_dataset, tmp_path):
+def test_confounds_with_too_few_rows_is_65(dataset_copy, tiny_dataset, tmp_path):
     confounds = sorted((dataset_copy / "derivatives" / "fmriprep").rglob("*run-01_desc-confounds_timeseries.tsv"))[0]
     table = pd.read_csv(confounds, sep="\t")
     table.iloc[:-5].to_csv(confounds, sep="\t", index=False, na_rep="n/a")

@@ -122,6 +122,38 @@ def _stim(value: str, words: list[str]):
     return mutate
 
 
+def _mask_off_grid(bids: Path) -> tuple[Path, list[str]]:
+    """The brain mask moved by one voxel (same shape, other affine), as a mask of another space would be."""
+    mask = _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-brain_mask.nii.gz")
+    img = nib.load(mask)
+    affine = img.affine.copy()
+    affine[:3, 3] += np.diag(affine)[:3]
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine, img.header), mask)
+    return mask, ["differs from the BOLD grid"]
+
+
+def _stim_symlink_outside(bids: Path) -> tuple[Path, list[str]]:
+    """A symlink inside stimuli/ to an image outside the dataset: refused, the target is never read."""
+    outside = bids.parent / "outside.png"
+    shutil.copyfile(sorted((bids / "stimuli").glob("*.png"))[0], outside)
+    (bids / "stimuli" / "escape.png").symlink_to(outside)
+    return _stim("escape.png", ["leads outside the dataset"])(bids)
+
+
+def _captions_incomplete(bids: Path) -> tuple[Path, list[str]]:
+    captions = bids / "stimuli" / "captions.tsv"
+    table = pd.read_csv(captions, sep="\t", dtype=str, keep_default_na=False)
+    first = sorted(table["stim_file"].unique())[:3]
+    table[~table["stim_file"].isin(first)].to_csv(captions, sep="\t", index=False)
+    return captions, ["3 of", "have no caption", first[0], "--generator linear"]
+
+
+def _captions_missing(bids: Path) -> tuple[Path, list[str]]:
+    captions = bids / "stimuli" / "captions.tsv"
+    captions.unlink()
+    return captions, ["captions table does not exist", "--captions"]
+
+
 def _few_repeats(bids: Path) -> tuple[Path, list[str]]:
     """No stimulus is shown 50 times (run with ``--test-min-repeats 50``): no test set; the message gives counts."""
     return _events(bids), ["0 stimuli are shown >= 50 times", "--test-min-repeats"]
@@ -138,10 +170,18 @@ CASES = {
     "tr-mismatch": (_tr_mismatch, 65),
     "stim-file-missing": (_stim("nope.png", ["not found"]), 66),
     "stim-file-parent": (_stim("../dataset_description.json", ["must be a path relative"]), 65),
-    # absolute stim_file paths take the same branch as '../' (tested on StimulusResolver in test_glm_decoding.py)
+    "stim-file-absolute": (_stim("/etc/hostname", ["must be a path relative"]), 65),
+    "stim-file-symlink-outside": (_stim_symlink_outside, 65),
+    "stimulus-column-absent": (lambda bids: (_events(bids), ["no 'image' column", "--stimulus-column"]), 65),
+    "mask-off-grid": (_mask_off_grid, 65),
+    "captions-incomplete": (_captions_incomplete, 65),
+    "captions-missing": (_captions_missing, 66),
     "too-few-repeats": (_few_repeats, 65),
 }
-EXTRA_ARGS = {"too-few-repeats": ["--test-min-repeats", "50"]}
+EXTRA_ARGS = {"too-few-repeats": ["--test-min-repeats", "50"], "stimulus-column-absent": ["--stimulus-column", "image"],
+              "captions-incomplete": ["--generator", "diffusion"], "captions-missing": ["--generator", "diffusion"]}
+#: Found only when the data are read (the GLM stage); every other case stops before any workflow node runs.
+FOUND_IN_A_NODE = {"bold-truncated"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -159,6 +199,8 @@ def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_p
     for word in words:
         assert word in proc.stderr, proc.stderr[-3000:]
     assert not (out / "sub-01.html").exists()
+    nodes_run = list((out.parent / "work").rglob("result_*.pklz"))
+    assert bool(nodes_run) == (case in FOUND_IN_A_NODE), nodes_run[:3]
 
 
 # --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------

@@ -230,6 +230,8 @@ def run_participants(config: Config, log_dir: Path) -> None:
     inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
                             ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
     LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+    if not ex.reports_only:
+        check_collected_inputs(config, inputs)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_description(output_dir, {"raw": bids_dir, "fmriprep": Path(ex.derivatives["fmriprep"])})
     write_bidsignore(output_dir)
@@ -264,6 +266,17 @@ def run_participants(config: Config, log_dir: Path) -> None:
         raise
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
+
+
+def check_collected_inputs(config: Config, inputs: dict) -> None:
+    """Check what ties the input files together (grids, confounds, stimuli, captions) before any work."""
+    from bids_recon.bids.checks import check_inputs
+    from bids_recon.workflows.diffusion import captions_file
+
+    wf = config.workflow
+    check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli.column, wf.stimuli.folder, wf.glm.confounds,
+                 wf.stimuli.test_min_repeats,
+                 captions_file(config) if wf.generate.generator == "diffusion" else None)
 
 
 def _error_from_record(record: dict) -> BidsReconError:

@@ -115,7 +115,7 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list
     except Exception as exc:  # truncated gzip streams, short files
         raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
     events = load_events(files.events, n_volumes, files.repetition_time)
-    trials = run_trials(events, files.subject, files.session, files.run, stimulus_column)
+    trials = run_trials(events, files.subject, files.session, files.run, stimulus_column, files.events)
     if trials.empty:
         raise BadDataError(f"no trial names a stimulus in column '{stimulus_column}'", files.events)
     confounds = load_confounds(files.confounds, confound_columns, n_volumes)

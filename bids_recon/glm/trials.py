@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -14,7 +16,8 @@ TRIAL_COLUMNS = [
 
 
 def run_trials(
-    events: pd.DataFrame, subject: str, session: str | None, run: str | None, stimulus_column: str = "stim_file"
+    events: pd.DataFrame, subject: str, session: str | None, run: str | None, stimulus_column: str = "stim_file",
+    source: Path | None = None,
 ) -> pd.DataFrame:
     """Trial rows of one run (``repeat`` and ``split`` are filled by :func:`assign_repeats_and_split`).
 
@@ -25,9 +28,12 @@ def run_trials(
         (``n/a``) are not trials.
     stimulus_column : str
         Column naming each trial's stimulus (``stim_file`` in BIDS; ``73k_id`` in NSD...).
+    source : Path, optional
+        The events file, named in errors.
     """
     if stimulus_column not in events:
-        raise BadDataError(f"events have no '{stimulus_column}' column (have: {', '.join(events.columns)})")
+        raise BadDataError(f"events have no '{stimulus_column}' column (have: {', '.join(events.columns)}); "
+                           "name the stimulus column with --stimulus-column", source)
     stim = events[stimulus_column]
     keep = stim.notna() & (stim.astype(str) != "")
     chosen = events[keep].reset_index(drop=True)

@@ -1,0 +1,185 @@
+"""Checks that tie a participant's input files together, made before any computation.
+
+:func:`bids_recon.bids.layout.collect_inputs` finds the files and checks each events table and
+RepetitionTime as it goes. What is checked here needs several files at once: the brain mask on the BOLD
+grid, one confounds row per volume (and the chosen confound columns), every trial's stimulus image inside
+the dataset, and (for the diffusion generator) a caption for every stimulus. All of it reads headers and
+tables only, so a bad dataset stops in seconds, before the GLM, with the file and the problem named.
+The same conditions are checked again where the files are used (a notebook user calls those functions
+without this module).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import pandas as pd
+
+from bids_recon.bids.layout import RunInputs, SubjectInputs
+from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
+from bids_recon.features.stimuli import StimulusResolver, load_captions
+from bids_recon.glm.runs import same_grid
+from bids_recon.glm.singletrial import load_confounds, load_events
+from bids_recon.glm.trials import assign_repeats_and_split, run_trials
+
+LOGGER = logging.getLogger("bids_recon.bids.checks")
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What the checks saw (logged, and handy in a notebook)."""
+
+    n_runs: int
+    n_trials: int
+    n_stimuli: int
+
+
+def _header(path: Path, ndim: int) -> nib.Nifti1Image:
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise BadDataError(f"cannot read the NIfTI header ({exc})", path) from exc
+    if len(img.shape) != ndim:
+        raise BadDataError(f"expected a {ndim}D image, found shape {img.shape}", path)
+    return img
+
+
+def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
+    """Check that a run's BOLD, brain mask and confounds fit together; return its number of volumes.
+
+    Raises
+    ------
+    BadDataError
+        Mask and BOLD on different grids (shape or affine), confounds with another row count than the
+        BOLD's volumes, or without a chosen confound column (exit code 65).
+    """
+    bold, mask = _header(run.preproc_bold, 4), _header(run.brain_mask, 3)
+    if not same_grid(bold, mask):
+        raise BadDataError(
+            f"brain mask grid {mask.shape[:3]} differs from the BOLD grid {bold.shape[:3]} of "
+            f"{run.preproc_bold.name} (shape or affine): use the mask fMRIPrep wrote for this space",
+            run.brain_mask,
+        )
+    n_volumes = int(bold.shape[3])
+    load_confounds(run.confounds, confound_columns, n_volumes)
+    return n_volumes
+
+
+def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str) -> pd.DataFrame:
+    """Check that every trial's stimulus resolves to an image inside the dataset.
+
+    Parameters
+    ----------
+    runs : list of RunInputs
+        One participant's runs, in acquisition order.
+    resolver : StimulusResolver
+        Refuses names that are absolute or lead outside the dataset (``../``, symlinks).
+    column : str
+        Events column naming each trial's stimulus; rows with ``n/a`` are not trials.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The participant's trial table (see :mod:`bids_recon.glm.trials`), one row per trial.
+
+    Raises
+    ------
+    BadDataError, MissingInputError
+        The message names the stimulus, the events file and its line.
+    """
+    seen: set[str] = set()
+    tables = []
+    for run in runs:
+        trials = run_trials(load_events(run.events), run.subject, run.session, run.run, column, source=run.events)
+        tables.append(trials)
+        for value in trials["stim_file"]:
+            if value in seen:
+                continue
+            try:
+                resolver.path(value)
+            except BidsReconError as exc:
+                raise type(exc)(f"{exc} (named in {run.events.name}, line {_line_of(run.events, column, value)})"
+                                ) from exc
+            seen.add(value)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _line_of(events: Path, column: str, value: object) -> int | str:
+    """1-based line of the first row whose ``column`` is ``value`` (the header is line 1)."""
+    from bids_recon.io import read_tsv
+
+    table = read_tsv(events, dtype={column: str})
+    hits = (table[column].astype(str) == str(value)).to_numpy().nonzero()[0]
+    return int(hits[0]) + 2 if len(hits) else "?"
+
+
+def check_captions(captions: Path, stim_ids: list[str]) -> None:
+    """Check that every stimulus has a caption (the diffusion generator's c needs one).
+
+    Raises
+    ------
+    MissingInputError
+        The captions table does not exist (exit code 66).
+    BadDataError
+        Columns missing, or stimuli without a caption (the message lists the first ones; exit code 65).
+    """
+    captions = Path(captions)
+    if not captions.is_file():
+        raise MissingInputError(
+            "captions table does not exist: the diffusion generator needs one caption or more per stimulus "
+            "(TSV with columns stim_file, caption; give it with --captions FILE)", captions)
+    table = load_captions(captions)
+    missing = [s for s in stim_ids if not table.get(s)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise BadDataError(
+            f"{len(missing)} of {len(stim_ids)} stimuli have no caption ({shown}): add rows (stim_file, caption) "
+            "for them, or run with --generator linear, which needs no captions", captions)
+
+
+def check_inputs(
+    inputs: dict[str, SubjectInputs],
+    bids_dir: Path,
+    stimulus_column: str = "stim_file",
+    stimuli_folder: str = "stimuli",
+    confound_columns: list[str] | None = None,
+    test_min_repeats: int = 2,
+    captions: Path | None = None,
+) -> CheckedInputs:
+    """Run every check above on the collected inputs.
+
+    Parameters
+    ----------
+    inputs : dict
+        Participant label -> :class:`SubjectInputs` (from ``collect_inputs``).
+    bids_dir : Path
+        Root of the raw dataset (stimuli are looked up in ``bids_dir/stimuli_folder``).
+    confound_columns : list of str, optional
+        fMRIPrep confound columns the GLM will use.
+    test_min_repeats : int
+        Stimuli shown this many times form the test set; each participant must have train and test trials.
+    captions : Path, optional
+        Captions table to check; ``None`` when the generator needs no captions.
+    """
+    resolver = StimulusResolver(Path(bids_dir), stimuli_folder)
+    n_runs, stimuli, n_trials = 0, set(), 0
+    for subject in inputs.values():
+        for run in subject.runs:
+            check_run_files(run, confound_columns or [])
+        trials = check_stimuli(subject.runs, resolver, stimulus_column)
+        try:
+            assign_repeats_and_split(trials, test_min_repeats)
+        except BadDataError as exc:
+            raise BadDataError(f"sub-{subject.subject}: {exc}", subject.runs[0].events.parent) from exc
+        n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)
+        stimuli.update(trials["stim_file"])
+    stim_ids = sorted(stimuli)
+    if captions is not None:
+        check_captions(captions, stim_ids)
+    checked = CheckedInputs(n_runs=n_runs, n_trials=n_trials, n_stimuli=len(stim_ids))
+    LOGGER.info("Inputs checked: %d runs, %d trials, %d distinct stimuli%s", checked.n_runs, checked.n_trials,
+                checked.n_stimuli, ", every one captioned" if captions is not None else "")
+    return checked
