@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +174,93 @@ def test_container_model_folder_is_used_for_the_default_id(tiny_sd, tmp_path, mo
     baked.symlink_to(tiny_sd, target_is_directory=True)
     monkeypatch.setenv(DIFFUSION_MODEL_ENV, str(baked))
     assert find_model_folder("CompVis/stable-diffusion-v1-4") == baked.resolve()
+
+
+# --- reproducibility, seeds and a feature cache shared by concurrent participants (issue 5) ----------------------
+
+def _participant_command(dataset, out, work, subject: str, cache, model, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bids_recon", str(dataset.bids_dir), str(out), "participant", "-d",
+            f"fmriprep={dataset.fmriprep_dir}", "-w", str(work), "--participant-label", subject,
+            "--skip-bids-validation", "--nprocs", "1", "--generator", "diffusion", "--model", str(model),
+            "--feature-cache", str(cache), *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def concurrent_runs(tiny_dataset, tiny_sd, tmp_path_factory):
+    """Both participants at once (as an HPC array job), one output dir, one cold feature cache, seed 42."""
+    root = tmp_path_factory.mktemp("concurrent")
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
+    procs = [subprocess.Popen(_participant_command(tiny_dataset, root / "out", root / f"work-{s}", s, root / "cache",
+                                                   tiny_sd),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for s in tiny_dataset.subjects]
+    results = [p.communicate(timeout=900) for p in procs]
+    return {"out": root / "out", "cache": root / "cache", "codes": [p.returncode for p in procs],
+            "stderr": [r[1] for r in results]}
+
+
+@pytest.fixture(scope="module")
+def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
+    """sub-01 again with --diffusion-seed 7, fresh work dir, the (now warm) shared feature cache."""
+    root = tmp_path_factory.mktemp("seed7")
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
+    proc = subprocess.run(_participant_command(tiny_dataset, root / "out", root / "work", "01",
+                                               concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "7"),
+                          capture_output=True, text=True, env=env, timeout=900)
+    return {"out": root / "out", "proc": proc}
+
+
+def _files(out: Path, subject: str = "01") -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / f"sub-{subject}").rglob("*"))
+            if p.is_file()}
+
+
+def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_dataset):
+    from bids_recon.features import load_captions
+    from bids_recon.features.cache import FeatureCache
+
+    assert concurrent_runs["codes"] == [0] * len(tiny_dataset.subjects), [e[-2000:] for e in concurrent_runs["stderr"]]
+    entries = sorted(concurrent_runs["cache"].rglob("*.npz"))
+    leftovers = [p for p in concurrent_runs["cache"].rglob(".*") if p.is_file()]
+    assert not leftovers, leftovers  # no temporary file of an interrupted or raced write
+    captions = load_captions(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")
+    by_space = {space: [p for p in entries if p.parent.parent.name == space] for space in ("z", "c")}
+    assert len(by_space["z"]) == len(captions)  # each stimulus encoded into one entry, whoever wrote it
+    distinct_caption_sets = {"\n".join(texts) for texts in captions.values()}  # c is keyed by the captions
+    assert len(by_space["c"]) == len(distinct_caption_sets) + 1  # + the empty caption
+    for path in entries:  # every entry reads back with its checksum
+        cache = FeatureCache(path.parents[3], path.parents[2].name)
+        assert cache.get(path.parent.parent.name, path.stem) is not None and cache.corrupted == 0, path
+    # the true z of the test stimuli, read from that cache by two processes, are the same for both participants
+    true = {}
+    for subject in tiny_dataset.subjects:
+        names = SubjectOutputs(subject, tiny_dataset.task, "MNI152NLin2009cAsym", "2")
+        with np.load(concurrent_runs["out"] / names.features("earlyvisual", "vaelatent")) as data:
+            true[subject] = dict(zip(data["stim_ids"].astype(str), data["true"], strict=True))
+    shared = set.intersection(*(set(t) for t in true.values()))
+    assert shared
+    for stim in shared:
+        np.testing.assert_array_equal(*(t[stim] for t in true.values()))
+
+
+def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_runs):
+    """sub-01 alone with its own cache vs. beside sub-02 with a shared one: every file under sub-01/ is equal."""
+    first, second = _files(diffusion_run["out"]), _files(concurrent_runs["out"])
+    assert first.keys() == second.keys() and len(first) > 40
+    assert [name for name in first if first[name] != second[name]] == []
+
+
+def test_another_seed_changes_only_the_sampled_images(concurrent_runs, other_seed_run):
+    """Betas, decoders, features and the (unsampled) z-only images stay; c and z+c samples and their metrics change."""
+    assert other_seed_run["proc"].returncode == 0, other_seed_run["proc"].stderr[-3000:]
+    first, second = _files(concurrent_runs["out"]), _files(other_seed_run["out"])
+    assert first.keys() == second.keys()
+    changed = {name for name in first if first[name] != second[name]}
+    sampled = {name for name in first if "desc-diffusionc" in name or "desc-diffusionzc" in name}
+    assert sampled and sampled <= changed  # every c and z+c sample is new
+    derived = changed - sampled  # what the samples feed: the index, metrics and figures of them
+    fed = ("desc-diffusion_", "reconstructions_grid", "metrics_plot")
+    assert all(any(k in name for k in fed) for name in derived), sorted(derived)
+    unchanged = set(first) - changed
+    for kind in ("stat-effect_statmap.nii.gz", "_trials.tsv", "_decoder.npz", "_features.npz", "desc-diffusionz_"):
+        assert any(kind in name for name in unchanged), kind

@@ -74,3 +74,28 @@ def test_missing_caption_is_bad_data(tiny_dataset, tiny_model, tmp_path):
     with pytest.raises(BadDataError, match="caption"):
         stimulus_features(StimulusResolver(tiny_dataset.bids_dir), ["stim-0001.png"], {}, tiny_model[1],
                           FeatureCache(tmp_path, "x"), image_size=16)
+
+
+def _hammer_cache(root: str, worker: int, rounds: int) -> tuple[int, int]:
+    """Write and read the same 8 large entries as other processes do; count wrong and corrupted reads."""
+    cache = FeatureCache(root, "shared-model")
+    wrong = 0
+    for k in range(rounds):
+        key = f"{k % 8:02d}" * 32
+        expected = np.full((64, 1024), k % 8, np.float32)  # 256 kB: writes take long enough to overlap
+        if (k + worker) % 2:
+            cache.put("z", key, expected)
+        found = cache.get("z", key)
+        wrong += found is not None and not np.array_equal(found, expected)
+    return wrong, cache.corrupted
+
+
+def test_concurrent_processes_never_see_a_partial_entry(tmp_path):
+    """Processes writing and reading the same keys at once (participants of an array job sharing one cache)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(3) as pool:
+        results = list(pool.map(_hammer_cache, [str(tmp_path)] * 3, range(3), [200] * 3))
+    assert results == [(0, 0)] * 3
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temporary file left behind
+    assert len(list(tmp_path.rglob("*.npz"))) == 8
