@@ -45,3 +45,42 @@ def bids_validator() -> str | None:
         str(Path(sys.executable).parent / "bids-validator-deno")
         if (Path(sys.executable).parent / "bids-validator-deno").exists() else None
     )
+
+
+#: A ``sitecustomize.py`` that makes any IP connection or name lookup fail (Unix sockets, which
+#: multiprocessing uses, still work).
+NO_NETWORK = """
+import socket
+
+def _refuse(*args, **kwargs):
+    raise OSError("network access is disabled in this test")
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+def _connect_local(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse()
+    return _connect(self, address, *args)
+
+def _connect_ex_local(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse()
+    return _connect_ex(self, address, *args)
+
+socket.socket.connect = _connect_local
+socket.socket.connect_ex = _connect_ex_local
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+"""
+
+
+def no_network_env(sandbox: Path, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess with no network: ``sandbox`` gets a sitecustomize.py put on PYTHONPATH.
+
+    The hub's own offline switches are removed, so the run proves that nothing tries to reach out.
+    """
+    sandbox.mkdir(parents=True, exist_ok=True)
+    (sandbox / "sitecustomize.py").write_text(NO_NETWORK)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    return {**env, "NIPYPE_NO_ET": "1", **extra,
+            "PYTHONPATH": os.pathsep.join([str(sandbox), str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}

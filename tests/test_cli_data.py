@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -90,16 +93,29 @@ def test_config_file_and_flags(tmp_path):
     assert merged.workflow.rois.user_masks == {"earlyvisual": "/data/v1.nii.gz:1"}
 
 
-def test_user_roi_mask(dataset_copy, tiny_dataset, tmp_path):
-    """--roi-mask replaces the atlas ROI: a mask with no voxel in the brain is refused (65)."""
-    import nibabel as nib
-    import numpy as np
-
-    brain = sorted((dataset_copy / "derivatives" / "fmriprep").rglob("*desc-brain_mask.nii.gz"))[0]
+def _roi_mask(kind: str, brain: Path) -> nib.Nifti1Image:
+    """A user ROI mask: all zeros, 5 brain voxels, or a finer grid whose voxels all lie outside the BOLD field."""
     img = nib.load(brain)
-    empty = tmp_path / "empty.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), empty)
+    data = np.zeros(img.shape, np.uint8)
+    if kind == "few-voxels":
+        for i, j, k in np.argwhere(np.asarray(img.dataobj) > 0)[:5]:
+            data[i, j, k] = 1
+        return nib.Nifti1Image(data, img.affine)
+    if kind == "outside-after-resampling":
+        affine = np.diag([1.0, 1.0, 1.0, 1.0])
+        affine[:3, 3] = img.affine[:3, 3] + 1000.0  # 1 m away: nothing survives resampling to the BOLD grid
+        return nib.Nifti1Image(np.ones((10, 10, 10), np.uint8), affine)
+    return nib.Nifti1Image(data, img.affine)
+
+
+@pytest.mark.parametrize(("kind", "count"), [("empty", 0), ("few-voxels", 5), ("outside-after-resampling", 0)])
+def test_user_roi_mask_too_small_is_65(kind, count, dataset_copy, tiny_dataset, tmp_path):
+    """--roi-mask replaces the atlas ROI: a mask with fewer than the minimum voxels in the brain is refused (65)."""
+    brain = sorted((dataset_copy / "derivatives" / "fmriprep").rglob("*desc-brain_mask.nii.gz"))[0]
+    mask = tmp_path / f"{kind}.nii.gz"
+    nib.save(_roi_mask(kind, brain), mask)
     proc = _participant(dataset_copy, tmp_path / "out", tiny_dataset.templateflow_dir, "--skip-bids-validation",
-                        "--roi-mask", f"earlyvisual={empty}")
+                        "--roi-mask", f"earlyvisual={mask}")
     assert proc.returncode == 65, proc.stderr[-3000:]
-    assert "earlyvisual" in proc.stderr and "0 voxels" in proc.stderr
+    assert mask.name in proc.stderr and "earlyvisual" in proc.stderr, proc.stderr[-3000:]
+    assert f"has {count} voxels" in proc.stderr and "minimum 20" in proc.stderr, proc.stderr[-3000:]

@@ -13,7 +13,7 @@ import pytest
 
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.io import read_tsv
-from tests.conftest import bids_validator, run_cli
+from tests.conftest import bids_validator, no_network_env, run_cli
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the hub (run_cli passes the environment on)
 
@@ -187,9 +187,12 @@ def _participant_command(dataset, out, work, subject: str, cache, model, *extra:
 
 @pytest.fixture(scope="module")
 def concurrent_runs(tiny_dataset, tiny_sd, tmp_path_factory):
-    """Both participants at once (as an HPC array job), one output dir, one cold feature cache, seed 42."""
+    """Both participants at once (as an HPC array job), one output dir, one cold feature cache, seed 42.
+
+    The network is disabled and HF_HUB_OFFLINE unset: the diffusion path must not try to reach the hub.
+    """
     root = tmp_path_factory.mktemp("concurrent")
-    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
+    env = no_network_env(root / "no_network", TEMPLATEFLOW_HOME=str(tiny_dataset.templateflow_dir))
     procs = [subprocess.Popen(_participant_command(tiny_dataset, root / "out", root / f"work-{s}", s, root / "cache",
                                                    tiny_sd),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

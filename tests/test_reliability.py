@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from bids_recon.bids.derivatives import BIDSIGNORE, SubjectOutputs
-from tests.conftest import run_cli
+from tests.conftest import no_network_env, run_cli
 
 FMRIPREP = Path("derivatives") / "fmriprep"
 
@@ -70,6 +70,11 @@ def _unreadable_bold(bids: Path) -> tuple[Path, list[str]]:
     bold = _preproc_bold(bids)
     bold.write_bytes(gzip.compress(b"this is not a NIfTI file" * 20))
     return bold, ["NIfTI"]
+
+
+def _bold_missing(bids: Path) -> tuple[Path, list[str]]:
+    _preproc_bold(bids).unlink()
+    return _one(bids, "*run-01_bold.nii.gz"), ["preprocessed BOLD not found", "--output-spaces"]
 
 
 def _events_missing(bids: Path) -> tuple[Path, list[str]]:
@@ -160,6 +165,7 @@ def _few_repeats(bids: Path) -> tuple[Path, list[str]]:
 
 
 CASES = {
+    "bold-missing": (_bold_missing, 66),
     "bold-truncated": (_truncated_bold, 65),
     "bold-unreadable": (_unreadable_bold, 65),
     "events-missing": (_events_missing, 66),
@@ -205,33 +211,6 @@ def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_p
 
 # --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------
 
-#: Installed with PYTHONPATH in the runs below: any IP connection or name lookup fails (Unix sockets, which
-#: multiprocessing uses, still work).
-NO_NETWORK = """
-import socket
-
-def _refuse(*args, **kwargs):
-    raise OSError("network access is disabled in this test")
-
-_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-def _connect_local(self, address, *args):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        _refuse()
-    return _connect(self, address, *args)
-
-def _connect_ex_local(self, address, *args):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        _refuse()
-    return _connect_ex(self, address, *args)
-
-socket.socket.connect = _connect_local
-socket.socket.connect_ex = _connect_ex_local
-socket.create_connection = _refuse
-socket.getaddrinfo = _refuse
-"""
-
-
 def _command(bids: Path, out: Path, work: Path) -> list[str]:
     return [sys.executable, "-m", "bids_recon", str(bids), str(out), "participant", "-d",
             f"fmriprep={bids / FMRIPREP}", "-w", str(work), "--participant-label", "01", "--skip-bids-validation",
@@ -242,7 +221,7 @@ def _command(bids: Path, out: Path, work: Path) -> list[str]:
 def unusable_voxels_dataset(tiny_dataset, tmp_path_factory) -> dict:
     """The tiny dataset with 3 NaN and 3 constant brain voxels in run 1's preprocessed BOLD, and a sandbox.
 
-    The sandbox is a folder with a ``sitecustomize.py`` that disables the network (see :data:`NO_NETWORK`).
+    The runs' environment disables the network (see :func:`tests.conftest.no_network_env`).
     """
     root = tmp_path_factory.mktemp("reliability")
     bids = root / "ds"
@@ -261,11 +240,7 @@ def unusable_voxels_dataset(tiny_dataset, tmp_path_factory) -> dict:
     out_img = nib.Nifti1Image(data, img.affine, img.header)
     out_img.set_data_dtype(np.float32)
     nib.save(out_img, bold)
-    sandbox = root / "no_network"
-    sandbox.mkdir()
-    (sandbox / "sitecustomize.py").write_text(NO_NETWORK)
-    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1",
-           "PYTHONPATH": os.pathsep.join([str(sandbox), str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    env = no_network_env(root / "no_network", TEMPLATEFLOW_HOME=str(tiny_dataset.templateflow_dir))
     return {"root": root, "bids": bids, "env": env, "dataset": tiny_dataset}
 
 
