@@ -90,6 +90,9 @@ class StimulusConfig:
     captions: str = "stimuli/captions.tsv"
     image_size: int = 64
     test_min_repeats: int = 2
+    #: ``COLUMN=VALUE[,VALUE...]``: events rows with one of the values are test trials (NSD's shared images,
+    #: THINGS' ``trial_type=test``); empty: stimuli shown ``test_min_repeats`` times or more are the test set.
+    test_split: str = ""
 
 
 @dataclass

@@ -119,3 +119,25 @@ def test_user_roi_mask_too_small_is_65(kind, count, dataset_copy, tiny_dataset, 
     assert proc.returncode == 65, proc.stderr[-3000:]
     assert mask.name in proc.stderr and "earlyvisual" in proc.stderr, proc.stderr[-3000:]
     assert f"has {count} voxels" in proc.stderr and "minimum 20" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_test_split_names_the_test_set(dataset_copy, tiny_dataset, tmp_path):
+    """--test-split set=test: the test set is what the events say (here 4 repeated and 2 once-shown images)."""
+    events_files = sorted((dataset_copy / "sub-01").rglob("*_events.tsv"))
+    tables = [pd.read_csv(f, sep="\t", keep_default_na=False) for f in events_files]
+    counts = pd.concat(tables)["stim_file"].value_counts()
+    chosen = set(sorted(counts[counts > 1].index)[:4]) | set(sorted(counts[counts == 1].index)[:2])
+    for path, table in zip(events_files, tables, strict=True):
+        table["set"] = np.where(table["stim_file"].isin(chosen), "test", "train")
+        table.to_csv(path, sep="\t", index=False)
+    bad = _participant(dataset_copy, tmp_path / "bad", tiny_dataset.templateflow_dir, "--test-split", "set")
+    assert bad.returncode == 64 and "COLUMN=VALUE" in bad.stderr, bad.stderr[-2000:]
+    proc = _participant(dataset_copy, tmp_path / "out", tiny_dataset.templateflow_dir, "--skip-bids-validation",
+                        "--test-split", "set=test")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_csv(next((tmp_path / "out" / "sub-01").rglob("*_desc-singletrial_trials.tsv")), sep="\t")
+    assert set(trials.loc[trials["split"] == "test", "stim_file"]) == chosen
+    sidecar = json.loads(next((tmp_path / "out" / "sub-01").rglob("*_desc-singletrial_trials.json")).read_text())
+    assert "events column 'set' was 'test'" in sidecar["Description"]
+    metrics = pd.read_csv(next((tmp_path / "out" / "sub-01").rglob("*_metrics.tsv")), sep="\t")
+    assert set(metrics["n"]) == {len(chosen)}  # every metric is computed over the named test stimuli

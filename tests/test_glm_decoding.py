@@ -134,3 +134,44 @@ def test_mask_grid_mismatch(tmp_path, tiny_dataset):
     nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), img.affine), other)
     with pytest.raises(BadDataError, match="grid differs"):
         intersect_masks([inputs.runs[0].brain_mask, other])
+
+
+def _events_with_set(n_once: int = 12) -> pd.DataFrame:
+    """A run: 12 images shown once, then a, b, c shown twice; a 'set' column marks a and b (and x01) as test."""
+    stims = [f"x{i:02d}.png" for i in range(n_once)] + ["a.png", "b.png", "c.png"] * 2
+    marks = ["test" if s in ("a.png", "b.png", "x01.png") else "train" for s in stims]
+    return pd.DataFrame({"onset": np.arange(len(stims)) * 4.0, "duration": 1.0, "stim_file": stims, "set": marks})
+
+
+def test_test_split_from_an_events_column():
+    from bids_recon.glm.trials import apply_test_split, assign_repeats_and_split, parse_test_split, run_trials
+
+    assert parse_test_split("") is None
+    assert parse_test_split("trial_type=test, catch") == ("trial_type", ["test", "catch"])
+    for bad in ("trial_type", "=test", "trial_type="):
+        with pytest.raises(Exception, match="COLUMN=VALUE"):
+            parse_test_split(bad)
+    events = _events_with_set()
+    by_repeats = assign_repeats_and_split(run_trials(events, "01", None, "01"), test_min_repeats=2)
+    assert set(by_repeats.loc[by_repeats["split"] == "test", "stim_id"]) == {"a.png", "b.png", "c.png"}
+    plain = run_trials(events, "01", None, "01")  # as the GLM stage writes it: the split is decided later
+    marked = assign_repeats_and_split(apply_test_split(plain, events, "stim_file", "set=test"), 2,
+                                      split_from_events=True)
+    assert set(marked.loc[marked["split"] == "test", "stim_id"]) == {"a.png", "b.png", "x01.png"}
+    assert list(marked["repeat"]) == list(by_repeats["repeat"])
+    numeric = events.assign(shared=np.where(events["set"] == "test", 1, 0))  # NSD-like 0/1 column, 1 == "1.0"
+    assert run_trials(numeric, "01", None, "01", test_split="shared=1.0")["split"].tolist() == marked["split"].tolist()
+
+
+def test_test_split_refuses_leaks_and_missing_columns():
+    from bids_recon.glm.trials import assign_repeats_and_split, run_trials
+
+    events = _events_with_set()
+    events.loc[events["stim_file"] == "c.png", "set"] = ["test", "train"]  # c in both sets
+    with pytest.raises(BadDataError, match="test in some presentations and train in others.*c.png"):
+        assign_repeats_and_split(run_trials(events, "01", None, "01", test_split="set=test"), split_from_events=True)
+    with pytest.raises(BadDataError, match="no 'trial_type' column for --test-split"):
+        run_trials(events, "01", None, "01", test_split="trial_type=test")
+    with pytest.raises(BadDataError, match="0 stimuli are marked test by --test-split"):
+        assign_repeats_and_split(run_trials(events, "01", None, "01", test_split="set=nothing"),
+                                 split_from_events=True)

@@ -68,7 +68,8 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
     return n_volumes
 
 
-def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str) -> pd.DataFrame:
+def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str, test_split: str = ""
+                  ) -> pd.DataFrame:
     """Check that every trial's stimulus resolves to an image inside the dataset.
 
     Parameters
@@ -79,6 +80,8 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str
         Refuses names that are absolute or lead outside the dataset (``../``, symlinks).
     column : str
         Events column naming each trial's stimulus; rows with ``n/a`` are not trials.
+    test_split : str
+        ``--test-split`` (its column must be in every events file).
 
     Returns
     -------
@@ -93,7 +96,8 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str
     seen: set[str] = set()
     tables = []
     for run in runs:
-        trials = run_trials(load_events(run.events), run.subject, run.session, run.run, column, source=run.events)
+        trials = run_trials(load_events(run.events), run.subject, run.session, run.run, column, run.events,
+                            test_split)
         tables.append(trials)
         for value in trials["stim_file"]:
             if value in seen:
@@ -147,6 +151,7 @@ def check_inputs(
     stimuli_folder: str = "stimuli",
     confound_columns: list[str] | None = None,
     test_min_repeats: int = 2,
+    test_split: str = "",
     captions: Path | None = None,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
@@ -159,8 +164,9 @@ def check_inputs(
         Root of the raw dataset (stimuli are looked up in ``bids_dir/stimuli_folder``).
     confound_columns : list of str, optional
         fMRIPrep confound columns the GLM will use.
-    test_min_repeats : int
-        Stimuli shown this many times form the test set; each participant must have train and test trials.
+    test_min_repeats, test_split
+        How the test set is chosen (see :func:`bids_recon.glm.trials.assign_repeats_and_split`); each
+        participant must have training and test trials.
     captions : Path, optional
         Captions table to check; ``None`` when the generator needs no captions.
     """
@@ -169,9 +175,9 @@ def check_inputs(
     for subject in inputs.values():
         for run in subject.runs:
             check_run_files(run, confound_columns or [])
-        trials = check_stimuli(subject.runs, resolver, stimulus_column)
+        trials = check_stimuli(subject.runs, resolver, stimulus_column, test_split)
         try:
-            assign_repeats_and_split(trials, test_min_repeats)
+            assign_repeats_and_split(trials, test_min_repeats, bool(test_split))
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", subject.runs[0].events.parent) from exc
         n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)

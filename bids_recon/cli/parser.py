@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--stimulus-column", default=defaults.workflow.stimuli.column,
                         help="events.tsv column naming each trial's image (relative to stimuli/)")
     method.add_argument("--test-min-repeats", type=int, default=defaults.workflow.stimuli.test_min_repeats,
-                        help="stimuli shown at least this many times form the test set")
+                        help="stimuli shown at least this many times form the test set (unless --test-split)")
+    method.add_argument("--test-split", default=defaults.workflow.stimuli.test_split, metavar="COLUMN=VALUE[,VALUE]",
+                        help="name the test set in the events instead: trials whose COLUMN has one of the values "
+                             "are test trials, the others training trials (e.g. trial_type=test for THINGS-fMRI, "
+                             "shared1000=True for NSD); a stimulus must be in one set only")
     method.add_argument("--generator", choices=["linear", "diffusion"], default=defaults.workflow.generate.generator,
                         help="image generator: 'linear' = PCA image basis (CPU, no weights); 'diffusion' = "
                              "Takagi & Nishimoto (2023): VAE latent z and caption embedding c decoded, then "

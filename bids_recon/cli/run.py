@@ -75,6 +75,7 @@ def build_config(args, parser) -> Config:
                                 ("n_components", wf.decoding, "n_components"),
                                 ("image_size", wf.stimuli, "image_size"), ("stimulus_column", wf.stimuli, "column"),
                                 ("test_min_repeats", wf.stimuli, "test_min_repeats"),
+                                ("test_split", wf.stimuli, "test_split"),
                                 ("generator", wf.generate, "generator")]:
         if given(flag) or args.config_file is None:
             setattr(section, attr, getattr(args, flag))
@@ -131,6 +132,9 @@ def check_paths(config: Config) -> None:
                 bids_dir,
             )
         ex.derivatives["fmriprep"] = str(default)
+    from bids_recon.glm.trials import parse_test_split
+
+    parse_test_split(config.workflow.stimuli.test_split)  # a malformed spec is a usage error (64), now
     if config.workflow.decoding.roi not in {**config.workflow.rois.labels, **config.workflow.rois.user_masks}:
         raise UsageError(f"--decoder-roi '{config.workflow.decoding.roi}' is not an ROI "
                          f"({', '.join({**config.workflow.rois.labels, **config.workflow.rois.user_masks})})")
@@ -275,7 +279,7 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
 
     wf = config.workflow
     check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli.column, wf.stimuli.folder, wf.glm.confounds,
-                 wf.stimuli.test_min_repeats,
+                 wf.stimuli.test_min_repeats, wf.stimuli.test_split,
                  captions_file(config) if wf.generate.generator == "diffusion" else None)
 
 

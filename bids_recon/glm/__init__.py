@@ -13,7 +13,14 @@ from bids_recon.glm.runs import (
     load_image,
 )
 from bids_recon.glm.singletrial import load_confounds, load_events, percent_signal_change, zscore_by_group
-from bids_recon.glm.trials import TRIAL_COLUMNS, assign_repeats_and_split, read_trials, run_trials
+from bids_recon.glm.trials import (
+    TRIAL_COLUMNS,
+    apply_test_split,
+    assign_repeats_and_split,
+    parse_test_split,
+    read_trials,
+    run_trials,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -23,6 +30,7 @@ __all__ = [
     "SessionBetas",
     "SessionFit",
     "SessionRun",
+    "apply_test_split",
     "assign_repeats_and_split",
     "betas_to_image",
     "canonical_library",
@@ -35,6 +43,7 @@ __all__ = [
     "load_events",
     "load_image",
     "noise_ceiling",
+    "parse_test_split",
     "percent_signal_change",
     "read_trials",
     "run_trials",

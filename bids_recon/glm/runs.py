@@ -168,7 +168,8 @@ def estimate_session_betas(
 
 
 def combine_runs(
-    betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = 2, zscore: bool = True
+    betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = 2, zscore: bool = True,
+    split_from_events: bool = False,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack runs in acquisition order, z-score per session, number repeats and assign the split.
 
@@ -177,6 +178,8 @@ def combine_runs(
     betas : list of ndarray, each (n_trials_run, n_voxels)
     trials : list of pandas.DataFrame
         The matching trial tables.
+    test_min_repeats, split_from_events
+        How the test set is chosen (see :func:`bids_recon.glm.trials.assign_repeats_and_split`).
 
     Returns
     -------
@@ -193,7 +196,7 @@ def combine_runs(
     table = pd.concat(trials, ignore_index=True)
     if zscore:
         stacked = zscore_by_group(stacked, table["session"].astype(str).to_numpy())
-    return stacked, assign_repeats_and_split(table, test_min_repeats)
+    return stacked, assign_repeats_and_split(table, test_min_repeats, split_from_events)
 
 
 def betas_to_image(betas: np.ndarray, mask_img: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -16,7 +16,8 @@ from bids_recon.glm import (
     intersect_masks,
     noise_ceiling,
 )
-from bids_recon.glm.trials import read_trials
+from bids_recon.glm.singletrial import load_events
+from bids_recon.glm.trials import apply_test_split, read_trials
 from bids_recon.interfaces.base import RecordingInterface
 from bids_recon.io import atomic_write, write_json, write_tsv
 
@@ -108,6 +109,9 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     betas = InputMultiObject(File(exists=True), mandatory=True, desc="per-run betas, acquisition order")
     trials = InputMultiObject(File(exists=True), mandatory=True, desc="per-run trial tables, same order")
     test_min_repeats = traits.Int(2, usedefault=True)
+    test_split = traits.Str("", usedefault=True, desc="COLUMN=VALUE[,VALUE] marking test trials in the events")
+    events_files = InputMultiObject(File(exists=True), desc="per-run events, same order (with test_split)")
+    stimulus_column = traits.Str("stim_file", usedefault=True)
     zscore = traits.Bool(True, usedefault=True)
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (grid of the maps)")
 
@@ -126,8 +130,12 @@ class CombineRuns(RecordingInterface):
 
     def _run(self, runtime):
         betas = [np.load(p) for p in self.inputs.betas]
-        trials = [read_trials(p) for p in self.inputs.trials]
-        stacked, table = combine_runs(betas, trials, self.inputs.test_min_repeats, self.inputs.zscore)
+        i = self.inputs
+        trials = [read_trials(p) for p in i.trials]
+        if i.test_split:
+            trials = [apply_test_split(t, load_events(Path(e)), i.stimulus_column, i.test_split, Path(e))
+                      for t, e in zip(trials, i.events_files, strict=True)]
+        stacked, table = combine_runs(betas, trials, i.test_min_repeats, i.zscore, bool(i.test_split))
         cwd = Path(runtime.cwd)
         self._results["betas"] = str(atomic_write(cwd / "betas_zscored.npy", lambda tmp: np.save(tmp, stacked)))
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))

@@ -14,6 +14,7 @@ from bids_recon import __version__
 from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.glm.trials import describe_split
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.interfaces.outputs import DerivativesSink, ParticipantReport, WriteReconstructions
 from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct, Rois
@@ -74,8 +75,8 @@ def methods_text(config: Config, inputs: SubjectInputs) -> str:
                                              n_pcs=glm.max_noise_components, selection=glm.fraction_selection)
         + f" The {wf.space} preprocessed BOLD was analysed in percent signal change within the intersection of the "
         f"runs' brain masks. Betas were z-scored per voxel within each session; the noise ceiling (NCSNR, "
-        f"Allen et al. 2022) was computed from repeated stimuli. Stimuli shown at least "
-        f"{wf.stimuli.test_min_repeats} times formed the test set; the others the training set. "
+        f"Allen et al. 2022) was computed from repeated stimuli. "
+        + describe_split(wf.stimuli.test_min_repeats, wf.stimuli.test_split) + " "
         f"Regions of interest came from the TemplateFlow {wf.rois.atlas} atlas ({wf.rois.atlas_desc}) resampled to "
         f"the BOLD grid ({rois})" + (f" and from user masks {user}" if user else "") + ". "
         + (_diffusion_methods(config) if wf.generate.generator == "diffusion" else
@@ -205,13 +206,16 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
             wf.connect(glm, ("info", _json_of), ds_map, "extra_files")
             map_sinks.append(ds_map)
 
-    combine = pe.Node(CombineRuns(test_min_repeats=stim_cfg.test_min_repeats, zscore=glm_cfg.zscore_per_session),
+    combine = pe.Node(CombineRuns(test_min_repeats=stim_cfg.test_min_repeats, test_split=stim_cfg.test_split,
+                                  stimulus_column=stim_cfg.column, zscore=glm_cfg.zscore_per_session,
+                                  events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
+                                                if r.session == s]),
                       name="combine_runs")
     ds_trials = pe.Node(DerivativesSink(
         out_file=str(out_dir / names.trials()),
         sidecar={"Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' "
-                                "counts earlier presentations; stimuli shown at least "
-                                f"{stim_cfg.test_min_repeats} times are 'test'",
+                                "counts earlier presentations. "
+                                + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
                  "StimulusColumn": stim_cfg.column},
     ), name="ds_trials")
     wf.connect(combine, "trials", ds_trials, "in_file")
