@@ -84,3 +84,9 @@ def no_network_env(sandbox: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     return {**env, "NIPYPE_NO_ET": "1", **extra,
             "PYTHONPATH": os.pathsep.join([str(sandbox), str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+
+
+def participant_files(out: Path, subject: str = "01") -> dict[str, bytes]:
+    """Every file under ``out/sub-<subject>/``: relative path -> content (to compare runs byte for byte)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / f"sub-{subject}").rglob("*"))
+            if p.is_file()}

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.io import read_tsv
-from tests.conftest import bids_validator, no_network_env, run_cli
+from tests.conftest import bids_validator, no_network_env, participant_files, run_cli
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the hub (run_cli passes the environment on)
 
@@ -213,11 +212,6 @@ def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
     return {"out": root / "out", "proc": proc}
 
 
-def _files(out: Path, subject: str = "01") -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / f"sub-{subject}").rglob("*"))
-            if p.is_file()}
-
-
 def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_dataset):
     from bids_recon.features import load_captions
     from bids_recon.features.cache import FeatureCache
@@ -248,7 +242,7 @@ def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_d
 
 def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_runs):
     """sub-01 alone with its own cache vs. beside sub-02 with a shared one: every file under sub-01/ is equal."""
-    first, second = _files(diffusion_run["out"]), _files(concurrent_runs["out"])
+    first, second = participant_files(diffusion_run["out"]), participant_files(concurrent_runs["out"])
     assert first.keys() == second.keys() and len(first) > 40
     assert [name for name in first if first[name] != second[name]] == []
 
@@ -256,7 +250,7 @@ def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_run
 def test_another_seed_changes_only_the_sampled_images(concurrent_runs, other_seed_run):
     """Betas, decoders, features and the (unsampled) z-only images stay; c and z+c samples and their metrics change."""
     assert other_seed_run["proc"].returncode == 0, other_seed_run["proc"].stderr[-3000:]
-    first, second = _files(concurrent_runs["out"]), _files(other_seed_run["out"])
+    first, second = participant_files(concurrent_runs["out"]), participant_files(other_seed_run["out"])
     assert first.keys() == second.keys()
     changed = {name for name in first if first[name] != second[name]}
     sampled = {name for name in first if "desc-diffusionc" in name or "desc-diffusionzc" in name}
