@@ -175,3 +175,35 @@ def test_test_split_refuses_leaks_and_missing_columns():
     with pytest.raises(BadDataError, match="0 stimuli are marked test by --test-split"):
         assign_repeats_and_split(run_trials(events, "01", None, "01", test_split="set=nothing"),
                                  split_from_events=True)
+
+
+def test_combine_and_noise_ceiling_by_blocks_equal_the_whole(subject_betas, tmp_path):
+    """Memory stays flat: runs are read as memory maps and z-scored a few voxels at a time into a .npy on disk,
+    the noise ceiling is computed by blocks, the decoder reads the ROI's columns only; results are unchanged."""
+    from bids_recon.glm import noise_ceiling
+
+    session_betas = [np.ascontiguousarray(b) for b in np.split(subject_betas["raw"], [36])]  # the two runs
+    trials = [t.drop(columns=["repeat", "split"]).assign(repeat=0, split="train")
+              for _, t in subject_betas["trials"].groupby("run", sort=True)]
+    files = []
+    for k, b in enumerate(session_betas):
+        np.save(tmp_path / f"run{k}.npy", b)
+        files.append(np.load(tmp_path / f"run{k}.npy", mmap_mode="r"))
+    whole, table = combine_runs(session_betas, trials)
+    n_voxels = whole.shape[1]
+    blocked, blocked_table = combine_runs(files, trials, out_file=tmp_path / "z.npy", block_bytes=4 * len(whole) * 7)
+    assert isinstance(blocked, np.memmap) and blocked.shape == whole.shape and n_voxels > 7 * 10  # many blocks
+    np.testing.assert_array_equal(np.asarray(blocked), whole)
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), whole)
+    pd.testing.assert_frame_equal(blocked_table, table)
+    stim_ids = table["stim_id"].to_numpy(str)
+    for a, b in zip(noise_ceiling(whole, stim_ids, 3, block_voxels=n_voxels),
+                    noise_ceiling(blocked, stim_ids, 3, block_voxels=13), strict=True):
+        np.testing.assert_array_equal(a, b)
+    columns = np.flatnonzero(subject_betas["truth"]["signal"][subject_betas["columns"]])[:50]
+    features = np.random.default_rng(0).standard_normal((table["stim_id"].nunique(), 4))
+    ids = np.unique(stim_ids)
+    in_memory = train_and_decode(whole, table, columns, ids, features, [1.0, 100.0], 3)
+    mapped = train_and_decode(blocked, table, columns, ids, features, [1.0, 100.0], 3)
+    np.testing.assert_array_equal(in_memory[1].decoded, mapped[1].decoded)
+    np.testing.assert_array_equal(mapped[0].voxel_indices, columns)  # saved as whole-brain columns

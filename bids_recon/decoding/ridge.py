@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,8 @@ def train_and_decode(
     Parameters
     ----------
     betas : ndarray, shape (n_trials, n_brain_voxels)
-        Z-scored single-trial betas, rows aligned with ``trials``.
+        Z-scored single-trial betas, rows aligned with ``trials``; a memory map is fine: only the ROI
+        columns are read into memory.
     trials : pandas.DataFrame
         Trial table with ``stim_id`` and ``split``.
     voxel_indices : ndarray of int
@@ -213,9 +214,13 @@ def train_and_decode(
         raise ValueError(f"no features for stimuli {missing[:5]}")
     train = (trials["split"] == "train").to_numpy()
     targets = features[[row_of[s] for s in trial_stims[train]]]
-    decoder = fit_ridge_decoder(betas[train], targets, voxel_indices, alphas, cv_folds, device)
+    voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
+    roi_betas = np.asarray(betas[:, voxel_indices], dtype=np.float32)  # (n_trials, n_roi): all that is held
+    in_roi = np.arange(len(voxel_indices))
+    decoder = fit_ridge_decoder(roi_betas[train], targets, in_roi, alphas, cv_folds, device)
     test = ~train
-    mean_betas, test_ids, counts = average_repeats(betas[test], trial_stims[test])
+    mean_betas, test_ids, counts = average_repeats(roi_betas[test], trial_stims[test])
     decoded = decoder.predict(mean_betas)
     true = features[[row_of[s] for s in test_ids]]
+    decoder = replace(decoder, voxel_indices=voxel_indices)  # saved as columns of the whole-brain betas
     return decoder, DecodedTest(test_ids.astype(str), counts, decoded, true.astype(np.float32))

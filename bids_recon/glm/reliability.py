@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Bytes of float64 betas :func:`noise_ceiling` works on at once (a block of voxels over the repeated trials).
+NOISE_CEILING_BLOCK_BYTES = 64 * 2**20
 
-def noise_ceiling(betas: np.ndarray, stim_ids: np.ndarray, n_average: int = 1) -> tuple[np.ndarray, np.ndarray]:
+
+def noise_ceiling(betas: np.ndarray, stim_ids: np.ndarray, n_average: int = 1,
+                  block_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Noise-ceiling SNR and noise ceiling per voxel, as NSD defines them (Allen et al. 2022).
 
     ``ncsnr = sqrt(max(var_signal, 0)) / sd_noise`` where the noise variance is the mean over stimuli
@@ -15,12 +19,16 @@ def noise_ceiling(betas: np.ndarray, stim_ids: np.ndarray, n_average: int = 1) -
     Parameters
     ----------
     betas : ndarray, shape (n_trials, n_voxels)
-        Betas (z-scored per session, as NSD does before computing it).
+        Betas (z-scored per session, as NSD does before computing it); a memory map works and is read a
+        block of voxels at a time.
     stim_ids : ndarray, shape (n_trials,)
         Only stimuli shown at least twice contribute.
     n_average : int
         Number of trials averaged in the data whose ceiling is wanted (1: single trials; 3: NSD's test
         averages).
+    block_voxels : int, optional
+        Voxels computed at once; by default as many as fit :data:`NOISE_CEILING_BLOCK_BYTES` (the work arrays
+        take about three times that).
 
     Returns
     -------
@@ -31,21 +39,27 @@ def noise_ceiling(betas: np.ndarray, stim_ids: np.ndarray, n_average: int = 1) -
     stim_ids = np.asarray(stim_ids).astype(str)
     unique, inverse, counts = np.unique(stim_ids, return_inverse=True, return_counts=True)
     repeated = counts[inverse] >= 2
+    n_voxels = betas.shape[1]
     if repeated.sum() < 2:
-        nan = np.full(betas.shape[1], np.nan, dtype=np.float32)
+        nan = np.full(n_voxels, np.nan, dtype=np.float32)
         return nan, nan.copy()
-    b = np.asarray(betas[repeated], dtype=np.float64)
-    groups = inverse[repeated]
-    n_groups = len(unique)
-    sums = np.zeros((n_groups, b.shape[1]))
-    np.add.at(sums, groups, b)
-    n = np.bincount(groups, minlength=n_groups).astype(float)
-    used = n >= 2
-    within = np.zeros_like(sums)
-    np.add.at(within, groups, (b - (sums / np.maximum(n, 1)[:, None])[groups]) ** 2)
-    noise_var = (within[used] / (n[used, None] - 1)).mean(axis=0)
-    total_var = b.var(axis=0, ddof=1)
-    signal_var = np.maximum(total_var - noise_var, 0.0)
-    ncsnr = np.sqrt(signal_var) / np.sqrt(np.maximum(noise_var, 1e-12))
-    nc = 100.0 * ncsnr**2 / (ncsnr**2 + 1.0 / n_average)
-    return ncsnr.astype(np.float32), nc.astype(np.float32)
+    rows = np.flatnonzero(repeated)
+    groups = np.unique(inverse[repeated], return_inverse=True)[1]  # repeated stimuli only, 0..n_repeated-1
+    n = np.bincount(groups).astype(float)
+    if block_voxels is None:
+        block_voxels = max(1, NOISE_CEILING_BLOCK_BYTES // (8 * len(rows)))
+    ncsnr = np.empty(n_voxels, dtype=np.float32)
+    nc = np.empty(n_voxels, dtype=np.float32)
+    for start in range(0, n_voxels, block_voxels):
+        stop = min(start + block_voxels, n_voxels)
+        b = np.asarray(betas[rows, start:stop], dtype=np.float64)
+        sums = np.zeros((len(n), stop - start))
+        np.add.at(sums, groups, b)
+        within = np.zeros_like(sums)
+        np.add.at(within, groups, (b - (sums / n[:, None])[groups]) ** 2)
+        noise_var = (within / (n[:, None] - 1)).mean(axis=0)
+        signal_var = np.maximum(b.var(axis=0, ddof=1) - noise_var, 0.0)
+        block_snr = np.sqrt(signal_var) / np.sqrt(np.maximum(noise_var, 1e-12))
+        ncsnr[start:stop] = block_snr
+        nc[start:stop] = 100.0 * block_snr**2 / (block_snr**2 + 1.0 / n_average)
+    return ncsnr, nc

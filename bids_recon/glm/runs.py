@@ -20,6 +20,7 @@ from bids_recon.glm.singletrial import (
     zscore_by_group,
 )
 from bids_recon.glm.trials import assign_repeats_and_split, run_trials
+from bids_recon.io import atomic_write
 
 
 def load_image(path: Path, ndim: int | None = None) -> nib.Nifti1Image:
@@ -167,23 +168,34 @@ def estimate_session_betas(
                         n_unusable_voxels=int((~usable).sum()))
 
 
+#: Bytes of betas z-scored at once by :func:`combine_runs` (a block of voxels over all trials).
+COMBINE_BLOCK_BYTES = 64 * 2**20
+
+
 def combine_runs(
     betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = 2, zscore: bool = True,
-    split_from_events: bool = False,
+    split_from_events: bool = False, out_file: Path | None = None, block_bytes: int = COMBINE_BLOCK_BYTES,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack runs in acquisition order, z-score per session, number repeats and assign the split.
 
     Parameters
     ----------
     betas : list of ndarray, each (n_trials_run, n_voxels)
+        Arrays or memory maps (``np.load(path, mmap_mode="r")``): they are read a block of voxels at a time.
     trials : list of pandas.DataFrame
         The matching trial tables.
     test_min_repeats, split_from_events
         How the test set is chosen (see :func:`bids_recon.glm.trials.assign_repeats_and_split`).
+    out_file : Path, optional
+        Write the stacked betas there (``.npy``, atomically) and return them as a read-only memory map, so
+        that memory stays near ``block_bytes`` however many trials and voxels there are (NSD: 30,000 trials x
+        the whole brain would not fit). Without it, the result is an array in memory.
+    block_bytes : int
+        Size of the blocks of voxels z-scored at once.
 
     Returns
     -------
-    betas : ndarray, shape (n_trials, n_voxels), float32
+    betas : ndarray or memmap, shape (n_trials, n_voxels), float32
     trials : pandas.DataFrame
         The subject's trial table (see :data:`bids_recon.glm.TRIAL_COLUMNS`).
     """
@@ -192,11 +204,33 @@ def combine_runs(
     n_voxels = {b.shape[1] for b in betas}
     if len(n_voxels) != 1:
         raise BadDataError(f"runs have different voxel counts {sorted(n_voxels)}")
-    stacked = np.concatenate(betas).astype(np.float32)
-    table = pd.concat(trials, ignore_index=True)
-    if zscore:
-        stacked = zscore_by_group(stacked, table["session"].astype(str).to_numpy())
-    return stacked, assign_repeats_and_split(table, test_min_repeats, split_from_events)
+    for run_betas, table in zip(betas, trials, strict=True):
+        if len(run_betas) != len(table):
+            raise ValueError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
+    table = assign_repeats_and_split(pd.concat(trials, ignore_index=True), test_min_repeats, split_from_events)
+    shape = (len(table), n_voxels.pop())
+    sessions = table["session"].astype(str).to_numpy()
+    block = max(1, block_bytes // (4 * shape[0]))
+
+    def fill(target: np.ndarray) -> None:
+        for start in range(0, shape[1], block):
+            stop = min(start + block, shape[1])
+            stacked = np.concatenate([np.asarray(b[:, start:stop], dtype=np.float32) for b in betas])
+            target[:, start:stop] = zscore_by_group(stacked, sessions) if zscore else stacked
+
+    if out_file is None:
+        result = np.empty(shape, dtype=np.float32)
+        fill(result)
+        return result, table
+
+    def write(tmp: Path) -> None:
+        target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        fill(target)
+        target.flush()
+        del target
+
+    atomic_write(Path(out_file), write)
+    return np.load(out_file, mmap_mode="r"), table
 
 
 def betas_to_image(betas: np.ndarray, mask_img: nib.Nifti1Image) -> nib.Nifti1Image:

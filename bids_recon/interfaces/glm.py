@@ -129,15 +129,16 @@ class CombineRuns(RecordingInterface):
     output_spec = _CombineRunsOutputSpec
 
     def _run(self, runtime):
-        betas = [np.load(p) for p in self.inputs.betas]
         i = self.inputs
+        betas = [np.load(p, mmap_mode="r") for p in i.betas]  # read a block of voxels at a time
         trials = [read_trials(p) for p in i.trials]
         if i.test_split:
             trials = [apply_test_split(t, load_events(Path(e)), i.stimulus_column, i.test_split, Path(e))
                       for t, e in zip(trials, i.events_files, strict=True)]
-        stacked, table = combine_runs(betas, trials, i.test_min_repeats, i.zscore, bool(i.test_split))
         cwd = Path(runtime.cwd)
-        self._results["betas"] = str(atomic_write(cwd / "betas_zscored.npy", lambda tmp: np.save(tmp, stacked)))
+        stacked, table = combine_runs(betas, trials, i.test_min_repeats, i.zscore, bool(i.test_split),
+                                      out_file=cwd / "betas_zscored.npy")
+        self._results["betas"] = str(cwd / "betas_zscored.npy")
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))
         # NSD's noise ceiling from the repeats, for single trials and for the test averages
         mask_img = nib.load(self.inputs.mask_file)

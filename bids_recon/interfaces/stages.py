@@ -134,8 +134,9 @@ class Decode(RecordingInterface):
         voxel_indices = np.flatnonzero(roi[brain])
         with np.load(i.features) as data:
             stim_ids, features = data["stim_ids"].astype(str), data["features"]
-        decoder, decoded = train_and_decode(np.load(i.betas), read_trials(i.trials), voxel_indices, stim_ids,
-                                            features, list(i.alphas), i.cv_folds, i.device)
+        betas = np.load(i.betas, mmap_mode="r")  # only the ROI's columns are read
+        decoder, decoded = train_and_decode(betas, read_trials(i.trials), voxel_indices, stim_ids, features,
+                                            list(i.alphas), i.cv_folds, i.device)
         cwd = Path(runtime.cwd)
         sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device}
         self._results["decoder"] = str(decoder.save(cwd / "decoder.npz", sidecar))
