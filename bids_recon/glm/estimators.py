@@ -147,8 +147,20 @@ def _design_qr(design: np.ndarray) -> np.ndarray:
 
 
 def _ols_betas(design: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """OLS trial betas ``(n_trials, n_voxels)`` for a residualised design ``(T, n_trials)``."""
-    return (np.linalg.pinv(design).astype(np.float32) @ data).astype(np.float32)
+    """OLS trial betas ``(n_trials, n_voxels)`` for a residualised design ``(T, n_trials)``.
+
+    The design's pseudo-inverse comes from its QR decomposition (R^-1 Q^T), several times faster than
+    ``np.linalg.pinv``'s SVD for these small designs; a rank-deficient design falls back to the SVD.
+    """
+    from scipy.linalg import solve_triangular
+
+    q, r = np.linalg.qr(design)
+    diagonal = np.abs(np.diag(r))
+    if diagonal.size and diagonal.min() > 1e-8 * diagonal.max():
+        pseudo_inverse = solve_triangular(r, q.T)
+    else:
+        pseudo_inverse = np.linalg.pinv(design)
+    return (pseudo_inverse.astype(np.float32) @ data).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -224,12 +236,16 @@ class FractionalRidge:
         total = c2.sum(axis=0)
         self.curve = np.sqrt(shrink2 @ c2 / np.where(total > 0, total, 1.0))  # (A, V), decreasing in alpha
 
-    def betas(self, fraction: float | np.ndarray) -> np.ndarray:
-        """Ridge betas ``(n_trials, n_voxels)`` at ``fraction`` (scalar or per voxel) of the OLS norm."""
-        fraction = np.broadcast_to(np.asarray(fraction, dtype=float), (self.curve.shape[1],))
+    def betas(self, fraction: float | np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Ridge betas ``(n_trials, n_voxels)`` at ``fraction`` (scalar or per voxel) of the OLS norm.
+
+        With ``columns`` (indices of this solver's voxels), only those voxels: ``(n_trials, len(columns))``
+        and ``fraction`` is per chosen voxel or scalar.
+        """
+        coef, curve = (self.coef, self.curve) if columns is None else (self.coef[:, columns], self.curve[:, columns])
+        fraction = np.broadcast_to(np.asarray(fraction, dtype=float), (curve.shape[1],))
         if np.all(fraction >= 1.0):
-            return (self.vt.T @ self.coef).astype(np.float32)
-        curve = self.curve
+            return (self.vt.T @ coef).astype(np.float32)
         above = (curve >= fraction[None, :]).sum(axis=0)  # grid points whose norm is still >= f
         hi = np.clip(above, 1, len(self.log_alphas) - 1)
         lo = hi - 1
@@ -240,7 +256,7 @@ class FractionalRidge:
         alpha = np.where(fraction >= 1.0, 0.0, np.exp(log_alpha))
         s2 = self.s[:, None] ** 2
         shrink = (s2 / (s2 + alpha[None, :])).astype(np.float32)
-        return (self.vt.T @ (shrink * self.coef)).astype(np.float32)
+        return (self.vt.T @ (shrink * coef)).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -492,12 +508,22 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
     n_trials = [len(r.onsets) for r in runs]
     starts = np.concatenate([[0], np.cumsum(n_trials)])
 
-    def stacked_at(fraction: float | np.ndarray) -> np.ndarray:
-        out = np.empty((starts[-1], n_voxels), dtype=np.float32)
+    def stacked_at(fraction: float | np.ndarray, voxels: np.ndarray | None = None) -> np.ndarray:
+        """Betas of all trials at ``fraction``; of the ``voxels`` only (sorted indices) when given."""
         per_voxel = np.broadcast_to(np.asarray(fraction, dtype=float), (n_voxels,))
+        if voxels is None:
+            out = np.empty((starts[-1], n_voxels), dtype=np.float32)
+            for r, per_group in enumerate(solvers):
+                for cols, solver in per_group:
+                    out[starts[r]:starts[r + 1], cols] = solver.betas(per_voxel[cols])
+            return out
+        out = np.empty((starts[-1], len(voxels)), dtype=np.float32)
         for r, per_group in enumerate(solvers):
             for cols, solver in per_group:
-                out[starts[r]:starts[r + 1], cols] = solver.betas(per_voxel[cols])
+                inside = np.flatnonzero(np.isin(cols, voxels, assume_unique=True))  # this group's chosen voxels
+                if len(inside):
+                    out[starts[r]:starts[r + 1], np.searchsorted(voxels, cols[inside])] = solver.betas(
+                        per_voxel[cols[inside]], inside)
         return out
 
     ols = stacked_at(1.0)
@@ -512,8 +538,8 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
             chosen[better] = fraction
     else:  # one fraction for the session: the best median over the task-responsive voxels
         medians = [float(np.nanmedian(cv.r2(ols[:, task])))]
-        for fraction in fractions[1:]:
-            medians.append(float(np.nanmedian(cv.r2(stacked_at(fraction)[:, task]))))
+        for fraction in fractions[1:]:  # only the task voxels' betas are needed to choose
+            medians.append(float(np.nanmedian(cv.r2(stacked_at(fraction, task)))))
         chosen = np.full(n_voxels, fractions[int(np.nanargmax(medians))], dtype=np.float32)
     ridge = stacked_at(chosen)
     # rescale each voxel's ridge betas to the OLS betas (least squares with offset), keeping units
