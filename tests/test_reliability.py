@@ -145,6 +145,12 @@ def _stim_symlink_outside(bids: Path) -> tuple[Path, list[str]]:
     return _stim("escape.png", ["leads outside the dataset"])(bids)
 
 
+def _stim_not_an_image(bids: Path) -> tuple[Path, list[str]]:
+    image = sorted((bids / "stimuli").glob("*.png"))[5]
+    image.write_bytes(b"not a PNG at all" * 10)
+    return image, ["is not an image Pillow can read"]
+
+
 def _captions_incomplete(bids: Path) -> tuple[Path, list[str]]:
     captions = bids / "stimuli" / "captions.tsv"
     table = pd.read_csv(captions, sep="\t", dtype=str, keep_default_na=False)
@@ -178,6 +184,7 @@ CASES = {
     "stim-file-parent": (_stim("../dataset_description.json", ["must be a path relative"]), 65),
     "stim-file-absolute": (_stim("/etc/hostname", ["must be a path relative"]), 65),
     "stim-file-symlink-outside": (_stim_symlink_outside, 65),
+    "stim-file-not-an-image": (_stim_not_an_image, 65),
     "stimulus-column-absent": (lambda bids: (_events(bids), ["no 'image' column", "--stimulus-column"]), 65),
     "mask-off-grid": (_mask_off_grid, 65),
     "captions-incomplete": (_captions_incomplete, 65),

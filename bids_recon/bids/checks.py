@@ -70,7 +70,7 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
 
 def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str, test_split: str = ""
                   ) -> pd.DataFrame:
-    """Check that every trial's stimulus resolves to an image inside the dataset.
+    """Check that every trial's stimulus resolves to an image file inside the dataset (headers are read).
 
     Parameters
     ----------
@@ -103,7 +103,7 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str
             if value in seen:
                 continue
             try:
-                resolver.path(value)
+                resolver.check_image(value)
             except BidsReconError as exc:
                 raise type(exc)(f"{exc} (named in {run.events.name}, line {_line_of(run.events, column, value)})"
                                 ) from exc

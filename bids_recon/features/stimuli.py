@@ -53,6 +53,20 @@ class StimulusResolver:
             raise MissingInputError(f"stimulus '{stim_id}' not found", candidate)
         return resolved
 
+    def check_image(self, stim_id: str) -> Path:
+        """Resolve ``stim_id`` (see :meth:`path`) and check that the file is an image Pillow can open.
+
+        Only the header is read (fast enough for tens of thousands of stimuli); raises ``BadDataError`` when
+        the file is not an image.
+        """
+        path = self.path(stim_id)
+        try:
+            with Image.open(path) as img:
+                img.size  # noqa: B018 - reading the header is the check
+        except OSError as exc:
+            raise BadDataError(f"stimulus '{stim_id}' is not an image Pillow can read ({exc})", path) from exc
+        return path
+
     def load_image(self, stim_id: str, size: int | None = None) -> np.ndarray:
         """Load one stimulus as RGB floats in [0, 1], shape ``(size, size, 3)`` (or its own size)."""
         path = self.path(stim_id)
