@@ -85,12 +85,14 @@ def test_config_file_and_flags(tmp_path):
     path = config.save(tmp_path / "saved.toml")
     parser = build_parser()
     args = parser.parse_args([str(tmp_path / "ds"), str(tmp_path / "out"), "participant", "--config-file", str(path),
-                              "--image-size", "48", "--roi-mask", "earlyvisual=/data/v1.nii.gz:1"])
+                              "--image-size", "48", "--roi-mask", "earlyvisual=/data/v1.nii.gz:1",
+                              "--roi-mask", "highervisual=masks/v4.nii.gz"])
     merged = build_config(args, parser)
     assert merged.workflow.decoding.n_components == 7  # from the file
     assert merged.workflow.stimuli.image_size == 48  # the flag wins
     assert merged.execution.random_seed == 3
-    assert merged.workflow.rois.user_masks == {"earlyvisual": "/data/v1.nii.gz:1"}
+    assert merged.workflow.rois.user_masks == {"earlyvisual": "/data/v1.nii.gz:1",  # relative: made absolute
+                                               "highervisual": str(Path("masks/v4.nii.gz").absolute())}
 
 
 def _roi_mask(kind: str, brain: Path) -> nib.Nifti1Image:
@@ -119,6 +121,7 @@ def test_user_roi_mask_too_small_is_65(kind, count, dataset_copy, tiny_dataset, 
     assert proc.returncode == 65, proc.stderr[-3000:]
     assert mask.name in proc.stderr and "earlyvisual" in proc.stderr, proc.stderr[-3000:]
     assert f"has {count} voxels" in proc.stderr and "minimum 20" in proc.stderr, proc.stderr[-3000:]
+    assert not list((tmp_path / "work").rglob("result_*.pklz"))  # found before any workflow node ran
 
 
 def test_test_split_names_the_test_set(dataset_copy, tiny_dataset, tmp_path):

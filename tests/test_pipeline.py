@@ -146,6 +146,7 @@ def test_missing_templates_is_66(tiny_dataset, tmp_path):
                     "-w", str(tmp_path / "work")], empty)
     assert proc.returncode == 66, proc.stderr[-3000:]
     assert "TEMPLATEFLOW_HOME" in proc.stderr
+    assert not list((tmp_path / "work").rglob("result_*.pklz"))  # found before any workflow node ran
 
 
 def test_beta_stage_maps_in_outputs_and_report(tiny_run):

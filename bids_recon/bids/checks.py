@@ -3,8 +3,9 @@
 :func:`bids_recon.bids.layout.collect_inputs` finds the files and checks each events table and
 RepetitionTime as it goes. What is checked here needs several files at once: the brain mask on the BOLD
 grid, one confounds row per volume (and the chosen confound columns), every trial's stimulus image inside
-the dataset, and (for the diffusion generator) a caption for every stimulus. All of it reads headers and
-tables only, so a bad dataset stops in seconds, before the GLM, with the file and the problem named.
+the dataset, a test and a training set, the ROIs (atlas or user masks, resampled to the brain mask, large
+enough), and (for the diffusion generator) a caption for every stimulus. It reads headers, tables and 3D
+masks only, so a bad dataset stops in seconds, before the GLM, with the file and the problem named.
 The same conditions are checked again where the files are used (a notebook user calls those functions
 without this module).
 """
@@ -19,11 +20,13 @@ import nibabel as nib
 import pandas as pd
 
 from bids_recon.bids.layout import RunInputs, SubjectInputs
+from bids_recon.config import RoiConfig
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
 from bids_recon.features.stimuli import StimulusResolver, load_captions
-from bids_recon.glm.runs import same_grid
+from bids_recon.glm.runs import intersect_masks, same_grid
 from bids_recon.glm.singletrial import load_confounds, load_events
 from bids_recon.glm.trials import assign_repeats_and_split, run_trials
+from bids_recon.rois import build_rois
 
 LOGGER = logging.getLogger("bids_recon.bids.checks")
 
@@ -144,6 +147,22 @@ def check_captions(captions: Path, stim_ids: list[str]) -> None:
             "for them, or run with --generator linear, which needs no captions", captions)
 
 
+def check_rois(subject: SubjectInputs, rois: RoiConfig) -> dict[str, int]:
+    """Build the participant's ROIs in the intersection of its runs' brain masks; return their voxel counts.
+
+    Raises
+    ------
+    MissingInputError
+        TemplateFlow atlas or label table, or a ``--roi-mask`` file, missing (exit code 66).
+    BadDataError
+        Masks on different grids, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
+    """
+    brain = intersect_masks([run.brain_mask for run in subject.runs])
+    masks, _ = build_rois(brain, rois.labels, rois.user_masks, rois.template, rois.resolution, rois.atlas,
+                          rois.atlas_desc, rois.label_table_template, rois.min_voxels)
+    return {name: int(mask.sum()) for name, mask in masks.items()}
+
+
 def check_inputs(
     inputs: dict[str, SubjectInputs],
     bids_dir: Path,
@@ -153,6 +172,7 @@ def check_inputs(
     test_min_repeats: int = 2,
     test_split: str = "",
     captions: Path | None = None,
+    rois: RoiConfig | None = None,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
 
@@ -169,6 +189,9 @@ def check_inputs(
         participant must have training and test trials.
     captions : Path, optional
         Captions table to check; ``None`` when the generator needs no captions.
+    rois : RoiConfig, optional
+        When given, the ROIs are built in each participant's brain mask (the runs' intersection, as the
+        workflow does) and their sizes checked: TemplateFlow files and user masks must exist.
     """
     resolver = StimulusResolver(Path(bids_dir), stimuli_folder)
     n_runs, stimuli, n_trials = 0, set(), 0
@@ -180,6 +203,8 @@ def check_inputs(
             assign_repeats_and_split(trials, test_min_repeats, bool(test_split))
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", subject.runs[0].events.parent) from exc
+        if rois is not None:
+            check_rois(subject, rois)
         n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)
         stimuli.update(trials["stim_file"])
     stim_ids = sorted(stimuli)

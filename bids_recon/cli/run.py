@@ -69,8 +69,10 @@ def build_config(args, parser) -> Config:
         wf.space = args.space
     if given("resolution") or args.config_file is None:
         wf.resolution = None if str(args.resolution).lower() in ("none", "") else str(args.resolution)
-    if args.roi_mask:
-        wf.rois.user_masks = {**wf.rois.user_masks, **dict(args.roi_mask)}
+    if args.roi_mask:  # paths made absolute: workflow nodes run in their own folders
+        specs = {name: spec.partition(":") for name, spec in args.roi_mask}
+        wf.rois.user_masks = {**wf.rois.user_masks, **{name: str(Path(path).absolute()) + sep + label
+                                                       for name, (path, sep, label) in specs.items()}}
     for flag, section, attr in [("glm_estimator", wf.glm, "estimator"), ("decoder_roi", wf.decoding, "roi"),
                                 ("n_components", wf.decoding, "n_components"),
                                 ("image_size", wf.stimuli, "image_size"), ("stimulus_column", wf.stimuli, "column"),
@@ -273,14 +275,14 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
 
 def check_collected_inputs(config: Config, inputs: dict) -> None:
-    """Check what ties the input files together (grids, confounds, stimuli, captions) before any work."""
+    """Check what ties the input files together (grids, confounds, stimuli, split, ROIs, captions) before any work."""
     from bids_recon.bids.checks import check_inputs
     from bids_recon.workflows.diffusion import captions_file
 
     wf = config.workflow
     check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli.column, wf.stimuli.folder, wf.glm.confounds,
                  wf.stimuli.test_min_repeats, wf.stimuli.test_split,
-                 captions_file(config) if wf.generate.generator == "diffusion" else None)
+                 captions_file(config) if wf.generate.generator == "diffusion" else None, wf.rois)
 
 
 def _error_from_record(record: dict) -> BidsReconError:

@@ -15,7 +15,7 @@ from bids_recon.generate import GENERATORS
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface
 from bids_recon.io import atomic_write, save_npz, write_json, write_tsv
-from bids_recon.rois import atlas_rois, check_roi_sizes, user_roi
+from bids_recon.rois import build_rois
 
 
 class _RoisInputSpec(BaseInterfaceInputSpec):
@@ -45,25 +45,15 @@ class Rois(RecordingInterface):
         i = self.inputs
         brain = nib.load(i.mask_file)
         user = dict(i.user_masks) if i.user_masks else {}
-        atlas_defs = {k: v for k, v in (i.labels or {}).items() if k not in user}
-        masks, sources = {}, {}
-        if atlas_defs:
-            atlas_masks, tf_files = atlas_rois(brain, atlas_defs, i.template, i.resolution, i.atlas, i.atlas_desc,
-                                               i.label_table_template)
-            masks.update(atlas_masks)
-            sources.update({name: [str(tf_files["atlas"]), str(tf_files["labels"])] for name in atlas_masks})
-        for name, spec in user.items():
-            path, _, label = spec.partition(":")
-            masks[name] = user_roi(Path(path), brain, int(label) if label else None)
-            sources[name] = [path]
-        check_roi_sizes(masks, i.min_voxels, {k: v[0] for k, v in sources.items()})
+        masks, sources = build_rois(brain, dict(i.labels or {}), user, i.template, i.resolution, i.atlas,
+                                    i.atlas_desc, i.label_table_template, i.min_voxels)
         cwd = Path(runtime.cwd)
         files, sidecars = {}, {}
         for name, mask in masks.items():
             img = nib.Nifti1Image(mask.astype(np.uint8), brain.affine)
             files[name] = str(atomic_write(cwd / f"roi-{name}.nii.gz", lambda tmp, img=img: nib.save(img, tmp)))
             info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": None if name in user else i.atlas,
-                    "AtlasLabels": list(atlas_defs.get(name, []))}
+                    "AtlasLabels": [] if name in user else list(i.labels[name])}
             sidecars[name] = str(write_json(cwd / f"roi-{name}.json", info))
         self._results["roi_files"] = files
         self._results["roi_sidecars"] = sidecars

@@ -167,3 +167,56 @@ def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict
                 f"(minimum {min_voxels}); check that the mask and the BOLD data share a space",
                 (sources or {}).get(name),
             )
+
+
+def build_rois(
+    brain_mask: nib.Nifti1Image,
+    labels: dict[str, list[str]],
+    user_masks: dict[str, str] | None = None,
+    template: str = "MNI152NLin2009cAsym",
+    resolution: int = 2,
+    atlas: str = "HOCPA",
+    atlas_desc: str = "th25",
+    label_table_template: str = "MNI152NLin6Asym",
+    min_voxels: int = 20,
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Every ROI in the BOLD grid: atlas ROIs by label names, replaced by user masks where given; sizes checked.
+
+    Parameters
+    ----------
+    brain_mask : nibabel image
+        The participant's brain mask (the BOLD grid).
+    labels : dict
+        ROI name -> atlas label names.
+    user_masks : dict, optional
+        ROI name -> ``PATH[:LABEL]`` (``--roi-mask``); replaces the atlas ROI of that name.
+
+    Returns
+    -------
+    masks : dict
+        ROI name -> boolean array, shape (X, Y, Z).
+    sources : dict
+        ROI name -> the files it came from.
+
+    Raises
+    ------
+    MissingInputError
+        TemplateFlow files or a user mask missing (exit code 66).
+    BadDataError
+        An ROI with fewer than ``min_voxels`` voxels after resampling and masking (exit code 65).
+    """
+    user = dict(user_masks or {})
+    from_atlas = {name: names for name, names in labels.items() if name not in user}
+    masks: dict[str, np.ndarray] = {}
+    sources: dict[str, list[str]] = {}
+    if from_atlas:
+        atlas_masks, files = atlas_rois(brain_mask, from_atlas, template, resolution, atlas, atlas_desc,
+                                        label_table_template)
+        masks.update(atlas_masks)
+        sources.update({name: [str(files["atlas"]), str(files["labels"])] for name in atlas_masks})
+    for name, spec in user.items():
+        path, _, label = spec.partition(":")
+        masks[name] = user_roi(Path(path), brain_mask, int(label) if label else None)
+        sources[name] = [path]
+    check_roi_sizes(masks, min_voxels, {name: Path(files[0]) for name, files in sources.items()})
+    return masks, sources
