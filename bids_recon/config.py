@@ -172,6 +172,7 @@ class ExecutionConfig:
     skip_bids_validation: bool = False
     stop_on_first_crash: bool = False
     reports_only: bool = False
+    check_only: bool = False
     random_seed: int = 0
     device: str = "auto"
     log_level: str = "INFO"

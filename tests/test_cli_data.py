@@ -144,3 +144,25 @@ def test_test_split_names_the_test_set(dataset_copy, tiny_dataset, tmp_path):
     assert "events column 'set' was 'test'" in sidecar["Description"]
     metrics = pd.read_csv(next((tmp_path / "out" / "sub-01").rglob("*_metrics.tsv")), sep="\t")
     assert set(metrics["n"]) == {len(chosen)}  # every metric is computed over the named test stimuli
+
+
+def test_check_only_checks_without_computing(dataset_copy, tiny_dataset, tmp_path):
+    """--check-only: 0 on good inputs, nothing computed; the preflight's exit code on bad ones."""
+    good = _participant(dataset_copy, tmp_path / "good", tiny_dataset.templateflow_dir, "--skip-bids-validation",
+                        "--check-only")
+    assert good.returncode == 0, good.stderr[-3000:]
+    assert "--check-only: inputs and workflow" in good.stderr
+    assert [p.name for p in (tmp_path / "good").iterdir()] == ["logs"] and not (tmp_path / "work").exists()
+    assert list((tmp_path / "good" / "logs").glob("*/CITATION.md"))  # the methods text is written
+    saved = next((tmp_path / "good" / "logs").glob("*/bids_recon.toml"))
+    assert Config.load(saved).execution.check_only is True
+    parser = build_parser()
+    rerun = parser.parse_args([str(dataset_copy), str(tmp_path / "good"), "participant", "--config-file", str(saved)])
+    assert build_config(rerun, parser).execution.check_only is False  # a saved configuration reruns for real
+    events = sorted((dataset_copy / "sub-01").rglob("*_events.tsv"))[0]
+    table = pd.read_csv(events, sep="\t", keep_default_na=False)
+    table.loc[0, "stim_file"] = "missing.png"
+    table.to_csv(events, sep="\t", index=False)
+    bad = _participant(dataset_copy, tmp_path / "bad", tiny_dataset.templateflow_dir, "--skip-bids-validation",
+                       "--check-only")
+    assert bad.returncode == 66 and "missing.png" in bad.stderr, bad.stderr[-3000:]

@@ -158,5 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failing node")
     other.add_argument("--reports-only", action="store_true",
                        help="only rebuild the HTML reports from the outputs already in output_dir")
+    other.add_argument("--check-only", action="store_true",
+                       help="check the inputs (files, grids, stimuli, split, ROIs, captions, model) and the "
+                            "workflow, write the log and methods text, then stop without computing: run it "
+                            "before queueing a long job")
     other.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     return parser

@@ -55,6 +55,7 @@ def build_config(args, parser) -> Config:
                        ("random_seed", "random_seed"), ("device", "device")]:
         if given(flag) or args.config_file is None:
             setattr(ex, attr, getattr(args, flag))
+    ex.check_only = args.check_only  # never taken from a saved configuration: rerunning one must compute
     if args.work_dir is not None:
         ex.work_dir = str(Path(args.work_dir).absolute())
     elif not ex.work_dir:
@@ -238,6 +239,15 @@ def run_participants(config: Config, log_dir: Path) -> None:
     LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
+    if ex.check_only:
+        from bids_recon.reports.citation import write_citation
+        from bids_recon.workflows.base import init_bids_recon_wf
+
+        workflow = init_bids_recon_wf(config, inputs)  # resolves the model, checks every node's settings
+        LOGGER.info("Methods boilerplate: %s", write_citation(workflow, config, log_dir)[0])
+        LOGGER.info("--check-only: inputs and workflow (%d nodes) are fine; nothing was computed",
+                    len(workflow.list_node_names()))
+        return
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_description(output_dir, {"raw": bids_dir, "fmriprep": Path(ex.derivatives["fmriprep"])})
     write_bidsignore(output_dir)
