@@ -16,14 +16,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import pandas as pd
 
 from bids_recon.bids.layout import RunInputs, SubjectInputs
 from bids_recon.config import RoiConfig
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
 from bids_recon.features.stimuli import StimulusResolver, load_captions
-from bids_recon.glm.runs import intersect_masks, same_grid
+from bids_recon.glm.runs import intersect_masks, load_image, same_grid
 from bids_recon.glm.singletrial import load_confounds, load_events
 from bids_recon.glm.trials import assign_repeats_and_split, run_trials
 from bids_recon.rois import build_rois
@@ -40,16 +39,6 @@ class CheckedInputs:
     n_stimuli: int
 
 
-def _header(path: Path, ndim: int) -> nib.Nifti1Image:
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise BadDataError(f"cannot read the NIfTI header ({exc})", path) from exc
-    if len(img.shape) != ndim:
-        raise BadDataError(f"expected a {ndim}D image, found shape {img.shape}", path)
-    return img
-
-
 def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
     """Check that a run's BOLD, brain mask and confounds fit together; return its number of volumes.
 
@@ -59,7 +48,7 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
         Mask and BOLD on different grids (shape or affine), confounds with another row count than the
         BOLD's volumes, or without a chosen confound column (exit code 65).
     """
-    bold, mask = _header(run.preproc_bold, 4), _header(run.brain_mask, 3)
+    bold, mask = load_image(run.preproc_bold, 4), load_image(run.brain_mask, 3)  # headers only
     if not same_grid(bold, mask):
         raise BadDataError(
             f"brain mask grid {mask.shape[:3]} differs from the BOLD grid {bold.shape[:3]} of "
