@@ -236,11 +236,11 @@ class FractionalRidge:
         total = c2.sum(axis=0)
         self.curve = np.sqrt(shrink2 @ c2 / np.where(total > 0, total, 1.0))  # (A, V), decreasing in alpha
 
-    def betas(self, fraction: float | np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    def betas(self, fraction: float | np.ndarray, columns: np.ndarray | slice | None = None) -> np.ndarray:
         """Ridge betas ``(n_trials, n_voxels)`` at ``fraction`` (scalar or per voxel) of the OLS norm.
 
-        With ``columns`` (indices of this solver's voxels), only those voxels: ``(n_trials, len(columns))``
-        and ``fraction`` is per chosen voxel or scalar.
+        With ``columns`` (indices or a slice of this solver's voxels), only those voxels, and ``fraction`` is
+        per chosen voxel or scalar.
         """
         coef, curve = (self.coef, self.curve) if columns is None else (self.coef[:, columns], self.curve[:, columns])
         fraction = np.broadcast_to(np.asarray(fraction, dtype=float), (curve.shape[1],))
@@ -493,10 +493,18 @@ def fit_session(
     )
 
 
+#: Bytes of float32 betas (all the session's trials x a block of voxels) the ridge stage works on at once.
+RIDGE_BLOCK_BYTES = 16 * 2**20
+
+
 def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index: np.ndarray, cv: RepeatCV,
-                   fractions: tuple[float, ...], task: np.ndarray, selection: str = "session"
-                   ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Ridge fraction chosen by cross-validation (per session or per voxel); betas rescaled to the OLS scale."""
+                   fractions: tuple[float, ...], task: np.ndarray, selection: str = "session",
+                   block_bytes: int = RIDGE_BLOCK_BYTES) -> tuple[list[np.ndarray], np.ndarray]:
+    """Ridge fraction chosen by cross-validation (per session or per voxel); betas rescaled to the OLS scale.
+
+    Betas at each fraction are computed a block of voxels at a time, so memory holds the output and one block's
+    work arrays, not several whole-session copies.
+    """
     n_voxels = runs[0].data.shape[1]
     solvers = []  # per run: list of (columns, FractionalRidge)
     for run, x in zip(runs, designs, strict=True):
@@ -507,48 +515,52 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
         solvers.append(per_group)
     n_trials = [len(r.onsets) for r in runs]
     starts = np.concatenate([[0], np.cumsum(n_trials)])
+    step = max(1, block_bytes // (4 * int(starts[-1])))
 
-    def stacked_at(fraction: float | np.ndarray, voxels: np.ndarray | None = None) -> np.ndarray:
-        """Betas of all trials at ``fraction``; of the ``voxels`` only (sorted indices) when given."""
+    def blocks(size: int) -> list[np.ndarray]:
+        return [np.arange(a, min(a + size, n_voxels)) for a in range(0, n_voxels, size)]
+
+    def stacked_at(fraction: float | np.ndarray, voxels: np.ndarray) -> np.ndarray:
+        """Betas ``(n_trials, len(voxels))`` of all trials at ``fraction`` for the (sorted) ``voxels``."""
         per_voxel = np.broadcast_to(np.asarray(fraction, dtype=float), (n_voxels,))
-        if voxels is None:
-            out = np.empty((starts[-1], n_voxels), dtype=np.float32)
-            for r, per_group in enumerate(solvers):
-                for cols, solver in per_group:
-                    out[starts[r]:starts[r + 1], cols] = solver.betas(per_voxel[cols])
-            return out
         out = np.empty((starts[-1], len(voxels)), dtype=np.float32)
+        contiguous = voxels[-1] - voxels[0] + 1 == len(voxels)
         for r, per_group in enumerate(solvers):
             for cols, solver in per_group:
-                inside = np.flatnonzero(np.isin(cols, voxels, assume_unique=True))  # this group's chosen voxels
-                if len(inside):
-                    out[starts[r]:starts[r + 1], np.searchsorted(voxels, cols[inside])] = solver.betas(
-                        per_voxel[cols[inside]], inside)
+                if contiguous:  # a block: this group's voxels in it are a slice of its columns (no copies)
+                    lo, hi = np.searchsorted(cols, [voxels[0], voxels[-1] + 1])
+                    inside, where = slice(lo, hi), cols[lo:hi] - voxels[0]
+                else:
+                    position = np.minimum(np.searchsorted(voxels, cols), len(voxels) - 1)
+                    inside = np.flatnonzero(voxels[position] == cols)  # this group's voxels among the chosen
+                    where = position[inside]
+                if len(where):
+                    out[starts[r]:starts[r + 1], where] = solver.betas(per_voxel[cols[inside]], inside)
         return out
 
-    ols = stacked_at(1.0)
     if selection == "voxel":  # GLMsingle's choice: the best fraction of each voxel
-        best_score = cv.r2(ols)
-        best_score = np.where(np.isfinite(best_score), best_score, -np.inf)
         chosen = np.ones(n_voxels, dtype=np.float32)
-        for fraction in fractions[1:]:
-            score = cv.r2(stacked_at(fraction))
-            better = np.isfinite(score) & (score > best_score)
-            best_score = np.where(better, score, best_score)
-            chosen[better] = fraction
-    else:  # one fraction for the session: the best median over the task-responsive voxels
-        medians = [float(np.nanmedian(cv.r2(ols[:, task])))]
-        for fraction in fractions[1:]:  # only the task voxels' betas are needed to choose
-            medians.append(float(np.nanmedian(cv.r2(stacked_at(fraction, task)))))
+        for voxels in blocks(4 * step):  # larger blocks: 20 fractions per block, fewer small solver calls
+            best_score = cv.r2(stacked_at(1.0, voxels))
+            best_score = np.where(np.isfinite(best_score), best_score, -np.inf)
+            for fraction in fractions[1:]:
+                score = cv.r2(stacked_at(fraction, voxels))
+                better = np.isfinite(score) & (score > best_score)
+                best_score = np.where(better, score, best_score)
+                chosen[voxels[better]] = fraction
+    else:  # one fraction for the session: the best median over the task-responsive voxels (their betas only)
+        medians = [float(np.nanmedian(cv.r2(stacked_at(fraction, task)))) for fraction in fractions]
         chosen = np.full(n_voxels, fractions[int(np.nanargmax(medians))], dtype=np.float32)
-    ridge = stacked_at(chosen)
-    # rescale each voxel's ridge betas to the OLS betas (least squares with offset), keeping units
-    rc = ridge - ridge.mean(axis=0)
-    oc = ols - ols.mean(axis=0)
-    denom = (rc**2).sum(axis=0)
-    scale = np.where(denom > 0, (rc * oc).sum(axis=0) / np.where(denom > 0, denom, 1.0), 1.0)
-    rescaled = rc * scale + ols.mean(axis=0)
-    return np.split(rescaled.astype(np.float32), starts[1:-1]), chosen
+    betas = np.empty((starts[-1], n_voxels), dtype=np.float32)
+    for voxels in blocks(step):
+        ols, ridge = stacked_at(1.0, voxels), stacked_at(chosen, voxels)
+        # rescale each voxel's ridge betas to the OLS betas (least squares with offset), keeping units
+        rc = ridge - ridge.mean(axis=0)
+        oc = ols - ols.mean(axis=0)
+        denom = (rc**2).sum(axis=0)
+        scale = np.where(denom > 0, (rc * oc).sum(axis=0) / np.where(denom > 0, denom, 1.0), 1.0)
+        betas[:, voxels] = rc * scale + ols.mean(axis=0)
+    return np.split(betas, starts[1:-1]), chosen
 
 
 def _lss_betas(design: np.ndarray, data: np.ndarray) -> np.ndarray:
