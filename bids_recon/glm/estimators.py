@@ -234,7 +234,8 @@ class FractionalRidge:
         shrink2 = (s2[None, :] / (s2[None, :] + np.exp(self.log_alphas)[:, None])) ** 2  # (A, k)
         c2 = self.coef.astype(np.float64) ** 2
         total = c2.sum(axis=0)
-        self.curve = np.sqrt(shrink2 @ c2 / np.where(total > 0, total, 1.0))  # (A, V), decreasing in alpha
+        # (A, V), decreasing in alpha; float32 halves the largest array the ridge stage keeps per run
+        self.curve = np.sqrt(shrink2 @ c2 / np.where(total > 0, total, 1.0)).astype(np.float32)
 
     def betas(self, fraction: float | np.ndarray, columns: np.ndarray | slice | None = None) -> np.ndarray:
         """Ridge betas ``(n_trials, n_voxels)`` at ``fraction`` (scalar or per voxel) of the OLS norm.
