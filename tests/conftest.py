@@ -40,6 +40,18 @@ def tiny_run(tiny_dataset, tmp_path_factory):
     return {"out": out, "work": work, "participant": participant, "group": group, "dataset": tiny_dataset}
 
 
+def validator_errors(folder: Path) -> tuple[int, list[dict]]:
+    """Run bids-validator-deno on ``folder`` (skips the test when it is not installed): exit code, error issues."""
+    import json
+
+    exe = bids_validator()
+    if exe is None:
+        pytest.skip("bids-validator-deno is not installed")
+    proc = subprocess.run([exe, str(folder), "--format", "json", "--ignoreWarnings"], capture_output=True, text=True)
+    issues = json.loads(proc.stdout)["issues"]["issues"] if proc.stdout.strip() else []
+    return proc.returncode, [i for i in issues if i.get("severity") == "error"]
+
+
 def bids_validator() -> str | None:
     return shutil.which("bids-validator-deno") or (
         str(Path(sys.executable).parent / "bids-validator-deno")

@@ -12,7 +12,7 @@ import pytest
 
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.io import read_tsv
-from tests.conftest import bids_validator, no_network_env, participant_files, run_cli
+from tests.conftest import no_network_env, participant_files, run_cli, validator_errors
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the hub (run_cli passes the environment on)
 
@@ -89,14 +89,8 @@ def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
 
 
 def test_diffusion_output_passes_bids_validator(diffusion_run):
-    exe = bids_validator()
-    if exe is None:
-        pytest.skip("bids-validator-deno is not installed")
-    proc = subprocess.run([exe, str(diffusion_run["out"]), "--format", "json", "--ignoreWarnings"],
-                          capture_output=True, text=True)
-    issues = json.loads(proc.stdout)["issues"]["issues"] if proc.stdout.strip() else []
-    errors = [i for i in issues if i.get("severity") == "error"]
-    assert proc.returncode == 0 and not errors, errors[:5]
+    code, errors = validator_errors(diffusion_run["out"])
+    assert code == 0 and not errors, errors[:5]
 
 
 @pytest.mark.parametrize("model", ["no-such-org/no-such-model", "/no/such/folder"])

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import tomllib
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from bids_recon.bids.derivatives import SubjectOutputs, group_metrics_path, group_report_path
 from bids_recon.glm.trials import read_trials
 from bids_recon.io import read_tsv
-from tests.conftest import bids_validator, run_cli
+from tests.conftest import run_cli, validator_errors
 
 
 def _names(run, subject="01"):
@@ -92,14 +90,8 @@ def test_group_level(tiny_run):
 
 
 def test_output_passes_bids_validator(tiny_run):
-    exe = bids_validator()
-    if exe is None:
-        pytest.skip("bids-validator-deno is not installed")
-    proc = subprocess.run([exe, str(tiny_run["out"]), "--format", "json", "--ignoreWarnings"],
-                          capture_output=True, text=True)
-    issues = json.loads(proc.stdout)["issues"]["issues"] if proc.stdout.strip() else []
-    errors = [i for i in issues if i.get("severity") == "error"]
-    assert proc.returncode == 0 and not errors, errors[:5]
+    code, errors = validator_errors(tiny_run["out"])
+    assert code == 0 and not errors, errors[:5]
 
 
 def test_rerun_resumes_from_work_dir(tiny_run):
