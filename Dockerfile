@@ -10,9 +10,10 @@
 #   docker build --build-arg DIFFUSION_MODEL=bake --build-arg DIFFUSION_MODEL_SHA256=<sha256> \
 #       --build-context diffusion_model=/path/to/stable-diffusion-v1-4 -t bidsrecon/bids_recon:0.1.0-sd14 .
 #
-# torch: PyPI's torch 2.13.0 Linux wheel is built against CUDA 13.0 (it requires cuda-toolkit 13.0.x); the image
-# installs the same version's CUDA wheel from the PyTorch index (TORCH_INDEX, cu130) on a CUDA 13.0 runtime base.
-# CUDA 13 needs an NVIDIA driver >= 580 on the host. CI installs the CPU wheel of the same version (README.md);
+# torch: PyPI's torch 2.14.1 Linux wheel is built against CUDA 13.0 (it requires cuda-toolkit 13.0.x); the image
+# installs the same versions' CUDA wheels (torch + its matching torchvision) from the PyTorch index (TORCH_INDEX,
+# cu130) on a CUDA 13.0 runtime base. CUDA 13 needs an NVIDIA driver >= 580 on the host. CI installs the same
+# versions from PyPI (README.md);
 # both then install the project with `pip install -c requirements/constraints.txt` (tests/test_packaging.py checks
 # that this file and README's CI command agree).
 
@@ -43,13 +44,14 @@ RUN uv python install ${PYTHON_VERSION} \
 
 # ---- build: torch (CUDA wheel) and bids_recon with the pinned versions --------------------------------------
 FROM base AS build
-ARG TORCH_VERSION=2.13.0
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 ARG EXTRAS=""
 WORKDIR /src
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN pip install -c requirements/constraints.txt --index-url ${TORCH_INDEX} --extra-index-url https://pypi.org/simple \
-        torch==${TORCH_VERSION}
+        torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION}
 COPY pyproject.toml README.md ./
 COPY bids_recon bids_recon
 COPY scripts scripts
