@@ -19,13 +19,13 @@ from pathlib import Path
 import pandas as pd
 
 from bids_recon.bids.layout import RunInputs, SubjectInputs
-from bids_recon.config import RoiConfig
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
+from bids_recon.features.params import StimulusParams
 from bids_recon.features.stimuli import StimulusResolver, load_captions
 from bids_recon.glm.runs import intersect_masks, load_image, same_grid
 from bids_recon.glm.singletrial import load_confounds, load_events
 from bids_recon.glm.trials import assign_repeats_and_split, run_trials
-from bids_recon.rois import build_rois
+from bids_recon.rois import RoiParams, build_rois
 
 LOGGER = logging.getLogger("bids_recon.bids.checks")
 
@@ -36,7 +36,11 @@ class CheckedInputs:
 
     n_runs: int
     n_trials: int
-    n_stimuli: int
+    stim_ids: tuple[str, ...]
+
+    @property
+    def n_stimuli(self) -> int:
+        return len(self.stim_ids)
 
 
 def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
@@ -136,7 +140,7 @@ def check_captions(captions: Path, stim_ids: list[str]) -> None:
             "for them, or run with --generator linear, which needs no captions", captions)
 
 
-def check_rois(subject: SubjectInputs, rois: RoiConfig) -> dict[str, int]:
+def check_rois(subject: SubjectInputs, rois: RoiParams) -> dict[str, int]:
     """Build the participant's ROIs in the intersection of its runs' brain masks; return their voxel counts.
 
     Raises
@@ -147,21 +151,16 @@ def check_rois(subject: SubjectInputs, rois: RoiConfig) -> dict[str, int]:
         Masks on different grids, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
     """
     brain = intersect_masks([run.brain_mask for run in subject.runs])
-    masks, _ = build_rois(brain, rois.labels, rois.user_masks, rois.template, rois.resolution, rois.atlas,
-                          rois.atlas_desc, rois.label_table_template, rois.min_voxels)
+    masks, _ = build_rois(brain, rois)
     return {name: int(mask.sum()) for name, mask in masks.items()}
 
 
 def check_inputs(
     inputs: dict[str, SubjectInputs],
     bids_dir: Path,
-    stimulus_column: str = "stim_file",
-    stimuli_folder: str = "stimuli",
+    stimuli: StimulusParams | None = None,
     confound_columns: list[str] | None = None,
-    test_min_repeats: int = 2,
-    test_split: str = "",
-    captions: Path | None = None,
-    rois: RoiConfig | None = None,
+    rois: RoiParams | None = None,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
 
@@ -170,36 +169,38 @@ def check_inputs(
     inputs : dict
         Participant label -> :class:`SubjectInputs` (from ``collect_inputs``).
     bids_dir : Path
-        Root of the raw dataset (stimuli are looked up in ``bids_dir/stimuli_folder``).
+        Root of the raw dataset (stimuli are looked up in ``bids_dir/stimuli.folder``).
+    stimuli : StimulusParams, optional
+        The events column naming stimuli, their folder and how the test set is chosen (see
+        :func:`bids_recon.glm.trials.assign_repeats_and_split`); each participant must have training and test
+        trials. The defaults when omitted.
     confound_columns : list of str, optional
         fMRIPrep confound columns the GLM will use.
-    test_min_repeats, test_split
-        How the test set is chosen (see :func:`bids_recon.glm.trials.assign_repeats_and_split`); each
-        participant must have training and test trials.
-    captions : Path, optional
-        Captions table to check; ``None`` when the generator needs no captions.
-    rois : RoiConfig, optional
+    rois : RoiParams, optional
         When given, the ROIs are built in each participant's brain mask (the runs' intersection, as the
         workflow does) and their sizes checked: TemplateFlow files and user masks must exist.
+
+    Returns
+    -------
+    CheckedInputs
+        Counts and the distinct stimulus ids (generators check their own inputs with them, e.g. captions).
     """
-    resolver = StimulusResolver(Path(bids_dir), stimuli_folder)
-    n_runs, stimuli, n_trials = 0, set(), 0
+    stimuli = stimuli or StimulusParams()
+    resolver = StimulusResolver(Path(bids_dir), stimuli.folder)
+    n_runs, seen, n_trials = 0, set(), 0
     for subject in inputs.values():
         for run in subject.runs:
             check_run_files(run, confound_columns or [])
-        trials = check_stimuli(subject.runs, resolver, stimulus_column, test_split)
+        trials = check_stimuli(subject.runs, resolver, stimuli.column, stimuli.test_split)
         try:
-            assign_repeats_and_split(trials, test_min_repeats, bool(test_split))
+            assign_repeats_and_split(trials, stimuli.test_min_repeats, bool(stimuli.test_split))
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", subject.runs[0].events.parent) from exc
         if rois is not None:
             check_rois(subject, rois)
         n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)
-        stimuli.update(trials["stim_file"])
-    stim_ids = sorted(stimuli)
-    if captions is not None:
-        check_captions(captions, stim_ids)
-    checked = CheckedInputs(n_runs=n_runs, n_trials=n_trials, n_stimuli=len(stim_ids))
-    LOGGER.info("Inputs checked: %d runs, %d trials, %d distinct stimuli%s", checked.n_runs, checked.n_trials,
-                checked.n_stimuli, ", every one captioned" if captions is not None else "")
+        seen.update(trials["stim_file"])
+    checked = CheckedInputs(n_runs=n_runs, n_trials=n_trials, stim_ids=tuple(sorted(seen)))
+    LOGGER.info("Inputs checked: %d runs, %d trials, %d distinct stimuli", checked.n_runs, checked.n_trials,
+                checked.n_stimuli)
     return checked

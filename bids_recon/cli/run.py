@@ -35,87 +35,29 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 
 def build_config(args, parser) -> Config:
-    """Merge ``--config-file`` (if any) with the command line; flags given explicitly win."""
-    config = Config.load(args.config_file) if args.config_file else Config()
-    default = parser.parse_args([str(args.bids_dir), str(args.output_dir), args.analysis_level])
+    """The run's configuration: the defaults, then ``--config-file``, then every flag typed (they always win).
 
-    def given(name: str) -> bool:
-        return getattr(args, name) != getattr(default, name)
+    Raises
+    ------
+    UsageError
+        A bad or unknown setting from the file or the command line (exit 64), named with its source.
+    """
+    from bids_recon.cli.parser import flags_of, typed_settings
+    from bids_recon.config import flatten, merge, read_toml
 
-    ex, wf, npp = config.execution, config.workflow, config.nipype
-    ex.bids_dir = str(Path(args.bids_dir).absolute())
-    ex.output_dir = str(Path(args.output_dir).absolute())
-    ex.analysis_level = args.analysis_level
-    derivatives = dict(args.derivatives)
-    if derivatives or not ex.derivatives:
-        ex.derivatives = {k: str(Path(v).absolute()) for k, v in {**ex.derivatives, **derivatives}.items()}
-    for flag, attr in [("participant_label", "participant_label"), ("session_label", "session_label"),
-                       ("task_id", "task_id"), ("skip_bids_validation", "skip_bids_validation"),
-                       ("stop_on_first_crash", "stop_on_first_crash"), ("reports_only", "reports_only"),
-                       ("random_seed", "random_seed"), ("device", "device")]:
-        if given(flag) or args.config_file is None:
-            setattr(ex, attr, getattr(args, flag))
-    ex.check_only = args.check_only  # never taken from a saved configuration: rerunning one must compute
-    if args.work_dir is not None:
-        ex.work_dir = str(Path(args.work_dir).absolute())
-    elif not ex.work_dir:
+    layers = []
+    config_file = getattr(args, "config_file", None)
+    if config_file is not None:
+        layers.append((dict(flatten(read_toml(config_file))), f"config file {config_file}"))
+    typed = typed_settings(args)
+    flags = flags_of(parser)
+    layers.append((typed, {key: f"the command line ({flags.get(key, key)})" for key in typed}))
+    data, sources = merge(*layers)
+    config = Config.from_dict(data, sources)
+    ex = config.execution
+    ex.check_only = bool(typed.get("execution.check_only", False))  # never from a file: a saved run must compute
+    if not ex.work_dir:
         ex.work_dir = str(Path(ex.output_dir).absolute().parent / "work")
-    if args.bids_filter_file is not None:
-        from bids_recon.bids.layout import load_bids_filters
-
-        ex.bids_filters = load_bids_filters(args.bids_filter_file)
-    ex.log_level = ("INFO", "VERBOSE", "DEBUG")[min(args.verbose, 2)] if args.verbose else ex.log_level
-
-    if given("space") or args.config_file is None:
-        wf.space = args.space
-    if given("resolution") or args.config_file is None:
-        wf.resolution = None if str(args.resolution).lower() in ("none", "") else str(args.resolution)
-    if args.roi_mask:  # paths made absolute: workflow nodes run in their own folders
-        specs = {name: spec.partition(":") for name, spec in args.roi_mask}
-        wf.rois.user_masks = {**wf.rois.user_masks, **{name: str(Path(path).absolute()) + sep + label
-                                                       for name, (path, sep, label) in specs.items()}}
-    for flag, section, attr in [("glm_estimator", wf.glm, "estimator"), ("decoder_roi", wf.decoding, "roi"),
-                                ("n_components", wf.decoding, "n_components"),
-                                ("image_size", wf.stimuli, "image_size"), ("stimulus_column", wf.stimuli, "column"),
-                                ("test_min_repeats", wf.stimuli, "test_min_repeats"),
-                                ("test_split", wf.stimuli, "test_split"),
-                                ("generator", wf.generate, "generator")]:
-        if given(flag) or args.config_file is None:
-            setattr(section, attr, getattr(args, flag))
-    diff = wf.generate.diffusion
-    for flag, attr in [("model", "model"), ("model_dir", "model_dir"), ("allow_download", "allow_download"),
-                       ("feature_cache", "feature_cache"), ("latent_image_size", "latent_image_size"),
-                       ("diffusion_steps", "steps"), ("strength", "strength"), ("guidance_scale", "guidance_scale"),
-                       ("n_samples", "n_samples"), ("diffusion_seed", "seed"),
-                       ("diffusion_batch_size", "batch_size"), ("output_size", "output_size"),
-                       ("variants", "variants")]:
-        if given(flag) or args.config_file is None:
-            value = getattr(args, flag)
-            if flag in ("feature_cache", "model_dir") and value:
-                value = str(Path(value).absolute())
-            if flag == "model" and Path(value).expanduser().exists():
-                value = str(Path(value).expanduser().absolute())
-            setattr(diff, attr, value)
-    if args.no_progress:
-        diff.progress = False
-    if args.captions is not None:
-        wf.stimuli.captions = str(Path(args.captions).absolute())
-
-    if args.nprocs is not None:
-        npp.nprocs = args.nprocs
-    if args.omp_nthreads is not None:
-        npp.omp_nthreads = args.omp_nthreads
-    if args.mem_gb is not None:
-        npp.mem_gb = args.mem_gb
-    if args.use_plugin is not None:
-        import yaml
-
-        plugin = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
-        if not isinstance(plugin, dict) or "plugin" not in plugin:
-            raise UsageError("plugin file must be YAML with a 'plugin' key (and optional 'plugin_args')",
-                             args.use_plugin)
-        npp.plugin = str(plugin["plugin"])
-        npp.plugin_args = dict(plugin.get("plugin_args") or {})
     return config
 
 
@@ -135,12 +77,6 @@ def check_paths(config: Config) -> None:
                 bids_dir,
             )
         ex.derivatives["fmriprep"] = str(default)
-    from bids_recon.glm.trials import parse_test_split
-
-    parse_test_split(config.workflow.stimuli.test_split)  # a malformed spec is a usage error (64), now
-    if config.workflow.decoding.roi not in {**config.workflow.rois.labels, **config.workflow.rois.user_masks}:
-        raise UsageError(f"--decoder-roi '{config.workflow.decoding.roi}' is not an ROI "
-                         f"({', '.join({**config.workflow.rois.labels, **config.workflow.rois.user_masks})})")
 
 
 def validate_bids(bids_dir: Path) -> None:
@@ -189,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.analysis_level not in ANALYSIS_LEVELS:
+        level = getattr(args, "execution.analysis_level")
+        if level not in ANALYSIS_LEVELS:
             raise UnknownAnalysisLevelError(
-                f"unknown analysis level '{args.analysis_level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
+                f"unknown analysis level '{level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
         config = build_config(args, parser)
         check_paths(config)
     except BidsReconError as exc:
@@ -285,14 +222,16 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
 
 def check_collected_inputs(config: Config, inputs: dict) -> None:
-    """Check what ties the input files together (grids, confounds, stimuli, split, ROIs, captions) before any work."""
+    """Check what ties the input files together (grids, confounds, stimuli, split, ROIs) and what the generator
+    needs (captions, a model), before any work."""
     from bids_recon.bids.checks import check_inputs
-    from bids_recon.workflows.diffusion import captions_file
+    from bids_recon.workflows.generators import get_generator
 
     wf = config.workflow
-    check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli.column, wf.stimuli.folder, wf.glm.confounds,
-                 wf.stimuli.test_min_repeats, wf.stimuli.test_split,
-                 captions_file(config) if wf.generate.generator == "diffusion" else None, wf.rois)
+    checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds, wf.rois)
+    spec = get_generator(wf.generate.generator)
+    spec.check_inputs(config, inputs, checked)
+    spec.prepare(config)
 
 
 def _error_from_record(record: dict) -> BidsReconError:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Image size (pixels) at which PixCorr and SSIM are computed, as in the field's code.
-EVAL_SIZE = 425
+from bids_recon.evaluate.params import EVAL_SIZE
 
 
 def resize_images(images: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
@@ -81,7 +80,9 @@ def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
     n = len(pred)
     if n < 2:
-        raise ValueError("2-way identification needs at least 2 items")
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError(f"2-way identification needs at least 2 test items, got {n}")
     corr = correlation_matrix(pred, true)
     own = np.diag(corr)
     wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
@@ -94,6 +95,7 @@ def evaluate_reconstructions(
     decoded_features: np.ndarray | None = None,
     true_features: np.ndarray | None = None,
     method: str = "linear",
+    size: int = EVAL_SIZE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All metrics for one set of reconstructions.
 
@@ -103,6 +105,8 @@ def evaluate_reconstructions(
         Reconstructions and the seen images, in [0, 1].
     decoded_features, true_features : ndarray, shape (n, n_features), optional
         Decoded and true decoding targets, for identification in feature space.
+    size : int
+        Size (px) at which PixCorr and SSIM are computed (the field's 425 px by default).
 
     Returns
     -------
@@ -112,7 +116,7 @@ def evaluate_reconstructions(
     per_item : pandas.DataFrame
         One row per item with each metric's per-item value.
     """
-    recon_eval, truth_eval = resize_images(recon), resize_images(truth)  # once, at the field's 425 px
+    recon_eval, truth_eval = resize_images(recon, size), resize_images(truth, size)  # once, at the evaluation size
     per_item = {
         "pixcorr": pixcorr(recon_eval, truth_eval, size=None),
         "ssim": ssim(recon_eval, truth_eval, size=None),

@@ -1,8 +1,9 @@
 """Single-trial GLMs: HRF library, estimators (LSA, LSS, fithrf-denoise-rr), reliability, the trial table."""
 
-from bids_recon.glm.estimators import ESTIMATORS, SessionFit, SessionRun, fit_session
+from bids_recon.glm.estimators import SessionFit, SessionRun, fit_session
 from bids_recon.glm.hrf import HrfLibrary, canonical_library, default_library
-from bids_recon.glm.reliability import noise_ceiling
+from bids_recon.glm.params import ESTIMATORS, GlmParams
+from bids_recon.glm.reliability import noise_ceiling, noise_ceiling_for_trials
 from bids_recon.glm.runs import (
     RunFiles,
     SessionBetas,
@@ -24,6 +25,7 @@ from bids_recon.glm.trials import (
 
 __all__ = [
     "ESTIMATORS",
+    "GlmParams",
     "TRIAL_COLUMNS",
     "HrfLibrary",
     "RunFiles",
@@ -47,5 +49,6 @@ __all__ = [
     "percent_signal_change",
     "read_trials",
     "run_trials",
+    "noise_ceiling_for_trials",
     "zscore_by_group",
 ]

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from bids_recon.errors import UsageError
 from bids_recon.glm.hrf import HrfLibrary, canonical_library, default_library, trial_regressors
+from bids_recon.glm.params import ESTIMATORS, GlmParams
 
-#: Estimator names (``--glm``); the last is the default.
-ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
 #: Fractions of the OLS norm tried by the fractional ridge.
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(1.0, 0.05, 20), 4))
 
@@ -372,16 +372,16 @@ def _choose_count(scores: np.ndarray, min_gain: float, z: float = 3.0) -> int:
 
 def fit_session(
     runs: list[SessionRun],
-    estimator: str = "fithrf-denoise-rr",
-    high_pass_hz: float = 0.01,
+    estimator: str = GlmParams.estimator,
+    high_pass_hz: float = GlmParams.high_pass_hz,
     library: HrfLibrary | None = None,
-    max_noise_components: int = 10,
+    max_noise_components: int = GlmParams.max_noise_components,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     noise_pool_max: int = 4000,
     min_cv_gain: float = 0.005,
     seed: int = 0,
     hrf_selection: str = "singletrial",
-    fraction_selection: str = "session",
+    fraction_selection: str = GlmParams.fraction_selection,
 ) -> SessionFit:
     """Estimate single-trial betas for the runs of one session.
 
@@ -418,7 +418,7 @@ def fit_session(
     SessionFit
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator '{estimator}' (choose from {', '.join(ESTIMATORS)})")
+        raise UsageError(f"unknown estimator '{estimator}' (choose from {', '.join(ESTIMATORS)})")
     fit_hrf = estimator.startswith("fithrf")
     denoise = "denoise" in estimator
     ridge = estimator.endswith("-rr")

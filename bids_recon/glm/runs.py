@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.features.params import StimulusParams
 from bids_recon.glm.estimators import SessionFit, SessionRun, cosine_drift, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
+from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import (
     TRIAL_PREFIX,
     load_confounds,
@@ -144,25 +146,36 @@ def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: floa
 def estimate_session_betas(
     runs: list[RunFiles],
     mask_img: nib.Nifti1Image,
-    confound_columns: list[str],
-    estimator: str = "fithrf-denoise-rr",
-    stimulus_column: str = "stim_file",
-    high_pass_hz: float = 0.01,
-    max_noise_components: int = 10,
-    fraction_selection: str = "session",
+    params: GlmParams | None = None,
+    stimulus_column: str = StimulusParams.column,
     seed: int = 0,
 ) -> SessionBetas:
     """Single-trial betas of the runs of one session inside the brain mask.
 
     Runs are read one at a time into float32 percent signal change (whole-brain time series are never
     held in float64); see :func:`bids_recon.glm.estimators.fit_session` for the estimators.
+
+    Parameters
+    ----------
+    runs : list of RunFiles
+        The session's runs, in acquisition order.
+    mask_img : nibabel image
+        Brain mask on the runs' grid; voxels inside it are estimated.
+    params : GlmParams, optional
+        Estimator, drift cut-off, confounds, noise components, fraction selection (defaults when omitted).
+    stimulus_column : str
+        Events column naming each trial's stimulus.
+    seed : int
+        Seed of the random steps (noise-pool subset).
     """
-    loaded = [_load_run(files, mask_img, confound_columns, stimulus_column) for files in runs]
+    params = params or GlmParams()
+    loaded = [_load_run(files, mask_img, list(params.confounds), stimulus_column) for files in runs]
     session_runs = [run for run, _, _ in loaded]
     usable = np.logical_and.reduce([u for _, _, u in loaded])
-    design = report_design(session_runs[0], confound_columns, high_pass_hz)
-    fit = fit_session(session_runs, estimator, high_pass_hz=high_pass_hz, max_noise_components=max_noise_components,
-                      fraction_selection=fraction_selection, seed=seed)
+    design = report_design(session_runs[0], list(params.confounds), params.high_pass_hz)
+    fit = fit_session(session_runs, params.estimator, high_pass_hz=params.high_pass_hz,
+                      max_noise_components=params.max_noise_components,
+                      fraction_selection=params.fraction_selection, seed=seed)
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()))
@@ -173,7 +186,8 @@ COMBINE_BLOCK_BYTES = 64 * 2**20
 
 
 def combine_runs(
-    betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = 2, zscore: bool = True,
+    betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = StimulusParams.test_min_repeats,
+    zscore: bool = GlmParams.zscore_per_session,
     split_from_events: bool = False, out_file: Path | None = None, block_bytes: int = COMBINE_BLOCK_BYTES,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack runs in acquisition order, z-score per session, number repeats and assign the split.
@@ -200,13 +214,14 @@ def combine_runs(
         The subject's trial table (see :data:`bids_recon.glm.TRIAL_COLUMNS`).
     """
     if len(betas) != len(trials) or not betas:
-        raise ValueError("need one trial table per beta array, and at least one run")
+        raise BadDataError(f"need one trial table per beta array and at least one run ({len(betas)} beta arrays, "
+                           f"{len(trials)} trial tables)")
     n_voxels = {b.shape[1] for b in betas}
     if len(n_voxels) != 1:
         raise BadDataError(f"runs have different voxel counts {sorted(n_voxels)}")
     for run_betas, table in zip(betas, trials, strict=True):
         if len(run_betas) != len(table):
-            raise ValueError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
+            raise BadDataError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
     table = assign_repeats_and_split(pd.concat(trials, ignore_index=True), test_min_repeats, split_from_events)
     shape = (len(table), n_voxels.pop())
     sessions = table["session"].astype(str).to_numpy()

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, UsageError
+from bids_recon.features.params import StimulusParams
 
 #: Columns of the trial table, in order.
 TRIAL_COLUMNS = [
@@ -43,7 +44,8 @@ def _matches(values: pd.Series, wanted: list[str]) -> np.ndarray:
 
 
 def run_trials(
-    events: pd.DataFrame, subject: str, session: str | None, run: str | None, stimulus_column: str = "stim_file",
+    events: pd.DataFrame, subject: str, session: str | None, run: str | None,
+    stimulus_column: str = StimulusParams.column,
     source: Path | None = None, test_split: str = "",
 ) -> pd.DataFrame:
     """Trial rows of one run (``repeat`` and ``split`` are filled by :func:`assign_repeats_and_split`).
@@ -91,8 +93,8 @@ def run_trials(
     })[TRIAL_COLUMNS]
 
 
-def assign_repeats_and_split(trials: pd.DataFrame, test_min_repeats: int = 2, split_from_events: bool = False
-                             ) -> pd.DataFrame:
+def assign_repeats_and_split(trials: pd.DataFrame, test_min_repeats: int = StimulusParams.test_min_repeats,
+                             split_from_events: bool = False) -> pd.DataFrame:
     """Number each stimulus's presentations in time order and mark the test set.
 
     Parameters

@@ -26,6 +26,8 @@ class Reference:
     text: str
     bibtex: str
     used: Callable[[Config], bool] = lambda config: True
+    #: cited only when the configured generator's spec lists the key (``GeneratorSpec.references``)
+    by_generator: bool = False
 
 
 def _atlas_used(config: Config) -> bool:
@@ -131,7 +133,7 @@ REFERENCES: list[Reference] = [
         "Patrick and Ommer, Bj{\\\"o}rn},\n  title = {High-resolution image synthesis with latent diffusion models},\n"
         "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
         "  pages = {10684--10695},\n  year = {2022},\n  doi = {10.1109/CVPR52688.2022.01042}\n}",
-        lambda config: "diffusion" in config.workflow.generate.generator.lower()),
+        by_generator=True),
     Reference(
         "wang2004", "Wang Z, Bovik AC, Sheikh HR, Simoncelli EP (2004). Image quality assessment: from error "
         "visibility to structural similarity. IEEE Transactions on Image Processing 13(4):600-612. "
@@ -176,13 +178,27 @@ def workflow_descriptions(workflow: Any) -> list[tuple[str, str]]:
 
 def cited(config: Config) -> list[Reference]:
     """The references of the stages this configuration runs."""
-    return [ref for ref in REFERENCES if ref.used(config)]
+    from bids_recon.workflows.generators import get_generator
+
+    by_generator = set(get_generator(config.workflow.generate.generator).references)
+    return [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)]
+
+
+def participant_methods_texts(workflow: Any) -> list[tuple[str, str]]:
+    """``(participant workflow name, methods text)``: each participant's part paragraphs joined in order.
+
+    ``workflow`` is the top-level workflow (one sub-workflow per participant) or one participant's workflow.
+    """
+    graph = getattr(workflow, "_graph", None)
+    children = [node for node in (graph.nodes() if graph is not None else []) if hasattr(node, "_graph")]
+    parts = children if not getattr(workflow, "__desc__", None) and children else [workflow]
+    return [(part.name, " ".join(text for _, text in workflow_descriptions(part))) for part in parts]
 
 
 def citation_markdown(workflow: Any, config: Config) -> str:
-    """The methods text of the run (identical paragraphs merged) followed by its references."""
+    """The methods text of the run (participants with identical text merged) followed by its references."""
     paragraphs: dict[str, list[str]] = {}
-    for name, text in workflow_descriptions(workflow):
+    for name, text in participant_methods_texts(workflow):
         paragraphs.setdefault(text, []).append(name)
     lines = ["# Methods", "",
              f"*Boilerplate written by bids_recon {__version__} for run `{config.execution.run_id}`; it describes "

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.io import read_tsv
+from bids_recon.rois.params import RoiParams
 
 HOW_TO_PROVIDE_TEMPLATES = (
     "bids_recon never downloads at run time. On a machine with internet, fetch the files with "
@@ -114,13 +115,18 @@ def resample_mask(mask_img: nib.spatialimages.SpatialImage, target: nib.spatiali
 def atlas_rois(
     brain_mask: nib.Nifti1Image,
     definitions: dict[str, list[str]],
-    template: str = "MNI152NLin2009cAsym",
-    resolution: int = 2,
-    atlas: str = "HOCPA",
-    atlas_desc: str = "th25",
-    label_table_template: str = "MNI152NLin6Asym",
+    params: RoiParams | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
     """ROI masks in the BOLD grid from a TemplateFlow atlas, restricted to the brain mask.
+
+    Parameters
+    ----------
+    brain_mask : nibabel image
+        The BOLD grid's brain mask.
+    definitions : dict
+        ROI name -> atlas label names.
+    params : RoiParams, optional
+        Which atlas (template, resolution, atlas, desc, label-table template); the defaults when omitted.
 
     Returns
     -------
@@ -129,9 +135,10 @@ def atlas_rois(
     sources : dict
         ``atlas`` and ``labels`` -> the TemplateFlow files used.
     """
-    atlas_path = templateflow_file(template, resolution=resolution, atlas=atlas, desc=atlas_desc, suffix="dseg",
-                                   extension=".nii.gz")
-    table_path = templateflow_file(label_table_template, atlas=atlas, suffix="dseg", extension=".tsv")
+    p = params or RoiParams()
+    atlas_path = templateflow_file(p.template, resolution=p.resolution, atlas=p.atlas, desc=p.atlas_desc,
+                                   suffix="dseg", extension=".nii.gz")
+    table_path = templateflow_file(p.label_table_template, atlas=p.atlas, suffix="dseg", extension=".tsv")
     atlas_data = resample_mask(nib.load(atlas_path), brain_mask).astype(np.int64)
     brain = np.asarray(brain_mask.dataobj) > 0
     masks = {name: m & brain for name, m in masks_from_atlas(atlas_data, load_label_table(table_path),
@@ -171,14 +178,7 @@ def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict
 
 def build_rois(
     brain_mask: nib.Nifti1Image,
-    labels: dict[str, list[str]],
-    user_masks: dict[str, str] | None = None,
-    template: str = "MNI152NLin2009cAsym",
-    resolution: int = 2,
-    atlas: str = "HOCPA",
-    atlas_desc: str = "th25",
-    label_table_template: str = "MNI152NLin6Asym",
-    min_voxels: int = 20,
+    params: RoiParams | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Every ROI in the BOLD grid: atlas ROIs by label names, replaced by user masks where given; sizes checked.
 
@@ -186,10 +186,9 @@ def build_rois(
     ----------
     brain_mask : nibabel image
         The participant's brain mask (the BOLD grid).
-    labels : dict
-        ROI name -> atlas label names.
-    user_masks : dict, optional
-        ROI name -> ``PATH[:LABEL]`` (``--roi-mask``); replaces the atlas ROI of that name.
+    params : RoiParams, optional
+        ``labels`` (ROI name -> atlas label names), ``user_masks`` (ROI name -> ``PATH[:LABEL]``, replacing the
+        atlas ROI of that name), the atlas and ``min_voxels``; the defaults when omitted.
 
     Returns
     -------
@@ -205,18 +204,40 @@ def build_rois(
     BadDataError
         An ROI with fewer than ``min_voxels`` voxels after resampling and masking (exit code 65).
     """
-    user = dict(user_masks or {})
-    from_atlas = {name: names for name, names in labels.items() if name not in user}
+    params = params or RoiParams()
+    user = dict(params.user_masks)
+    from_atlas = {name: names for name, names in params.labels.items() if name not in user}
     masks: dict[str, np.ndarray] = {}
     sources: dict[str, list[str]] = {}
     if from_atlas:
-        atlas_masks, files = atlas_rois(brain_mask, from_atlas, template, resolution, atlas, atlas_desc,
-                                        label_table_template)
+        atlas_masks, files = atlas_rois(brain_mask, from_atlas, params)
         masks.update(atlas_masks)
         sources.update({name: [str(files["atlas"]), str(files["labels"])] for name in atlas_masks})
     for name, spec in user.items():
         path, _, label = spec.partition(":")
         masks[name] = user_roi(Path(path), brain_mask, int(label) if label else None)
         sources[name] = [path]
-    check_roi_sizes(masks, min_voxels, {name: Path(files[0]) for name, files in sources.items()})
+    check_roi_sizes(masks, params.min_voxels, {name: Path(files[0]) for name, files in sources.items()})
     return masks, sources
+
+
+def roi_columns(brain_mask: nib.spatialimages.SpatialImage, roi_mask: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Columns of the brain-mask beta matrix that lie in an ROI.
+
+    Betas are stored as ``(n_trials, n_brain_voxels)`` with the brain mask's voxels in C order; this gives the
+    indices of the ROI's voxels among them.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_roi_voxels,)
+
+    Raises
+    ------
+    BadDataError
+        The two masks are on different grids (exit code 65).
+    """
+    brain = np.asarray(brain_mask.dataobj) > 0
+    roi = np.asarray(roi_mask.dataobj) > 0
+    if brain.shape != roi.shape[: brain.ndim]:
+        raise BadDataError(f"ROI grid {roi.shape} differs from the brain mask's {brain.shape}")
+    return np.flatnonzero(roi.reshape(brain.shape)[brain]).astype(np.int64)

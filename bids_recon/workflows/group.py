@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bids_recon.bids.derivatives import find_outputs
 from bids_recon.config import Config
 from bids_recon.errors import EmptySelectionError, MissingInputError
 from bids_recon.io import read_tsv, write_tsv
@@ -27,8 +28,7 @@ def collect_group_metrics(output_dir: Path, participants: list[str] | None = Non
         raise MissingInputError("output folder does not exist: run the participant level first", output_dir)
     wanted = {p.removeprefix("sub-") for p in participants or []}
     frames = []
-    for path in sorted(output_dir.glob("sub-*/recon/sub-*_metrics.tsv")):
-        entities = dict(part.split("-", 1) for part in path.name.split("_")[:-1] if "-" in part)
+    for path, entities in find_outputs(output_dir, "metrics"):
         if wanted and entities.get("sub") not in wanted:
             continue
         table = read_tsv(path)

@@ -1,0 +1,30 @@
+"""Settings of the single-trial beta stage (``[workflow.glm]``): the one place their defaults live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bids_recon.params import setting
+
+#: Estimator names (``--glm``), simplest first.
+ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
+
+#: fMRIPrep confound columns regressed out of every run by default.
+DEFAULT_CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
+
+
+@dataclass
+class GlmParams:
+    """How single-trial betas are estimated (see :func:`bids_recon.glm.estimators.fit_session`)."""
+
+    estimator: str = setting("fithrf-denoise-rr", choices=ESTIMATORS, doc=(
+        "single-trial estimator: lsa (canonical HRF, least squares), lss (least-squares separate), fithrf (HRF per "
+        "voxel from a library), fithrf-denoise (+ noise regressors chosen by cross-validation), fithrf-denoise-rr "
+        "(+ fractional ridge; GLMsingle-class)"))
+    high_pass_hz: float = setting(0.01, gt=0, lt=1, doc="cut-off (Hz) of the drift regressors")
+    confounds: list[str] = setting(factory=lambda: list(DEFAULT_CONFOUNDS),
+                                   doc="fMRIPrep confound columns regressed out of every run")
+    max_noise_components: int = setting(10, ge=0, le=50, doc="largest number of noise regressors tried")
+    fraction_selection: str = setting("session", choices=("session", "voxel"), doc=(
+        "ridge fraction chosen once per session ('session') or per voxel as GLMsingle ('voxel')"))
+    zscore_per_session: bool = setting(True, doc="z-score each voxel's betas within each session")

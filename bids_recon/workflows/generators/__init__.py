@@ -1,0 +1,110 @@
+"""The generator registry: each generator is one module here that registers a :class:`GeneratorSpec`.
+
+A spec says what a generator needs and does: its settings (a parameter dataclass from its domain module, the
+``[workflow.generate.<name>]`` table), the ROIs it decodes from, its decoders (shown in the report), the extra
+input checks it needs before any work (captions, a model), its part of the participant workflow and that part's
+methods paragraph. The participant workflow, the command line, the configuration and the citation boilerplate
+ask the registry; none of them branches on a generator's name, so adding a generator is adding a module here
+(modules of this package are imported, and so registered, when the registry is first read).
+
+Importing a spec module is cheap: nipype and the interfaces are imported inside :meth:`GeneratorSpec.init_wf`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nipype.pipeline import engine as pe
+
+    from bids_recon.bids.checks import CheckedInputs
+    from bids_recon.bids.derivatives import SubjectOutputs
+    from bids_recon.bids.layout import SubjectInputs
+    from bids_recon.config import Config
+
+
+class GeneratorSpec:
+    """What the pipeline needs to know about one generator (subclass it, then decorate with :func:`register`).
+
+    Attributes
+    ----------
+    name : str
+        ``--generator`` value, the ``desc-`` of its outputs and the name of its settings table.
+    params : type
+        Dataclass of its settings (fields declared with :func:`bids_recon.params.setting`).
+    summary : str
+        One line for ``--help``.
+    roi_settings : tuple of str
+        Fields of ``params`` that name an ROI (checked against the configured ROIs before any work).
+    references : tuple of str
+        Keys of :data:`bids_recon.reports.citation.REFERENCES` that a run with this generator cites.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[type] = object
+    summary: ClassVar[str] = ""
+    roi_settings: ClassVar[tuple[str, ...]] = ()
+    references: ClassVar[tuple[str, ...]] = ()
+
+    def settings(self, config: Config) -> Any:
+        """This generator's settings in ``config``."""
+        return config.workflow.generate.sections[self.name]
+
+    def decoders(self, config: Config) -> list[tuple[str, str]]:
+        """``(roi, target)`` of each decoder the generator fits (the report shows them)."""
+        raise NotImplementedError
+
+    def check_inputs(self, config: Config, inputs: dict[str, SubjectInputs], checked: CheckedInputs) -> None:
+        """Checks of the generator's own inputs, made before any work (raise a BidsReconError).
+
+        ``checked`` is what the common checks saw (:func:`bids_recon.bids.checks.check_inputs`): runs, trials and
+        the distinct stimulus ids.
+        """
+
+    def prepare(self, config: Config) -> None:
+        """Find what the workflow needs outside the dataset (e.g. a model), failing early (exit 66) without it."""
+
+    def methods(self, config: Config) -> str:
+        """The methods paragraph of this generator's part of the workflow (its ``__desc__``)."""
+        raise NotImplementedError
+
+    def init_wf(self, config: Config, inputs: SubjectInputs, names: SubjectOutputs, device: str,
+                name: str) -> pe.Workflow:
+        """This generator's part of one participant's workflow.
+
+        ``inputnode`` fields: ``betas`` (z-scored single-trial betas, ``.npy``), ``trials`` (the trial table),
+        ``mask_file`` (brain mask), ``roi_files`` (ROI name -> mask). ``outputnode.out_files``: the derivatives it
+        wrote (the report waits for them). Its ``__desc__`` is :meth:`methods`.
+        """
+        raise NotImplementedError
+
+
+#: Registered generators by name, in registration order.
+GENERATORS: dict[str, GeneratorSpec] = {}
+
+
+def register(cls: type[GeneratorSpec]) -> type[GeneratorSpec]:
+    """Class decorator: add a spec to :data:`GENERATORS` under its ``name``."""
+    if not cls.name or cls.name in GENERATORS and type(GENERATORS[cls.name]) is not cls:
+        raise ValueError(f"generator spec {cls.__name__} needs a unique name (got '{cls.name}')")
+    GENERATORS[cls.name] = cls()
+    return cls
+
+
+def get_generator(name: str) -> GeneratorSpec:
+    """The spec registered as ``name`` (raises UsageError, exit 64, naming the known ones)."""
+    if name not in GENERATORS:
+        from bids_recon.errors import UsageError
+
+        raise UsageError(f"unknown generator '{name}' (known: {', '.join(GENERATORS)})")
+    return GENERATORS[name]
+
+
+def _import_all() -> None:
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "linear", m.name)):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()

@@ -1,0 +1,177 @@
+"""The latent-diffusion generator of Takagi & Nishimoto (2023).
+
+stimulus z/c features (cached) -> ridge decoders (early visual -> z, higher visual -> c) -> z only, c only and
+z+c reconstructions -> metrics per variant -> derivatives. Output names come from
+:mod:`bids_recon.bids.derivatives`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bids_recon.generate.diffusion import C_TARGET, Z_TARGET, DiffusionParams
+from bids_recon.workflows.generators import GeneratorSpec, register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bids_recon.config import Config
+    from bids_recon.generate.models import ResolvedModel
+
+
+def feature_cache_dir(config: Config) -> Path:
+    """The feature cache folder: ``feature_cache`` or ``<work_dir>/feature_cache``."""
+    diff = config.workflow.generate.diffusion
+    return Path(diff.feature_cache) if diff.feature_cache else Path(config.execution.work_dir) / "feature_cache"
+
+
+def captions_file(config: Config) -> Path:
+    """The captions table: ``[workflow.stimuli] captions``, relative to bids_dir unless absolute."""
+    path = Path(config.workflow.stimuli.captions)
+    return path if path.is_absolute() else Path(config.execution.bids_dir) / path
+
+
+@functools.cache
+def _resolve(spec: str, model_dir: str, allow_download: bool, hash_cache: str) -> ResolvedModel:
+    from bids_recon.generate.models import resolve_model
+
+    return resolve_model(spec, model_dir or None, allow_download, Path(hash_cache))
+
+
+def configured_model(config: Config) -> ResolvedModel:
+    """Resolve the configured model once per process (raises ``MissingInputError``, exit 66, when absent)."""
+    diff = config.workflow.generate.diffusion
+    return _resolve(diff.model, diff.model_dir, diff.allow_download,
+                    str(feature_cache_dir(config) / "model_hashes.json"))
+
+
+@register
+class DiffusionGenerator(GeneratorSpec):
+    name = "diffusion"
+    params = DiffusionParams
+    summary = "Takagi & Nishimoto (2023): decoded VAE latent z and caption embedding c, latent-diffusion img2img"
+    roi_settings = ("z_roi", "c_roi")
+    references = ("rombach2022",)
+
+    def decoders(self, config: Config) -> list[tuple[str, str]]:
+        diff = self.settings(config)
+        return [(diff.z_roi, Z_TARGET), (diff.c_roi, C_TARGET)]
+
+    def check_inputs(self, config: Config, inputs, checked) -> None:
+        from bids_recon.bids.checks import check_captions
+
+        check_captions(captions_file(config), checked.stim_ids)
+
+    def prepare(self, config: Config) -> None:
+        configured_model(config)
+
+    def methods(self, config: Config) -> str:
+        diff, dec = self.settings(config), config.workflow.decoding
+        return (
+            f"Following Takagi & Nishimoto (2023), each stimulus was described by z, the VAE latent of the "
+            f"diffusion model '{diff.model}' (image at {diff.latent_image_size} px, posterior mean times the VAE "
+            f"scaling factor), and c, the text encoder's last hidden state averaged over the image's captions. "
+            f"Ridge decoders (himalaya; inputs standardised; alpha per target among {len(dec.alphas)} values by "
+            f"{dec.cv_folds}-fold cross-validation) mapped {diff.z_roi} betas to z and {diff.c_roi} betas to c. "
+            f"Reconstructions: z only (VAE decoding of decoded z); c only (text-to-image from decoded c); z+c "
+            f"(img2img of the z image at strength {diff.strength}, conditioned on decoded c); DDIM {diff.steps} "
+            f"steps, guidance {diff.guidance_scale} against the empty-caption embedding, {diff.n_samples} samples "
+            f"per image with seeds {diff.seed}..{diff.seed + diff.n_samples - 1}. Images were evaluated with "
+            f"PixCorr and SSIM ({config.workflow.evaluate.image_size} px) and 2-way identification over all pairs "
+            "(chance 50%) in pixel space, and in the decoded feature spaces for z and c."
+        )
+
+    def init_wf(self, config, inputs, names, device, name):
+        from nipype.interfaces import utility as niu
+        from nipype.pipeline import engine as pe
+
+        from bids_recon.bids.derivatives import bids_uri
+        from bids_recon.interfaces.diffusion import (
+            DiffusionReconstruct,
+            EvaluateVariants,
+            StimulusLatents,
+            WriteDiffusionReconstructions,
+        )
+        from bids_recon.interfaces.stages import Decode
+        from bids_recon.params import to_dict
+        from bids_recon.workflows.utils import decoder_sidecar, gather, sink
+
+        ex, wf_cfg, diff = config.execution, config.workflow, self.settings(config)
+        out_dir = Path(ex.output_dir)
+        model = configured_model(config)
+        identity = model.identity.to_sidecar()
+        params = to_dict(diff)
+        betas_sources = [bids_uri("bids_recon", names.betas(r.session, r.run).as_posix()) for r in inputs.runs]
+
+        wf = pe.Workflow(name=name)
+        wf.__desc__ = self.methods(config)
+        inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
+                            name="inputnode")
+        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
+        latents = pe.Node(StimulusLatents(
+            bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder, captions_file=str(captions_file(config)),
+            model_folder=str(model.folder), model_identity=identity, cache_dir=str(feature_cache_dir(config)),
+            params=params, device=device,
+        ), name="stimulus_latents", mem_gb=4.0)
+        wf.connect(inputnode, "trials", latents, "trials")
+
+        written = []
+        decoders = {}
+        descriptions = {
+            "z": f"VAE latent z of '{diff.model}' at {diff.latent_image_size} px (flattened C x h x w)",
+            "c": f"text-encoder last hidden state of '{diff.model}' averaged over captions (flattened L x D)",
+        }
+        for space, roi, target in (("z", diff.z_roi, Z_TARGET), ("c", diff.c_roi, C_TARGET)):
+            decode = pe.Node(Decode(roi=roi, target=target, params=to_dict(wf_cfg.decoding), device=device),
+                             name=f"decode_{space}", mem_gb=4.0)
+            ds_decoder = sink(out_dir, names.sink("decoder", label=roi, desc=target), f"ds_decoder_{space}", {
+                "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity,
+                "Sources": betas_sources})
+            ds_decoded = sink(out_dir, names.sink("features", label=roi, desc=target), f"ds_decoded_{space}", {
+                "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), "
+                               "from betas averaged over 'n_trials' presentations",
+                "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity})
+            wf.connect([
+                (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
+                                     ("roi_files", "roi_files")]),
+                (latents, decode, [(f"{space}_features", "features")]),
+                (decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
+                (decode, ds_decoded, [("decoded", "in_file")]),
+            ])
+            written += [(ds_decoder, "out_file"), (ds_decoded, "out_file")]
+            decoders[space] = decode
+
+        recon = pe.Node(DiffusionReconstruct(model_folder=str(model.folder), model_identity=identity, params=params,
+                                             device=device), name="reconstruct", mem_gb=8.0)
+        evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder,
+                                            params=to_dict(wf_cfg.evaluate)), name="evaluate")
+        write = pe.Node(WriteDiffusionReconstructions(
+            output_dir=str(out_dir), names=vars(names), generator=self.name,
+            sidecar={"Generator": self.name, **identity, **diff.to_sidecar(),
+                     "Description": "Reconstructions of the test stimuli from repeat-averaged betas: variant z = VAE "
+                                    "decoding of decoded z, c = text-to-image from decoded c, zc = img2img from the z "
+                                    "image conditioned on decoded c; 'sample' is 0-based, 'seed' its generator seed; "
+                                    "'trials' the presentations averaged"},
+        ), name="ds_reconstructions")
+        ds_metrics = sink(out_dir, names.sink("metrics", desc=self.name), "ds_metrics", {
+            "Description": "Reconstruction metrics per variant ('method'), averaged over 'samples'; chance of a "
+                           "similarity metric = its mean over mismatched pairs; identification chance = 0.5; feature "
+                           "metrics of z and c compare decoded and true features z-scored per dimension with the "
+                           "training stimuli's mean and sd",
+            "Generator": self.name, **identity, **diff.to_sidecar()})
+        wf.connect([
+            (decoders["z"], recon, [("decoded", "decoded_z")]),
+            (decoders["c"], recon, [("decoded", "decoded_c")]),
+            (latents, recon, [("z_features", "z_features"), ("c_features", "c_features"), ("uncond", "uncond")]),
+            (recon, evaluate, [("index", "index")]),
+            (decoders["z"], evaluate, [("decoded", "decoded_z")]),
+            (decoders["c"], evaluate, [("decoded", "decoded_c")]),
+            (latents, evaluate, [("z_features", "z_features"), ("c_features", "c_features")]),
+            (inputnode, evaluate, [("trials", "trials")]),
+            (recon, write, [("index", "index")]),
+            (evaluate, write, [("per_item", "per_item")]),
+            (evaluate, ds_metrics, [("metrics", "in_file")]),
+        ])
+        written += [(write, "index_file"), (ds_metrics, "out_file")]
+        wf.connect(gather(wf, written, "merge_outputs"), "out", outputnode, "out_files")
+        return wf
