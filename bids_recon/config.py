@@ -126,8 +126,7 @@ class NipypeConfig:
 
     plugin: str = setting("MultiProc", doc="nipype execution plugin")
     plugin_args: dict[str, Any] = setting(factory=dict, doc="arguments of the plugin")
-    nprocs: int = setting(factory=lambda: os.cpu_count() or 1, ge=1, doc=(
-        "processes nipype runs at once (default: all CPUs)"))
+    nprocs: int = setting(0, ge=0, doc="processes nipype runs at once (0, the default: all CPUs)")
     omp_nthreads: int = setting(1, ge=1, doc="threads per process for BLAS/OpenMP")
     mem_gb: float | None = setting(None, gt=0, doc="memory nipype may schedule, in GB (default: no limit)")
     poll_sleep_duration: float = setting(0.1, gt=0, doc="seconds between the scheduler's polls")

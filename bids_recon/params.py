@@ -198,7 +198,8 @@ def _check_rules(value: Any, field: dataclasses.Field, hint: Any) -> None:
             if item not in choices:
                 close = difflib.get_close_matches(str(item), [str(c) for c in choices], n=1)
                 hint_text = f"; did you mean '{close[0]}'?" if close else ""
-                raise _Invalid(f"must be one of {', '.join(repr(c) for c in choices)}{hint_text}")
+                which = f"{item!r} is not allowed: " if isinstance(value, list | tuple) else ""
+                raise _Invalid(f"{which}must be one of {', '.join(repr(c) for c in choices)}{hint_text}")
     bounds = _bounds(meta)
     if bounds:
         for item in items:

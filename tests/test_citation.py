@@ -30,12 +30,12 @@ def built(tiny_dataset):
 
 
 def test_text_comes_from_the_workflow_descriptions(built):
-    from bids_recon.workflows.participant import methods_text
+    from bids_recon.workflows.participant import participant_methods
 
     workflow, config, inputs = built
     text = citation_markdown(workflow, config)
     for subject_inputs in inputs.values():
-        assert methods_text(config, subject_inputs) in text
+        assert " ".join(participant_methods(config, subject_inputs)) in text
     assert "test-run" in text
     keys = re.findall(r"^- \[(\w+)\]", text, flags=re.M)
     assert keys == [ref.key for ref in cited(config)]

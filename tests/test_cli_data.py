@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 
 import nibabel as nib
@@ -79,8 +80,8 @@ def test_filter_file_selecting_nothing_is_18(tiny_dataset, tmp_path):
 
 def test_config_file_and_flags(tmp_path):
     config = Config()
-    config.workflow.decoding.n_components = 7
-    config.workflow.stimuli.image_size = 40
+    config.workflow.generate.linear.n_components = 7
+    config.workflow.generate.linear.image_size = 40
     config.execution.random_seed = 3
     path = config.save(tmp_path / "saved.toml")
     parser = build_parser()
@@ -88,8 +89,8 @@ def test_config_file_and_flags(tmp_path):
                               "--image-size", "48", "--roi-mask", "earlyvisual=/data/v1.nii.gz:1",
                               "--roi-mask", "highervisual=masks/v4.nii.gz"])
     merged = build_config(args, parser)
-    assert merged.workflow.decoding.n_components == 7  # from the file
-    assert merged.workflow.stimuli.image_size == 48  # the flag wins
+    assert merged.workflow.generate.linear.n_components == 7  # from the file
+    assert merged.workflow.generate.linear.image_size == 48  # the flag wins
     assert merged.execution.random_seed == 3
     assert merged.workflow.rois.user_masks == {"earlyvisual": "/data/v1.nii.gz:1",  # relative: made absolute
                                                "highervisual": str(Path("masks/v4.nii.gz").absolute())}
@@ -155,7 +156,8 @@ def test_check_only_checks_without_computing(dataset_copy, tiny_dataset, tmp_pat
     assert [p.name for p in (tmp_path / "good").iterdir()] == ["logs"] and not (tmp_path / "work").exists()
     assert list((tmp_path / "good" / "logs").glob("*/CITATION.md"))  # the methods text is written
     saved = next((tmp_path / "good" / "logs").glob("*/bids_recon.toml"))
-    assert Config.load(saved).execution.check_only is True
+    assert tomllib.loads(saved.read_text())["execution"]["check_only"] is True  # recorded, as every setting
+    assert Config.load(saved).execution.check_only is False  # but never read back from a file
     parser = build_parser()
     rerun = parser.parse_args([str(dataset_copy), str(tmp_path / "good"), "participant", "--config-file", str(saved)])
     assert build_config(rerun, parser).execution.check_only is False  # a saved configuration reruns for real

@@ -116,10 +116,12 @@ def test_missing_model_exits_66_offline(tiny_dataset, tmp_path, model):
 
 def test_linear_stays_the_default():
     from bids_recon.cli.parser import build_parser
+    from bids_recon.cli.run import build_config
     from bids_recon.config import Config
 
     assert Config().workflow.generate.generator == "linear"
-    assert build_parser().parse_args(["a", "b", "participant"]).generator == "linear"
+    parser = build_parser()
+    assert build_config(parser.parse_args(["a", "b", "participant"]), parser).workflow.generate.generator == "linear"
 
 
 def test_model_resolves_from_model_dir_by_id(tiny_sd, tmp_path):
@@ -139,7 +141,7 @@ def test_model_resolves_from_model_dir_by_id(tiny_sd, tmp_path):
 
 
 def test_generation_is_seeded_and_independent_of_batch_size(tiny_sd):
-    from bids_recon.generate.diffusion import DiffusionGenerator, DiffusionSettings
+    from bids_recon.generate.diffusion import DiffusionGenerator, DiffusionParams
     from bids_recon.generate.models import load_components
 
     components = load_components(tiny_sd)
@@ -149,7 +151,7 @@ def test_generation_is_seeded_and_independent_of_batch_size(tiny_sd):
     uncond = np.zeros((77, 32), np.float32)
 
     def run(batch_size: int) -> dict:
-        settings = DiffusionSettings(steps=2, n_samples=2, batch_size=batch_size, variants=("zc",), progress=False)
+        settings = DiffusionParams(steps=2, n_samples=2, batch_size=batch_size, variants=["zc"], progress=False)
         return {(g.index, g.sample): g.image for g in DiffusionGenerator(components, settings).generate(z, c, uncond)}
 
     one, three = run(1), run(3)

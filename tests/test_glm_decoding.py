@@ -13,7 +13,7 @@ from bids_recon.decoding import train_and_decode
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.evaluate import two_way_identification
 from bids_recon.features import StimulusResolver, image_targets
-from bids_recon.glm import RunFiles, combine_runs, estimate_session_betas, intersect_masks, load_events
+from bids_recon.glm import GlmParams, RunFiles, combine_runs, estimate_session_betas, intersect_masks, load_events
 from bids_recon.sim import load_truth
 
 
@@ -25,7 +25,7 @@ def subject_betas(tiny_dataset):
     cfg = Config().workflow
     files = [RunFiles(r.preproc_bold, r.events, r.confounds, r.repetition_time, r.subject, r.session, r.run)
              for r in inputs.runs]
-    session = estimate_session_betas(files, mask_img, cfg.glm.confounds, estimator="lsa")
+    session = estimate_session_betas(files, mask_img, GlmParams(estimator="lsa", confounds=list(cfg.glm.confounds)))
     raw = np.concatenate(session.betas)
     zscored, trials = combine_runs(session.betas, session.trials)
     truth = load_truth(tiny_dataset.truth_dir, "01")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bids_recon import __version__
-from bids_recon.config import Config
+from bids_recon.config import Config, generators
 from bids_recon.errors import ExitCode
 from bids_recon.params import choices_of, default_of, doc_of, locate
 
@@ -100,6 +100,16 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+class _Paths:
+    """argparse types for paths, handed to the generators' option declarations."""
+
+    absolute = staticmethod(_absolute)
+    absolute_if_exists = staticmethod(_absolute_if_exists)
+
+
+_PATHS = _Paths()
+
+
 class _ToDict(argparse.Action):
     """Collect NAME=VALUE pairs (``nargs='+'`` or repeated) into one dict."""
 
@@ -137,7 +147,7 @@ class _Plugin(argparse.Action):
 
 
 def _setting(group: argparse._ActionsContainer, *flags: str, key: str, help: str | None = None,
-             **kwargs: Any) -> argparse.Action:
+             show_default: bool = True, **kwargs: Any) -> argparse.Action:
     """An option that sets the setting ``key``: dest = key, default "not given", help from its declaration."""
     found = locate(Config, key)
     if found is None or found[0] != "setting":
@@ -145,10 +155,11 @@ def _setting(group: argparse._ActionsContainer, *flags: str, key: str, help: str
     _, cls, name = found
     action = group.add_argument(*flags, dest=key, default=argparse.SUPPRESS, help=help or doc_of(cls, name),
                                 **kwargs)
-    action.setting_default = default_of(cls, name)
-    action.setting_choices = choices_of(cls, name)
-    if action.metavar is None and action.setting_choices and action.nargs != 0:
-        action.metavar = "{" + ",".join(str(c) for c in action.setting_choices) + "}"
+    action.setting_default = default_of(cls, name) if show_default else None
+    action.setting_choices = choices_of(cls, name) if action.nargs != 0 else None
+    if action.metavar is None and action.nargs != 0:
+        choices = action.setting_choices
+        action.metavar = "{" + ",".join(str(c) for c in choices) + "}" if choices else name.upper()
     return action
 
 
@@ -195,39 +206,26 @@ def build_parser() -> argparse.ArgumentParser:
              metavar="NAME=PATH[:LABEL]",
              help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); repeatable, e.g. "
                   "--roi-mask earlyvisual=streams.nii.gz:1")
-    _setting(method, "--decoder-roi", key="workflow.generate.linear.roi",
-             help="ROI whose betas feed the linear generator's decoder")
-    _setting(method, "--n-components", key="workflow.generate.linear.n_components", type=int)
-    _setting(method, "--image-size", key="workflow.generate.linear.image_size", type=int)
     _setting(method, "--stimulus-column", key="workflow.stimuli.column")
     _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
     _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="COLUMN=VALUE[,VALUE]")
     _setting(method, "--generator", key="workflow.generate.generator")
 
-    dif = parser.add_argument_group("Latent diffusion (--generator diffusion)")
-    _setting(dif, "--model", key="workflow.generate.diffusion.model", type=_absolute_if_exists)
-    _setting(dif, "--model-dir", key="workflow.generate.diffusion.model_dir", type=_absolute, metavar="DIR")
-    _setting(dif, "--allow-download", key="workflow.generate.diffusion.allow_download", action="store_const",
-             const=True)
-    _setting(dif, "--captions", key="workflow.stimuli.captions", type=_absolute, metavar="FILE")
-    _setting(dif, "--feature-cache", key="workflow.generate.diffusion.feature_cache", type=_absolute, metavar="DIR")
-    _setting(dif, "--latent-image-size", key="workflow.generate.diffusion.latent_image_size", type=int)
-    _setting(dif, "--diffusion-steps", key="workflow.generate.diffusion.steps", type=int)
-    _setting(dif, "--strength", key="workflow.generate.diffusion.strength", type=float)
-    _setting(dif, "--guidance-scale", key="workflow.generate.diffusion.guidance_scale", type=float)
-    _setting(dif, "--n-samples", key="workflow.generate.diffusion.n_samples", type=int)
-    _setting(dif, "--diffusion-seed", key="workflow.generate.diffusion.seed", type=int)
-    _setting(dif, "--diffusion-batch-size", key="workflow.generate.diffusion.batch_size", type=int)
-    _setting(dif, "--output-size", key="workflow.generate.diffusion.output_size", type=int)
-    _setting(dif, "--variants", key="workflow.generate.diffusion.variants", nargs="+")
-    _setting(dif, "--no-progress", key="workflow.generate.diffusion.progress", action="store_const", const=False,
-             help="no progress bars")
+    for spec in generators().values():  # each generator declares the flags of its own settings
+        group = parser.add_argument_group(spec.options_title or f"Generator {spec.name} (--generator {spec.name})")
+
+        def option(*flags: str, key: str, _group=group, _name=spec.name, **kwargs: Any) -> argparse.Action:
+            dotted = key if key.startswith(("workflow.", "execution.", "nipype.")) else \
+                f"workflow.generate.{_name}.{key}"
+            return _setting(_group, *flags, key=dotted, **kwargs)
+
+        spec.add_options(option, _PATHS)
 
     perf = parser.add_argument_group("Performance")
-    _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N")
+    _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N", show_default=False)
     _setting(perf, "--omp-nthreads", key="nipype.omp_nthreads", type=int, metavar="N")
     _setting(perf, "--mem", "--mem-gb", key="nipype.mem_gb", type=float, metavar="GB")
-    _setting(perf, "--use-plugin", key="nipype.plugin", action=_Plugin, metavar="FILE.yml",
+    _setting(perf, "--use-plugin", key="nipype.plugin", action=_Plugin, metavar="FILE.yml", show_default=False,
              help="nipype plugin configuration (YAML with 'plugin' and 'plugin_args')")
     _setting(perf, "--device", key="execution.device")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +48,16 @@ class GeneratorSpec:
     summary: ClassVar[str] = ""
     roi_settings: ClassVar[tuple[str, ...]] = ()
     references: ClassVar[tuple[str, ...]] = ()
+    #: title of the generator's group of command-line options
+    options_title: ClassVar[str] = ""
+
+    def add_options(self, option: Callable[..., Any], paths: Any) -> None:
+        """Declare the command-line flags of this generator's settings.
+
+        ``option(*flags, key=..., **argparse_kwargs)`` adds one flag; ``key`` is a field of :attr:`params` (or a
+        dotted key of another setting, e.g. ``workflow.stimuli.captions``). ``paths.absolute`` and
+        ``paths.absolute_if_exists`` are argparse types that make paths absolute (nodes run in their own folders).
+        """
 
     def settings(self, config: Config) -> Any:
         """This generator's settings in ``config``."""

@@ -52,6 +52,26 @@ class DiffusionGenerator(GeneratorSpec):
     summary = "Takagi & Nishimoto (2023): decoded VAE latent z and caption embedding c, latent-diffusion img2img"
     roi_settings = ("z_roi", "c_roi")
     references = ("rombach2022",)
+    options_title = "Latent diffusion (--generator diffusion)"
+
+    def add_options(self, option, paths) -> None:
+        option("--model", key="model", type=paths.absolute_if_exists)
+        option("--model-dir", key="model_dir", type=paths.absolute, metavar="DIR")
+        option("--allow-download", key="allow_download", action="store_const", const=True)
+        option("--captions", key="workflow.stimuli.captions", type=paths.absolute, metavar="FILE")
+        option("--feature-cache", key="feature_cache", type=paths.absolute, metavar="DIR")
+        option("--latent-image-size", key="latent_image_size", type=int)
+        option("--diffusion-steps", key="steps", type=int)
+        option("--strength", key="strength", type=float)
+        option("--guidance-scale", key="guidance_scale", type=float)
+        option("--n-samples", key="n_samples", type=int)
+        option("--diffusion-seed", key="seed", type=int)
+        option("--diffusion-batch-size", key="batch_size", type=int)
+        option("--output-size", key="output_size", type=int)
+        option("--variants", key="variants", nargs="+")
+        option("--no-progress", key="progress", action="store_const", const=False, help="no progress bars")
+        option("--z-roi", key="z_roi")
+        option("--c-roi", key="c_roi")
 
     def decoders(self, config: Config) -> list[tuple[str, str]]:
         diff = self.settings(config)

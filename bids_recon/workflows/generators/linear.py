@@ -24,6 +24,12 @@ class LinearGenerator(GeneratorSpec):
     params = LinearParams
     summary = "PCA image basis decoded by ridge (CPU, no weights)"
     roi_settings = ("roi",)
+    options_title = "Linear generator (--generator linear)"
+
+    def add_options(self, option, paths) -> None:
+        option("--decoder-roi", key="roi")
+        option("--n-components", key="n_components", type=int)
+        option("--image-size", key="image_size", type=int)
 
     def decoders(self, config: Config) -> list[tuple[str, str]]:
         return [(self.settings(config).roi, TARGET)]
