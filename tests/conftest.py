@@ -21,6 +21,16 @@ def tiny_dataset(tmp_path_factory):
     return simulate_dataset(tmp_path_factory.mktemp("sim") / "ds", preset="tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_sd(tiny_dataset, tmp_path_factory):
+    """A tiny SD pipeline saved with save_pretrained, whose tokenizer knows the simulated captions' words."""
+    from bids_recon.generate.testing import save_tiny_model, words_of
+    from bids_recon.io import read_tsv
+
+    captions = read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"]
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
+
+
 def run_cli(args: list[str], templateflow_dir: Path, **kwargs) -> subprocess.CompletedProcess:
     """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set."""
     env = {**os.environ, "TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1"}

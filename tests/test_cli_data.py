@@ -33,6 +33,7 @@ def _participant(bids, out, templateflow, *extra):
                     "-w", str(out.parent / "work"), "--participant-label", "01", *extra], templateflow)
 
 
+@pytest.mark.slow
 def test_confounds_with_too_few_rows_is_65(dataset_copy, tiny_dataset, tmp_path):
     confounds = sorted((dataset_copy / "derivatives" / "fmriprep").rglob("*run-01_desc-confounds_timeseries.tsv"))[0]
     table = pd.read_csv(confounds, sep="\t")
@@ -44,6 +45,7 @@ def test_confounds_with_too_few_rows_is_65(dataset_copy, tiny_dataset, tmp_path)
     assert not (tmp_path / "out" / "sub-01.html").exists()
 
 
+@pytest.mark.slow
 def test_invalid_bids_is_16(dataset_copy, tiny_dataset, tmp_path):
     if bids_validator() is None:
         pytest.skip("bids-validator-deno is not installed")
@@ -70,6 +72,7 @@ def test_session_and_filters_select_runs(tiny_dataset, tmp_path):
         collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir, task="rest")
 
 
+@pytest.mark.slow
 def test_filter_file_selecting_nothing_is_18(tiny_dataset, tmp_path):
     filters = tmp_path / "filters.json"
     filters.write_text(json.dumps({"bold": {"run": [7]}}))
@@ -111,6 +114,7 @@ def _roi_mask(kind: str, brain: Path) -> nib.Nifti1Image:
     return nib.Nifti1Image(data, img.affine)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "count"), [("empty", 0), ("few-voxels", 5), ("outside-after-resampling", 0)])
 def test_user_roi_mask_too_small_is_65(kind, count, dataset_copy, tiny_dataset, tmp_path):
     """--roi-mask replaces the atlas ROI: a mask with fewer than the minimum voxels in the brain is refused (65)."""
@@ -125,6 +129,7 @@ def test_user_roi_mask_too_small_is_65(kind, count, dataset_copy, tiny_dataset, 
     assert not list((tmp_path / "work").rglob("result_*.pklz"))  # found before any workflow node ran
 
 
+@pytest.mark.slow
 def test_test_split_names_the_test_set(dataset_copy, tiny_dataset, tmp_path):
     """--test-split set=test: the test set is what the events say (here 4 repeated and 2 once-shown images)."""
     events_files = sorted((dataset_copy / "sub-01").rglob("*_events.tsv"))
@@ -147,6 +152,7 @@ def test_test_split_names_the_test_set(dataset_copy, tiny_dataset, tmp_path):
     assert set(metrics["n"]) == {len(chosen)}  # every metric is computed over the named test stimuli
 
 
+@pytest.mark.slow
 def test_check_only_checks_without_computing(dataset_copy, tiny_dataset, tmp_path):
     """--check-only: 0 on good inputs, nothing computed; the preflight's exit code on bad ones."""
     good = _participant(dataset_copy, tmp_path / "good", tiny_dataset.templateflow_dir, "--skip-bids-validation",

@@ -21,15 +21,6 @@ FAST = ["--latent-image-size", "8", "--diffusion-steps", "2", "--n-samples", "1"
         "--no-progress"]
 
 
-@pytest.fixture(scope="session")
-def tiny_sd(tiny_dataset, tmp_path_factory):
-    """A tiny SD pipeline saved with save_pretrained, whose tokenizer knows the simulated captions' words."""
-    from bids_recon.generate.testing import save_tiny_model, words_of
-
-    captions = read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"]
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
-
-
 @pytest.fixture(scope="module")
 def diffusion_run(tiny_dataset, tiny_sd, tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion")
@@ -41,6 +32,7 @@ def diffusion_run(tiny_dataset, tiny_sd, tmp_path_factory):
     return {"proc": proc, "out": out, "names": SubjectOutputs("01", tiny_dataset.task, "MNI152NLin2009cAsym", "2")}
 
 
+@pytest.mark.slow
 def test_diffusion_cli_writes_every_variant(diffusion_run, tiny_sd):
     proc, out, names = diffusion_run["proc"], diffusion_run["out"], diffusion_run["names"]
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,6 +54,7 @@ def test_diffusion_cli_writes_every_variant(diffusion_run, tiny_sd):
     assert json.loads((out / names.metrics("diffusion", ".json")).read_text())["ModelKey"] == sidecar["ModelKey"]
 
 
+@pytest.mark.slow
 def test_z_and_c_decoders_identify_test_stimuli(diffusion_run):
     """Early visual -> z and higher visual -> c identify the test stimuli far above chance (50%).
 
@@ -76,6 +69,7 @@ def test_z_and_c_decoders_identify_test_stimuli(diffusion_run):
     assert set(metrics["method"]) == {"z", "c", "zc"}
 
 
+@pytest.mark.slow
 def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
     out = diffusion_run["out"]
     html = (out / "sub-01.html").read_text()
@@ -88,11 +82,13 @@ def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
     assert all((out / s).is_file() for s in sources)
 
 
+@pytest.mark.slow
 def test_diffusion_output_passes_bids_validator(diffusion_run):
     code, errors = validator_errors(diffusion_run["out"])
     assert code == 0 and not errors, errors[:5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["no-such-org/no-such-model", "/no/such/folder"])
 def test_missing_model_exits_66_offline(tiny_dataset, tmp_path, model):
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -208,6 +204,7 @@ def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
     return {"out": root / "out", "proc": proc}
 
 
+@pytest.mark.slow
 def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_dataset):
     from bids_recon.features import load_captions
     from bids_recon.features.cache import FeatureCache
@@ -236,6 +233,7 @@ def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_d
         np.testing.assert_array_equal(*(t[stim] for t in true.values()))
 
 
+@pytest.mark.slow
 def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_runs):
     """sub-01 alone with its own cache vs. beside sub-02 with a shared one: every file under sub-01/ is equal."""
     first, second = participant_files(diffusion_run["out"]), participant_files(concurrent_runs["out"])
@@ -243,6 +241,7 @@ def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_run
     assert [name for name in first if first[name] != second[name]] == []
 
 
+@pytest.mark.slow
 def test_another_seed_changes_only_the_sampled_images(concurrent_runs, other_seed_run):
     """Betas, decoders, features and the (unsampled) z-only images stay; c and z+c samples and their metrics change."""
     assert other_seed_run["proc"].returncode == 0, other_seed_run["proc"].stderr[-3000:]

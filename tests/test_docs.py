@@ -48,3 +48,24 @@ def test_docs_build_strict(tmp_path):
         assert flag in cli_page, flag
     assert "<!-- include:" not in (site / "hpc" / "index.html").read_text()
     assert "#SBATCH" in html.unescape((site / "hpc" / "index.html").read_text())
+    api = (site / "api" / "index.html").read_text()  # generated from the docstrings of the domain packages
+    for name in ("bids_recon.glm.fit_session", "bids_recon.glm.GlmParams", "bids_recon.rois.build_rois",
+                 "bids_recon.decoding.train_and_decode", "bids_recon.evaluate.evaluate_reconstructions",
+                 "bids_recon.generate.diffusion.DiffusionParams", "bids_recon.sim.simulate_dataset"):
+        assert f'id="{name}"' in api, name
+    settings = html.unescape((site / "settings" / "index.html").read_text())
+    assert "<!-- settings-reference -->" not in settings
+    for table in ("[workflow.glm]", "[workflow.generate.diffusion]", "[workflow.generate.linear]", "[nipype]"):
+        assert table in settings, table
+
+
+def test_settings_reference_lists_every_setting():
+    from bids_recon.cli.reference import render_settings_markdown
+    from bids_recon.config import Config, flatten
+
+    text = render_settings_markdown()
+    for key, _ in flatten(Config().to_dict()):
+        if key.startswith("environment."):
+            continue
+        table, _, name = key.rpartition(".")
+        assert f"## `[{table}]`" in text and f"| `{name}` |" in text, key

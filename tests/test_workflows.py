@@ -1,0 +1,121 @@
+"""The workflows are built (never run here) from the settings: the graph, the sinks' names, the methods text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bids_recon.bids.derivatives import output_path
+from bids_recon.bids.layout import collect_inputs
+from bids_recon.config import Config
+from bids_recon.workflows.base import init_bids_recon_wf
+from bids_recon.workflows.generators import GENERATORS, GeneratorSpec, get_generator
+from bids_recon.workflows.participant import participant_methods
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_dataset):
+    return collect_inputs(tiny_dataset.bids_dir, tiny_dataset.fmriprep_dir)
+
+
+def _config(tiny_dataset, tmp_path: Path, **changes) -> Config:
+    config = Config()
+    ex = config.execution
+    ex.bids_dir, ex.output_dir, ex.work_dir = str(tiny_dataset.bids_dir), str(tmp_path / "out"), str(tmp_path / "w")
+    ex.derivatives = {"fmriprep": str(tiny_dataset.fmriprep_dir)}
+    ex.run_id, ex.device = "graph-test", "cpu"
+    for key, value in changes.items():
+        target = config
+        *path, name = key.split(".")
+        for part in path:
+            target = getattr(target, part)
+        setattr(target, name, value)
+    return config
+
+
+def _sinks(workflow) -> dict[str, Path]:
+    """Every ``ds_*`` node that names its output by entities -> the output path."""
+    found = {}
+    for name in workflow.list_node_names():
+        node = workflow.get_node(name)
+        if hasattr(node.inputs, "entities") and hasattr(node.inputs, "kind"):
+            found[name] = output_path(node.inputs.kind, dict(node.inputs.entities), node.inputs.extension)
+    return found
+
+
+def _descriptions(workflow) -> list[str]:
+    from bids_recon.reports.citation import workflow_descriptions
+
+    return [text for _, text in workflow_descriptions(workflow)]
+
+
+def test_linear_graph(tiny_dataset, inputs, tmp_path):
+    config = _config(tiny_dataset, tmp_path, **{"workflow.generate.linear.n_components": 17})
+    workflow = init_bids_recon_wf(config, inputs)
+    nodes = set(workflow.list_node_names())
+    for subject in tiny_dataset.subjects:
+        prefix = f"sub_{subject}_wf."
+        for node in ("betas_wf.combine_runs", "betas_wf.subject_mask", "rois_wf.rois", "linear_wf.decode",
+                     "linear_wf.reconstruct", "linear_wf.evaluate", "linear_wf.ds_metrics", "report"):
+            assert prefix + node in nodes, node
+        assert not any(n.startswith(prefix + "diffusion_wf") for n in nodes)
+        decode = workflow.get_node(prefix + "linear_wf.decode")
+        assert decode.inputs.roi == "earlyvisual" and decode.inputs.target == "imagepca"
+        assert decode.inputs.params["alphas"] == config.workflow.decoding.alphas
+        features = workflow.get_node(prefix + "linear_wf.image_features")
+        assert features.inputs.params["n_components"] == 17
+        glm = workflow.get_node(prefix + "betas_wf.betas_ses01")
+        assert glm.inputs.params["estimator"] == "fithrf-denoise-rr"
+    sinks = _sinks(workflow)
+    paths = list(sinks.values())
+    assert len(paths) == len(set(paths)), "two sinks write the same file"
+    n_runs = sum(len(i.runs) for i in inputs.values())
+    assert sum(p.name.endswith("_stat-effect_statmap.nii.gz") for p in paths) == n_runs
+    assert {p.parts[1] for p in paths if p.parts[1] != "func" and not p.parts[1].startswith("ses-")} == \
+        {"decoding", "recon"}
+    assert not Path(config.execution.work_dir).exists()  # built, never run
+
+
+def test_diffusion_graph(tiny_dataset, inputs, tiny_sd, tmp_path):
+    config = _config(tiny_dataset, tmp_path, **{"workflow.generate.generator": "diffusion"})
+    config.workflow.generate.diffusion.model = str(tiny_sd)
+    config.workflow.generate.diffusion.steps = 7
+    config.workflow.generate.diffusion.c_roi = "earlyvisual"
+    workflow = init_bids_recon_wf(config, {"01": inputs["01"]})
+    nodes = set(workflow.list_node_names())
+    prefix = "sub_01_wf.diffusion_wf."
+    for node in ("stimulus_latents", "decode_z", "decode_c", "reconstruct", "evaluate", "ds_reconstructions",
+                 "ds_metrics", "ds_decoder_z", "ds_decoder_c"):
+        assert prefix + node in nodes, node
+    assert not any(n.startswith("sub_01_wf.linear_wf") for n in nodes)
+    assert workflow.get_node(prefix + "decode_c").inputs.roi == "earlyvisual"
+    assert workflow.get_node(prefix + "reconstruct").inputs.params["steps"] == 7
+    assert workflow.get_node(prefix + "reconstruct").inputs.model_identity["ModelPath"] == str(tiny_sd)
+    sinks = {p.name for p in _sinks(workflow).values()}
+    assert "sub-01_task-images_label-earlyvisual_desc-textembedding_decoder.npz" in sinks
+    text = " ".join(_descriptions(workflow))
+    assert "DDIM 7 steps" in text and "mapped earlyvisual betas to z and earlyvisual betas to c" in text
+
+
+def test_methods_come_from_the_settings_that_run(tiny_dataset, inputs, tmp_path):
+    config = _config(tiny_dataset, tmp_path, **{"workflow.glm.estimator": "lss", "workflow.evaluate.image_size": 256,
+                                                "workflow.glm.high_pass_hz": 0.02})
+    workflow = init_bids_recon_wf(config, {"01": inputs["01"]})
+    paragraphs = _descriptions(workflow)
+    assert paragraphs == participant_methods(config, inputs["01"])  # the report's text is the workflow's
+    text = " ".join(paragraphs)
+    assert "least-squares-separate" in text and "0.02 Hz" in text and "(256 px)" in text
+    assert "425" not in text and "library of" not in text  # nothing the run did not do
+
+
+def test_every_registered_generator_is_complete():
+    assert list(GENERATORS)[:2] == ["linear", "diffusion"]
+    for name, spec in GENERATORS.items():
+        assert isinstance(spec, GeneratorSpec) and spec.name == name and spec.summary
+        defaults = spec.params()
+        for field in spec.roi_settings:
+            assert isinstance(getattr(defaults, field), str)
+        assert type(spec).init_wf is not GeneratorSpec.init_wf and type(spec).methods is not GeneratorSpec.methods
+    with pytest.raises(Exception, match="unknown generator 'gan'"):
+        get_generator("gan")
