@@ -395,3 +395,13 @@ def test_metric_selection_is_checked():
     assert select_metrics("ssim, pixcorr") == ("pixcorr", "ssim")
     with pytest.raises(UsageError, match="known: all, pixcorr"):
         select_metrics(["alexnet3"])
+
+
+def test_published_rows_use_metric_ids():
+    from bids_recon.evaluate.published import PUBLISHED
+
+    assert {row.method.split()[0] for row in PUBLISHED} == {"Takagi", "Brain-Diffuser", "MindEye2"}
+    for row in PUBLISHED:
+        assert set(row.values) <= set(METRICS) and all(0 < v < 1 for v in row.values.values())
+    takagi = PUBLISHED[0].values
+    assert (takagi["alexnet2"], takagi["alexnet5"], takagi["inceptionv3"], takagi["clip"]) == (0.83, 0.83, 0.76, 0.77)
