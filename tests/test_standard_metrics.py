@@ -1,10 +1,11 @@
 """The field's standard metrics: real architectures with random weights, loaded from the real cache paths.
 
 The weight files are written where torchvision / torch.hub / huggingface_hub look (a temporary TORCH_HOME and
-HF_HOME), under the file names of the installed torchvision's enums, and loaded through the same code a real run
-uses. Values are checked against hand-computed examples and against the reference code's own formulas
-(MindEye's ``two_way_identification``, ``batchwise_cosine_similarity`` + ``topk``, scipy's correlation
-distance) applied to features taken independently (forward hooks, torchvision transforms).
+HF_HOME; :func:`bids_recon.evaluate.random_weights.write_random_weights`), under the file names of the installed
+torchvision's enums, and loaded through the same code a real run uses. Values are checked against hand-computed
+examples and against the reference code's own formulas (MindEye's ``two_way_identification``,
+``batchwise_cosine_similarity`` + ``topk``, scipy's correlation distance) applied to features taken
+independently (forward hooks, torchvision transforms).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 from scipy.spatial.distance import correlation as scipy_correlation
 from torchvision import models, transforms
 
-from bids_recon.errors import UsageError
+from bids_recon.errors import BadDataError, UsageError
 from bids_recon.evaluate import compute_standard_metrics, networks, pixcorr, ssim
+from bids_recon.evaluate.random_weights import write_random_weights
 from bids_recon.evaluate.standard import (
     METRICS,
     StandardEvaluator,
@@ -28,51 +30,6 @@ from bids_recon.evaluate.standard import (
 )
 
 N = 6
-
-
-def _random_weights(torch_home, hf_home):
-    """Random-weight networks of the real architectures, saved as the real files under TORCH_HOME / HF_HOME."""
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(0)
-    checkpoints = torch_home / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    specs = networks.network_specs()
-    torch.save(models.alexnet(weights=None).state_dict(), checkpoints / specs["alexnet"].filename)
-    torch.save(models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
-               checkpoints / specs["inception_v3"].filename)
-    torch.save(_calibrated(models.efficientnet_b1(weights=None)).state_dict(),
-               checkpoints / specs["efficientnet_b1"].filename)
-    # SwAV's checkpoint: a DataParallel state dict ("module.") with the projection head and prototypes, no fc
-    resnet = _calibrated(models.resnet50(weights=None))
-    swav = {"module." + k: v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
-    swav["module.projection_head.0.weight"] = torch.zeros(8, 2048)
-    swav["module.prototypes.weight"] = torch.zeros(3, 8)
-    torch.save(swav, checkpoints / "swav_800ep_pretrain.pth.tar")
-    # CLIP: a tiny full CLIP model (vision + text, as the real repository holds) in the hub cache layout
-    config = CLIPConfig(
-        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": 64, "max_position_embeddings": 8, "bos_token_id": 0, "eos_token_id": 1,
-                     "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 224, "patch_size": 14},
-        projection_dim=12)
-    repo = hf_home / "hub" / "models--openai--clip-vit-large-patch14"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    CLIPModel(config).save_pretrained(repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return checkpoints
-
-
-def _calibrated(model):
-    """Batch-norm statistics from a few random images, so that a random deep network's features are not flat."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # cumulative average
-    with torch.no_grad():
-        model.train()(torch.rand(4, 3, 160, 160))
-    return model.eval()
 
 
 def _images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +48,8 @@ def caches(tmp_path_factory):
         mp.setenv("TORCH_HOME", str(root / "torch"))
         mp.setenv("HF_HOME", str(root / "hf"))
         mp.delenv("HF_HUB_CACHE", raising=False)
-        checkpoints = _random_weights(root / "torch", root / "hf")
-        yield {"root": root, "checkpoints": checkpoints}
+        written = write_random_weights(root / "torch", root / "hf")
+        yield {"root": root, "checkpoints": root / "torch" / "hub" / "checkpoints", "written": written}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +66,7 @@ def full_run(evaluator):
     return recon, truth, evaluator.evaluate(recon, truth, decoded_clip=decoded_clip)
 
 
-def test_every_metric_row_is_computed_from_the_random_weight_caches(full_run):
+def test_every_metric_row_is_computed_from_the_random_weight_caches(full_run, caches):
     _, _, (table, per_item, provenance) = full_run
     rows = table.set_index("metric")
     assert list(rows.index) == list(METRICS)
@@ -124,6 +81,7 @@ def test_every_metric_row_is_computed_from_the_random_weight_caches(full_run):
     assert alex["File"].endswith("hub/checkpoints/alexnet-owt-7be5be79.pth") and len(alex["SHA256"]) == 64
     assert alex["MatchesPublished"] is False and alex["PublishedSHA256Prefix"] == "7be5be79"
     assert nets["clip"]["Revision"] == "0123456789abcdef0123456789abcdef01234567"
+    assert nets["swav"]["File"] == str(caches["written"]["swav"])
     assert provenance["Preprocessing"]["BaseSize"] == 256 and provenance["Preprocessing"]["Antialias"] is False
 
 
@@ -364,7 +322,7 @@ def test_best_of_n_selection_rules(evaluator, full_run):
     bad = np.roll(recon, 1, axis=0)
     samples = [bad, recon]
     decoded = evaluator._truth_features(truth)["clip:image_embeds"].numpy()
-    table, per_item, provenance = evaluator.evaluate_samples(samples, truth, ("mean", "brain_clip", "oracle_clip"),
+    table, per_item, provenance = evaluator.evaluate_samples(samples, truth, ("brain_clip", "oracle_clip", "mean"),
                                                              decoded_clip=decoded)
     assert set(table["aggregate"]) == {"sample", "mean", "best_brain_clip", "best_oracle_clip"}
     by = table.set_index(["aggregate", "sample", "metric"])["value"]
@@ -405,3 +363,16 @@ def test_published_rows_use_metric_ids():
         assert set(row.values) <= set(METRICS) and all(0 < v < 1 for v in row.values.values())
     takagi = PUBLISHED[0].values
     assert (takagi["alexnet2"], takagi["alexnet5"], takagi["inceptionv3"], takagi["clip"]) == (0.83, 0.83, 0.76, 0.77)
+
+
+def test_uint8_and_float_images_give_the_same_values():
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
+    recon = rng.integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
+    as_uint8 = compute_standard_metrics(recon, images, metrics="pixcorr,ssim").table["value"]
+    as_float = compute_standard_metrics(recon / 255.0, images.astype(np.float32) / 255, metrics="pixcorr,ssim")
+    np.testing.assert_allclose(as_uint8, as_float.table["value"], rtol=1e-6)
+    with pytest.raises(BadDataError, match=r"expected float images in \[0, 1\]"):
+        compute_standard_metrics(recon * 1.0, images, metrics="pixcorr")
+    with pytest.raises(BadDataError, match="shape"):
+        compute_standard_metrics(recon[..., 0], images, metrics="pixcorr")

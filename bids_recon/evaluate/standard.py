@@ -208,25 +208,29 @@ class MetricsResult(NamedTuple):
 
 
 def as_image_batch(images: Any, name: str) -> np.ndarray:
-    """Check ``(n, H, W, 3)`` images (uint8, or float in [0, 1]) and return them as float32 in [0, 1].
+    """Check ``(n, H, W, 3)`` images (uint8, or float in [0, 1]) without copying them.
+
+    The conversion to float32 in [0, 1] is done batch by batch (:meth:`StandardEvaluator._base`), so that 1,000
+    NSD images (425 px) are never held as float copies.
 
     Raises
     ------
     BadDataError
-        Wrong shape, non-finite values, or float values outside [0, 1].
+        Wrong shape or dtype, non-finite values, or float values outside [0, 1].
     """
     array = np.asarray(images)
     if array.ndim != 4 or array.shape[-1] != 3:
         raise BadDataError(f"{name}: expected images of shape (n, H, W, 3), got {array.shape}")
     if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
+        return array
+    if not np.issubdtype(array.dtype, np.floating):
+        raise BadDataError(f"{name}: expected uint8 or float images, got {array.dtype}")
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise BadDataError(f"{name}: images contain NaN or infinite values")
-    low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
     if low < -1e-3 or high > 1 + 1e-3:
         raise BadDataError(f"{name}: expected float images in [0, 1], got values in [{low:.3g}, {high:.3g}]")
-    return np.clip(array, 0.0, 1.0)
+    return array
 
 
 def resize_batch(batch: Any, size: int, antialias: bool = False) -> Any:
@@ -414,7 +418,8 @@ class StandardEvaluator:
             try:
                 self.networks[name] = load_network(name, str(self.device), allow_download, hash_cache)
             except BidsReconError as exc:  # missing (66) or unreadable (65) weights: skip, never raise
-                reason = not_found_message(specs[name]) if isinstance(exc, WeightsNotFoundError) else str(exc)
+                missing = isinstance(exc, WeightsNotFoundError) and not allow_download
+                reason = not_found_message(specs[name]) if missing else str(exc)
                 self.unavailable[name] = reason
                 users = ", ".join(METRICS[m].label for m in self.metrics if METRICS[m].network == name)
                 LOGGER.warning("%s not computed: %s", users, reason)
@@ -422,9 +427,11 @@ class StandardEvaluator:
     # -- features --------------------------------------------------------------------------------------------
 
     def _base(self, images: np.ndarray) -> Any:
+        """A batch of ``(b, H, W, 3)`` images as a ``(b, 3, 256, 256)`` float tensor in [0, 1] on the device."""
         import torch
 
         batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(self.device)
+        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float().clamp(0.0, 1.0)
         return resize_batch(batch, BASE_SIZE, self.antialias)
 
     def _nodes(self) -> dict[str, list[str]]:
@@ -447,7 +454,8 @@ class StandardEvaluator:
     def _truth_features(self, truths: np.ndarray) -> dict[str, Any]:
         import torch
 
-        key = hashlib.blake2b(truths.tobytes(), digest_size=16).hexdigest() + f"{truths.shape}{self.antialias}"
+        digest = hashlib.blake2b(np.ascontiguousarray(truths), digest_size=16).hexdigest()  # no copy
+        key = f"{digest}{truths.shape}{truths.dtype}{self.antialias}"
         wanted = {f"{net}:{node}" for net, nodes in self._nodes().items() for node in nodes}
         cached = self._truth_cache.get(key, {})
         if wanted <= set(cached):
@@ -670,10 +678,10 @@ class StandardEvaluator:
         for k, scores in enumerate(all_scores):
             tables.append(_tagged(pd.DataFrame(self._rows(scores, retrieval, note)), "sample", k))
             items.append(_tagged(_per_item(scores), "sample", k))
+        sample_tables = list(tables)
         for rule in rules:
             if rule == "mean":
-                table = _mean_table(tables)
-                tables.append(_tagged(table, "mean", -1))
+                tables.append(_tagged(_mean_table(sample_tables), "mean", -1))
                 continue
             picks, why = self._picks(rule, all_scores, truth, decoded_clip)
             if picks is None:
