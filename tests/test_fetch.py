@@ -188,7 +188,8 @@ def test_plan_lists_torchvision_files_from_the_installed_enums(tmp_path):
 
 
 def test_template_files_match_the_roi_settings(tmp_path):
-    items = fetch.build_plan(tmp_path, ["templates"], None, "all")
+    skeleton, *items = fetch.build_plan(tmp_path, ["templates"], None, "all")
+    assert skeleton.kind == "skeleton" and skeleton.dest == tmp_path / "templateflow"
     rel = [i.dest.relative_to(tmp_path / "templateflow").as_posix() for i in items]
     assert rel == ["tpl-MNI152NLin2009cAsym/tpl-MNI152NLin2009cAsym_res-02_atlas-HOCPA_desc-th25_dseg.nii.gz",
                    "tpl-MNI152NLin6Asym/tpl-MNI152NLin6Asym_atlas-HOCPA_dseg.tsv",
@@ -262,13 +263,21 @@ def test_templates_fetched_from_a_server_and_environment_written(server, tmp_pat
     assert f"total to download: {total} B" in out and "md5" in out  # sizes (HEAD) and S3 ETags listed first
     tf = folder / "templateflow/tpl-MNI152NLin2009cAsym"
     assert (tf / "tpl-MNI152NLin2009cAsym_res-02_desc-brain_mask.nii.gz").read_bytes().startswith(b"nifti:")
+    assert (tf / "template_description.json").stat().st_size > 0  # the skeleton, as templateflow unpacks it
+    assert (tf / "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz").stat().st_size == 0  # placeholders stay empty
     env = (folder / "bids_recon-env.sh").read_text()
     assert "export TEMPLATEFLOW_HOME=/cache/templateflow" in env and "export TORCH_HOME=/cache/torch" in env
     assert "HF_HOME=/cache/huggingface\n" in (folder / "bids_recon.env").read_text()
     manifest = (folder / "bids_recon-fetch.json").read_text()
-    assert manifest.count('"sha256"') == 3
+    assert manifest.count('"sha256": "') == 4  # skeleton (empty), label table, atlas, mask
     heads = [entry for entry in server.log if entry[0] == "HEAD"]
     assert len(heads) >= 2  # the probe and the sizes
+    # templateflow itself, offline, finds the files where bids_recon's ROI stage asks for them
+    code = ("from bids_recon.rois.templates import missing_templates, required_templates; "
+            "print(missing_templates(required_templates()))")
+    env = no_network_env(tmp_path / "sandbox", TEMPLATEFLOW_HOME=str(folder / "templateflow"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 def test_environment_file_points_the_caches_at_the_folder(tmp_path):
@@ -310,3 +319,20 @@ def test_documented_options_exist():
     lines = [line for line in (ROOT / "docs/offline.md").read_text().splitlines() if "bids_recon-fetch " in line]
     documented = {o for line in lines for o in re.findall(r"(--[a-z][a-z-]+)", line)}
     assert documented and documented <= parser_options, documented - parser_options
+
+
+def test_config_decides_the_model_and_rois(tmp_path, capsys, monkeypatch):
+    from bids_recon.config import Config
+
+    monkeypatch.setattr(fetch, "probe", lambda urls, timeout: (False, "offline in this test"))
+    config = Config()
+    config.workflow.generate.generator = "diffusion"
+    config.workflow.generate.diffusion.model = "someone/other-sd"
+    path = config.save(tmp_path / "run.toml")
+    assert fetch.main([str(tmp_path / "cache"), "--config", str(path), "--include", "diffusion", "--dry-run"]) == 0
+    assert "models--someone--other-sd/unet/*.safetensors" in capsys.readouterr().out
+    config.workflow.generate.generator = "linear"  # no diffusion model needed
+    path = config.save(tmp_path / "run.toml")
+    assert fetch.main([str(tmp_path / "cache"), "--config", str(path), "--include", "diffusion", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "does not use the diffusion generator" in out and "0 file(s)" in out

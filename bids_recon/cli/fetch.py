@@ -105,8 +105,9 @@ class FetchItem:
     dest : Path
         Where the file ends up (for Hugging Face files: the cache folder; see ``repo_id``).
     kind : str
-        ``url`` (HTTP download), ``hf`` (a file of a Hugging Face repository) or ``copy`` (taken from
-        TemplateFlow's skeleton shipped with the templateflow package).
+        ``url`` (HTTP download), ``hf`` (a file of a Hugging Face repository), ``copy`` (a file of
+        TemplateFlow's skeleton shipped with the templateflow package) or ``skeleton`` (the whole skeleton,
+        unpacked into ``dest``).
     url : str
         Source URL (for ``hf``: the file's hub URL, for the listing).
     size : int or None
@@ -149,7 +150,7 @@ class FetchItem:
 
     def check(self) -> str:
         """The verification that will be applied."""
-        if self.kind == "copy":
+        if self.kind in ("copy", "skeleton"):
             return "templateflow package"
         if self.sha256:
             return f"sha256 {self.sha256[:12]}"
@@ -303,6 +304,8 @@ def download_url(item: FetchItem, timeout: float = 60.0, report: Callable[[str],
     """
     dest, part = item.dest, item.dest.with_name(item.dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and dest.stat().st_size == 0:  # TemplateFlow's placeholder, or an empty leftover
+        dest.unlink()
     if dest.is_file():
         try:
             digests = verify(dest, item)
@@ -433,12 +436,33 @@ def _same(found: str | None, wanted: object) -> bool:
     return found == text
 
 
+def extract_skeleton(home: Path) -> int:
+    """Unpack TemplateFlow's skeleton into ``home`` (as templateflow does on first use), never overwriting a file.
+
+    The skeleton holds every template's folder, its ``template_description.json``, the label tables and 0-byte
+    placeholders for the images; a TEMPLATEFLOW_HOME without it would hold only the downloaded files. Returns the
+    number of files written.
+    """
+    written = 0
+    with zipfile.ZipFile(templateflow_skeleton()) as archive:
+        for info in archive.infolist():
+            dest = home / info.filename
+            if info.is_dir() or dest.exists() or ".." in Path(info.filename).parts:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(archive.read(info))
+            written += 1
+    return written
+
+
 def template_items(layout: Layout, queries: Sequence[Any]) -> list[FetchItem]:
-    """The TemplateFlow files of ``queries`` (:class:`bids_recon.rois.templates.TemplateQuery`)."""
+    """The TemplateFlow files of ``queries`` (:class:`bids_recon.rois.templates.TemplateQuery`), after the skeleton."""
     skeleton = templateflow_skeleton()
     with zipfile.ZipFile(skeleton) as archive:
         infos = {i.filename: i for i in archive.infolist() if not i.is_dir()}
-    items = []
+    items = [FetchItem("templates", layout.templateflow_home, "skeleton", f"templateflow package: {skeleton.name}",
+                       sum(i.file_size for i in infos.values()), "templateflow package",
+                       purpose=f"TemplateFlow's skeleton ({len(infos)} entries: folders, descriptions, placeholders)")]
     for query in queries:
         found = match_templates(list(infos), query.template, query.query)
         if len(found) != 1:
@@ -532,7 +556,7 @@ def resolve(items: list[FetchItem], timeout: float = 30.0,
     listings: dict[tuple[str, str], list[dict[str, Any]]] = {}
     out: list[FetchItem] = []
     for item in items:
-        if item.kind == "copy":
+        if item.kind in ("copy", "skeleton"):
             out.append(item)
         elif item.kind == "url":
             try:
@@ -608,6 +632,11 @@ def fetch_item(item: FetchItem, layout: Layout, timeout: float = 60.0, report: C
     """Fetch and verify one item; return its manifest entry."""
     entry: dict[str, Any] = {"group": item.group, "file": item.label(layout.root), "source": item.url,
                              "purpose": item.purpose}
+    if item.kind == "skeleton":
+        count = extract_skeleton(item.dest)
+        report(f"unpacked  {item.label(layout.root)}/ (TemplateFlow's skeleton, {count} new file(s))")
+        entry.update(file=item.label(layout.root), verified="templateflow package", size=item.size, sha256="")
+        return entry
     if item.kind == "copy":
         item.dest.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(templateflow_skeleton()) as archive:
@@ -669,7 +698,7 @@ def print_plan(items: Sequence[FetchItem], layout: Layout, online: bool, out: Ca
         size = ("~" + size) if item.approx else size
         check = item.check() if online or item.check() != "none published" else "(asked online)"
         out(f"  {item.group:<12} {item.label(layout.root):<{width}}  {size:>16}  {check:<22} {item.url}")
-    known = sum(i.size for i in items if i.size is not None and i.kind != "copy")
+    known = sum(i.size for i in items if i.size is not None and i.kind not in ("copy", "skeleton"))
     unknown = sum(1 for i in items if i.size is None)
     out(f"  total to download: {_size(known)}" + (f" + {unknown} file(s) of unknown size" if unknown else ""))
 
