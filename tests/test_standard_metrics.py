@@ -10,6 +10,7 @@ independently (forward hooks, torchvision transforms).
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -83,6 +84,7 @@ def test_every_metric_row_is_computed_from_the_random_weight_caches(full_run, ca
     assert nets["clip"]["Revision"] == "0123456789abcdef0123456789abcdef01234567"
     assert nets["swav"]["File"] == str(caches["written"]["swav"])
     assert provenance["Preprocessing"]["BaseSize"] == 256 and provenance["Preprocessing"]["Antialias"] is False
+    json.dumps(provenance)  # goes into the metrics sidecar as it is
 
 
 def test_identification_is_above_chance_with_fixed_random_networks(full_run, evaluator):
