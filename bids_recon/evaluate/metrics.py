@@ -4,6 +4,10 @@
 - SSIM: scikit-image SSIM on greyscale images at 425 px, Gaussian weights (sigma 1.5).
 - 2-way identification: for each reconstruction i, the fraction of the other N-1 ground-truth items j
   for which corr(recon_i, truth_i) > corr(recon_i, truth_j); averaged over i. Chance is 50%.
+
+Resizing is bilinear without antialiasing, as ``torchvision.transforms.Resize`` did on tensors in the
+torchvision releases the reference code ran (0.15, 0.16). The network metrics of the published table (AlexNet,
+InceptionV3, CLIP, EffNet-B1, SwAV, retrieval) are in :mod:`bids_recon.evaluate.standard`.
 """
 
 from __future__ import annotations
@@ -15,21 +19,21 @@ from bids_recon.evaluate.params import EVAL_SIZE
 
 
 def resize_images(images: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
-    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear, float precision).
+    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear, float32).
 
-    ``size=None`` returns the images unchanged (already at the evaluation size).
+    Bilinear without antialiasing (``torchvision.transforms.Resize(size)`` on tensors in torchvision 0.15/0.16,
+    which MindEye's evaluation used). ``size=None`` returns the images unchanged (already at the evaluation size).
     """
-    from PIL import Image
-
     images = np.asarray(images, dtype=np.float32)
     if size is None or images.shape[1:3] == (size, size):
         return images
-    out = np.empty((len(images), size, size, images.shape[3]), dtype=np.float32)
-    for i, image in enumerate(images):
-        for c in range(images.shape[3]):
-            channel = Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F")
-            out[i, :, :, c] = np.asarray(channel.resize((size, size), Image.Resampling.BILINEAR))
-    return out
+    import torch
+
+    from bids_recon.evaluate.standard import resize_batch
+
+    with torch.inference_mode():
+        batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        return resize_batch(batch, size).permute(0, 2, 3, 1).numpy()
 
 
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,6 +72,21 @@ def ssim(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> 
     ])
 
 
+def identification_from_correlations(corr: np.ndarray) -> np.ndarray:
+    """Per-item 2-way identification ``(n,)`` from ``corr[i, j] = corr(pred_i, true_j)`` (chance 0.5).
+
+    Item i wins against j when ``corr[i, i] > corr[i, j]`` (a tie is a loss, as ``r < congruents`` in the
+    reference code); its score is its wins over the ``n - 1`` other items.
+    """
+    corr = np.asarray(corr, dtype=np.float64)
+    n = len(corr)
+    if n < 2 or corr.shape != (n, n):
+        raise ValueError(f"2-way identification needs a square (n, n) matrix with n >= 2, got {corr.shape}")
+    own = np.diag(corr)
+    wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
+    return wins / (n - 1)
+
+
 def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Per-item 2-way identification accuracy ``(n,)`` over all pairs (chance 0.5).
 
@@ -78,15 +97,11 @@ def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """
     pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
     true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
-    n = len(pred)
-    if n < 2:
+    if len(pred) < 2:
         from bids_recon.errors import BadDataError
 
-        raise BadDataError(f"2-way identification needs at least 2 test items, got {n}")
-    corr = correlation_matrix(pred, true)
-    own = np.diag(corr)
-    wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
-    return wins / (n - 1)
+        raise BadDataError(f"2-way identification needs at least 2 test items, got {len(pred)}")
+    return identification_from_correlations(correlation_matrix(pred, true))
 
 
 def evaluate_reconstructions(

@@ -50,6 +50,8 @@ class GeneratorSpec:
     references: ClassVar[tuple[str, ...]] = ()
     #: title of the generator's group of command-line options
     options_title: ClassVar[str] = ""
+    #: ``bids_recon-fetch`` groups of downloads a run with this generator needs besides the common ones
+    fetch_groups: ClassVar[tuple[str, ...]] = ()
 
     def add_options(self, option: Callable[..., Any], paths: Any) -> None:
         """Declare the command-line flags of this generator's settings.

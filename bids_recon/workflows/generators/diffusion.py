@@ -53,6 +53,7 @@ class DiffusionGenerator(GeneratorSpec):
     roi_settings = ("z_roi", "c_roi")
     references = ("rombach2022",)
     options_title = "Latent diffusion (--generator diffusion)"
+    fetch_groups = ("diffusion",)
 
     def add_options(self, option, paths) -> None:
         option("--model", key="model", type=paths.absolute_if_exists)
