@@ -752,7 +752,6 @@ def _from_config(path: Path | None) -> tuple[str | None, Any, bool]:
     if path is None:
         return None, None, True
     from bids_recon.config import Config
-
     from bids_recon.workflows.generators import get_generator
 
     config = Config.load(path)  # MissingInputError (66) when absent
