@@ -237,6 +237,10 @@ class EigenRidge:
     standardize : bool
         Centre and scale the inputs by their training mean and sd (zero-sd columns are only centred). With
         False the inputs are only centred.
+    precomputed : bool
+        ``x`` is the (n_samples, n_samples) Gram matrix ``XX'`` of inputs the caller prepared (centred), e.g. a
+        sum of per-feature-space kernels; ``fit(..., x_new=K_new)`` then takes ``X_new X'`` (n_new, n_samples)
+        and there are no weights.
     backend : {"auto", "numpy", "torch"}
         "auto": numpy on the CPU, torch on CUDA.
     device : {"cpu", "cuda"}
@@ -255,6 +259,7 @@ class EigenRidge:
         n_folds: int = 5,
         folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
         standardize: bool = True,
+        precomputed: bool = False,
         backend: str = "auto",
         device: str = "cpu",
         eigh_threads: int | None = None,
@@ -268,16 +273,24 @@ class EigenRidge:
             raise BadDataError(f"ridge inputs must be a 2-D (samples, features) array, got shape "
                                f"{getattr(x, 'shape', None)}")
         n, p = x.shape
-        if n < 3 or p < 1:
-            raise BadDataError(f"ridge needs at least 3 samples and 1 feature, got {n} x {p}")
-        self.ops = _ops(backend, device, eigh_threads)
+        if n < 3 or p < 1 or (precomputed and n != p):
+            raise BadDataError(f"ridge needs at least 3 samples and 1 feature (a square kernel when precomputed), "
+                               f"got {n} x {p}")
+        self.ops = ops = _ops(backend, device, eigh_threads)
         self.alphas = np.sort(alphas)
         self.cv = cv
-        self.n_samples, self.n_features = n, p
-        self.dual = p > n
-        self.x_mean, self.x_scale = _column_stats(x, standardize)
-        ops = self.ops
-        self._x = ops.asarray(_standardised(x, self.x_mean, self.x_scale), ops.float32)
+        self.precomputed = precomputed
+        self.n_samples = n
+        self.n_features = None if precomputed else p
+        self.dual = precomputed or p > n
+        if precomputed:  # a copy: the decomposition overwrites it
+            if not np.all(np.isfinite(np.asarray(x))):
+                raise BadDataError("the precomputed ridge kernel contains NaN or inf")
+            self.x_mean = self.x_scale = None
+            self._x = None
+        else:
+            self.x_mean, self.x_scale = _column_stats(x, standardize)
+            self._x = ops.asarray(_standardised(x, self.x_mean, self.x_scale), ops.float32)
 
         if target_rows is None:
             self.used_rows = np.arange(n)
@@ -299,7 +312,7 @@ class EigenRidge:
         self._contiguous_folds = folds is None
         if cv == "kfold":
             self.folds = _check_folds(folds, n_folds, n)
-        gram = self._gram(self._x)
+        gram = ops.asarray(np.array(x, dtype=np.float64), ops.float64) if precomputed else self._gram(self._x)
         # the folds first: the last decomposition overwrites the Gram matrix
         self._fold_spectra = [self._fold_spectrum(gram, train, val) for train, val in self.folds]
         self._full = self._spectrum(gram, np.arange(n), need_leverage=cv == "loo")
@@ -404,16 +417,21 @@ class EigenRidge:
 
     def _features_basis(self) -> Any:
         """(p, k) float32 map from coefficients to weights: V (primal) or X'U (dual)."""
+        if self.precomputed:
+            raise UsageError("a ridge fitted on a precomputed kernel has no weights: use return_weights=False")
         if self._feature_basis is None:
             self._feature_basis = self._x.T @ self._full.vectors if self.dual else self._full.vectors
         return self._feature_basis
 
     def _new_basis(self, x_new: Any) -> Any:
-        """New inputs (n_new, n_features) in the coefficient basis: ``x V`` or ``x X' U``."""
+        """New inputs in the coefficient basis: ``x V`` (primal), ``x X' U`` (dual) or ``K_new U`` (precomputed)."""
         ops = self.ops
-        if getattr(x_new, "ndim", None) != 2 or x_new.shape[1] != self.n_features:
-            raise BadDataError(f"x_new must have {self.n_features} columns like the training inputs, got shape "
-                               f"{getattr(x_new, 'shape', None)}")
+        width = self.n_samples if self.precomputed else self.n_features
+        if getattr(x_new, "ndim", None) != 2 or x_new.shape[1] != width:
+            what = "kernel columns (one per training sample)" if self.precomputed else "columns like the inputs"
+            raise BadDataError(f"x_new must have {width} {what}, got shape {getattr(x_new, 'shape', None)}")
+        if self.precomputed:
+            return ops.asarray(x_new, ops.float32) @ self._full.vectors
         x_new = ops.asarray(_standardised(x_new, self.x_mean, self.x_scale), ops.float32)
         if self.dual:
             return (x_new @ self._x.T) @ self._full.vectors
@@ -430,7 +448,8 @@ class EigenRidge:
             Targets: one row per sample, or, with ``target_rows``, per row those indices read (e.g. stimuli).
             Read in batches of columns, ``y[rows, start:stop]``: a memory-mapped ``.npy`` is fine.
         x_new : array-like, shape (n_new, n_features), optional
-            Inputs (raw, standardised here with the training statistics) to predict.
+            Inputs (raw, standardised here with the training statistics) to predict; with ``precomputed``, their
+            kernel against the training inputs, shape (n_new, n_samples).
         return_weights : bool
             Return the (n_features, n_targets) weights; False saves the memory (encoding models of many voxels).
         batch_size : int, optional
@@ -453,7 +472,7 @@ class EigenRidge:
         scores = np.zeros(n_targets, dtype=np.float32)
         y_mean = np.zeros(n_targets, dtype=np.float32)
         constant = np.zeros(n_targets, dtype=bool)
-        weights = np.zeros((self.n_features, n_targets), dtype=np.float32) if return_weights else None
+        weights = np.zeros((len(features_basis), n_targets), dtype=np.float32) if return_weights else None
         predictions = np.zeros((x_new.shape[0], n_targets), dtype=np.float32) if x_new is not None else None
         all_rows = len(self.used_rows) == y.shape[0]  # then used_rows is 0..n_rows-1 (sorted, unique)
         candidates = ops.asarray(self.alphas, ops.float64)
@@ -539,7 +558,7 @@ class EigenRidge:
 
     def default_batch_size(self, return_weights: bool = True) -> int:
         """Targets per batch so that the largest float32 block of a batch is about ``BATCH_BYTES``."""
-        tall = max(len(self.used_rows), self.rank, self.n_features if return_weights else 0)
+        tall = max(len(self.used_rows), self.rank, (self.n_features or 0) if return_weights else 0)
         if self.cv in ("loo", "kfold"):
             tall = max(tall, self.n_samples)
         return max(64, int(BATCH_BYTES // (4 * tall)))
@@ -568,14 +587,15 @@ class EigenRidge:
 def solve_ridge(x: Any, y: Any, alphas: Sequence[float] | np.ndarray, *, target_rows: np.ndarray | None = None,
                 cv: str = "gcv", n_folds: int = 5, folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
                 x_new: Any | None = None, return_weights: bool = True, batch_size: int | None = None,
-                standardize: bool = True, backend: str = "auto", device: str = "cpu",
+                standardize: bool = True, precomputed: bool = False, backend: str = "auto", device: str = "cpu",
                 eigh_threads: int | None = None) -> tuple[RidgeSolution, EigenRidge]:
     """Decompose ``x`` and fit ``y`` in one call; returns the solution and the solver (for its statistics).
 
     See :class:`EigenRidge` and :meth:`EigenRidge.fit` for the parameters.
     """
     solver = EigenRidge(x, alphas, target_rows=target_rows, cv=cv, n_folds=n_folds, folds=folds,
-                        standardize=standardize, backend=backend, device=device, eigh_threads=eigh_threads)
+                        standardize=standardize, precomputed=precomputed, backend=backend, device=device,
+                        eigh_threads=eigh_threads)
     return solver.fit(y, x_new=x_new, return_weights=return_weights, batch_size=batch_size), solver
 
 
