@@ -162,6 +162,10 @@ def test_input_checks():
     bad[3, 2] = np.nan
     with pytest.raises(BadDataError, match="NaN"):
         solver.fit(bad)
+    with pytest.raises(BadDataError, match="30 samples"):
+        EigenRidge(x, ALPHAS).fit(y[:29])
+    with pytest.raises(BadDataError, match="29 target rows"):
+        fit_ridge_decoder(x, y[:29], np.arange(5), ALPHAS)
     with pytest.raises(UsageError, match="numpy ridge backend runs on the CPU"):
         EigenRidge(x, ALPHAS, backend="numpy", device="cuda")
 

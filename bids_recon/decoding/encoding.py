@@ -28,6 +28,8 @@ from bids_recon.decoding.solver import EigenRidge
 from bids_recon.errors import BadDataError, UsageError
 
 NULLS = ("analytic", "permutation")
+#: candidate penalties for kernels of trace n_train per feature space (mean eigenvalue 1)
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 #: memory for one float32 block of betas (the voxel block is chosen from it when not given)
 BLOCK_BYTES = 64 * 2**20
 
@@ -89,7 +91,7 @@ def fit_encoding_models(
     betas_train: Any,
     features_test: Mapping[str, Any],
     betas_test: Any,
-    alphas: Sequence[float] | np.ndarray,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     *,
     joint: Sequence[str] | None = None,
     joint_mixes: Sequence[float] = (0.9,),
@@ -117,7 +119,8 @@ def fit_encoding_models(
     betas_test : array-like, shape (n_test, n_voxels)
         Repeat-averaged betas of the test stimuli.
     alphas : sequence of float
-        Candidate penalties, in units of kernels whose trace is n_train per feature space.
+        Candidate penalties, in units of kernels whose trace is n_train per feature space (default 10^-2..10^4,
+        13 values).
     joint : sequence of str, optional
         Feature spaces of the joint model used for variance partitioning; default: all spaces when there are
         two or more; ``()`` for none. The models without each of its spaces are fitted too.

@@ -123,9 +123,10 @@ def fit_ridge_decoder(
     """
     if solver not in SOLVERS:
         raise UsageError(f"ridge solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
-    n_rows = len(betas) if target_rows is None else len(target_rows)
+    n_rows = len(targets) if target_rows is None else len(target_rows)
     if len(betas) != n_rows:
-        raise BadDataError(f"{len(betas)} beta rows but {n_rows} target rows (one per trial)")
+        what = "target rows" if target_rows is None else "target_rows entries (one per trial)"
+        raise BadDataError(f"{len(betas)} beta rows but {n_rows} {what}")
     voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
     x = np.asarray(betas[:, voxel_indices], dtype=np.float32)
     if solver == "himalaya":

@@ -292,6 +292,7 @@ class EigenRidge:
             self.x_mean, self.x_scale = _column_stats(x, standardize)
             self._x = ops.asarray(_standardised(x, self.x_mean, self.x_scale), ops.float32)
 
+        self._target_rows_given = target_rows is not None
         if target_rows is None:
             self.used_rows = np.arange(n)
             self._sample_pos = np.arange(n)
@@ -459,9 +460,12 @@ class EigenRidge:
         if getattr(y, "ndim", None) != 2:
             raise BadDataError(f"ridge targets must be a 2-D (rows, targets) array, got shape "
                                f"{getattr(y, 'shape', None)}")
-        if y.shape[0] <= int(self.used_rows[-1]):
+        if self._target_rows_given and y.shape[0] <= int(self.used_rows[-1]):
             raise BadDataError(f"ridge targets have {y.shape[0]} rows but the samples read row "
                                f"{int(self.used_rows[-1])}")
+        if not self._target_rows_given and y.shape[0] != self.n_samples:
+            raise BadDataError(f"ridge targets have {y.shape[0]} rows for {self.n_samples} samples (give "
+                               f"target_rows when samples read rows of per-stimulus targets)")
         n_targets = y.shape[1]
         batch = batch_size or self.default_batch_size(return_weights)
         if batch < 1:
