@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bids_recon.decoding.params import DecodingParams
 from bids_recon.decoding.solver import EigenRidge
 from bids_recon.errors import BadDataError, UsageError
 from bids_recon.io import save_npz, write_json
@@ -76,13 +77,13 @@ def fit_ridge_decoder(
     targets: np.ndarray,
     voxel_indices: np.ndarray,
     alphas: list[float] | np.ndarray,
-    cv_folds: int = 5,
+    cv_folds: int = DecodingParams.cv_folds,
     device: str = "cpu",
     *,
-    cv: str = "gcv",
-    solver: str = "eigen",
+    cv: str = DecodingParams.cv,
+    solver: str = DecodingParams.solver,
     target_rows: np.ndarray | None = None,
-    backend: str = "auto",
+    backend: str = DecodingParams.backend,
     batch_size: int | None = None,
     eigh_threads: int | None = None,
 ) -> RidgeDecoder:
@@ -253,12 +254,12 @@ def train_and_decode(
     stim_ids: np.ndarray,
     features: np.ndarray,
     alphas: list[float],
-    cv_folds: int = 5,
+    cv_folds: int = DecodingParams.cv_folds,
     device: str = "cpu",
     *,
-    cv: str = "gcv",
-    solver: str = "eigen",
-    backend: str = "auto",
+    cv: str = DecodingParams.cv,
+    solver: str = DecodingParams.solver,
+    backend: str = DecodingParams.backend,
     batch_size: int | None = None,
     eigh_threads: int | None = None,
 ) -> tuple[RidgeDecoder, DecodedTest]:

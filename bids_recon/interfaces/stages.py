@@ -118,8 +118,10 @@ class Decode(RecordingInterface):
         with np.load(i.features) as data:
             stim_ids, features = data["stim_ids"].astype(str), data["features"]
         betas = np.load(i.betas, mmap_mode="r")  # only the ROI's columns are read
-        decoder, decoded = train_and_decode(betas, read_trials(i.trials), voxel_indices, stim_ids, features,
-                                            list(params.alphas), params.cv_folds, i.device)
+        decoder, decoded = train_and_decode(
+            betas, read_trials(i.trials), voxel_indices, stim_ids, features, list(params.alphas), params.cv_folds,
+            i.device, cv=params.cv, solver=params.solver, backend=params.backend,
+            batch_size=params.batch_size or None, eigh_threads=params.eigh_threads or None)
         cwd = Path(runtime.cwd)
         sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device}
         self._results["decoder"] = str(decoder.save(cwd / "decoder.npz", sidecar))

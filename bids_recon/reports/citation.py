@@ -125,7 +125,16 @@ REFERENCES: list[Reference] = [
         "@article{dupre2022,\n  author = {Dupr{\\'e} la Tour, Tom and Eickenberg, Michael and Nunez-Elizalde, Anwar O. "
         "and Gallant, Jack L.},\n  title = {Feature-space selection with banded ridge regression},\n  journal = "
         "{NeuroImage},\n  volume = {264},\n  pages = {119728},\n  year = {2022},\n"
-        "  doi = {10.1016/j.neuroimage.2022.119728}\n}"),
+        "  doi = {10.1016/j.neuroimage.2022.119728}\n}",
+        lambda config: config.workflow.decoding.solver == "himalaya"),
+    Reference(
+        "golub1979", "Golub GH, Heath M, Wahba G (1979). Generalized cross-validation as a method for choosing a good "
+        "ridge parameter. Technometrics 21(2):215-223. doi:10.1080/00401706.1979.10489751",
+        "@article{golub1979,\n  author = {Golub, Gene H. and Heath, Michael and Wahba, Grace},\n  title = "
+        "{Generalized cross-validation as a method for choosing a good ridge parameter},\n  journal = "
+        "{Technometrics},\n  volume = {21},\n  number = {2},\n  pages = {215--223},\n  year = {1979},\n"
+        "  doi = {10.1080/00401706.1979.10489751}\n}",
+        lambda config: config.workflow.decoding.solver == "eigen" and config.workflow.decoding.cv == "gcv"),
     Reference(
         "rombach2022", "Rombach R, Blattmann A, Lorenz D, Esser P, Ommer B (2022). High-resolution image synthesis "
         "with latent diffusion models. CVPR 2022, 10684-10695. doi:10.1109/CVPR52688.2022.01042",

@@ -37,9 +37,8 @@ class LinearGenerator(GeneratorSpec):
     def methods(self, config: Config) -> str:
         lin, dec = self.settings(config), config.workflow.decoding
         return (f"The decoding target was a {lin.n_components}-component PCA basis of the training images' pixels "
-                f"({lin.image_size} px). A ridge decoder (himalaya; inputs standardised; alpha per target chosen "
-                f"among {len(dec.alphas)} values by {dec.cv_folds}-fold contiguous cross-validation) mapped "
-                f"{lin.roi} betas of single training trials to the targets, and decoded repeat-averaged test betas. "
+                f"({lin.image_size} px). A decoder ({dec.methods()}) mapped {lin.roi} betas of single training "
+                "trials to the targets, and decoded repeat-averaged test betas. "
                 "Images were generated with the linear generator (decoded coefficients times the basis, plus the "
                 f"mean image). Images were evaluated with PixCorr and SSIM ({config.workflow.evaluate.image_size} "
                 "px) and 2-way identification over all pairs (chance 50%) in pixel and feature space.")
