@@ -165,6 +165,16 @@ class _Truths:
             self.cache[size] = images
         return self.cache[size]
 
+    def for_field(self, size: int) -> np.ndarray:
+        """For the field's metrics: an array as given (the evaluator resizes it to 256 px, as the reference code
+        resizes the 425 px NSD images), a loader's images at ``size``."""
+        if callable(self.source):
+            return self.at(size)
+        images = np.asarray(self.source)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise BadDataError(f"truths: expected seen images of shape (n, H, W, 3), got {images.shape}")
+        return images
+
 
 def _json_values(values: Sequence[float]) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
@@ -195,7 +205,8 @@ def evaluate_generated(
     truths : ndarray, shape (n_items, H, W, 3), or callable
         The seen images, or ``size -> (n_items, size, size, 3)`` images (e.g. ``lambda size:
         resolver.load_images(ids, size)``). The field's metrics read them at ``params.image_size`` (then resize
-        to 256 px, as the reference code does); pixel identification at the reconstructions' size.
+        to 256 px, as the reference code does; an array is used as given); pixel identification at the
+        reconstructions' size.
     params : EvaluationParams, optional
         ``metrics``, ``batch_size``, ``selection`` (the best-of-n rule of multi-sample variants), ``image_size``.
     stim_ids : sequence of str, optional
@@ -233,7 +244,7 @@ def evaluate_generated(
         params.metrics, device=device, allow_download=allow_download, batch_size=params.batch_size,
         hash_cache=hash_cache, pixel_size=params.image_size, log_skips=log_skips)
     seen = _Truths(truths)
-    truth_field = seen.at(params.image_size)
+    truth_field = seen.for_field(params.image_size)
     rule = params.selection
     tables, items, per_sample, counts = [], [], {}, {}
     for variant, sets in samples.items():
