@@ -115,12 +115,16 @@ def test_samples_are_averaged_with_their_spread(stand_ins, images):
 def test_best_of_n_picks_per_image_and_applies_to_every_metric(stand_ins, images):
     truth, good, poor = images
     samples = [np.concatenate([poor[:3], good[3:]]), np.concatenate([good[:3], poor[3:]])]
-    evaluator = _evaluator(stand_ins, "pixcorr,clip")
+    evaluator = _evaluator(stand_ins, "pixcorr,clip,retrieval_image")
     result = evaluate_generated({"zc": samples}, truth, EvaluationParams(selection="oracle_clip"), evaluator=evaluator)
+    assert result.provenance["NotComputedLines"] == [  # why, without how the other rows were made
+        "Image retrieval not computed: needs brain-decoded CLIP ViT-L/14 image embeddings (no CLIP-space decoder "
+        "in this run)"]
     items = result.per_item
     picked = items[items["selected"]].sort_values("stimulus")
     assert list(picked["sample"]) == [1, 1, 1, 0, 0, 0]  # per image the sample closest to the seen image
-    table = result.table.set_index("metric")
+    assert "selected_sample" not in items and items.groupby("stimulus")["selected"].sum().eq(1).all()
+    table = result.table.set_index("metric").drop(index="retrieval_image")
     assert (table["selection"] == "best_oracle_clip").all()
     for metric in ("pixcorr", "identification_pixels"):
         assert table.loc[metric, "value"] == pytest.approx(picked[metric].mean())

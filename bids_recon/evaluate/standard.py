@@ -744,7 +744,7 @@ class StandardEvaluator:
                 continue
             chosen = _select(all_scores, picks)
             table = pd.DataFrame(self._rows(chosen, retrieval, note))
-            table["note"] = [f"{n}; best of {len(samples)} by {rule}".lstrip("; ") for n in table["note"]]
+            table["note"] = _noted(table, f"best of {len(samples)} by {rule}")
             tables.append(_tagged(table, f"best_{rule}", -1))
             per_item = _tagged(_per_item(chosen), f"best_{rule}", -1)
             per_item["selected_sample"] = picks
@@ -806,6 +806,12 @@ def _tagged(frame: pd.DataFrame, aggregate: str, sample: int) -> pd.DataFrame:
     return frame
 
 
+def _noted(table: pd.DataFrame, how: str) -> list[str]:
+    """The rows' notes with how the value was made appended (not to rows not computed: their note is why)."""
+    return [f"{note}; {how}".lstrip("; ") if status == "ok" else note
+            for note, status in zip(table["note"], table["status"], strict=True)]
+
+
 def _mean_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
     stacked = pd.concat(tables, ignore_index=True)
     first = tables[0].drop(columns=["aggregate", "sample"]).copy()
@@ -813,7 +819,7 @@ def _mean_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
     first["value"] = grouped["value"].mean().reindex(first["metric"]).to_numpy()
     first["sd"] = grouped["value"].std(ddof=1).reindex(first["metric"]).to_numpy()
     first["chance"] = grouped["chance"].mean().reindex(first["metric"]).to_numpy()
-    first["note"] = [f"{n}; mean of {len(tables)} samples".lstrip("; ") for n in first["note"]]
+    first["note"] = _noted(first, f"mean of {len(tables)} samples")
     return first
 
 

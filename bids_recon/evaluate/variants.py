@@ -21,6 +21,7 @@ kept: per image in ``per_item`` (with ``selected`` marking the picks), per sampl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,69 @@ def _json_values(values: Sequence[float]) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
+@dataclass
+class _VariantScores:
+    """The field's metrics of one variant: its rows, each sample's rows and per-item values, the best-of-n picks."""
+
+    headline: pd.DataFrame
+    sample_tables: list[pd.DataFrame]
+    sample_items: list[pd.DataFrame]
+    selection: str
+    picks: np.ndarray | None = None
+    pick_note: str = ""
+
+
+def _field_metrics(evaluator: StandardEvaluator, sets: Sequence[Any], truth: np.ndarray, rule: str,
+                   decoded_clip: np.ndarray | None) -> _VariantScores:
+    if len(sets) == 1:
+        result = evaluator.evaluate(sets[0], truth, decoded_clip=decoded_clip)
+        return _VariantScores(result.table.assign(sd=np.nan), [result.table], [result.per_item], "single")
+    table, per_item, _ = evaluator.evaluate_samples(sets, truth, selection=(rule,), decoded_clip=decoded_clip)
+    selection = "mean" if rule == "mean" else f"best_{rule}"
+    headline = table[table["aggregate"] == selection].drop(columns=["aggregate", "sample"])
+    if "sd" not in headline:
+        headline = headline.assign(sd=np.nan)
+    samples = range(len(sets))
+    scores = _VariantScores(
+        headline, [table[(table["aggregate"] == "sample") & (table["sample"] == k)] for k in samples],
+        [per_item[(per_item["aggregate"] == "sample") & (per_item["sample"] == k)]
+         .drop(columns=["aggregate", "sample", "selected_sample"], errors="ignore") for k in samples], selection)
+    if rule != "mean":
+        best = per_item[per_item["aggregate"] == selection]
+        if len(best):
+            scores.picks = best["selected_sample"].to_numpy(dtype=int)
+        else:  # the rule could not pick (no CLIP, no CLIP-space decoder): its rows say why
+            scores.pick_note = str(headline["note"].iloc[0]) if len(headline) else f"{rule} selection not possible"
+    return scores
+
+
+def _diagnostic_rows(own: list[tuple[dict, dict, int]], scores: _VariantScores, rule: str) -> list[dict[str, Any]]:
+    """bids_recon's own metrics of one variant as table rows, under the same selection as the field's."""
+    n_samples, rows = len(own), []
+    for metric, spec in DIAGNOSTICS.items():
+        if metric not in own[0][0]:
+            continue
+        values = np.stack([per_item[metric] for per_item, _, _ in own])  # (n_samples, n_items)
+        row = {"metric": metric, "label": spec.label, "value": np.nan, "sd": np.nan,
+               "chance": float(np.mean([chance[metric][0] for _, chance, _ in own])), "direction": spec.direction,
+               "kind": own[0][1][metric][1], "status": "ok", "note": "", "n": values.shape[1], "network": "",
+               "node": "", "input_size": own[0][2] if metric == "identification_pixels" else np.nan,
+               "source": spec.source}
+        if n_samples == 1:
+            row["value"] = float(values[0].mean())
+        elif scores.selection == "mean":
+            set_values = values.mean(axis=1)
+            row.update(value=float(set_values.mean()), sd=float(set_values.std(ddof=1)),
+                       note=f"mean of {n_samples} samples")
+        elif scores.picks is None:
+            row.update(status="not computed", note=scores.pick_note)
+        else:
+            row.update(value=float(values[scores.picks, np.arange(values.shape[1])].mean()),
+                       note=f"best of {n_samples} by {rule}")
+        rows.append(row)
+    return rows
+
+
 def evaluate_generated(
     samples: Mapping[str, Sequence[Any]],
     truths: np.ndarray | Callable[[int], np.ndarray],
@@ -254,7 +318,7 @@ def evaluate_generated(
         counts[str(variant)] = n_samples
         decoded, true = (features or {}).get(variant, (None, None))
         clip = (decoded_clip or {}).get(variant)
-        own = []
+        own = []  # bids_recon's own metrics of each sample: (per item, chance and kind, image size)
         for k in range(n_samples):
             images = np.asarray(sets[k])
             if len(images) != len(truth_field):
@@ -263,69 +327,26 @@ def evaluate_generated(
             if images.dtype == np.uint8:
                 images = images.astype(np.float32) / 255.0
             own.append(identification_metrics(images, seen.at(images.shape[1]), decoded, true) + (images.shape[1],))
-
-        if n_samples == 1:
-            result = evaluator.evaluate(sets[0], truth_field, decoded_clip=clip)
-            headline, sample_items, picks, selection = result.table.copy(), [result.per_item], None, "single"
-            headline["sd"] = np.nan
-            sample_tables = [result.table]
-        else:
-            result = evaluator.evaluate_samples(sets, truth_field, selection=(rule,), decoded_clip=clip)
-            table, per_item = result.table, result.per_item
-            selection = "mean" if rule == "mean" else f"best_{rule}"
-            headline = table[table["aggregate"] == selection].drop(columns=["aggregate", "sample"])
-            if "sd" not in headline:
-                headline["sd"] = np.nan
-            sample_tables = [table[(table["aggregate"] == "sample") & (table["sample"] == k)] for k in range(n_samples)]
-            sample_items = [per_item[(per_item["aggregate"] == "sample") & (per_item["sample"] == k)]
-                            .drop(columns=["aggregate", "sample"]) for k in range(n_samples)]
-            best = per_item[per_item["aggregate"] == selection] if rule != "mean" else per_item.iloc[:0]
-            picks = best["selected_sample"].to_numpy(dtype=int) if len(best) else None
-        pick_note = ""
-        if selection.startswith("best_") and picks is None:
-            pick_note = str(headline["note"].iloc[0]) if len(headline) else f"{rule} selection not possible"
-
-        own_rows = []
-        for metric, spec in DIAGNOSTICS.items():
-            if metric not in own[0][0]:
-                continue
-            values = np.stack([o[0][metric] for o in own])  # (n_samples, n_items)
-            row = {"metric": metric, "label": spec.label, "value": np.nan, "sd": np.nan,
-                   "chance": float(np.mean([o[1][metric][0] for o in own])), "direction": spec.direction,
-                   "kind": own[0][1][metric][1], "status": "ok", "note": "", "n": values.shape[1], "network": "",
-                   "node": "", "input_size": own[0][2] if metric == "identification_pixels" else np.nan,
-                   "source": spec.source}
-            if n_samples == 1:
-                row["value"] = float(values[0].mean())
-            elif selection == "mean":
-                set_values = values.mean(axis=1)
-                row.update(value=float(set_values.mean()), sd=float(set_values.std(ddof=1)),
-                           note=f"mean of {n_samples} samples")
-            elif picks is None:
-                row.update(status="not computed", note=pick_note)
-            else:
-                row.update(value=float(values[picks, np.arange(values.shape[1])].mean()),
-                           note=f"best of {n_samples} by {rule}")
-            own_rows.append(row)
-        headline = pd.concat([headline, pd.DataFrame(own_rows)], ignore_index=True)
-        headline["method"], headline["samples"], headline["selection"] = str(variant), n_samples, selection
+        scores = _field_metrics(evaluator, sets, truth_field, rule, clip)
+        headline = pd.concat([scores.headline, pd.DataFrame(_diagnostic_rows(own, scores, rule))], ignore_index=True)
+        headline["method"], headline["samples"], headline["selection"] = str(variant), n_samples, scores.selection
         tables.append(headline)
 
         if n_samples > 1:
             per_sample[str(variant)] = {
-                **{m: _json_values([float(t.set_index("metric").loc[m, "value"]) for t in sample_tables])
-                   for m in sample_tables[0]["metric"]},
-                **{m: _json_values([float(np.mean(o[0][m])) for o in own]) for m in own[0][0]},
+                **{m: _json_values([float(t.set_index("metric").loc[m, "value"]) for t in scores.sample_tables])
+                   for m in scores.sample_tables[0]["metric"]},
+                **{m: _json_values([float(np.mean(per_item[m])) for per_item, _, _ in own]) for m in own[0][0]},
             }
         for k in range(n_samples):
-            frame = sample_items[k].reset_index(drop=True).drop(columns=["item"])
+            frame = scores.sample_items[k].reset_index(drop=True).drop(columns=["item"])
             for metric, values in own[k][0].items():
                 frame[metric] = values
             frame.insert(0, "stimulus", list(stim_ids) if stim_ids is not None else np.arange(len(frame)))
             frame.insert(1, "variant", str(variant))
             frame.insert(2, "sample", k)
-            if picks is not None:
-                frame["selected"] = picks == k
+            if scores.picks is not None:
+                frame["selected"] = scores.picks == k
             items.append(frame)
 
     table = pd.concat(tables, ignore_index=True)
