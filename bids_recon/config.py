@@ -113,6 +113,9 @@ class ExecutionConfig:
         "check the inputs (files, grids, stimuli, split, ROIs, captions, model) and the workflow, write the log and "
         "methods text, then stop without computing: run it before queueing a long job"))
     random_seed: int = setting(0, ge=0, doc="seed of every random step")
+    allow_download: bool = setting(False, doc=(
+        "allow downloading at run time what is not on disk: the diffusion model and the evaluation networks' "
+        "weights (without it they must be in the caches beforehand, e.g. by bids_recon-fetch)"))
     device: str = setting("auto", choices=("auto", "cpu", "cuda"), doc=(
         "where ridge and generation run; auto = CUDA when available"))
     log_level: str = setting("INFO", choices=("INFO", "VERBOSE", "DEBUG"), doc="how much the log says")
@@ -150,6 +153,7 @@ MOVED = {
     "workflow.decoding.target": None,
     "workflow.generate.diffusion.z_target": None,
     "workflow.generate.diffusion.c_target": None,
+    "workflow.generate.diffusion.allow_download": "execution.allow_download",
 }
 #: Sections of a saved file that are facts of the run that wrote it, not settings.
 FACT_SECTIONS = ("environment",)

@@ -67,6 +67,12 @@ def test_linear_graph(tiny_dataset, inputs, tmp_path):
         assert features.inputs.params["n_components"] == 17
         glm = workflow.get_node(prefix + "betas_wf.betas_ses01")
         assert glm.inputs.params["estimator"] == "fithrf-denoise-rr"
+        evaluate = workflow.get_node(prefix + "linear_wf.evaluate")
+        assert evaluate.inputs.params["metrics"] == ["all"] and evaluate.inputs.device == "cpu"
+        assert set(evaluate.inputs.weights) == {"alexnet", "clip", "efficientnet_b1", "inception_v3", "swav"}
+        assert evaluate.inputs.hash_cache.startswith(config.execution.work_dir)
+        ds_metrics = workflow.get_node(prefix + "linear_wf.ds_metrics")
+        assert ds_metrics.inputs.sidecar["PublishedComparison"]["Comparable"] is False
     sinks = _sinks(workflow)
     paths = list(sinks.values())
     assert len(paths) == len(set(paths)), "two sinks write the same file"
@@ -96,6 +102,32 @@ def test_diffusion_graph(tiny_dataset, inputs, tiny_sd, tmp_path):
     assert "sub-01_task-images_label-earlyvisual_desc-textembedding_decoder.npz" in sinks
     text = " ".join(_descriptions(workflow))
     assert "DDIM 7 steps" in text and "mapped earlyvisual betas to z and earlyvisual betas to c" in text
+    assert "With 5 samples per image, a metric's value is the mean over the samples" in text
+    evaluate = workflow.get_node(prefix + "evaluate")
+    assert evaluate.inputs.params["selection"] == "mean" and "swav" in evaluate.inputs.weights
+    sidecar = workflow.get_node(prefix + "ds_metrics").inputs.sidecar
+    assert sidecar["ModelPath"] == str(tiny_sd) and "PublishedComparison" in sidecar
+
+
+def test_evaluation_follows_its_settings_and_the_weights_on_disk(tiny_dataset, inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    config = _config(tiny_dataset, tmp_path, **{"workflow.evaluate.metrics": ["ssim", "alexnet5"],
+                                                "workflow.evaluate.dataset": "nsd",
+                                                "workflow.stimuli.test_split": "shared1000=True"})
+    node = "sub_01_wf.linear_wf.evaluate"
+    before = init_bids_recon_wf(config, {"01": inputs["01"]})
+    assert before.get_node(node).inputs.weights == {"alexnet": "absent"}  # only the networks of the metrics
+    text = " ".join(_descriptions(before))
+    assert "SSIM (425 px)" in text and "in AlexNet(5) feature space" in text and "CLIP" not in text
+    sidecar = before.get_node("sub_01_wf.linear_wf.ds_metrics").inputs.sidecar
+    assert sidecar["PublishedComparison"]["Comparable"] is True
+    from bids_recon.evaluate.networks import network_specs
+
+    weights = network_specs()["alexnet"].weights_path()
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"fetched")  # the node's inputs change: a rerun evaluates again instead of reusing the cache
+    after = init_bids_recon_wf(config, {"01": inputs["01"]})
+    assert after.get_node(node).inputs.weights["alexnet"].startswith(str(weights))
 
 
 def test_methods_come_from_the_settings_that_run(tiny_dataset, inputs, tmp_path):

@@ -724,9 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None,
                         help="diffusion model (Hugging Face id; default: the configuration's, else "
                              "CompVis/stable-diffusion-v1-4); a local folder is not fetched")
-    parser.add_argument("--metrics", default="all",
+    parser.add_argument("--metrics", default=None,
                         help="comma list of metrics whose networks to fetch (bids_recon.evaluate.standard.METRICS "
-                             "ids, default all)")
+                             "ids; default: the configuration's [workflow.evaluate] metrics, else all)")
     parser.add_argument("--config", type=Path, default=None,
                         help="a bids_recon configuration (TOML) to read the model and ROI settings from")
     parser.add_argument("--dry-run", action="store_true", help="list files and sizes; download nothing")
@@ -747,17 +747,19 @@ def _groups(text: str) -> list[str]:
     return groups
 
 
-def _from_config(path: Path | None) -> tuple[str | None, Any, bool]:
-    """``(model id, ROI settings, uses the diffusion generator)`` of a configuration file (defaults: None)."""
+def _from_config(path: Path | None) -> tuple[str | None, Any, bool, Any]:
+    """``(model id, ROI settings, uses the diffusion generator, metrics)`` of a configuration file (defaults:
+    None)."""
     if path is None:
-        return None, None, True
+        return None, None, True, None
     from bids_recon.config import Config
     from bids_recon.workflows.generators import get_generator
 
     config = Config.load(path)  # MissingInputError (66) when absent
     workflow = config.workflow
     generate = workflow.generate
-    return generate.diffusion.model, workflow.rois, "diffusion" in get_generator(generate.generator).fetch_groups
+    return (generate.diffusion.model, workflow.rois, "diffusion" in get_generator(generate.generator).fetch_groups,
+            workflow.evaluate.metrics)
 
 
 def _default_model() -> str:
@@ -769,8 +771,9 @@ def _default_model() -> str:
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     """Carry out a parsed command; raise :class:`BidsReconError` subclasses for the documented exits."""
     groups = _groups(args.include)
-    config_model, rois, uses_diffusion = _from_config(args.config)
+    config_model, rois, uses_diffusion, config_metrics = _from_config(args.config)
     model = args.model or config_model or _default_model()
+    metrics = args.metrics or config_metrics or "all"
     if "diffusion" in groups and args.model is None and args.config is not None and not uses_diffusion:
         out("the configuration does not use the diffusion generator: its model is not fetched (give --model)")
         model = None
@@ -778,7 +781,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         out(f"--model {model} is a local folder: nothing to fetch for it")
         model = None
     layout = Layout(args.folder)
-    items = build_plan(layout.root, groups, model, args.metrics, rois)
+    items = build_plan(layout.root, groups, model, metrics, rois)
     online, reason = probe(probe_urls(items), timeout=min(args.timeout, 10.0))
     if online:
         items = resolve(items, args.timeout)
@@ -796,7 +799,8 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     print_plan(items, layout, online, out)
     layout.root.mkdir(parents=True, exist_ok=True)
     manifest = {"bids_recon": __version__, "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "folder": str(layout.root), "groups": groups, "model": model, "metrics": args.metrics, "files": []}
+                "folder": str(layout.root), "groups": groups, "model": model,
+                "metrics": metrics if isinstance(metrics, str) else ",".join(metrics), "files": []}
     for item in items:
         manifest["files"].append(fetch_item(item, layout, args.timeout, out))
     manifest["environment"] = environment_lines(layout, args.mount_point)

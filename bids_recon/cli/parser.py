@@ -120,6 +120,14 @@ class _ToDict(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
+class _CommaList(argparse.Action):
+    """``nargs='+'`` whose items may also be comma lists: ``--metrics alexnet2,clip ssim``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = values if isinstance(values, list) else [values]
+        setattr(namespace, self.dest, [part.strip() for item in items for part in str(item).split(",") if part.strip()])
+
+
 class _Verbosity(argparse.Action):
     """``-v`` -> VERBOSE, ``-vv`` -> DEBUG."""
 
@@ -221,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
 
         spec.add_options(option, _PATHS)
 
+    evaluation = parser.add_argument_group("Evaluation")
+    _setting(evaluation, "--metrics", key="workflow.evaluate.metrics", nargs="+", action=_CommaList, metavar="ID",
+             help="the field's metrics to compute, space or comma separated; a metric whose network weights are "
+                  "not on disk is reported as not computed (see bids_recon-fetch)")
+    _setting(evaluation, "--sample-selection", key="workflow.evaluate.selection")
+    _setting(evaluation, "--metrics-batch-size", key="workflow.evaluate.batch_size", type=int, metavar="N")
+
     perf = parser.add_argument_group("Performance")
     _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N", show_default=False)
     _setting(perf, "--omp-nthreads", key="nipype.omp_nthreads", type=int, metavar="N")
@@ -232,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     other = parser.add_argument_group("Other options")
     _setting(other, "-w", "--work-dir", key="execution.work_dir", type=_absolute)
     _setting(other, "--random-seed", key="execution.random_seed", type=int)
+    _setting(other, "--allow-download", key="execution.allow_download", action="store_const", const=True)
     other.add_argument("--config-file", dest=CONFIG_FILE_DEST, type=_existing_file, default=None,
                        metavar="FILE.toml",
                        help="settings in the TOML format that every run saves in OUTPUT_DIR/logs; flags typed here "

@@ -223,8 +223,9 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
 def check_collected_inputs(config: Config, inputs: dict) -> None:
     """Check what ties the input files together (grids, confounds, stimuli, split, ROIs) and what the generator
-    needs (captions, a model), before any work."""
+    needs (captions, a model), before any work; say which metrics will not be computed (weights not on disk)."""
     from bids_recon.bids.checks import check_inputs
+    from bids_recon.workflows.evaluation import log_skipped_metrics
     from bids_recon.workflows.generators import get_generator
 
     wf = config.workflow
@@ -232,6 +233,7 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
     spec = get_generator(wf.generate.generator)
     spec.check_inputs(config, inputs, checked)
     spec.prepare(config)
+    log_skipped_metrics(config)
 
 
 def _error_from_record(record: dict) -> BidsReconError:

@@ -104,6 +104,51 @@ def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return identification_from_correlations(correlation_matrix(pred, true))
 
 
+def identification_metrics(
+    recon: np.ndarray,
+    truth: np.ndarray,
+    decoded_features: np.ndarray | None = None,
+    true_features: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, str]]]:
+    """bids_recon's own identification metrics: in pixel space, and in the decoded feature space.
+
+    Pixels are correlated in float64 by blocks of columns, so memory stays flat for 1,000 images of 512 px.
+
+    Parameters
+    ----------
+    recon, truth : ndarray, shape (n, H, W, 3)
+        Reconstructions and the seen images at the same size, in [0, 1].
+    decoded_features, true_features : ndarray, shape (n, n_features), optional
+        Decoded and true decoding targets.
+
+    Returns
+    -------
+    per_item : dict
+        ``identification_pixels`` (and ``identification_features``, ``feature_corr`` with features) -> ``(n,)``.
+    chance : dict
+        Metric -> ``(chance level, kind)``; the chance of ``feature_corr`` is its mean over mismatched pairs.
+    """
+    if len(recon) < 2:
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError(f"2-way identification needs at least 2 test items, got {len(recon)}")
+    import torch
+
+    from bids_recon.evaluate.standard import correlation_matrix_torch
+
+    pixels = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)) for a in (recon, truth)]
+    per_item = {"identification_pixels": identification_from_correlations(correlation_matrix_torch(*pixels))}
+    chance = {"identification_pixels": (0.5, "identification")}
+    if decoded_features is not None and true_features is not None:
+        decoded = np.asarray(decoded_features, np.float64)
+        true = np.asarray(true_features, np.float64)
+        per_item["identification_features"] = two_way_identification(decoded, true)
+        per_item["feature_corr"] = _row_corr(decoded, true)
+        chance["identification_features"] = (0.5, "identification")
+        chance["feature_corr"] = (float(np.mean(_row_corr(decoded, np.roll(true, 1, axis=0)))), "similarity")
+    return per_item, chance
+
+
 def evaluate_reconstructions(
     recon: np.ndarray,
     truth: np.ndarray,
@@ -112,7 +157,11 @@ def evaluate_reconstructions(
     method: str = "linear",
     size: int = EVAL_SIZE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All metrics for one set of reconstructions.
+    """PixCorr, SSIM and 2-way identification for one set of reconstructions, on arrays.
+
+    The pipeline computes PixCorr and SSIM as the field's code does instead
+    (:func:`bids_recon.evaluate.variants.evaluate_generated`: images first resized to 256 px); this function
+    resizes the images to ``size`` directly.
 
     Parameters
     ----------
@@ -132,28 +181,17 @@ def evaluate_reconstructions(
         One row per item with each metric's per-item value.
     """
     recon_eval, truth_eval = resize_images(recon, size), resize_images(truth, size)  # once, at the evaluation size
-    per_item = {
-        "pixcorr": pixcorr(recon_eval, truth_eval, size=None),
-        "ssim": ssim(recon_eval, truth_eval, size=None),
-        "identification_pixels": two_way_identification(recon.reshape(len(recon), -1),
-                                                        truth.reshape(len(truth), -1)),
-    }
+    per_item = {"pixcorr": pixcorr(recon_eval, truth_eval, size=None), "ssim": ssim(recon_eval, truth_eval, size=None)}
     # Chance for similarity metrics: each reconstruction against another item's image (a cyclic shift).
     shifted = np.roll(truth_eval, 1, axis=0)
-    chance_pixcorr = float(np.mean(pixcorr(recon_eval, shifted, size=None)))
-    chance_ssim = float(np.mean(ssim(recon_eval, shifted, size=None)))
-    rows = [("pixcorr", chance_pixcorr, "similarity"), ("ssim", chance_ssim, "similarity"),
-            ("identification_pixels", 0.5, "identification")]
-    if decoded_features is not None and true_features is not None:
-        per_item["identification_features"] = two_way_identification(decoded_features, true_features)
-        per_item["feature_corr"] = _row_corr(np.asarray(decoded_features, np.float64),
-                                             np.asarray(true_features, np.float64))
-        chance_feature = float(np.mean(_row_corr(np.asarray(decoded_features, np.float64),
-                                                 np.roll(np.asarray(true_features, np.float64), 1, axis=0))))
-        rows += [("identification_features", 0.5, "identification"), ("feature_corr", chance_feature, "similarity")]
+    chance = {"pixcorr": (float(np.mean(pixcorr(recon_eval, shifted, size=None))), "similarity"),
+              "ssim": (float(np.mean(ssim(recon_eval, shifted, size=None))), "similarity")}
+    identification, identification_chance = identification_metrics(recon, truth, decoded_features, true_features)
+    per_item.update(identification)
+    chance.update(identification_chance)
     summary = pd.DataFrame([
-        {"metric": name, "value": float(np.mean(per_item[name])), "chance": chance, "kind": kind,
+        {"metric": name, "value": float(np.mean(per_item[name])), "chance": level, "kind": kind,
          "method": method, "n": len(recon)}
-        for name, chance, kind in rows
+        for name, (level, kind) in chance.items()
     ])
     return summary, pd.DataFrame(per_item)

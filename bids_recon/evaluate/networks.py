@@ -35,7 +35,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,21 +441,41 @@ def load_network(name: str, device: str = "cpu", allow_download: bool = False,
     return _checkpoint_network(spec, torch_device, allow_download, hash_cache)
 
 
-def weights_status() -> dict[str, str]:
-    """For each network, ``"present"`` or the not-found line (never loads, never downloads)."""
+def _local_weights(spec: NetworkSpec) -> Path | None:
+    """The weight file of ``spec`` on disk (CLIP: the snapshot's weights), or None (never downloads)."""
+    if spec.kind != "clip":
+        return spec.weights_path() if spec.weights_path().is_file() else None
+    try:
+        return _clip_weights(clip_snapshot(spec.source))
+    except WeightsNotFoundError:
+        return None
+
+
+def weights_status(names: Iterable[str] | None = None) -> dict[str, str]:
+    """For each network (all, or ``names``), ``"present"`` or the not-found line (never loads, never downloads)."""
+    specs = network_specs()
+    return {name: "present" if _local_weights(specs[name]) is not None else not_found_message(specs[name])
+            for name in (specs if names is None else names)}
+
+
+def weights_fingerprint(names: Iterable[str] | None = None) -> dict[str, str]:
+    """For each network, ``path|size|mtime`` of its weight file, or ``absent``: cheap, without hashing.
+
+    A workflow passes it to its evaluation node, so that the node is run again when weights appear (after
+    ``bids_recon-fetch``), change or go.
+    """
+    specs = network_specs()
     out = {}
-    for name, spec in network_specs().items():
-        if spec.kind == "clip":
-            try:
-                clip_snapshot(spec.source)
-                out[name] = "present"
-            except WeightsNotFoundError:
-                out[name] = not_found_message(spec)
+    for name in specs if names is None else names:
+        path = _local_weights(specs[name])
+        if path is None:
+            out[name] = "absent"
         else:
-            out[name] = "present" if spec.weights_path().is_file() else not_found_message(spec)
+            stat = path.resolve().stat()
+            out[name] = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
     return out
 
 
 __all__ = ["CLIP_REPO", "SWAV_URL", "LoadedNetwork", "NetworkSpec", "WeightsNotFoundError", "build_architecture",
            "clip_snapshot", "file_sha256", "hf_hub_cache_dir", "load_network", "network_specs", "resolve_device",
-           "sha256_prefix_of", "torch_checkpoint_dir", "url_filename", "weights_status"]
+           "sha256_prefix_of", "torch_checkpoint_dir", "url_filename", "weights_fingerprint", "weights_status"]

@@ -181,6 +181,48 @@ def select_metrics(metrics: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(m for m in METRICS if m in names)  # table order
 
 
+def required_networks(metrics: str | Iterable[str] | None = None) -> list[str]:
+    """The networks (:func:`bids_recon.evaluate.networks.network_specs` keys) the selected metrics need, sorted."""
+    return sorted({METRICS[m].network for m in select_metrics(metrics) if METRICS[m].network})
+
+
+def skip_line(labels: Iterable[str], reason: str) -> str:
+    """The one line that says which metrics were not computed and why (log, report)."""
+    return f"{', '.join(labels)} not computed: {reason}"
+
+
+def not_computed_lines(table: pd.DataFrame) -> list[str]:
+    """One :func:`skip_line` per reason in a metrics table's ``not computed`` rows (all variants together).
+
+    ``table`` has ``status`` and ``note`` columns, and ``label`` (else ``metric``) naming each row's metric.
+    """
+    if table.empty or "status" not in table:
+        return []
+    skipped = table[table["status"] == "not computed"]
+    names = skipped["label"] if "label" in skipped else skipped["metric"]
+    lines = []
+    for note in dict.fromkeys(skipped["note"].fillna("").astype(str)):
+        labels = dict.fromkeys(names[skipped["note"].fillna("").astype(str) == note].astype(str))
+        lines.append(skip_line(labels, note or "no reason recorded"))
+    return lines
+
+
+def missing_weights_lines(metrics: str | Iterable[str] | None = None, allow_download: bool = False) -> list[str]:
+    """One :func:`skip_line` per network of the selected metrics whose weights are not on disk (loads nothing).
+
+    The lines are those :class:`StandardEvaluator` logs when it cannot load a network, so that a workflow can say
+    them once before any work. Empty when downloads are allowed (the evaluator will try to download).
+    """
+    from bids_recon.evaluate.networks import weights_status
+
+    if allow_download:
+        return []
+    selected = select_metrics(metrics)
+    status = weights_status(required_networks(selected))
+    return [skip_line([METRICS[m].label for m in selected if METRICS[m].network == name], reason)
+            for name, reason in status.items() if reason != "present"]
+
+
 class MetricsResult(NamedTuple):
     """What :func:`compute_standard_metrics` returns (unpacks as ``table, per_item, provenance``).
 
@@ -384,12 +426,18 @@ class StandardEvaluator:
     networks : dict, optional
         Already loaded networks (:class:`~bids_recon.evaluate.networks.LoadedNetwork` by network key), used
         instead of loading from disk.
+    pixel_size : int
+        Size (px) at which PixCorr and SSIM are computed, from the 256 px images (425: the published one).
+    log_skips : bool
+        Log one line per network whose metrics cannot be computed (False when the caller has already said so,
+        as the workflow does before any work: :func:`missing_weights_lines`).
     """
 
     def __init__(self, metrics: str | Iterable[str] | None = None, device: str = "cpu", allow_download: bool = False,
                  batch_size: int = 32, hash_cache: Any = None, antialias: bool = False, chance_levels: bool = True,
                  retrieval_pool: int = RETRIEVAL_POOL, retrieval_draws: int = RETRIEVAL_DRAWS,
-                 seed: int = RETRIEVAL_SEED, networks: dict[str, Any] | None = None) -> None:
+                 seed: int = RETRIEVAL_SEED, networks: dict[str, Any] | None = None, pixel_size: int = PIXEL_SIZE,
+                 log_skips: bool = True) -> None:
         from bids_recon.evaluate.networks import (
             WeightsNotFoundError,
             load_network,
@@ -400,6 +448,9 @@ class StandardEvaluator:
 
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+        if pixel_size < 8:
+            raise UsageError(f"pixel_size must be >= 8, got {pixel_size}")
+        self.pixel_size = int(pixel_size)
         self.metrics = select_metrics(metrics)
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
@@ -409,7 +460,7 @@ class StandardEvaluator:
         self.networks: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
         self._truth_cache: dict[str, dict[str, Any]] = {}
-        needed = sorted({METRICS[m].network for m in self.metrics if METRICS[m].network})
+        needed = required_networks(self.metrics)
         specs = network_specs()
         for name in needed:
             if networks and name in networks:
@@ -421,8 +472,9 @@ class StandardEvaluator:
                 missing = isinstance(exc, WeightsNotFoundError) and not allow_download
                 reason = not_found_message(specs[name]) if missing else str(exc)
                 self.unavailable[name] = reason
-                users = ", ".join(METRICS[m].label for m in self.metrics if METRICS[m].network == name)
-                LOGGER.warning("%s not computed: %s", users, reason)
+                if log_skips:
+                    LOGGER.warning("%s", skip_line([METRICS[m].label for m in self.metrics
+                                                    if METRICS[m].network == name], reason))
 
     # -- features --------------------------------------------------------------------------------------------
 
@@ -494,12 +546,12 @@ class StandardEvaluator:
                     recon_parts.setdefault(name, []).append(value)
                 if not pixel:
                     continue
-                r425 = resize_batch(base, PIXEL_SIZE, self.antialias)
-                t425 = resize_batch(self._base(truths[start:stop]), PIXEL_SIZE, self.antialias)
+                r425 = resize_batch(base, self.pixel_size, self.antialias)
+                t425 = resize_batch(self._base(truths[start:stop]), self.pixel_size, self.antialias)
                 pairs = [("", t425)]
                 if self.chance_levels:  # each reconstruction against the next item's image
                     shifted = truths[np.arange(start + 1, stop + 1) % n]
-                    pairs.append(("_chance", resize_batch(self._base(shifted), PIXEL_SIZE, self.antialias)))
+                    pairs.append(("_chance", resize_batch(self._base(shifted), self.pixel_size, self.antialias)))
                 r_np = r425.permute(0, 2, 3, 1).cpu().numpy()
                 for suffix, t in pairs:
                     if "pixcorr" in pixel:
@@ -560,7 +612,8 @@ class StandardEvaluator:
             spec = METRICS[m]
             row = {"metric": m, "label": spec.label, "value": np.nan, "chance": np.nan, "direction": spec.direction,
                    "kind": spec.kind, "status": "ok", "note": "", "n": scores.n, "network": spec.network or "",
-                   "node": spec.node or "", "input_size": spec.input_size, "source": spec.source}
+                   "node": spec.node or "", "input_size": self.pixel_size if spec.network is None else spec.input_size,
+                   "source": spec.source}
             if spec.kind == "retrieval":
                 if retrieval is None:
                     row.update(status="not computed", note=retrieval_note)
@@ -594,7 +647,7 @@ class StandardEvaluator:
         return {
             "Convention": "MindEye (MedARC-AI/fMRI-reconstruction-NSD Reconstruction_Metrics.py, MindEyeV2 "
                           "final_evaluations.ipynb)",
-            "Preprocessing": {"BaseSize": BASE_SIZE, "PixelSize": PIXEL_SIZE, "Interpolation": "bilinear",
+            "Preprocessing": {"BaseSize": BASE_SIZE, "PixelSize": self.pixel_size, "Interpolation": "bilinear",
                               "Antialias": self.antialias,
                               "NetworkInput": {k: {"Size": v[0], "Mean": list(v[1]), "Std": list(v[2])}
                                                for k, v in NETWORK_INPUT.items()}},
@@ -691,13 +744,13 @@ class StandardEvaluator:
                 continue
             chosen = _select(all_scores, picks)
             table = pd.DataFrame(self._rows(chosen, retrieval, note))
-            table["note"] = [f"{n}; best of {len(samples)} by {rule}".lstrip("; ") for n in table["note"]]
+            table["note"] = _noted(table, f"best of {len(samples)} by {rule}")
             tables.append(_tagged(table, f"best_{rule}", -1))
             per_item = _tagged(_per_item(chosen), f"best_{rule}", -1)
             per_item["selected_sample"] = picks
             items.append(per_item)
         return MetricsResult(pd.concat(tables, ignore_index=True), pd.concat(items, ignore_index=True),
-                             {**self.provenance(), "Selection": {r: _SELECTION_TEXT[r] for r in rules},
+                             {**self.provenance(), "Selection": {r: SELECTION_TEXT[r] for r in rules},
                               "Samples": len(samples)})
 
     def _picks(self, rule: str, all_scores: list[_SetScores], truth: np.ndarray,
@@ -730,7 +783,8 @@ class StandardEvaluator:
         return recons, truth
 
 
-_SELECTION_TEXT = {
+#: What each best-of-n selection rule does (for sidecars, reports and methods text).
+SELECTION_TEXT = {
     "mean": "each metric averaged over the samples (no selection)",
     "brain_clip": "per item, the sample whose CLIP ViT-L/14 image embedding is most cosine-similar to the "
                   "brain-decoded CLIP embedding (MindEye's rule; no ground truth used)",
@@ -752,6 +806,12 @@ def _tagged(frame: pd.DataFrame, aggregate: str, sample: int) -> pd.DataFrame:
     return frame
 
 
+def _noted(table: pd.DataFrame, how: str) -> list[str]:
+    """The rows' notes with how the value was made appended (not to rows not computed: their note is why)."""
+    return [f"{note}; {how}".lstrip("; ") if status == "ok" else note
+            for note, status in zip(table["note"], table["status"], strict=True)]
+
+
 def _mean_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
     stacked = pd.concat(tables, ignore_index=True)
     first = tables[0].drop(columns=["aggregate", "sample"]).copy()
@@ -759,7 +819,7 @@ def _mean_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
     first["value"] = grouped["value"].mean().reindex(first["metric"]).to_numpy()
     first["sd"] = grouped["value"].std(ddof=1).reindex(first["metric"]).to_numpy()
     first["chance"] = grouped["chance"].mean().reindex(first["metric"]).to_numpy()
-    first["note"] = [f"{n}; mean of {len(tables)} samples".lstrip("; ") for n in first["note"]]
+    first["note"] = _noted(first, f"mean of {len(tables)} samples")
     return first
 
 
@@ -809,6 +869,7 @@ def compute_standard_metrics(reconstructions: Any, truths: Any, metrics: str | I
     return evaluator.evaluate(reconstructions, truths, decoded_clip=decoded_clip)
 
 
-__all__ = ["METRICS", "SELECTIONS", "MetricSpec", "MetricsResult", "StandardEvaluator", "compute_standard_metrics",
-           "correlation_distance", "correlation_matrix_torch", "paired_correlation", "resize_batch", "retrieval_top1",
-           "select_metrics"]
+__all__ = ["METRICS", "SELECTIONS", "SELECTION_TEXT", "MetricSpec", "MetricsResult", "StandardEvaluator",
+           "compute_standard_metrics", "correlation_distance", "correlation_matrix_torch", "missing_weights_lines",
+           "not_computed_lines", "paired_correlation", "required_networks", "resize_batch", "retrieval_top1",
+           "select_metrics", "skip_line"]

@@ -38,16 +38,16 @@ class DiffusionParams:
     """Settings of the latent-diffusion generator (``[workflow.generate.diffusion]``): the paper's by default.
 
     ``model`` is a local diffusers folder or a hub id, found offline (``model_dir``, the Hugging Face cache)
-    unless ``allow_download``. ``feature_cache`` empty = ``<work_dir>/feature_cache``. ``output_size`` 0 = the
-    model's own size (512 px for SD-1.x). Sample ``k`` of every stimulus uses seed ``seed + k``.
+    unless the run allows downloads (``execution.allow_download``, ``--allow-download``). ``feature_cache``
+    empty = ``<work_dir>/feature_cache``. ``output_size`` 0 = the model's own size (512 px for SD-1.x). Sample
+    ``k`` of every stimulus uses seed ``seed + k``.
     """
 
     model: str = setting("CompVis/stable-diffusion-v1-4", doc=(
         "local diffusers folder, or a Hugging Face hub id looked up in model_dir and the HF cache (HF_HOME); "
-        "never downloaded without allow_download"))
+        "never downloaded without --allow-download (execution.allow_download)"))
     model_dir: str = setting("", doc=(
         "folder holding models under their hub id (DIR/CompVis/stable-diffusion-v1-4); default $BIDS_RECON_MODEL_DIR"))
-    allow_download: bool = setting(False, doc="allow downloading the model from the hub")
     feature_cache: str = setting("", doc=(
         "cache of stimulus z/c features shared across subjects and runs (default WORK_DIR/feature_cache)"))
     latent_image_size: int = setting(320, ge=8, le=2048, doc=(

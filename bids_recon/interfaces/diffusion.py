@@ -12,12 +12,12 @@ from PIL import Image
 
 from bids_recon.decoding import DecodedTest
 from bids_recon.errors import BadDataError
-from bids_recon.evaluate.params import EvaluationParams
-from bids_recon.evaluate.variants import evaluate_variants, standardise_features
+from bids_recon.evaluate.variants import evaluate_generated, samples_from_index, standardise_features
 from bids_recon.features import StimulusResolver, load_captions
 from bids_recon.generate.diffusion import DiffusionParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
+from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
 from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_tsv
 
 
@@ -131,10 +131,10 @@ class DiffusionReconstruct(RecordingInterface):
 
 def _load_png(path: str) -> np.ndarray:
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), np.float32) / 255.0
+        return np.asarray(img.convert("RGB"), np.uint8)
 
 
-class _EvaluateVariantsInputSpec(BaseInterfaceInputSpec):
+class _EvaluateVariantsInputSpec(EvaluationInputSpec):
     index = File(exists=True, mandatory=True)
     decoded_z = File(exists=True, mandatory=True)
     decoded_c = File(exists=True, mandatory=True)
@@ -143,23 +143,17 @@ class _EvaluateVariantsInputSpec(BaseInterfaceInputSpec):
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
     stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
-    params = params_trait(EvaluationParams)
-
-
-class _EvaluateVariantsOutputSpec(TraitedSpec):
-    metrics = File(exists=True, desc="one row per (metric, variant), averaged over samples")
-    per_item = File(exists=True, desc="one row per (stimulus, variant, sample)")
 
 
 class EvaluateVariants(RecordingInterface):
-    """Metrics of each variant (averaged over samples); decoded-feature identification for z and c."""
+    """The field's metrics of each variant, every sample evaluated (mean or best of n per the settings), and
+    2-way identification in pixel space and, for z and c, in the decoded feature space."""
 
     input_spec = _EvaluateVariantsInputSpec
-    output_spec = _EvaluateVariantsOutputSpec
+    output_spec = EvaluationOutputSpec
 
     def _run(self, runtime):
         i = self.inputs
-        params = load_params(EvaluationParams, i.params, "workflow.evaluate")
         index = read_tsv(i.index, dtype={"stimulus": str})
         trials = read_trials(i.trials)
         train_ids = set(trials.loc[trials["split"] == "train", "stim_id"].astype(str))
@@ -172,11 +166,10 @@ class EvaluateVariants(RecordingInterface):
                                                          data["features"], train_ids)
         order = [str(s) for s in DecodedTest.load(i.decoded_z).stim_ids]
         resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
-        metrics, per_item = evaluate_variants(index, order, _load_png, resolver.load_images, standard,
-                                              params.image_size)
-        cwd = Path(runtime.cwd)
-        self._results["metrics"] = str(write_tsv(cwd / "metrics.tsv", metrics))
-        self._results["per_item"] = str(write_tsv(cwd / "per_item.tsv", per_item))
+        result = evaluate_generated(samples_from_index(index, order, _load_png),
+                                    lambda size: resolver.load_images(order, size), stim_ids=order,
+                                    features=standard, **evaluation_options(i))
+        self._results.update(write_evaluation(Path(runtime.cwd), result))
 
 
 class _WriteDiffusionInputSpec(BaseInterfaceInputSpec):

@@ -10,7 +10,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, tr
 
 from bids_recon.decoding import DecodedTest, train_and_decode
 from bids_recon.decoding.params import DecodingParams
-from bids_recon.evaluate import evaluate_reconstructions
+from bids_recon.evaluate import MetricsResult, evaluate_generated
 from bids_recon.evaluate.params import EvaluationParams
 from bids_recon.features import ImageBasis, StimulusResolver, image_targets
 from bids_recon.generate.linear import LinearImageGenerator, LinearParams
@@ -152,39 +152,66 @@ class Reconstruct(RecordingInterface):
         self._results["reconstructions"] = str(out)
 
 
-class _EvaluateInputSpec(BaseInterfaceInputSpec):
+class EvaluationInputSpec(BaseInterfaceInputSpec):
+    """Inputs of every evaluation node (extend it): the settings, the device, the evaluation networks' weights."""
+
+    params = params_trait(EvaluationParams)
+    device = traits.Enum("cpu", "cuda", usedefault=True)
+    allow_download = traits.Bool(False, usedefault=True, desc="download missing network weights")
+    weights = traits.Dict(traits.Str, traits.Str, desc="network -> weight file identity (in the node's hash, so "
+                                                       "that the node runs again once weights are fetched)")
+    hash_cache = traits.Str("", usedefault=True, desc="JSON file remembering the weight files' sha256")
+
+
+class EvaluationOutputSpec(TraitedSpec):
+    metrics = File(exists=True, desc="one row per (metric, variant); its .json sidecar (provenance) beside it")
+    per_item = File(exists=True, desc="one row per test stimulus (and variant, sample)")
+
+
+def evaluation_options(inputs) -> dict:
+    """Keyword arguments of :func:`~bids_recon.evaluate.evaluate_generated` from an evaluation node's inputs.
+
+    The workflow logs the metrics it cannot compute once before any work, so the node does not repeat it.
+    """
+    return {"params": load_params(EvaluationParams, inputs.params, "workflow.evaluate"), "device": inputs.device,
+            "allow_download": inputs.allow_download, "hash_cache": Path(inputs.hash_cache) if inputs.hash_cache
+            else None, "log_skips": False}
+
+
+def write_evaluation(cwd: Path, result: MetricsResult, per_item=None) -> dict[str, str]:
+    """``metrics.tsv`` with its ``metrics.json`` provenance, and ``per_item.tsv``, in a node's folder."""
+    metrics = write_tsv(cwd / "metrics.tsv", result.table)
+    write_json(cwd / "metrics.json", result.provenance)
+    return {"metrics": str(metrics),
+            "per_item": str(write_tsv(cwd / "per_item.tsv", result.per_item if per_item is None else per_item))}
+
+
+class _EvaluateInputSpec(EvaluationInputSpec):
     reconstructions = File(exists=True, mandatory=True)
     decoded = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
     stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
     method = traits.Str(mandatory=True, desc="name of the reconstruction method in the metrics table")
-    params = params_trait(EvaluationParams)
-
-
-class _EvaluateOutputSpec(TraitedSpec):
-    metrics = File(exists=True, desc="one row per metric")
-    per_item = File(exists=True, desc="one row per test stimulus")
 
 
 class Evaluate(RecordingInterface):
-    """PixCorr, SSIM and 2-way identification of the reconstructions."""
+    """The field's metrics and 2-way identification in pixel and feature space of one set of reconstructions."""
 
     input_spec = _EvaluateInputSpec
-    output_spec = _EvaluateOutputSpec
+    output_spec = EvaluationOutputSpec
 
     def _run(self, runtime):
         i = self.inputs
         with np.load(i.reconstructions) as data:
-            stim_ids, images = data["stim_ids"].astype(str), data["images"]
+            stim_ids, images = list(data["stim_ids"].astype(str)), data["images"]
         decoded = DecodedTest.load(i.decoded)
-        truth = StimulusResolver(Path(i.bids_dir), i.stimuli_folder).load_images(list(stim_ids), images.shape[1])
-        params = load_params(EvaluationParams, i.params, "workflow.evaluate")
-        summary, per_item = evaluate_reconstructions(images, truth, decoded.decoded, decoded.true, i.method,
-                                                     params.image_size)
-        per_item.insert(0, "stimulus", stim_ids)
-        cwd = Path(runtime.cwd)
-        self._results["metrics"] = str(write_tsv(cwd / "metrics.tsv", summary))
-        self._results["per_item"] = str(write_tsv(cwd / "per_item.tsv", per_item))
+        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        result = evaluate_generated({i.method: [images]}, lambda size: resolver.load_images(stim_ids, size),
+                                    stim_ids=stim_ids, features={i.method: (decoded.decoded, decoded.true)},
+                                    **evaluation_options(i))
+        per_item = result.per_item.drop(columns=["variant", "sample"])  # one sample: one row per stimulus
+        self._results.update(write_evaluation(Path(runtime.cwd), result, per_item))
 
 
-__all__ = ["Decode", "Evaluate", "ImageFeatures", "Reconstruct", "Rois"]
+__all__ = ["Decode", "Evaluate", "EvaluationInputSpec", "EvaluationOutputSpec", "ImageFeatures", "Reconstruct", "Rois",
+           "evaluation_options", "write_evaluation"]

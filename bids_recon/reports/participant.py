@@ -23,15 +23,7 @@ from bids_recon.reports.figures import (
     plot_roi_overlay,
 )
 from bids_recon.reports.html import Figure, Section, render_report
-
-METRIC_LABELS = {
-    "pixcorr": "PixCorr",
-    "ssim": "SSIM",
-    "identification_pixels": "2-way identification (pixels)",
-    "identification_features": "2-way identification (decoded features)",
-    "feature_corr": "Feature correlation",
-}
-
+from bids_recon.reports.metrics import comparison_text, metric_label, networks_text, published_layout
 
 #: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
 VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
@@ -80,6 +72,65 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
                               "Noise ceiling from repeated stimuli: single-trial NCSNR and the noise ceiling of the "
                               "repeat averages"))
     return figures, tables, estimator
+
+
+def _read_sidecar(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFrame, figure_path: Path) -> Section:
+    """The report's metrics: the published layout beside the published rows, every row, the not-computed lines.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The metrics table (one row per metric and method, with ``status`` and ``note``).
+    provenance : dict
+        Its JSON sidecar (``NotComputedLines``, ``PublishedComparison``, ``Networks``, ``Selection``).
+    item_table : pandas.DataFrame
+        One row per test stimulus (and variant, sample).
+    figure_path : Path
+        Where the figure goes.
+    """
+    from bids_recon.evaluate.standard import not_computed_lines
+
+    table = table.copy()
+    if "status" not in table:  # a table written before the field's metrics were computed
+        table["status"], table["note"] = "ok", ""
+    if "label" not in table:
+        table["label"] = table["metric"].map(metric_label)
+    computed = table[(table["status"] == "ok") & np.isfinite(table["value"].astype(float))]
+    paragraphs = [
+        "The field's metrics are computed as MindEye's evaluation code does: images resized to 256 px, then PixCorr "
+        "and SSIM, 2-way identification over all pairs (chance 50%) in AlexNet layer 2 and 5, InceptionV3 and "
+        "CLIP ViT-L/14 space, EffNet-B and SwAV correlation distances (lower is better), image and brain retrieval "
+        "where a decoder into CLIP space exists; bids_recon's own 2-way identification in pixel and decoded-feature "
+        "space is added. The chance level of PixCorr, SSIM, the distances and the feature correlation is their "
+        "mean over mismatched image pairs."]
+    paragraphs += provenance.get("NotComputedLines") or not_computed_lines(table)
+    selection = provenance.get("Selection") or {}
+    if selection.get("Rule") not in (None, "single"):
+        paragraphs.append(f"Variants with several samples per image: {selection.get('Description', '')}. Every "
+                          "sample's values are in the per-stimulus table ('selected' marks the picks of a best-of-n "
+                          "rule).")
+    paragraphs.append(comparison_text(provenance.get("PublishedComparison")))
+    paragraphs.append(networks_text(provenance))
+    shown = table[["label", "method", "value", "chance", "sd", "samples", "selection", "status", "note"]
+                  if "sd" in table else ["label", "method", "value", "chance", "status", "note"]]
+    figures = []
+    if not computed.empty:
+        plot = computed.assign(metric=computed["label"].str.replace(" (", "\n(", regex=False))  # short lines
+        figures.append(Figure(plot_metrics(plot, figure_path), "Computed metrics with their chance levels (dashed)"))
+    return Section(
+        title="Metrics",
+        text="\n\n".join(p for p in paragraphs if p),
+        figures=figures,
+        tables=[("The published table's layout: this run's rows, then the published NSD averages (Scotti et al. "
+                 "2024, MindEye2 paper; – = not reported)", published_layout(table, provenance.get(
+                     "PublishedComparison"))),
+                ("Every metric", shown.rename(columns={"label": "metric"})),
+                ("Per test stimulus", item_table)],
+    )
 
 
 def build_participant_report(
@@ -234,25 +285,8 @@ def build_participant_report(
         )
     )
 
-    shown = table_metrics.copy()
-    shown["metric"] = shown["metric"].map(lambda m: METRIC_LABELS.get(m, m))
-    item_table = index.drop(columns=["file"])
-    sections.append(
-        Section(
-            title="Metrics",
-            text=(
-                "PixCorr and SSIM at 425 px; 2-way identification over all pairs (chance 50%). The chance level "
-                "of PixCorr, SSIM and feature correlation is their mean over mismatched image pairs."
-            ),
-            figures=[
-                Figure(
-                    plot_metrics(table_metrics, fig_dir / f"{prefix}_desc-metrics_plot.svg"),
-                    "Metrics with their chance levels (dashed)",
-                )
-            ],
-            tables=[("Summary", shown[["metric", "value", "chance", "n"]]), ("Per test stimulus", item_table)],
-        )
-    )
+    sections.append(metrics_section(table_metrics, _read_sidecar(output_dir / names.metrics(generator, ".json")),
+                                    index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg"))
 
     facts = {
         **summary,

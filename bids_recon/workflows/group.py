@@ -21,7 +21,8 @@ def collect_group_metrics(output_dir: Path, participants: list[str] | None = Non
     Returns
     -------
     pandas.DataFrame
-        Columns ``participant_id, task, metric, value, chance, kind, method, n``.
+        ``participant_id, task`` and the columns of the metrics tables (``metric, label, method, value, chance,
+        sd, samples, selection, direction, kind, status, note, n, ...``).
     """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
@@ -41,6 +42,23 @@ def collect_group_metrics(output_dir: Path, participants: list[str] | None = Non
     return pd.concat(frames, ignore_index=True)
 
 
+def published_comparison(output_dir: Path, participants: list[str] | None = None) -> dict:
+    """Whether every participant's run is comparable with the published rows (their metrics sidecars say)."""
+    import json
+
+    from bids_recon.bids.derivatives import sidecar_path
+
+    wanted = {p.removeprefix("sub-") for p in participants or []}
+    found = []
+    for path, entities in find_outputs(Path(output_dir), "metrics"):
+        if wanted and entities.get("sub") not in wanted:
+            continue
+        sidecar = sidecar_path(path)
+        found.append(json.loads(sidecar.read_text()).get("PublishedComparison", {}) if sidecar.is_file() else {})
+    reasons = [c.get("Reason") or "different data: not recorded" for c in found if not c.get("Comparable")]
+    return {"Comparable": bool(found) and not reasons, "Reason": reasons[0] if reasons else ""}
+
+
 def run_group(config: Config) -> Path:
     """Write the group metrics table(s) and ``group.html``; return the report's path."""
     from bids_recon.bids.derivatives import group_metrics_path, group_report_path
@@ -50,6 +68,7 @@ def run_group(config: Config) -> Path:
     table = collect_group_metrics(output_dir, config.execution.participant_label)
     for task, rows in table.groupby("task"):
         write_tsv(output_dir / group_metrics_path(str(task)), rows.reset_index(drop=True))
-    report = build_group_report(output_dir, table, output_dir / group_report_path())
+    report = build_group_report(output_dir, table, output_dir / group_report_path(),
+                                published_comparison(output_dir, config.execution.participant_label))
     LOGGER.info("Group: %d participants; report %s", table["participant_id"].nunique(), report)
     return report

@@ -89,7 +89,9 @@ class GeneratorSpec:
 
         ``inputnode`` fields: ``betas`` (z-scored single-trial betas, ``.npy``), ``trials`` (the trial table),
         ``mask_file`` (brain mask), ``roi_files`` (ROI name -> mask). ``outputnode.out_files``: the derivatives it
-        wrote (the report waits for them). Its ``__desc__`` is :meth:`methods`.
+        wrote (the report waits for them). Its ``__desc__`` is :meth:`methods`. Its evaluation node calls
+        ``bids_recon.evaluate.evaluate_generated`` once and is wired with :mod:`bids_recon.workflows.evaluation`
+        (``evaluation_inputs``, ``metrics_sink``, ``connect_metrics``, ``evaluation_methods``).
         """
         raise NotImplementedError
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bids_recon.generate.diffusion import C_TARGET, Z_TARGET, DiffusionParams
+from bids_recon.workflows.evaluation import evaluation_methods
 from bids_recon.workflows.generators import GeneratorSpec, register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +42,7 @@ def _resolve(spec: str, model_dir: str, allow_download: bool, hash_cache: str) -
 def configured_model(config: Config) -> ResolvedModel:
     """Resolve the configured model once per process (raises ``MissingInputError``, exit 66, when absent)."""
     diff = config.workflow.generate.diffusion
-    return _resolve(diff.model, diff.model_dir, diff.allow_download,
+    return _resolve(diff.model, diff.model_dir, config.execution.allow_download,
                     str(feature_cache_dir(config) / "model_hashes.json"))
 
 
@@ -58,7 +59,6 @@ class DiffusionGenerator(GeneratorSpec):
     def add_options(self, option, paths) -> None:
         option("--model", key="model", type=paths.absolute_if_exists)
         option("--model-dir", key="model_dir", type=paths.absolute, metavar="DIR")
-        option("--allow-download", key="allow_download", action="store_const", const=True)
         option("--captions", key="workflow.stimuli.captions", type=paths.absolute, metavar="FILE")
         option("--feature-cache", key="feature_cache", type=paths.absolute, metavar="DIR")
         option("--latent-image-size", key="latent_image_size", type=int)
@@ -96,9 +96,8 @@ class DiffusionGenerator(GeneratorSpec):
             f"Reconstructions: z only (VAE decoding of decoded z); c only (text-to-image from decoded c); z+c "
             f"(img2img of the z image at strength {diff.strength}, conditioned on decoded c); DDIM {diff.steps} "
             f"steps, guidance {diff.guidance_scale} against the empty-caption embedding, {diff.n_samples} samples "
-            f"per image with seeds {diff.seed}..{diff.seed + diff.n_samples - 1}. Images were evaluated with "
-            f"PixCorr and SSIM ({config.workflow.evaluate.image_size} px) and 2-way identification over all pairs "
-            "(chance 50%) in pixel space, and in the decoded feature spaces for z and c."
+            f"per image with seeds {diff.seed}..{diff.seed + diff.n_samples - 1}. "
+            + evaluation_methods(config, diff.n_samples, "the decoded feature spaces for z and c")
         )
 
     def init_wf(self, config, inputs, names, device, name):
@@ -114,6 +113,7 @@ class DiffusionGenerator(GeneratorSpec):
         )
         from bids_recon.interfaces.stages import Decode
         from bids_recon.params import to_dict
+        from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
         from bids_recon.workflows.utils import decoder_sidecar, gather, sink
 
         ex, wf_cfg, diff = config.execution, config.workflow, self.settings(config)
@@ -164,7 +164,7 @@ class DiffusionGenerator(GeneratorSpec):
         recon = pe.Node(DiffusionReconstruct(model_folder=str(model.folder), model_identity=identity, params=params,
                                              device=device), name="reconstruct", mem_gb=8.0)
         evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder,
-                                            params=to_dict(wf_cfg.evaluate)), name="evaluate")
+                                            **evaluation_inputs(config, device)), name="evaluate", mem_gb=4.0)
         write = pe.Node(WriteDiffusionReconstructions(
             output_dir=str(out_dir), names=vars(names), generator=self.name,
             sidecar={"Generator": self.name, **identity, **diff.to_sidecar(),
@@ -173,12 +173,11 @@ class DiffusionGenerator(GeneratorSpec):
                                     "image conditioned on decoded c; 'sample' is 0-based, 'seed' its generator seed; "
                                     "'trials' the presentations averaged"},
         ), name="ds_reconstructions")
-        ds_metrics = sink(out_dir, names.sink("metrics", desc=self.name), "ds_metrics", {
-            "Description": "Reconstruction metrics per variant ('method'), averaged over 'samples'; chance of a "
-                           "similarity metric = its mean over mismatched pairs; identification chance = 0.5; feature "
-                           "metrics of z and c compare decoded and true features z-scored per dimension with the "
-                           "training stimuli's mean and sd",
-            "Generator": self.name, **identity, **diff.to_sidecar()})
+        ds_metrics = metrics_sink(
+            config, names, self.name, "Reconstruction metrics, one row per (metric, variant ('method')), over "
+            "'samples' samples as 'selection' says (the sidecar's Selection and PerSample)",
+            "feature metrics of z and c compare decoded and true features z-scored per dimension with the training "
+            "stimuli's mean and sd", **identity, **diff.to_sidecar())
         wf.connect([
             (decoders["z"], recon, [("decoded", "decoded_z")]),
             (decoders["c"], recon, [("decoded", "decoded_c")]),
@@ -190,8 +189,8 @@ class DiffusionGenerator(GeneratorSpec):
             (inputnode, evaluate, [("trials", "trials")]),
             (recon, write, [("index", "index")]),
             (evaluate, write, [("per_item", "per_item")]),
-            (evaluate, ds_metrics, [("metrics", "in_file")]),
         ])
+        connect_metrics(wf, evaluate, ds_metrics)
         written += [(write, "index_file"), (ds_metrics, "out_file")]
         wf.connect(gather(wf, written, "merge_outputs"), "out", outputnode, "out_files")
         return wf

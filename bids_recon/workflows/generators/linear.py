@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bids_recon.generate.linear import LinearParams
+from bids_recon.workflows.evaluation import evaluation_methods
 from bids_recon.workflows.generators import GeneratorSpec, register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,8 +41,7 @@ class LinearGenerator(GeneratorSpec):
                 f"({lin.image_size} px). A decoder ({dec.methods()}) mapped {lin.roi} betas of single training "
                 "trials to the targets, and decoded repeat-averaged test betas. "
                 "Images were generated with the linear generator (decoded coefficients times the basis, plus the "
-                f"mean image). Images were evaluated with PixCorr and SSIM ({config.workflow.evaluate.image_size} "
-                "px) and 2-way identification over all pairs (chance 50%) in pixel and feature space.")
+                f"mean image). {evaluation_methods(config, 1, 'the decoded PCA space')}")
 
     def init_wf(self, config, inputs, names, device, name):
         from nipype.interfaces import utility as niu
@@ -51,6 +51,7 @@ class LinearGenerator(GeneratorSpec):
         from bids_recon.interfaces.outputs import WriteReconstructions
         from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct
         from bids_recon.params import to_dict
+        from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
         from bids_recon.workflows.utils import decoder_sidecar, gather, sink
 
         ex, wf_cfg, lin = config.execution, config.workflow, self.settings(config)
@@ -66,7 +67,7 @@ class LinearGenerator(GeneratorSpec):
                          name="decode", mem_gb=2.0)
         recon = pe.Node(Reconstruct(), name="reconstruct")
         evaluate = pe.Node(Evaluate(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder, method=self.name,
-                                    params=to_dict(wf_cfg.evaluate)), name="evaluate")
+                                    **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
         ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
             "Target": TARGET, "ROI": lin.roi,
             "TargetDescription": f"{lin.n_components}-component PCA of training-image pixels at {lin.image_size} px",
@@ -79,9 +80,7 @@ class LinearGenerator(GeneratorSpec):
             sidecar={"Generator": self.name, "Description": "Reconstructions of the test stimuli from "
                      "repeat-averaged betas; 'trials' is the number of presentations averaged"},
         ), name="ds_reconstructions")
-        ds_metrics = sink(out_dir, names.sink("metrics", desc=self.name), "ds_metrics", {
-            "Description": "Reconstruction metrics; chance of a similarity metric = its mean over mismatched pairs; "
-                           "identification chance = 0.5", "Generator": self.name})
+        ds_metrics = metrics_sink(config, names, self.name, "Reconstruction metrics, one row per (metric, method)")
         wf.connect([
             (inputnode, features, [("trials", "trials")]),
             (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
@@ -95,8 +94,8 @@ class LinearGenerator(GeneratorSpec):
             (decode, ds_decoded, [("decoded", "in_file")]),
             (evaluate, write_recon, [("per_item", "per_item")]),
             (recon, write_recon, [("reconstructions", "reconstructions")]),
-            (evaluate, ds_metrics, [("metrics", "in_file")]),
         ])
+        connect_metrics(wf, evaluate, ds_metrics)
         written = gather(wf, [(ds_decoder, "out_file"), (ds_decoded, "out_file"), (write_recon, "index_file"),
                               (ds_metrics, "out_file")], "merge_outputs")
         wf.connect(written, "out", outputnode, "out_files")
