@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", metavar="OUT", type=Path, help="folder of the raw BIDS dataset to write")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="size of the dataset")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
+    parser.add_argument("--layout", choices=["bids", "faces"], default="bids",
+                        help="faces: HYPER-style faces made from known latents by a small generator (written as "
+                             "TorchScript with the latents table in stimuli/), for --generator latent")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             d.unlink()
     start = time.perf_counter()
     try:
-        ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed)
+        ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed, layout=args.layout)
     except BidsReconError as exc:
         print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
@@ -90,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\nTo run the pipeline on it:\n"
         f"export TEMPLATEFLOW_HOME={ds.templateflow_dir}\n"
         f"bids_recon {ds.bids_dir} {ds.bids_dir}_output participant -d fmriprep={ds.fmriprep_dir}"
+        + "".join(f" {a}" for a in ds.run_args or [])
     )
     return int(ExitCode.SUCCESS)
 

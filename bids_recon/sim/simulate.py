@@ -62,6 +62,8 @@ class SimulatedDataset:
     task: str
     preset: SimPreset
     seed: int
+    layout: str = "bids"
+    run_args: list[str] | None = None
 
 
 def output_paths(out_dir: str | Path) -> tuple[Path, Path, Path]:
@@ -90,7 +92,7 @@ def _resolve_preset(preset: str | SimPreset, overrides: dict[str, object]) -> Si
 
 
 def simulate_dataset(
-    out_dir: str | Path, preset: str | SimPreset = "tiny", seed: int = 0, **overrides: object
+    out_dir: str | Path, preset: str | SimPreset = "tiny", seed: int = 0, layout: str = "bids", **overrides: object
 ) -> SimulatedDataset:
     """Write a synthetic NSD-like dataset with known ground truth.
 
@@ -106,6 +108,9 @@ def simulate_dataset(
         A name in :data:`PRESETS` ("tiny", "small") or a preset object.
     seed : int
         Seed; the same seed gives identical arrays.
+    layout : str
+        ``bids`` (objects, the simulator's own layout) or ``faces`` (faces generated from known latents, with the
+        generator and the latents table in ``stimuli/``: :mod:`bids_recon.sim.faces`).
     **overrides
         Preset fields to change, e.g. ``n_subjects=1``.
 
@@ -118,7 +123,8 @@ def simulate_dataset(
     UsageError
         Unknown preset or setting, bad seed, or an output folder that is not empty.
     """
-    p = _resolve_preset(preset, overrides)
+    lay = _layout(layout)
+    p = _resolve_preset(preset, {**(lay.overrides if lay else {}), **overrides})
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
@@ -136,9 +142,9 @@ def simulate_dataset(
 
     subjects = [f"{i + 1:02d}" for i in range(p.n_subjects)]
     anat = make_anatomy(p.grid, p.voxel_size, p.early_fraction, p.higher_fraction)
-    stim = make_stimuli(
-        np.random.default_rng([seed, _STIMULI]), p.n_train, p.n_test, p.n_test_repeats, p.image_size
-    )
+    stim_rng = np.random.default_rng([seed, _STIMULI])
+    stim = lay.make_stimuli(stim_rng, p) if lay else make_stimuli(stim_rng, p.n_train, p.n_test, p.n_test_repeats,
+                                                                   p.image_size)
     write_raw_toplevel(tb, p, seed, stim, subjects, np.random.default_rng([seed, _DATASET]))
     write_fmriprep_toplevel(fmriprep_tmp, tb)
     write_templateflow(ttf, anat, p)
@@ -152,7 +158,7 @@ def simulate_dataset(
         trials, _ = make_schedule(np.random.default_rng([seed, _SUBJECT, i, 1]), p, stim.table, sub, base)
         model = simulate_subject(
             p, anat, stim.images, stim.table, trials, n_vols, sub, shared, confounds,
-            np.random.default_rng([seed, _SUBJECT, i, 2]),
+            np.random.default_rng([seed, _SUBJECT, i, 2]), lay.stimulus_features(stim) if lay else None,
         )  # fmt: skip
         runs = trials[["session", "run"]].drop_duplicates().itertuples(index=False)
         for r, (ses, run) in enumerate(runs):
@@ -163,6 +169,8 @@ def simulate_dataset(
             write_fmriprep_run(fmriprep_tmp, p, model, ses, run, vol, anat.affine)
         models.append(model)
     write_truth(tt, p, seed, stim, models)
+    if lay:
+        lay.finish(tb, tt, stim)
 
     for final, t in tmp.items():
         if final.exists():
@@ -177,7 +185,20 @@ def simulate_dataset(
         task=TASK,
         preset=p,
         seed=seed,
+        layout=layout,
+        run_args=lay.run_args(bids_dir) if lay else [],
     )
+
+
+def _layout(name: str):
+    """``None`` for the simulator's own layout, the faces layout for ``faces`` (the layouts' registry replaces this)."""
+    if name == "bids":
+        return None
+    if name == "faces":
+        from bids_recon.sim.faces import FACES
+
+        return FACES
+    raise UsageError(f"unknown simulation layout {name!r}; choose one of ['bids', 'faces']")
 
 
 def load_truth(truth_dir: str | Path, subject: str) -> dict[str, object]:
