@@ -659,8 +659,9 @@ def resolve_rois(roi: str, names: Sequence[str]) -> list[str]:
     wanted = [part.strip() for part in roi.split("+") if part.strip()]
     unknown = [w for w in wanted if w not in names]
     if not wanted or unknown:
-        raise UsageError(f"setting 'workflow.generate.latent.roi' = {roi!r}: {', '.join(unknown) or 'nothing'} is not "
-                         f"an ROI (ROIs: {', '.join(names)}; '{ALL_ROIS}' = all of them; join names with '+')")
+        which = ", ".join(repr(u) for u in unknown) or "nothing"
+        raise UsageError(f"setting 'workflow.generate.latent.roi' = {roi!r}: {which} is not an ROI "
+                         f"(ROIs: {', '.join(names)}; '{ALL_ROIS}' = all of them; join names with '+')")
     return wanted
 
 

@@ -13,6 +13,7 @@ against the truth: they correlate with the true ones and identify the test faces
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,12 +104,11 @@ def save_generator(generator: Any, path: Path) -> Path:
     """Write ``generator`` as a TorchScript file (``torch.jit.script`` + ``torch.jit.save``)."""
     from bids_recon.io import atomic_write
 
-    def write(tmp: Path) -> None:
-        with warnings.catch_warnings():  # recent torch deprecates TorchScript, still the portable format here
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.script(generator), str(tmp))
-
-    return atomic_write(Path(path), write)
+    buffer = io.BytesIO()  # in memory: the archive's folder name would be the (temporary) file's
+    with warnings.catch_warnings():  # recent torch deprecates TorchScript, still the portable format here
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(generator), buffer)
+    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def latents_table(stim_files: list[str], latents: np.ndarray) -> pd.DataFrame:
