@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.params import setting
@@ -176,7 +177,7 @@ def read_latents(path: str | Path) -> LatentTable:
             raise BadDataError("the latents TSV needs a stimulus column and at least one dimension column", path)
         stim_ids = table.iloc[:, 0].astype(str).to_numpy()
         values = table.iloc[:, 1:]
-        numeric = values.apply(lambda col: _numbers(col))
+        numeric = values.apply(lambda column: pd.to_numeric(column, errors="coerce"))
         bad = ~np.isfinite(numeric.to_numpy(dtype=np.float64))
         if bad.any():
             row, col = map(int, np.argwhere(bad)[0])
@@ -191,12 +192,6 @@ def read_latents(path: str | Path) -> LatentTable:
     if len(stim_ids) == 0:
         raise BadDataError("latents table has no rows", path)
     return LatentTable(stim_ids.astype(str), latents.astype(np.float32), path, _sha256(path))
-
-
-def _numbers(column):
-    import pandas as pd
-
-    return pd.to_numeric(column, errors="coerce")
 
 
 # ------------------------------------------------------------------------------------------------------------------

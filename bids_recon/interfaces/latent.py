@@ -16,20 +16,25 @@ from bids_recon.features import StimulusResolver
 from bids_recon.generate.latent import LatentParams, generate_images, load_recorded, stimulus_latents
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
-from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
+from bids_recon.interfaces.stages import Evaluate, EvaluationOutputSpec, evaluation_options, write_evaluation
 from bids_recon.io import atomic_write, save_npz, write_json
 from bids_recon.rois import roi_union
 
 _PREFIX = "workflow.generate.latent"
 
 
-class _LatentTargetsInputSpec(BaseInterfaceInputSpec):
-    trials = File(exists=True, mandatory=True)
-    bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+class _GeneratorInputSpec(BaseInterfaceInputSpec):
+    """Inputs of the nodes that load the generator: settings, identity (checked), device."""
+
+    bids_dir = traits.Str(mandatory=True, desc="the raw dataset (relative generator and latents paths are in it)")
     params = params_trait(LatentParams)
-    identity = traits.Dict(mandatory=True, desc="the generator's identity (its sha256 is in the node's hash)")
+    identity = traits.Dict(mandatory=True, desc="the generator's identity: in the node's hash, checked on loading")
     device = traits.Enum("cpu", "cuda", usedefault=True)
+
+
+class _LatentTargetsInputSpec(_GeneratorInputSpec):
+    trials = File(exists=True, mandatory=True)
+    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
 
 
 class _LatentTargetsOutputSpec(TraitedSpec):
@@ -83,12 +88,8 @@ class UnionRoi(RecordingInterface):
         self._results["roi_files"] = {i.label: str(out)}
 
 
-class _GenerateInputSpec(BaseInterfaceInputSpec):
+class _GenerateInputSpec(_GeneratorInputSpec):
     decoded = File(exists=True, mandatory=True, desc="decoded and true latents of the test stimuli (.npz)")
-    bids_dir = traits.Str(mandatory=True, desc="where a relative generator path is found")
-    params = params_trait(LatentParams)
-    identity = traits.Dict(mandatory=True, desc="the generator's identity, checked against the file it loads")
-    device = traits.Enum("cpu", "cuda", usedefault=True)
 
 
 class _GenerateOutputSpec(TraitedSpec):
@@ -112,14 +113,9 @@ class GenerateFromLatents(RecordingInterface):
         self._results["reconstructions"] = str(out)
 
 
-class _EvaluateLatentInputSpec(EvaluationInputSpec):
-    reconstructions = File(exists=True, mandatory=True)
-    decoded = File(exists=True, mandatory=True, desc="decoded and true latents of the test stimuli")
+class _EvaluateLatentInputSpec(Evaluate.input_spec):
     features = File(exists=True, mandatory=True, desc="every stimulus's latent (training statistics)")
     trials = File(exists=True, mandatory=True)
-    bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
-    method = traits.Str(mandatory=True, desc="name of the reconstruction method in the metrics table")
 
 
 class EvaluateLatent(RecordingInterface):

@@ -64,6 +64,7 @@ class LatentGenerator(GeneratorSpec):
         option("--missing-latents", key="missing")
         option("--latent-encoder", key="encoder", type=paths.absolute_if_exists, metavar="FILE|MODULE:CALLABLE")
         option("--inversion-steps", key="inversion_steps", type=int)
+        option("--inversion-lr", key="inversion_lr", type=float)
         option("--inversion-seed", key="inversion_seed", type=int)
 
     def label(self, config: Config) -> str:
