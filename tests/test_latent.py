@@ -70,6 +70,14 @@ USER_PACKAGE = textwrap.dedent('''
     def channels_last_faces():
         return Tiny(dim=16, size=32, channels_last=True)
 
+    class Frozen(Tiny):
+        def forward(self, z):
+            with torch.no_grad():
+                return super().forward(z)
+
+    def frozen():
+        return Frozen()
+
     def not_a_module():
         return "a string"
 
@@ -127,6 +135,8 @@ def test_torchscript_and_callable_load_the_same_generator(usergen, tmp_path):
     np.testing.assert_allclose(a, direct, atol=1e-6)  # [-1, 1] mapped to [0, 1]
     unit = generate_images(scripted, latents, "unit")
     np.testing.assert_allclose(unit, np.clip(direct * 2 - 1, 0, 1), atol=1e-6)
+    small = generate_images(scripted, latents, output_size=6)  # resized batch by batch
+    assert small.shape == (5, 6, 6, 3) and abs(small.mean() - a.mean()) < 0.02
     identity = scripted.identity()
     assert identity["GeneratorSHA256"] == scripted.sha256 and identity["GeneratorImageShape"] == [3, 12, 12]
     assert load_recorded(str(tmp_path / "g.pt"), identity).sha256 == scripted.sha256
@@ -278,6 +288,12 @@ def test_a_generator_and_latents_table_made_by_hand_run_the_latent_path(usergen,
     assert "gan.pt" in str(dim.value)
     with pytest.raises(UsageError, match="needs an encoder"):
         check_latent_inputs(LatentParams(generator="stimuli/gan.pt", missing="encode"), ids, bids)
+    with pytest.raises(BadDataError, match="not differentiable"):  # inversion asked for: refused before any work
+        check_latent_inputs(LatentParams(generator="usergen:frozen", missing="invert"), [*ids, "img99.png"], bids)
+    identity = checked.generator.identity()
+    assert stimulus_latents(params, ids, bids, identity=identity).latents.shape == (10, 6)
+    with pytest.raises(BadDataError, match="changed since the workflow was built"):
+        stimulus_latents(params, ids, bids, identity={**identity, "GeneratorSHA256": "0" * 64})
 
 
 def test_inversion_recovers_the_latents_of_a_differentiable_generator(usergen):

@@ -69,6 +69,9 @@ class LatentParams:
         "voxels that feed the decoder: 'visual' = the union of every configured ROI (all visual voxels), an ROI "
         "name, or names joined by '+'"))
     batch_size: int = setting(16, ge=1, doc="latents per generator call")
+    output_size: int = setting(0, ge=0, doc=(
+        "reconstructions are resized to this many pixels, square (0: the generator's own size; e.g. 256 for a "
+        "1024 px GAN keeps memory and files small)"))
     progress: bool = setting(True, doc="progress bars of generation and inversion")
     missing: str = setting("error", choices=MISSING_RULES, doc=(
         "stimuli without a latent in the table: refuse before any work (error), estimate one by optimisation "
@@ -82,7 +85,8 @@ class LatentParams:
 
     def to_sidecar(self) -> dict[str, Any]:
         """The settings that shape the reconstructions, for sidecars."""
-        out = {"OutputRange": self.output_range, "BatchSize": self.batch_size, "MissingLatents": self.missing}
+        out = {"OutputRange": self.output_range, "BatchSize": self.batch_size, "MissingLatents": self.missing,
+               "OutputSize": self.output_size or "the generator's"}
         if self.missing == "invert":
             out.update(InversionSteps=self.inversion_steps, InversionLearningRate=self.inversion_lr,
                        InversionSeed=self.inversion_seed)
@@ -381,6 +385,15 @@ def _images_of(output: Any, n: int, where: str, path: Path) -> Any:
     return output
 
 
+def check_recorded(loaded: LoadedModule, identity: dict[str, Any], prefix: str = "Generator") -> None:
+    """Refuse (BadDataError, exit 65) a module whose file or parameters differ from the recorded ``identity``."""
+    recorded = (identity.get(f"{prefix}SHA256"), identity.get(f"{prefix}StateSHA256"))
+    if recorded != (loaded.sha256, loaded.state_sha256):
+        raise BadDataError(f"the {prefix.lower()} changed since the workflow was built (sha256 {recorded[0]} / "
+                           f"parameters {recorded[1]} recorded, now {loaded.sha256} / {loaded.state_sha256}); run "
+                           "again", loaded.file)
+
+
 def load_recorded(spec: str, identity: dict[str, Any], base_dir: str | Path | None = None, device: str = "cpu",
                   prefix: str = "Generator") -> LoadedModule:
     """Load a generator and check that it is the one ``identity`` recorded (:meth:`LoadedModule.identity`).
@@ -391,11 +404,7 @@ def load_recorded(spec: str, identity: dict[str, Any], base_dir: str | Path | No
         Its file or parameters changed since the identity was taken (the workflow was built): exit 65.
     """
     loaded = load_module(spec, base_dir, device, prefix.lower())
-    recorded = (identity.get(f"{prefix}SHA256"), identity.get(f"{prefix}StateSHA256"))
-    if recorded != (loaded.sha256, loaded.state_sha256):
-        raise BadDataError(f"the {prefix.lower()} changed since the workflow was built (sha256 {recorded[0]} / "
-                           f"parameters {recorded[1]} recorded, now {loaded.sha256} / {loaded.state_sha256}); run "
-                           "again", loaded.file)
+    check_recorded(loaded, identity, prefix)
     loaded.info.update({k.removeprefix(prefix): v for k, v in identity.items()
                         if k.startswith(prefix) and k.removeprefix(prefix) in ("LatentDimension", "ImageShape")})
     return loaded
@@ -462,7 +471,8 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def generate_images(generator: LoadedModule, latents: np.ndarray, output_range: str = LatentParams.output_range,
-                    batch_size: int = LatentParams.batch_size, progress: bool = False) -> np.ndarray:
+                    batch_size: int = LatentParams.batch_size, progress: bool = False,
+                    output_size: int = LatentParams.output_size) -> np.ndarray:
     """Images from latents through the generator, in batches.
 
     Parameters
@@ -476,12 +486,16 @@ def generate_images(generator: LoadedModule, latents: np.ndarray, output_range: 
         Latents per call (memory).
     progress : bool
         Show a progress bar.
+    output_size : int
+        Resize each batch to ``output_size`` px square (antialiased bilinear), so that memory stays
+        ``n x output_size^2``; 0 keeps the generator's size.
 
     Returns
     -------
     ndarray, shape (n, H, W, 3), float32 in [0, 1]
     """
     import torch
+    import torch.nn.functional as F
 
     latents = np.asarray(latents, dtype=np.float32)
     if latents.ndim != 2:
@@ -492,7 +506,11 @@ def generate_images(generator: LoadedModule, latents: np.ndarray, output_range: 
             batch = torch.from_numpy(latents[start:start + batch_size]).to(generator.device)
             images = _images_of(generator.module(batch), len(batch), f"images {start}..{start + len(batch) - 1}",
                                 generator.file)
-            out.append(to_unit_range(images.float(), output_range).permute(0, 2, 3, 1).cpu().numpy())
+            images = to_unit_range(images.float(), output_range)
+            if output_size and tuple(images.shape[2:]) != (output_size, output_size):
+                images = F.interpolate(images, size=(output_size, output_size), mode="bilinear", align_corners=False,
+                                       antialias=True).clamp(0.0, 1.0)
+            out.append(images.permute(0, 2, 3, 1).cpu().numpy())
             bar.update(len(batch))
     if not out:
         return np.zeros((0, 1, 1, 3), np.float32)
@@ -721,6 +739,9 @@ def check_latent_inputs(params: LatentParams, stim_ids: Sequence[str], base_dir:
         raise BadDataError(f"{len(missing)} of the {len(stim_ids)} stimuli have no latent (first: "
                            f"{', '.join(missing[:3])}); add them to the table, or estimate them with "
                            "missing = 'invert' (optimisation through the generator) or 'encode'", table.path)
+    if missing and params.missing == "invert":  # a generator without gradients fails here, not after the GLM
+        probe = np.random.default_rng(0).uniform(0, 1, (1, *size, 3)).astype(np.float32)
+        invert_latents(generator, probe, table.dim, params.output_range, steps=1)
     encoder = None
     if params.missing == "encode":
         if not params.encoder:
@@ -755,7 +776,8 @@ class StimulusLatents:
 
 
 def stimulus_latents(params: LatentParams, stim_ids: Sequence[str], base_dir: str | Path,
-                     load_images: Any = None, device: str = "cpu") -> StimulusLatents:
+                     load_images: Any = None, device: str = "cpu", identity: dict[str, Any] | None = None
+                     ) -> StimulusLatents:
     """Every stimulus's latent: from the table, or estimated by the ``missing`` rule (inversion, encoder).
 
     Parameters
@@ -768,9 +790,13 @@ def stimulus_latents(params: LatentParams, stim_ids: Sequence[str], base_dir: st
     load_images : callable, optional
         ``(stim_ids, size) -> (n, size, size, 3)`` images in [0, 1]; needed when latents are estimated.
     device : str
+    identity : dict, optional
+        The generator's recorded identity (:meth:`LoadedModule.identity`): the loaded generator must match it.
     """
     ids = sorted({str(s) for s in stim_ids})
     checked = check_latent_inputs(params, ids, base_dir, device)
+    if identity is not None:
+        check_recorded(checked.generator, identity)
     table, missing = checked.table, checked.missing
     known = [s for s in ids if s not in set(missing)]
     rows = dict(zip(known, table.select(known), strict=True))

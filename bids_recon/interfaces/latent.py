@@ -53,7 +53,7 @@ class LatentTargets(RecordingInterface):
         params = load_params(LatentParams, i.params, _PREFIX)
         resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
         stim_ids = read_trials(i.trials)["stim_id"].astype(str).unique().tolist()
-        found = stimulus_latents(params, stim_ids, i.bids_dir, resolver.load_images, i.device)
+        found = stimulus_latents(params, stim_ids, i.bids_dir, resolver.load_images, i.device, dict(i.identity))
         cwd = Path(runtime.cwd)
         self._results["features"] = str(save_npz(cwd / "targets.npz", stim_ids=found.stim_ids,
                                                  features=found.latents, source=found.source))
@@ -107,7 +107,8 @@ class GenerateFromLatents(RecordingInterface):
         params = load_params(LatentParams, i.params, _PREFIX)
         decoded = DecodedTest.load(i.decoded)
         generator = load_recorded(params.generator, dict(i.identity), i.bids_dir, i.device)
-        images = generate_images(generator, decoded.decoded, params.output_range, params.batch_size, params.progress)
+        images = generate_images(generator, decoded.decoded, params.output_range, params.batch_size, params.progress,
+                                 params.output_size)
         out = save_npz(Path(runtime.cwd) / "reconstructions.npz", stim_ids=decoded.stim_ids,
                        n_trials=decoded.n_trials, images=images)
         self._results["reconstructions"] = str(out)

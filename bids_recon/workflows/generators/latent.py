@@ -61,6 +61,7 @@ class LatentGenerator(GeneratorSpec):
         option("--latent-range", key="output_range")
         option("--latent-roi", key="roi")
         option("--latent-batch-size", key="batch_size", type=int)
+        option("--latent-output-size", key="output_size", type=int)
         option("--missing-latents", key="missing")
         option("--latent-encoder", key="encoder", type=paths.absolute_if_exists, metavar="FILE|MODULE:CALLABLE")
         option("--inversion-steps", key="inversion_steps", type=int)
