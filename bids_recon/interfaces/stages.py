@@ -12,7 +12,8 @@ from bids_recon.decoding import DecodedTest, train_and_decode
 from bids_recon.decoding.params import DecodingParams
 from bids_recon.evaluate import evaluate_reconstructions
 from bids_recon.evaluate.params import EvaluationParams
-from bids_recon.features import ImageBasis, StimulusResolver, image_targets
+from bids_recon.features import ImageBasis, image_targets, resolver_for
+from bids_recon.features.params import StimulusParams
 from bids_recon.generate.linear import LinearImageGenerator, LinearParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
@@ -57,7 +58,7 @@ class Rois(RecordingInterface):
 class _ImageFeaturesInputSpec(BaseInterfaceInputSpec):
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+    stimuli = params_trait(StimulusParams)
     params = params_trait(LinearParams)
     seed = traits.Int(mandatory=True, desc="seed of the randomized PCA")
 
@@ -76,7 +77,7 @@ class ImageFeatures(RecordingInterface):
     def _run(self, runtime):
         i = self.inputs
         params = load_params(LinearParams, i.params, "workflow.generate.linear")
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
         basis, stim_ids, coefficients = image_targets(resolver, read_trials(i.trials), params.image_size,
                                                       params.n_components, i.seed)
         cwd = Path(runtime.cwd)
@@ -154,7 +155,7 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
     reconstructions = File(exists=True, mandatory=True)
     decoded = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+    stimuli = params_trait(StimulusParams)
     method = traits.Str(mandatory=True, desc="name of the reconstruction method in the metrics table")
     params = params_trait(EvaluationParams)
 
@@ -175,7 +176,8 @@ class Evaluate(RecordingInterface):
         with np.load(i.reconstructions) as data:
             stim_ids, images = data["stim_ids"].astype(str), data["images"]
         decoded = DecodedTest.load(i.decoded)
-        truth = StimulusResolver(Path(i.bids_dir), i.stimuli_folder).load_images(list(stim_ids), images.shape[1])
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
+        truth = resolver.load_images(list(stim_ids), images.shape[1])
         params = load_params(EvaluationParams, i.params, "workflow.evaluate")
         summary, per_item = evaluate_reconstructions(images, truth, decoded.decoded, decoded.true, i.method,
                                                      params.image_size)

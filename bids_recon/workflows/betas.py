@@ -111,7 +111,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
             bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
             confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
             runs=[r.run for r in runs], subject=inputs.subject, session=session, params=to_dict(glm_cfg),
-            stimulus_column=stim_cfg.column, seed=ex.random_seed,
+            stimuli=to_dict(stim_cfg.rows_only()), seed=ex.random_seed,
         ), name=f"betas_{key}", mem_gb=1.0 + 0.1 * len(runs))
         wf.connect(mask, "out_mask", glm, "mask_file")
         glms.append(glm)
@@ -137,7 +137,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                                        (("info", as_extra, ".json"), "extra_files")])])
             written.append((ds_map, "out_file"))
 
-    combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session,
+    combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
                                   events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
                                                 if r.session == s]),
                       name="combine_runs")
@@ -148,7 +148,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
         "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
                        "earlier presentations. " + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
-        "StimulusColumn": stim_cfg.column})
+        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
     wf.connect(combine, "trials", ds_trials, "in_file")
     written.append((ds_trials, "out_file"))
     for stat, description in SUBJECT_MAPS.items():

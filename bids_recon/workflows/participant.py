@@ -16,6 +16,7 @@ from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.outputs import ParticipantReport
+from bids_recon.params import to_dict
 from bids_recon.workflows import betas, rois
 from bids_recon.workflows.generators import get_generator
 from bids_recon.workflows.utils import gather
@@ -69,7 +70,7 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
     spec = get_generator(wf_cfg.generate.generator)
     return dict(
         output_dir=config.execution.output_dir, bids_dir=config.execution.bids_dir,
-        stimuli_folder=wf_cfg.stimuli.folder, first_run=(inputs.runs[0].session, inputs.runs[0].run),
+        stimuli=to_dict(wf_cfg.stimuli), first_run=(inputs.runs[0].session, inputs.runs[0].run),
         boldref=str(inputs.runs[0].boldref) if inputs.runs[0].boldref else None,
         rois={r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names}, decoders=spec.decoders(config),
         generator=spec.name, summary=report_summary(config, inputs),
