@@ -103,7 +103,9 @@ class ExecutionConfig:
     participant_label: list[str] = setting(factory=list, doc=(
         "participants to process (with or without 'sub-'); all by default"))
     session_label: list[str] = setting(factory=list, doc="sessions to use (with or without 'ses-'); all by default")
-    task_id: str | None = setting(None, doc="task to use; needed only when the dataset has several")
+    task_id: str | list[str] | None = setting(None, doc=(
+        "task(s) to use; needed only when the dataset has several. Several tasks are analysed together (NOD: "
+        "imagenet runs train, coco runs test), their outputs named with the labels joined"))
     bids_filters: dict[str, Any] = setting(factory=dict, doc=(
         'extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}'))
     skip_bids_validation: bool = setting(False, doc="do not run the BIDS validator on bids_dir")

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(sel, "--participant-label", "--participant_label", key="execution.participant_label", nargs="+",
              metavar="LABEL")
     _setting(sel, "--session-label", key="execution.session_label", nargs="+", metavar="LABEL")
-    _setting(sel, "-t", "--task-id", key="execution.task_id", metavar="TASK")
+    _setting(sel, "-t", "--task-id", key="execution.task_id", nargs="+", metavar="TASK")
     _setting(sel, "--bids-filter-file", key="execution.bids_filters", type=_json_filters, metavar="FILE",
              help='JSON with extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}')
     _setting(sel, "-d", "--derivatives", key="execution.derivatives", nargs="+", type=_key_path, action=_ToDict,

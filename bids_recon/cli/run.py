@@ -174,6 +174,7 @@ def run_participants(config: Config, log_dir: Path) -> None:
     inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
                             ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
     LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+    _resolution_of_inputs(config, inputs)
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
     if ex.check_only:
@@ -219,6 +220,18 @@ def run_participants(config: Config, log_dir: Path) -> None:
         raise
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
+
+
+def _resolution_of_inputs(config: Config, inputs: dict) -> None:
+    """Outputs carry the inputs' ``res-``: when no preprocessed BOLD has one (``space-T1w``, legacy names), none."""
+    from bids_recon.bids.fmriprep import parse_entities
+
+    if config.workflow.resolution is None:
+        return
+    found = {str((parse_entities(r.preproc_bold.name) or ({},))[0].get("res")) for i in inputs.values() for r in i.runs}
+    if found == {"None"}:
+        LOGGER.info("The preprocessed BOLD files have no res- entity: outputs are named without one (--res none)")
+        config.workflow.resolution = None
 
 
 def check_collected_inputs(config: Config, inputs: dict) -> None:
