@@ -79,6 +79,12 @@ def _roi_mask(text: str) -> tuple[str, str]:
     return name, _absolute(path) + sep + label
 
 
+def _presets() -> list[str]:
+    from bids_recon.datasets import PRESETS
+
+    return list(PRESETS)
+
+
 def _resolution(text: str) -> str | None:
     return None if text.strip().lower() in ("none", "") else text
 
@@ -189,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
 
     sel = parser.add_argument_group("Selecting data")
+    _setting(sel, "--dataset", key="execution.dataset", metavar="{" + ",".join(_presets()) + "}")
     _setting(sel, "--participant-label", "--participant_label", key="execution.participant_label", nargs="+",
              metavar="LABEL")
     _setting(sel, "--session-label", key="execution.session_label", nargs="+", metavar="LABEL")
@@ -206,9 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
              metavar="NAME=PATH[:LABEL]",
              help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); repeatable, e.g. "
                   "--roi-mask earlyvisual=streams.nii.gz:1")
+    _setting(method, "--stimuli", key="workflow.stimuli.resolver", metavar="KIND[:KEY=VALUE,...]")
     _setting(method, "--stimulus-column", key="workflow.stimuli.column")
+    _setting(method, "--stimuli-dir", key="workflow.stimuli.dirs", nargs="+", type=_absolute, metavar="DIR")
     _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
-    _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="COLUMN=VALUE[,VALUE]")
+    _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="RULE")
     _setting(method, "--generator", key="workflow.generate.generator")
 
     for spec in generators().values():  # each generator declares the flags of its own settings

@@ -52,13 +52,35 @@ def build_config(args, parser) -> Config:
     typed = typed_settings(args)
     flags = flags_of(parser)
     layers.append((typed, {key: f"the command line ({flags.get(key, key)})" for key in typed}))
-    data, sources = merge(*layers)
+    preset = preset_layer(dict(merge(*layers)[0]))
+    data, sources = merge(*([preset] if preset else []), *layers)
     config = Config.from_dict(data, sources)
     ex = config.execution
     ex.check_only = bool(typed.get("execution.check_only", False))  # never from a file: a saved run must compute
     if not ex.work_dir:
         ex.work_dir = str(Path(ex.output_dir).absolute().parent / "work")
     return config
+
+
+def preset_layer(chosen: dict) -> tuple[dict, str] | None:
+    """The ``--dataset`` preset's values as a layer below the file and the flags (``None`` without a preset).
+
+    Raises
+    ------
+    UsageError
+        An unknown preset (exit 64).
+    """
+    from bids_recon.datasets import get_preset
+
+    execution = chosen.get("execution") or {}
+    name = execution.get("dataset") if isinstance(execution, dict) else None
+    if not name:
+        return None
+    if not isinstance(name, str):
+        raise UsageError(f"setting 'execution.dataset' = {name!r} must be one of the dataset presets")
+    bids_dir = execution.get("bids_dir")
+    preset = get_preset(name)
+    return preset.settings_for(Path(bids_dir) if bids_dir else None), f"the --dataset {name} preset"
 
 
 def check_paths(config: Config) -> None:
