@@ -60,7 +60,8 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
         Mask and BOLD on different grids (shape or affine), confounds with another row count than the
         BOLD's volumes, or without a chosen confound column (exit code 65).
     """
-    bold, mask = load_image(run.preproc_bold, 4), load_image(run.brain_mask, 3)  # headers only
+    bold = load_image(run.preproc_bold, 4)  # headers only
+    mask = load_image(run.brain_mask, 3) if run.brain_mask is not None else bold
     if not same_grid(bold, mask):
         raise BadDataError(
             f"brain mask grid {mask.shape[:3]} differs from the BOLD grid {bold.shape[:3]} of "
@@ -192,7 +193,10 @@ def check_rois(subject: SubjectInputs, rois: RoiParams) -> dict[str, int]:
     BadDataError
         Masks on different grids, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
     """
-    brain = intersect_masks([run.brain_mask for run in subject.runs])
+    masks = [run.brain_mask for run in subject.runs if run.brain_mask is not None]
+    if len(masks) < len(subject.runs):  # no fMRIPrep mask: the EPI mask of one run stands for them (one BOLD read)
+        masks.append(next(run.preproc_bold for run in subject.runs if run.brain_mask is None))
+    brain = intersect_masks(masks)
     masks, _ = build_rois(brain, rois)
     return {name: int(mask.sum()) for name, mask in masks.items()}
 

@@ -43,7 +43,7 @@ class RunInputs:
     raw_bold: Path
     events: Path
     preproc_bold: Path
-    brain_mask: Path
+    brain_mask: Path | None
     boldref: Path | None
     confounds: Path
     repetition_time: float
@@ -275,7 +275,10 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
 
     images = (".nii.gz", ".nii")
     preproc = one("preprocessed BOLD", "bold", "preproc", images)
-    mask = one("brain mask", "mask", "brain", images)
+    mask = one("brain mask", "mask", "brain", images, required=False)
+    if mask is None:
+        LOGGER.warning("%s: fMRIPrep wrote no brain mask for this run (a trimmed copy?): its EPI mask (nilearn "
+                       "compute_epi_mask) is used", Path(preproc).name)
     confounds = one("confounds", "timeseries", "confounds", (".tsv",), with_space=False)
     boldref = one("BOLD reference", "boldref", None, images, required=False)
     tr = repetition_time(Path(bold.path), raw.get_metadata(bold.path), preproc, Path(raw.root))

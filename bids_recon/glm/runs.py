@@ -47,18 +47,34 @@ def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
     return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
 
 
+def _mask_or_epi_mask(path: Path) -> nib.Nifti1Image:
+    """A 3D mask as it is, or the EPI mask (nilearn's ``compute_epi_mask``) of a 4D BOLD with no fMRIPrep mask."""
+    img = load_image(path)
+    if len(img.shape) == 4 and img.shape[3] > 1:
+        from nilearn.masking import compute_epi_mask
+
+        try:
+            return compute_epi_mask(img)
+        except Exception as exc:  # nilearn raises ValueError for unusable series
+            raise BadDataError(f"cannot compute an EPI mask of the BOLD ({exc})", path) from exc
+    return load_image(path, ndim=3)
+
+
 def intersect_masks(mask_paths: list[Path]) -> nib.Nifti1Image:
     """Brain mask common to all runs (voxel in every run's mask).
+
+    An entry may be a run's 4D preprocessed BOLD instead of a mask (published fMRIPrep outputs without brain
+    masks, e.g. NOD's): its EPI mask is used.
 
     Raises
     ------
     BadDataError
         Masks on different grids, or an empty intersection.
     """
-    first = load_image(mask_paths[0], ndim=3)
+    first = _mask_or_epi_mask(mask_paths[0])
     common = np.asarray(first.dataobj).reshape(first.shape[:3]) > 0
     for path in mask_paths[1:]:
-        img = load_image(path, ndim=3)
+        img = _mask_or_epi_mask(path)
         if not same_grid(first, img):
             raise BadDataError(f"brain mask grid differs from {Path(mask_paths[0]).name}", path)
         common &= np.asarray(img.dataobj).reshape(img.shape[:3]) > 0

@@ -25,7 +25,8 @@ from bids_recon.io import atomic_write, write_json, write_tsv
 
 
 class _SubjectMaskInputSpec(BaseInterfaceInputSpec):
-    mask_files = InputMultiObject(File(exists=True), mandatory=True, desc="brain mask of every run")
+    mask_files = InputMultiObject(File(exists=True), mandatory=True,
+                                  desc="brain mask of every run (or its 4D BOLD when fMRIPrep wrote none)")
 
 
 class _SubjectMaskOutputSpec(TraitedSpec):

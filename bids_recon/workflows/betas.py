@@ -93,10 +93,10 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     outputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "out_files"]),
                          name="outputnode")
 
-    mask = pe.Node(SubjectMask(mask_files=[str(r.brain_mask) for r in inputs.runs]), name="subject_mask")
+    mask_sources = [r.brain_mask or r.preproc_bold for r in inputs.runs]  # no mask: the BOLD's EPI mask
+    mask = pe.Node(SubjectMask(mask_files=[str(p) for p in mask_sources]), name="subject_mask")
     ds_mask = sink(out_dir, names.sink("brain_mask"), "ds_brain_mask", {
-        "Type": "Brain", "Sources": [bids_uri("fmriprep", relative_to(r.brain_mask, fmriprep_dir))
-                                     for r in inputs.runs],
+        "Type": "Brain", "Sources": [bids_uri("fmriprep", relative_to(p, fmriprep_dir)) for p in mask_sources],
         "Description": "Voxels inside the brain mask of every run", **grid})
     wf.connect(mask, "out_mask", ds_mask, "in_file")
 
