@@ -101,16 +101,38 @@ def check_paths(config: Config) -> None:
         ex.derivatives["fmriprep"] = str(default)
 
 
-def validate_bids(bids_dir: Path) -> None:
-    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16."""
+#: Validator errors that are not errors when the images are declared to be outside the dataset (``--stimuli-dir``):
+#: BOLD5000's ``stim_file`` names images its BIDS tree does not hold.
+OUTSIDE_STIMULI_CODES = ("STIMULUS_FILE_MISSING",)
+
+
+def validate_bids(bids_dir: Path, tolerated: tuple[str, ...] = ()) -> None:
+    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16.
+
+    Errors whose code is in ``tolerated`` are logged as warnings (e.g. :data:`OUTSIDE_STIMULI_CODES` when the
+    stimuli are in folders outside the dataset).
+    """
+    import json
+
     beside = Path(sys.executable).parent / "bids-validator-deno"  # a venv's bin/ when it is not on PATH
     exe = shutil.which("bids-validator-deno") or (str(beside) if beside.exists() else None)
     if exe is None:
         LOGGER.warning("bids-validator-deno not found: skipping BIDS validation (pip install bids-validator-deno)")
         return
-    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings", "--format", "json"], capture_output=True,
+                          text=True, timeout=600)
     if proc.returncode != 0:
-        LOGGER.error("BIDS validator output:\n%s", proc.stdout[-5000:] + proc.stderr[-2000:])
+        try:
+            issues = json.loads(proc.stdout)["issues"]["issues"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            issues = None
+        errors = None if issues is None else [i for i in issues if i.get("severity") == "error"]
+        if errors is not None and errors and all(i.get("code") in tolerated for i in errors):
+            LOGGER.warning("BIDS validator: %d %s error(s) tolerated: the stimuli are outside the dataset "
+                           "(--stimuli-dir)", len(errors), ", ".join(sorted({i["code"] for i in errors})))
+            return
+        shown = "\n".join(f"[{i.get('code')}] {i.get('location', '')}" for i in (errors or [])[:50])
+        LOGGER.error("BIDS validator output:\n%s", shown or proc.stdout[-5000:] + proc.stderr[-2000:])
         raise InvalidBidsError("the BIDS validator found errors (see the log; --skip-bids-validation skips it)",
                                bids_dir)
     LOGGER.info("BIDS validation passed")
@@ -192,7 +214,7 @@ def run_participants(config: Config, log_dir: Path) -> None:
     ex, npp = config.execution, config.nipype
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
     if not ex.skip_bids_validation and not ex.reports_only:
-        validate_bids(bids_dir)
+        validate_bids(bids_dir, OUTSIDE_STIMULI_CODES if config.workflow.stimuli.dirs else ())
     inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
                             ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
     LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))

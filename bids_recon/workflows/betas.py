@@ -73,13 +73,22 @@ def methods(config: Config, n_runs: int, task: str) -> str:
             + describe_split(wf.stimuli.test_min_repeats, wf.stimuli.test_split))
 
 
-def grid_sidecar(config: Config) -> dict[str, str]:
-    """What ``res-`` means, for files that carry it (BIDS validator: SIDECAR_KEY_REQUIRED)."""
+#: ``space-`` labels of a participant's own spaces (not templates): masks in them need a SpatialReference.
+INDIVIDUAL_SPACES = ("T1w", "T2w", "func", "boldref", "anat", "orig", "scanner", "individual")
+
+
+def grid_sidecar(config: Config, inputs: SubjectInputs | None = None) -> dict[str, str]:
+    """What ``res-`` means, for files that carry it, and the reference image of an individual space (BIDS
+    validator: SIDECAR_KEY_REQUIRED)."""
     wf = config.workflow
-    if not wf.resolution:
-        return {}
-    return {"Resolution": f"res-{wf.resolution}: the grid of the fMRIPrep {wf.space} res-{wf.resolution} "
-                          "preprocessed BOLD"}
+    out = {}
+    if wf.resolution:
+        out["Resolution"] = (f"res-{wf.resolution}: the grid of the fMRIPrep {wf.space} res-{wf.resolution} "
+                             "preprocessed BOLD")
+    if inputs is not None and wf.space in INDIVIDUAL_SPACES and inputs.runs:
+        fmriprep_dir = Path(config.execution.derivatives["fmriprep"])
+        out["SpatialReference"] = bids_uri("fmriprep", relative_to(inputs.runs[0].preproc_bold, fmriprep_dir))
+    return out
 
 
 def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
@@ -87,7 +96,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     """Build the beta stage of one participant (see the module docstring)."""
     ex, glm_cfg, stim_cfg = config.execution, config.workflow.glm, config.workflow.stimuli
     bids_dir, out_dir, fmriprep_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.derivatives["fmriprep"])
-    grid = grid_sidecar(config)
+    grid = grid_sidecar(config, inputs)
     wf = pe.Workflow(name=name)
     wf.__desc__ = methods(config, len(inputs.runs), inputs.task)
     outputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "out_files"]),

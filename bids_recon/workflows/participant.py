@@ -93,7 +93,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     wf = pe.Workflow(name=name or f"sub_{inputs.subject}_wf")
     wf.__desc__ = introduction(config)
     betas_wf = betas.init_betas_wf(config, inputs, names)
-    rois_wf = rois.init_rois_wf(config, names)
+    rois_wf = rois.init_rois_wf(config, names, inputs=inputs)
     generator_wf = spec.init_wf(config, inputs, names, resolve_device(config.execution.device), f"{spec.name}_wf")
     wf.connect([
         (betas_wf, rois_wf, [("outputnode.mask_file", "inputnode.mask_file")]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from bids_recon.features.resolvers.base import (
     read_synset_words,
     synset_of,
 )
+
+_SCENE_NAME = re.compile(r"^([A-Za-z]+)\d+\.(?:jpe?g|png)$")
 
 #: Extensions indexed for the bare-file-name fallback.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -149,4 +152,7 @@ class FilesResolver(StimulusResolver):
         synset = synset_of(name) or synset_of(relative.name)
         if synset:
             return self._synsets.get(synset)
-        return name.replace("_", " ") or None
+        if name:
+            return name.replace("_", " ")
+        scene = _SCENE_NAME.match(relative.name)  # BOLD5000's scene images: kitchen3.jpg, elevatorOutside2.jpg
+        return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", scene.group(1)).lower() if scene else None

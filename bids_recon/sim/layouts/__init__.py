@@ -195,10 +195,10 @@ def rename_fmriprep(fmriprep_dir: Path, *, space: str = "T1w", unpadded_runs: bo
         if not path.is_file() or path.parent.name != "func":
             continue
         name = path.name
-        kind = ("sidecars" if name.endswith(".json") else "preproc" if "desc-preproc_bold" in name else
-                "mask" if "desc-brain_mask" in name else "boldref" if "_boldref" in name else
-                "confounds" if "desc-confounds" in name else "other")
-        if kind not in keep or (legacy and kind in ("sidecars", "boldref")):
+        kind = ("preproc" if "desc-preproc_bold" in name else "mask" if "desc-brain_mask" in name else
+                "boldref" if "_boldref" in name else "confounds" if "desc-confounds" in name else "other")
+        sidecar = name.endswith(".json")
+        if kind not in keep or (sidecar and "sidecars" not in keep) or (legacy and (sidecar or kind == "boldref")):
             path.unlink()
             continue
         new = name.replace(f"_space-{SPACE}_res-2", f"_space-{space}")
@@ -209,7 +209,7 @@ def rename_fmriprep(fmriprep_dir: Path, *, space: str = "T1w", unpadded_runs: bo
                    .replace(f"_space-{space}_desc-brain_mask", f"_bold_space-{space}_brainmask")
                    .replace("_desc-confounds_timeseries", "_bold_confounds"))
         path.rename(path.with_name(new))
-        if legacy and kind == "confounds":
+        if legacy and kind == "confounds" and not sidecar:
             legacy_confounds(path.with_name(new))
     if not description:
         (fmriprep_dir / "dataset_description.json").unlink(missing_ok=True)
