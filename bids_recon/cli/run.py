@@ -65,21 +65,16 @@ def build_config(args, parser) -> Config:
 def preset_layer(chosen: dict) -> tuple[dict, str] | None:
     """The ``--dataset`` preset's values as a layer below the file and the flags (``None`` without a preset).
 
-    Raises
-    ------
-    UsageError
-        An unknown preset (exit 64).
+    An unknown name gives no layer: the configuration's validation refuses it (exit 64, with a close match).
     """
-    from bids_recon.datasets import get_preset
+    from bids_recon.datasets import PRESETS
 
     execution = chosen.get("execution") or {}
     name = execution.get("dataset") if isinstance(execution, dict) else None
-    if not name:
+    if not isinstance(name, str) or name not in PRESETS:
         return None
-    if not isinstance(name, str):
-        raise UsageError(f"setting 'execution.dataset' = {name!r} must be one of the dataset presets")
     bids_dir = execution.get("bids_dir")
-    preset = get_preset(name)
+    preset = PRESETS[name]
     return preset.settings_for(Path(bids_dir) if bids_dir else None), f"the --dataset {name} preset"
 
 

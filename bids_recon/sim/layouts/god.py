@@ -57,8 +57,8 @@ def one_back(trials: pd.DataFrame, rng: np.random.Generator, per_run: int = 1) -
 class GodLayout(SimLayout):
     name = "god"
     summary = "GOD: ImageNet names outside the dataset, rest and one-back rows, a test session, root sidecar"
-    overrides = {"n_sessions": 2, "n_runs": 2, "n_train": 36, "n_test": 6, "n_test_repeats": 6}
-    test_only_runs = 2
+    overrides = {"n_sessions": 2, "n_runs": 1, "n_train": 24, "n_test": 6, "n_test_repeats": 4}
+    test_only_runs = 1
 
     def session_label(self, index: int) -> str:
         return "perceptionTraining01" if index == 0 else f"perceptionTest{index:02d}"

@@ -37,8 +37,8 @@ from bids_recon.sim.stimuli import CATEGORIES
 class NodLayout(SimLayout):
     name = "nod"
     summary = "NOD: imagenet + coco tasks, COCO images outside, run-1 T1w outputs without masks"
-    overrides = {"n_sessions": 2, "n_runs": 2, "n_train": 36, "n_test": 6, "n_test_repeats": 6}
-    test_only_runs = 2
+    overrides = {"n_sessions": 2, "n_runs": 1, "n_train": 24, "n_test": 6, "n_test_repeats": 4}
+    test_only_runs = 1
 
     def session_label(self, index: int) -> str:
         return "coco" if index == 1 else f"imagenet{index + 1:02d}"
