@@ -169,7 +169,7 @@ def check_captions(resolver: StimulusResolver, stim_ids: list[str]) -> None:
         Columns missing, or stimuli without a caption (the message lists the first ones and, for COCO, their
         ids; exit code 65).
     """
-    source = captions_path(resolver.bids_dir, resolver.params)
+    source = captions_path(resolver.bids_dir, resolver.params).resolve()
     if not source.exists() and not resolver.params.category_captions:
         raise MissingInputError(
             "captions table does not exist: the diffusion generator needs one caption or more per stimulus "
