@@ -8,26 +8,27 @@ from dataclasses import dataclass, fields, replace
 from bids_recon.params import setting
 
 
-def _check_test_split(spec: str) -> str | None:
+def _problem(parse, spec: str) -> str | None:
+    """The message of the UsageError ``parse(spec)`` raises, or ``None`` when it parses."""
     from bids_recon.errors import UsageError
-    from bids_recon.glm.trials import parse_test_split
 
     try:
-        parse_test_split(spec)
+        parse(spec)
     except UsageError as exc:
         return str(exc)
     return None
+
+
+def _check_test_split(spec: str) -> str | None:
+    from bids_recon.glm.trials import parse_test_split
+
+    return _problem(parse_test_split, spec)
 
 
 def _check_resolver(spec: str) -> str | None:
-    from bids_recon.errors import UsageError
     from bids_recon.features.resolvers import parse_resolver
 
-    try:
-        parse_resolver(spec)
-    except UsageError as exc:
-        return str(exc)
-    return None
+    return _problem(parse_resolver, spec)
 
 
 def _resolver_kinds() -> list[str]:

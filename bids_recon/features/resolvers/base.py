@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -125,6 +126,11 @@ class StimulusResolver:
         """``value`` as a path: absolute as given, else relative to the raw dataset."""
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.bids_dir / path
+
+    @functools.cached_property
+    def synsets(self) -> dict[str, str]:
+        """ImageNet synset -> its first word, from the ``synset_words`` setting (empty without one)."""
+        return read_synset_words(self.dataset_path(self.params.synset_words)) if self.params.synset_words else {}
 
     @property
     def roots(self) -> list[Path]:

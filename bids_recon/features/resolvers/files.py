@@ -15,7 +15,6 @@ from bids_recon.features.resolvers.base import (
     StimulusResolver,
     check_image_file,
     read_image_file,
-    read_synset_words,
     synset_of,
 )
 
@@ -139,10 +138,6 @@ class FilesResolver(StimulusResolver):
     def load_image(self, stim_id: str, size: int | None = None) -> np.ndarray:
         return read_image_file(self.path(stim_id), stim_id, size)
 
-    @functools.cached_property
-    def _synsets(self) -> dict[str, str]:
-        return read_synset_words(self.dataset_path(self.params.synset_words)) if self.params.synset_words else {}
-
     def category(self, stim_id: str) -> str | None:
         """The folder the image is named in (THINGS concept ``dog/dog_12s.jpg``), or its ImageNet synset's words."""
         relative = Path(str(stim_id))
@@ -151,7 +146,7 @@ class FilesResolver(StimulusResolver):
         name = relative.parent.name if len(relative.parts) > 1 else ""
         synset = synset_of(name) or synset_of(relative.name)
         if synset:
-            return self._synsets.get(synset)
+            return self.synsets.get(synset)
         if name:
             return name.replace("_", " ")
         scene = _SCENE_NAME.match(relative.name)  # BOLD5000's scene images: kitchen3.jpg, elevatorOutside2.jpg

@@ -25,7 +25,6 @@ from bids_recon.features.resolvers.base import (
     check_image_file,
     missing_value,
     read_image_file,
-    read_synset_words,
     synset_of,
 )
 from bids_recon.features.resolvers.files import IMAGE_EXTENSIONS
@@ -113,10 +112,6 @@ class ImagenetResolver(StimulusResolver):
     def load_image(self, stim_id: str, size: int | None = None) -> np.ndarray:
         return read_image_file(self.path(stim_id), stim_id, size)
 
-    @functools.cached_property
-    def _synsets(self) -> dict[str, str]:
-        return read_synset_words(self.dataset_path(self.params.synset_words)) if self.params.synset_words else {}
-
     def category(self, stim_id: str) -> str | None:
         synset = synset_of(str(stim_id))
-        return self._synsets.get(synset) if synset else None
+        return self.synsets.get(synset) if synset else None

@@ -65,15 +65,22 @@ class SimLayout:
     test_only_runs: ClassVar[int] = 0
     #: images (and captions) written into the raw dataset's stimuli/, as the simulator always did
     bids_stimuli: ClassVar[bool] = False
+    #: the task label of every run (see :meth:`task`)
+    task_label: ClassVar[str] = TASK
+    #: session label of session ``i`` (0-based): ``session_format.format(i + 1)``
+    session_format: ClassVar[str] = "{:02d}"
+    #: subject label of subject ``i`` (0-based)
+    subject_format: ClassVar[str] = "{:02d}"
 
     def subject_label(self, index: int) -> str:
-        return f"{index + 1:02d}"
+        return self.subject_format.format(index + 1)
 
     def session_label(self, index: int) -> str:
-        return f"{index + 1:02d}"
+        return self.session_format.format(index + 1)
 
     def task(self, session: str) -> str:
-        return TASK
+        """The task of a session's runs."""
+        return self.task_label
 
     def stimulus_names(self, table: pd.DataFrame, rng: np.random.Generator) -> list[str]:
         """How the events name each stimulus (``stim_file`` of the ground truth's tables)."""

@@ -45,12 +45,8 @@ def image_type(name: str) -> str:
 class Bold5000Layout(SimLayout):
     name = "bold5000"
     summary = "BOLD5000: bare file names found in category folders, rep_ rows, legacy fMRIPrep names, sub-CSI1"
-
-    def subject_label(self, index: int) -> str:
-        return f"CSI{index + 1}"
-
-    def task(self, session: str) -> str:
-        return "5000scenes"
+    task_label = "5000scenes"
+    subject_format = "CSI{}"
 
     def stimulus_names(self, table, rng):
         kinds = rng.choice(["coco", "imagenet", "scenes"], size=len(table), p=[0.4, 0.4, 0.2])

@@ -59,12 +59,10 @@ class GodLayout(SimLayout):
     summary = "GOD: ImageNet names outside the dataset, rest and one-back rows, a test session, root sidecar"
     overrides = {"n_sessions": 2, "n_runs": 1, "n_train": 24, "n_test": 6, "n_test_repeats": 4}
     test_only_runs = 1
+    task_label = "perception"
 
     def session_label(self, index: int) -> str:
         return "perceptionTraining01" if index == 0 else f"perceptionTest{index:02d}"
-
-    def task(self, session: str) -> str:
-        return "perception"
 
     def stimulus_names(self, table, rng):
         return imagenet_names(table)

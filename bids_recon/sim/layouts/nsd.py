@@ -38,12 +38,8 @@ class NsdLayout(SimLayout):
     name = "nsd"
     summary = "NSD's download layout: 73k_id events, nsd_stimuli.hdf5, nsd_stim_info_merged.csv, COCO captions"
     bids_subdir = "nsddata_rawdata"
-
-    def session_label(self, index: int) -> str:
-        return f"nsd{index + 1:02d}"
-
-    def task(self, session: str) -> str:
-        return "nsdcore"
+    task_label = "nsdcore"
+    session_format = "nsd{:02d}"
 
     def stimulus_names(self, table, rng):
         rows = len(table) + UNSEEN_ROWS

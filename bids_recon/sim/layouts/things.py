@@ -29,12 +29,8 @@ CATCH_PER_RUN = 2
 class ThingsLayout(SimLayout):
     name = "things"
     summary = "THINGS-fMRI: file_path into nested concept folders outside the dataset, catch trials, run-1 T1w"
-
-    def session_label(self, index: int) -> str:
-        return f"things{index + 1:02d}"
-
-    def task(self, session: str) -> str:
-        return "things"
+    task_label = "things"
+    session_format = "things{:02d}"
 
     def stimulus_names(self, table, rng):
         names, count = [], {}
