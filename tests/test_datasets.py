@@ -266,7 +266,7 @@ def test_captions_from_coco_by_id_and_categories(nsd_root, tmp_path):
     with pytest.raises(BadDataError, match=r"1 of 2 stimuli have no caption \('4' \(COCO id 1003\)\)"):
         captions_for(resolver, ["3", "4"])
     synsets = tmp_path / "synset_words.txt"
-    synsets.write_text("n01440764 tench, Tinca tinca\nn02766534 barrow, garden cart\n")
+    synsets.write_text("n01440764 tench, Tinca tinca\n2 n02766534: barrow, garden cart\n")  # ILSVRC's; numbered
     things = resolver_for(tmp_path, StimulusParams(category_captions=True, synset_words=str(synsets),
                                                    captions=str(tmp_path / "none.tsv")))
     found, missing = stimulus_captions(things, ["chicken_wire/chicken_wire_12s.jpg", "n02766534_15976.JPEG",
@@ -334,7 +334,8 @@ def test_fmriprep_names_of_every_version_parse_to_the_same_entities(tmp_path):
     found = find_output(files, raw, "bold", "preproc", (".nii.gz",), "T1w", None)
     assert [f.path.name for f in found] == [files[1].path.name]  # echo-1 is another echo; acq-slow, run-10 others
     assert find_output(files, raw, "bold", "preproc", (".nii.gz",), "MNI152NLin2009cAsym", "2")[0] is files[4]
-    assert find_output(files, raw, "bold", "preproc", (".nii.gz",), "MNI152NLin2009cAsym", None) == []
+    assert find_output(files, raw, "bold", "preproc", (".nii.gz",), "MNI152NLin2009cAsym", None)[0] is files[4]
+    assert find_output(files, raw, "bold", "preproc", (".nii.gz",), "MNI152NLin2009cAsym", "1") == []
 
 
 def test_legacy_confound_columns_are_read_by_their_current_names(tmp_path):

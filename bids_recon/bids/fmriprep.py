@@ -146,7 +146,7 @@ def find_output(files: list[DerivativeFile], raw: dict[str, object], suffix: str
         ``bold``/``preproc``, ``mask``/``brain``, ``timeseries``/``confounds``, ``boldref``/``None``.
     space, resolution : str, optional
         Output space and ``res-`` label; files without ``res-`` are accepted after those with the wanted one (a
-        ``space-T1w`` output has none); with ``resolution`` None, files without ``res-`` only.
+        ``space-T1w`` output has none); with ``resolution`` None, files without ``res-`` first, then any.
     """
     ranked = []
     for candidate in files:
@@ -159,13 +159,12 @@ def find_output(files: list[DerivativeFile], raw: dict[str, object], suffix: str
         if space is not None and str(candidate.entities.get("space")) != space:
             continue
         res = candidate.entities.get("res")
-        if space is not None:
-            if resolution is None and res is not None:
-                continue
-            if resolution is not None and res is not None and str(res).lstrip("0") != str(resolution).lstrip("0"):
-                continue
+        if space is not None and resolution is not None and res is not None \
+                and str(res).lstrip("0") != str(resolution).lstrip("0"):
+            continue
         score = matches_run(candidate, raw)
         if score is None:
             continue
-        ranked.append((-score, res is None, candidate.legacy, str(candidate.path), candidate))
+        unwanted_res = (res is not None) if resolution is None else (res is None)
+        ranked.append((-score, unwanted_res, candidate.legacy, str(candidate.path), candidate))
     return [entry[-1] for entry in sorted(ranked, key=lambda e: e[:4])]

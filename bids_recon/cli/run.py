@@ -262,15 +262,17 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
 
 def _resolution_of_inputs(config: Config, inputs: dict) -> None:
-    """Outputs carry the inputs' ``res-``: when no preprocessed BOLD has one (``space-T1w``, legacy names), none."""
+    """Outputs carry the inputs' ``res-``: none when no preprocessed BOLD has one (``space-T1w``, legacy names), the
+    inputs' when they all have the same one."""
     from bids_recon.bids.fmriprep import parse_entities
 
-    if config.workflow.resolution is None:
-        return
     found = {str((parse_entities(r.preproc_bold.name) or ({},))[0].get("res")) for i in inputs.values() for r in i.runs}
-    if found == {"None"}:
+    if found == {"None"} and config.workflow.resolution is not None:
         LOGGER.info("The preprocessed BOLD files have no res- entity: outputs are named without one (--res none)")
         config.workflow.resolution = None
+    elif len(found) == 1 and "None" not in found and config.workflow.resolution is None:
+        config.workflow.resolution = found.pop()
+        LOGGER.info("The preprocessed BOLD files are res-%s: outputs are named so", config.workflow.resolution)
 
 
 def check_collected_inputs(config: Config, inputs: dict) -> None:

@@ -19,7 +19,6 @@ class Bold5000(DatasetPreset):
     settings = {
         "execution.task_id": "5000scenes",
         "workflow.stimuli.resolver": "files",
-        "workflow.stimuli.column": "stim_file",
         "workflow.stimuli.test_split": "repeats",
         "workflow.stimuli.test_min_repeats": 2,
         "workflow.stimuli.category_captions": True,

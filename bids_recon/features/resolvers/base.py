@@ -279,8 +279,11 @@ def read_synset_words(path: Path) -> dict[str, str]:
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
-        synset, _, names = line.strip().partition(" ")
-        if synset_of(synset) != synset or not names.strip():
+        found = _SYNSET_LINE.search(line)  # ILSVRC's "n01440764 tench, Tinca tinca"; also "1 n01440764: tench"
+        if found is None:
             raise BadDataError(f"line {number} is not 'SYNSET WORDS' ({line[:60]!r})", path)
-        words[synset] = names.split(",")[0].strip()
+        words[found.group(1)] = found.group(2).split(",")[0].strip()
     return words
+
+
+_SYNSET_LINE = re.compile(r"\b(n\d{8})\b[\s,:;=\t]+(\S.*)$")

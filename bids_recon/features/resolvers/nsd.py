@@ -179,9 +179,10 @@ class NsdResolver(StimulusResolver):
         """``nsd_stim_info_merged.csv`` indexed by the 1-based 73k id (MissingInputError when absent)."""
         path = self._find("info")
         try:
-            table = pd.read_csv(path, index_col=0)
+            table = pd.read_csv(path)
         except Exception as exc:  # pandas raises several parser errors
             raise BadDataError(f"cannot read the NSD stim info ({exc})", path) from exc
+        table = table.drop(columns=[c for c in table.columns if str(c).startswith("Unnamed")])  # the saved index
         if "nsdId" not in table:
             raise BadDataError(f"no 'nsdId' column (has: {', '.join(map(str, table.columns))})", path)
         table.index = table["nsdId"].astype(int) + 1
