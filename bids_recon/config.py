@@ -34,6 +34,13 @@ from bids_recon.params import build, locate, setting, to_dict
 from bids_recon.rois.params import RoiParams
 
 
+def dataset_presets() -> list[str]:
+    """``--dataset`` values: ``""`` (none) and the registered presets (:mod:`bids_recon.datasets`)."""
+    from bids_recon.datasets import PRESETS
+
+    return ["", *PRESETS]
+
+
 def generators() -> dict[str, Any]:
     """The registered generators (name -> spec); see :mod:`bids_recon.workflows.generators`."""
     from bids_recon.workflows.generators import GENERATORS
@@ -92,6 +99,9 @@ class ExecutionConfig:
     """Where data are and how the run behaves."""
 
     bids_dir: str = setting("", doc="the raw BIDS dataset (with events.tsv and stimuli/)")
+    dataset: str = setting("", choices=dataset_presets, doc=(
+        "a public dataset's preset: sets the stimulus resolver, column, test split, task, caption source and the "
+        "fMRIPrep space its derivatives use, below --config-file and the flags typed (see the dataset recipes)"))
     output_dir: str = setting("", doc="where the derivatives dataset is written; must not be inside bids_dir")
     analysis_level: str = setting("participant", choices=("participant", "group"), doc=(
         "'participant' (one report per participant) or 'group' (group table and report across the participants "
@@ -103,7 +113,9 @@ class ExecutionConfig:
     participant_label: list[str] = setting(factory=list, doc=(
         "participants to process (with or without 'sub-'); all by default"))
     session_label: list[str] = setting(factory=list, doc="sessions to use (with or without 'ses-'); all by default")
-    task_id: str | None = setting(None, doc="task to use; needed only when the dataset has several")
+    task_id: str | list[str] | None = setting(None, doc=(
+        "task(s) to use; needed only when the dataset has several. Several tasks are analysed together (NOD: "
+        "imagenet runs train, coco runs test), their outputs named with the labels joined"))
     bids_filters: dict[str, Any] = setting(factory=dict, doc=(
         'extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}'))
     skip_bids_validation: bool = setting(False, doc="do not run the BIDS validator on bids_dir")

@@ -171,3 +171,95 @@ EXTRA_ARGS = {"too-few-repeats": ["--test-min-repeats", "50"], "stimulus-column-
 FOUND_IN_A_NODE = {"bold-truncated"}
 
 
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# bad inputs of the public datasets' layouts (bids_recon-sim --layout): each case mutates a copy of the layout's
+# tiny one-subject dataset; ``bids`` is the raw dataset, ``stores`` what it keeps outside (OUT_stimuli; NSD: the
+# download root beside nsddata_rawdata).
+
+
+def _layout_events(bids: Path) -> Path:
+    return sorted(bids.glob("sub-*/ses-*/func/*run-01_events.tsv"))[0]
+
+
+def _nsd_id_beyond_rows(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    events = _layout_events(bids)
+    table = pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False)
+    import h5py
+
+    with h5py.File(bids.parent / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5") as handle:
+        rows = handle["imgBrick"].shape[0]
+    table.loc[4, "73k_id"] = str(rows + 1)
+    table.to_csv(events, sep="\t", index=False)
+    return Path("nsd_stimuli.hdf5"), [f"73k id {rows + 1} is beyond the {rows} images", events.name, "line 6",
+                                      f"73k_id '{rows + 1}'"]
+
+
+def _god_image_missing(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    events = _layout_events(bids)
+    name = pd.read_csv(events, sep="\t")["stimulus_name"].dropna().iloc[3]
+    (stores / "imagenet" / f"{name}.JPEG").unlink()
+    return Path("imagenet"), [f"'{name}' not found", events.name, "stimulus_name"]
+
+
+def _things_not_an_image(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    events = _layout_events(bids)
+    table = pd.read_csv(events, sep="\t")
+    name = table.loc[table["trial_type"] == "exp", "file_path"].iloc[0]
+    (stores / "THINGS" / "images" / name).write_bytes(b"GIF89a but not really")
+    return Path(name), ["is not an image Pillow can read", events.name, f"file_path '{name}'"]
+
+
+def _nsd_coco_id_without_caption(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    info = pd.read_csv(bids.parent / "nsddata" / "experiments" / "nsd" / "nsd_stim_info_merged.csv", index_col=0)
+    shown = pd.read_csv(_layout_events(bids), sep="\t")["73k_id"].iloc[0]
+    coco, split = info.loc[info["nsdId"] == shown - 1, ["cocoId", "cocoSplit"]].iloc[0]
+    path = bids.parent / "nsddata_stimuli" / "stimuli" / "nsd" / "annotations" / f"captions_{split}.json"
+    data = json.loads(path.read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != coco]
+    path.write_text(json.dumps(data))
+    return Path("annotations"), ["have no caption", f"'{shown}' (COCO id {coco})"]
+
+
+def _god_without_stimulus_columns(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    events = _layout_events(bids)
+    pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False).drop(
+        columns=["stimulus_name", "stimulus_id"]).to_csv(events, sep="\t", index=False)
+    return events, ["no column 'stimulus_name' or 'stimulus_id'", "--stimulus-column"]
+
+
+def _things_rule_selects_nothing(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    return _layout_events(bids), ["--test-split trial_type=tset selects no test trial",
+                                  "values there: catch, exp, test"]
+
+
+def _things_fmriprep_tr(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    sidecar = sorted((bids / FMRIPREP).rglob("*run-1_space-T1w_desc-preproc_bold.json"))[0]
+    meta = json.loads(sidecar.read_text())
+    meta["RepetitionTime"] = 2.0
+    sidecar.write_text(json.dumps(meta))
+    return Path(sidecar.name.replace(".json", ".nii.gz")), ["RepetitionTime 1.5 s in the raw sidecar",
+                                                           "differs from 2.0 s in the fMRIPrep sidecar"]
+
+
+def _bold5000_header_tr(bids: Path, stores: Path) -> tuple[Path, list[str]]:
+    bold = sorted((bids / FMRIPREP).rglob("*run-01_bold_space-T1w_preproc.nii.gz"))[0]
+    img = nib.load(bold)
+    img.header.set_zooms((*img.header.get_zooms()[:3], 2.5))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header), bold)
+    return bold, ["RepetitionTime 1.5 s", "differs from 2.5 s in the NIfTI header"]
+
+
+#: case -> (layout, mutate(bids, stores), exit code, extra flags); the layout's own run flags are added.
+LAYOUT_CASES = {
+    "nsd-id-beyond-hdf5": ("nsd", _nsd_id_beyond_rows, 65, []),
+    "god-image-missing": ("god", _god_image_missing, 66, []),
+    "things-not-an-image": ("things", _things_not_an_image, 65, []),
+    "nsd-coco-id-without-caption": ("nsd", _nsd_coco_id_without_caption, 65, ["--generator", "diffusion"]),
+    "god-events-without-preset-column": ("god", _god_without_stimulus_columns, 65, []),
+    "things-test-rule-selects-nothing": ("things", _things_rule_selects_nothing, 65, ["--test-split",
+                                                                                    "trial_type=tset"]),
+    "things-fmriprep-sidecar-tr": ("things", _things_fmriprep_tr, 65, []),
+    "bold5000-header-tr": ("bold5000", _bold5000_header_tr, 65, []),
+}

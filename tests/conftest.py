@@ -22,6 +22,34 @@ def tiny_dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def layout_dataset(tmp_path_factory):
+    """``layout_dataset("nsd")``: a one-subject tiny dataset in a public dataset's layout (made once per session)."""
+    from bids_recon.sim import simulate_dataset
+
+    made = {}
+
+    def make(layout: str):
+        if layout not in made:
+            made[layout] = simulate_dataset(tmp_path_factory.mktemp(f"sim_{layout}") / "ds", preset="tiny", seed=0,
+                                            layout=layout, n_subjects=1)
+        return made[layout]
+
+    return make
+
+
+def layout_copy(dataset, target: Path):
+    """Copy a layout dataset (its OUT folder and OUT_stimuli) to ``target``; returns (bids_dir, stores_dir)."""
+    from bids_recon.sim.simulate import stores_path
+
+    root = dataset.bids_dir.parent if dataset.layout == "nsd" else dataset.bids_dir
+    shutil.copytree(root, target)
+    if dataset.stores_dir is not None:
+        shutil.copytree(dataset.stores_dir, stores_path(target))
+    bids = target / dataset.bids_dir.relative_to(root)
+    return bids, (target if dataset.layout == "nsd" else stores_path(target))
+
+
+@pytest.fixture(scope="session")
 def tiny_sd(tiny_dataset, tmp_path_factory):
     """A tiny SD pipeline saved with save_pretrained, whose tokenizer knows the simulated captions' words."""
     from bids_recon.generate.testing import save_tiny_model, words_of

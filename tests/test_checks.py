@@ -15,7 +15,8 @@ from bids_recon.bids.layout import collect_inputs
 from bids_recon.cli.parser import build_parser
 from bids_recon.cli.run import build_config, check_collected_inputs
 from bids_recon.errors import BidsReconError
-from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE
+from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, LAYOUT_CASES
+from tests.conftest import layout_copy
 
 
 def _preflight(bids: Path, templateflow: Path, monkeypatch, *flags: str) -> None:
@@ -54,3 +55,31 @@ def test_bad_input_is_refused_before_any_work(case, dataset_copy, tiny_dataset, 
         assert named.name in message, message
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.parametrize("case", list(LAYOUT_CASES))
+def test_bad_input_of_a_dataset_layout_is_refused_before_any_work(case, layout_dataset, tmp_path, monkeypatch):
+    """Each public dataset's failure modes (ids beyond the HDF5, images missing or unreadable, COCO ids without a
+    caption, the preset's column absent, a rule that selects nothing, RepetitionTime disagreements) stop the
+    preflight with the exit code and a message naming the file, row and value."""
+    from bids_recon.sim.layouts import get_layout
+
+    layout, mutate, code, extra = LAYOUT_CASES[case]
+    dataset = layout_dataset(layout)
+    bids, stores = layout_copy(dataset, tmp_path / "ds")
+    named, words = mutate(bids, stores)
+    with pytest.raises(BidsReconError) as caught:
+        _preflight(bids, dataset.templateflow_dir, monkeypatch, *get_layout(layout).run_args(bids, stores), *extra,
+                   "--participant-label", dataset.subjects[0])
+    message = str(caught.value)
+    assert int(caught.value.exit_code) == code, message
+    assert named.name in message, message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("layout", ["nsd", "things", "bold5000", "god", "nod"])
+def test_good_inputs_of_every_dataset_layout_pass(layout, layout_dataset, monkeypatch):
+    dataset = layout_dataset(layout)
+    _preflight(dataset.bids_dir, dataset.templateflow_dir, monkeypatch, *dataset.run_args, "--participant-label",
+               dataset.subjects[0])

@@ -29,10 +29,19 @@ def test_cli_reference_lists_every_option():
     assert "<!-- cli-reference -->" in (ROOT / "docs/cli.md").read_text(), "docs/cli.md must be generated"
 
 
+def _pages(nav) -> set[str]:
+    """Every page of a (nested) MkDocs navigation."""
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_pages(v) for v in nav.values()))
+    return set().union(*(_pages(v) for v in nav))
+
+
 def test_every_docs_page_is_in_the_navigation():
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-    in_nav = {page for entry in config["nav"] for page in entry.values()}
-    on_disk = {p.name for p in (ROOT / "docs").glob("*.md")}
+    in_nav = _pages(config["nav"])
+    on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert on_disk == in_nav, (on_disk - in_nav, in_nav - on_disk)
 
 

@@ -79,6 +79,12 @@ def _roi_mask(text: str) -> tuple[str, str]:
     return name, _absolute(path) + sep + label
 
 
+def _presets() -> list[str]:
+    from bids_recon.datasets import PRESETS
+
+    return list(PRESETS)
+
+
 def _resolution(text: str) -> str | None:
     return None if text.strip().lower() in ("none", "") else text
 
@@ -197,10 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
 
     sel = parser.add_argument_group("Selecting data")
+    _setting(sel, "--dataset", key="execution.dataset", metavar="{" + ",".join(_presets()) + "}")
     _setting(sel, "--participant-label", "--participant_label", key="execution.participant_label", nargs="+",
              metavar="LABEL")
     _setting(sel, "--session-label", key="execution.session_label", nargs="+", metavar="LABEL")
-    _setting(sel, "-t", "--task-id", key="execution.task_id", metavar="TASK")
+    _setting(sel, "-t", "--task-id", key="execution.task_id", nargs="+", metavar="TASK")
     _setting(sel, "--bids-filter-file", key="execution.bids_filters", type=_json_filters, metavar="FILE",
              help='JSON with extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}')
     _setting(sel, "-d", "--derivatives", key="execution.derivatives", nargs="+", type=_key_path, action=_ToDict,
@@ -214,9 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
              metavar="NAME=PATH[:LABEL]",
              help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); repeatable, e.g. "
                   "--roi-mask earlyvisual=streams.nii.gz:1")
+    _setting(method, "--stimuli", key="workflow.stimuli.resolver", metavar="KIND[:KEY=VALUE,...]")
     _setting(method, "--stimulus-column", key="workflow.stimuli.column")
+    _setting(method, "--stimuli-dir", key="workflow.stimuli.dirs", nargs="+", type=_absolute, metavar="DIR")
     _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
-    _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="COLUMN=VALUE[,VALUE]")
+    _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="RULE")
     _setting(method, "--generator", key="workflow.generate.generator")
 
     for spec in generators().values():  # each generator declares the flags of its own settings

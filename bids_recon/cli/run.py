@@ -52,13 +52,30 @@ def build_config(args, parser) -> Config:
     typed = typed_settings(args)
     flags = flags_of(parser)
     layers.append((typed, {key: f"the command line ({flags.get(key, key)})" for key in typed}))
-    data, sources = merge(*layers)
+    preset = preset_layer(dict(merge(*layers)[0]))
+    data, sources = merge(*([preset] if preset else []), *layers)
     config = Config.from_dict(data, sources)
     ex = config.execution
     ex.check_only = bool(typed.get("execution.check_only", False))  # never from a file: a saved run must compute
     if not ex.work_dir:
         ex.work_dir = str(Path(ex.output_dir).absolute().parent / "work")
     return config
+
+
+def preset_layer(chosen: dict) -> tuple[dict, str] | None:
+    """The ``--dataset`` preset's values as a layer below the file and the flags (``None`` without a preset).
+
+    An unknown name gives no layer: the configuration's validation refuses it (exit 64, with a close match).
+    """
+    from bids_recon.datasets import PRESETS
+
+    execution = chosen.get("execution") or {}
+    name = execution.get("dataset") if isinstance(execution, dict) else None
+    if not isinstance(name, str) or name not in PRESETS:
+        return None
+    bids_dir = execution.get("bids_dir")
+    preset = PRESETS[name]
+    return preset.settings_for(Path(bids_dir) if bids_dir else None), f"the --dataset {name} preset"
 
 
 def check_paths(config: Config) -> None:
@@ -79,16 +96,38 @@ def check_paths(config: Config) -> None:
         ex.derivatives["fmriprep"] = str(default)
 
 
-def validate_bids(bids_dir: Path) -> None:
-    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16."""
+#: Validator errors that are not errors when the images are declared to be outside the dataset (``--stimuli-dir``):
+#: BOLD5000's ``stim_file`` names images its BIDS tree does not hold.
+OUTSIDE_STIMULI_CODES = ("STIMULUS_FILE_MISSING",)
+
+
+def validate_bids(bids_dir: Path, tolerated: tuple[str, ...] = ()) -> None:
+    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16.
+
+    Errors whose code is in ``tolerated`` are logged as warnings (e.g. :data:`OUTSIDE_STIMULI_CODES` when the
+    stimuli are in folders outside the dataset).
+    """
+    import json
+
     beside = Path(sys.executable).parent / "bids-validator-deno"  # a venv's bin/ when it is not on PATH
     exe = shutil.which("bids-validator-deno") or (str(beside) if beside.exists() else None)
     if exe is None:
         LOGGER.warning("bids-validator-deno not found: skipping BIDS validation (pip install bids-validator-deno)")
         return
-    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings", "--format", "json"], capture_output=True,
+                          text=True, timeout=600)
     if proc.returncode != 0:
-        LOGGER.error("BIDS validator output:\n%s", proc.stdout[-5000:] + proc.stderr[-2000:])
+        try:
+            issues = json.loads(proc.stdout)["issues"]["issues"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            issues = None
+        errors = None if issues is None else [i for i in issues if i.get("severity") == "error"]
+        if errors is not None and errors and all(i.get("code") in tolerated for i in errors):
+            LOGGER.warning("BIDS validator: %d %s error(s) tolerated: the stimuli are outside the dataset "
+                           "(--stimuli-dir)", len(errors), ", ".join(sorted({i["code"] for i in errors})))
+            return
+        shown = "\n".join(f"[{i.get('code')}] {i.get('location', '')}" for i in (errors or [])[:50])
+        LOGGER.error("BIDS validator output:\n%s", shown or proc.stdout[-5000:] + proc.stderr[-2000:])
         raise InvalidBidsError("the BIDS validator found errors (see the log; --skip-bids-validation skips it)",
                                bids_dir)
     LOGGER.info("BIDS validation passed")
@@ -170,10 +209,11 @@ def run_participants(config: Config, log_dir: Path) -> None:
     ex, npp = config.execution, config.nipype
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
     if not ex.skip_bids_validation and not ex.reports_only:
-        validate_bids(bids_dir)
+        validate_bids(bids_dir, OUTSIDE_STIMULI_CODES if config.workflow.stimuli.dirs else ())
     inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
                             ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
     LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+    _resolution_of_inputs(config, inputs)
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
     if ex.check_only:
@@ -219,6 +259,20 @@ def run_participants(config: Config, log_dir: Path) -> None:
         raise
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
+
+
+def _resolution_of_inputs(config: Config, inputs: dict) -> None:
+    """Outputs carry the inputs' ``res-``: none when no preprocessed BOLD has one (``space-T1w``, legacy names), the
+    inputs' when they all have the same one."""
+    from bids_recon.bids.fmriprep import parse_entities
+
+    found = {str((parse_entities(r.preproc_bold.name) or ({},))[0].get("res")) for i in inputs.values() for r in i.runs}
+    if found == {"None"} and config.workflow.resolution is not None:
+        LOGGER.info("The preprocessed BOLD files have no res- entity: outputs are named without one (--res none)")
+        config.workflow.resolution = None
+    elif len(found) == 1 and "None" not in found and config.workflow.resolution is None:
+        config.workflow.resolution = found.pop()
+        LOGGER.info("The preprocessed BOLD files are res-%s: outputs are named so", config.workflow.resolution)
 
 
 def check_collected_inputs(config: Config, inputs: dict) -> None:

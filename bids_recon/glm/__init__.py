@@ -15,9 +15,11 @@ from bids_recon.glm.runs import (
 )
 from bids_recon.glm.singletrial import load_confounds, load_events, percent_signal_change, zscore_by_group
 from bids_recon.glm.trials import (
+    NOT_DECODED,
     TRIAL_COLUMNS,
     apply_test_split,
     assign_repeats_and_split,
+    mark_test_split,
     parse_test_split,
     read_trials,
     run_trials,
@@ -26,6 +28,7 @@ from bids_recon.glm.trials import (
 __all__ = [
     "ESTIMATORS",
     "GlmParams",
+    "NOT_DECODED",
     "TRIAL_COLUMNS",
     "HrfLibrary",
     "RunFiles",
@@ -44,6 +47,7 @@ __all__ = [
     "load_confounds",
     "load_events",
     "load_image",
+    "mark_test_split",
     "noise_ceiling",
     "parse_test_split",
     "percent_signal_change",

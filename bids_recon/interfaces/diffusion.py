@@ -13,7 +13,8 @@ from PIL import Image
 from bids_recon.decoding import DecodedTest
 from bids_recon.errors import BadDataError
 from bids_recon.evaluate.variants import evaluate_generated, samples_from_index, standardise_features
-from bids_recon.features import StimulusResolver, load_captions
+from bids_recon.features import captions_for, resolver_for
+from bids_recon.features.params import StimulusParams
 from bids_recon.generate.diffusion import DiffusionParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
@@ -24,8 +25,7 @@ from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_ts
 class _StimulusLatentsInputSpec(BaseInterfaceInputSpec):
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
-    captions_file = traits.Str(mandatory=True, desc="captions table (stim_file, caption)")
+    stimuli = params_trait(StimulusParams)  # where the images and the captions are
     model_folder = traits.Str(mandatory=True, desc="resolved diffusers folder")
     model_identity = traits.Dict(mandatory=True, desc="ModelIdentity.to_sidecar() (part of the node's hash)")
     cache_dir = traits.Str(mandatory=True, desc="feature cache folder")
@@ -54,11 +54,12 @@ class StimulusLatents(RecordingInterface):
         i = self.inputs
         params = load_params(DiffusionParams, i.params, "workflow.generate.diffusion")
         stim_ids = sorted(read_trials(i.trials)["stim_id"].astype(str).unique())
-        captions = load_captions(Path(i.captions_file), stim_ids)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
+        captions = captions_for(resolver, stim_ids)
         components = load_components(Path(i.model_folder), i.device, ("vae", "text_encoder", "tokenizer"))
         key = f"{i.model_identity['ModelKey']}-{i.device}"  # fp16 on CUDA and fp32 on CPU differ slightly
         cache = FeatureCache(Path(i.cache_dir), key)
-        feats = stimulus_features(StimulusResolver(Path(i.bids_dir), i.stimuli_folder), stim_ids, captions,
+        feats = stimulus_features(resolver, stim_ids, captions,
                                   components, cache, params.latent_image_size, params.batch_size, params.progress)
         cwd = Path(runtime.cwd)
         n = len(stim_ids)
@@ -142,7 +143,7 @@ class _EvaluateVariantsInputSpec(EvaluationInputSpec):
     c_features = File(exists=True, mandatory=True, desc="all stimuli's c (training statistics)")
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+    stimuli = params_trait(StimulusParams)
 
 
 class EvaluateVariants(RecordingInterface):
@@ -165,7 +166,7 @@ class EvaluateVariants(RecordingInterface):
                 standard[variant] = standardise_features(decoded.decoded, decoded.true, data["stim_ids"].astype(str),
                                                          data["features"], train_ids)
         order = [str(s) for s in DecodedTest.load(i.decoded_z).stim_ids]
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
         result = evaluate_generated(samples_from_index(index, order, _load_png),
                                     lambda size: resolver.load_images(order, size), stim_ids=order,
                                     features=standard, **evaluation_options(i))

@@ -19,13 +19,14 @@ from bids_recon.glm import (
 )
 from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import load_events
-from bids_recon.glm.trials import apply_test_split, read_trials
+from bids_recon.glm.trials import mark_test_split, parse_test_split, read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.io import atomic_write, write_json, write_tsv
 
 
 class _SubjectMaskInputSpec(BaseInterfaceInputSpec):
-    mask_files = InputMultiObject(File(exists=True), mandatory=True, desc="brain mask of every run")
+    mask_files = InputMultiObject(File(exists=True), mandatory=True,
+                                  desc="brain mask of every run (or its 4D BOLD when fMRIPrep wrote none)")
 
 
 class _SubjectMaskOutputSpec(TraitedSpec):
@@ -55,7 +56,7 @@ class _SessionBetasInputSpec(BaseInterfaceInputSpec):
     subject = traits.Str(mandatory=True)
     session = traits.Either(None, traits.Str, default=None, usedefault=True)
     params = params_trait(GlmParams)
-    stimulus_column = traits.Str(mandatory=True, desc="events column naming each trial's stimulus")
+    stimuli = params_trait(StimulusParams)  # only the fields that decide the trial rows (StimulusParams.rows_only)
     seed = traits.Int(mandatory=True, desc="seed of the random steps")
 
 
@@ -81,7 +82,7 @@ class SessionBetas(RecordingInterface):
                  for b, e, c, tr, run in zip(i.bold_files, i.events_files, i.confounds_files, i.repetition_times,
                                              i.runs, strict=True)]
         result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),
-                                        i.stimulus_column, i.seed)
+                                        load_params(StimulusParams, i.stimuli, "workflow.stimuli"), i.seed)
         cwd = Path(runtime.cwd)
         betas, images, trials = [], [], []
         for index, (run_betas, run_trials) in enumerate(zip(result.betas, result.trials, strict=True)):
@@ -108,6 +109,7 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     trials = InputMultiObject(File(exists=True), mandatory=True, desc="per-run trial tables, same order")
     stimuli = params_trait(StimulusParams)
     events_files = InputMultiObject(File(exists=True), desc="per-run events, same order (with test_split)")
+    bids_dir = traits.Str(mandatory=True, desc="raw dataset (the resolver's named test sets: shared1000)")
     zscore = traits.Bool(mandatory=True, desc="z-score each voxel's betas within each session")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (grid of the maps)")
 
@@ -130,10 +132,14 @@ class CombineRuns(RecordingInterface):
         betas = [np.load(p, mmap_mode="r") for p in i.betas]  # read a block of voxels at a time
         trials = [read_trials(p) for p in i.trials]
         if stimuli.test_split:
-            trials = [apply_test_split(t, load_events(Path(e)), stimuli.column, stimuli.test_split, Path(e))
+            from bids_recon.features import resolver_for
+
+            resolver = resolver_for(i.bids_dir, stimuli)
+            trials = [mark_test_split(t, load_events(Path(e)), stimuli, resolver, Path(e))
                       for t, e in zip(trials, i.events_files, strict=True)]
         cwd = Path(runtime.cwd)
-        stacked, table = combine_runs(betas, trials, stimuli.test_min_repeats, i.zscore, bool(stimuli.test_split),
+        stacked, table = combine_runs(betas, trials, stimuli.test_min_repeats, i.zscore,
+                                      parse_test_split(stimuli.test_split) is not None,
                                       out_file=cwd / "betas_zscored.npy")
         self._results["betas"] = str(cwd / "betas_zscored.npy")
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))

@@ -12,7 +12,8 @@ from bids_recon.decoding import DecodedTest
 from bids_recon.evaluate import evaluate_generated
 from bids_recon.evaluate.latent import add_latent_metrics
 from bids_recon.evaluate.variants import standardise_features
-from bids_recon.features import StimulusResolver
+from bids_recon.features import resolver_for
+from bids_recon.features.params import StimulusParams
 from bids_recon.generate.latent import LatentParams, generate_images, load_recorded, stimulus_latents
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
@@ -34,7 +35,7 @@ class _GeneratorInputSpec(BaseInterfaceInputSpec):
 
 class _LatentTargetsInputSpec(_GeneratorInputSpec):
     trials = File(exists=True, mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+    stimuli = params_trait(StimulusParams)  # where the images are (latents are estimated from them)
 
 
 class _LatentTargetsOutputSpec(TraitedSpec):
@@ -51,7 +52,7 @@ class LatentTargets(RecordingInterface):
     def _run(self, runtime):
         i = self.inputs
         params = load_params(LatentParams, i.params, _PREFIX)
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
         stim_ids = read_trials(i.trials)["stim_id"].astype(str).unique().tolist()
         found = stimulus_latents(params, stim_ids, i.bids_dir, resolver.load_images, i.device, dict(i.identity))
         cwd = Path(runtime.cwd)
@@ -137,7 +138,7 @@ class EvaluateLatent(RecordingInterface):
         # identification in latent space on latents z-scored with the training stimuli's statistics (a w-space's
         # shared mean would otherwise dominate the correlations); the paper's latent similarity on raw latents
         standardised = standardise_features(decoded.decoded, decoded.true, all_ids, latents, train_ids)
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
         result = evaluate_generated({i.method: [images]}, lambda size: resolver.load_images(stim_ids, size),
                                     stim_ids=stim_ids, features={i.method: standardised}, **evaluation_options(i))
         result = add_latent_metrics(result, decoded.decoded, decoded.true, i.method)

@@ -106,7 +106,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     output_dir = traits.Str(mandatory=True)
     names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
+    stimuli = traits.Dict(desc="StimulusParams fields (where the seen images are)")
     first_run = traits.Tuple(traits.Either(None, traits.Str), traits.Either(None, traits.Str), mandatory=True)
     boldref = traits.Either(None, File(exists=True), default=None, usedefault=True)
     rois = traits.Dict(traits.Str, traits.Either(None, traits.Str), mandatory=True)
@@ -136,7 +136,7 @@ class ParticipantReport(RecordingInterface):
         i = self.inputs
         out = build_participant_report(
             output_dir=Path(i.output_dir), names=SubjectOutputs(**i.names),
-            bids_dir=Path(i.bids_dir), stimuli_folder=i.stimuli_folder, first_run=tuple(i.first_run),
+            bids_dir=Path(i.bids_dir), stimuli=dict(i.stimuli), first_run=tuple(i.first_run),
             boldref=Path(i.boldref) if i.boldref else None, rois=dict(i.rois), decoders=list(i.decoders),
             generator=i.generator, summary=dict(i.summary), methods=i.methods,
         )

@@ -12,7 +12,8 @@ from bids_recon.decoding import DecodedTest, train_and_decode
 from bids_recon.decoding.params import DecodingParams
 from bids_recon.evaluate import MetricsResult, evaluate_generated
 from bids_recon.evaluate.params import EvaluationParams
-from bids_recon.features import ImageBasis, StimulusResolver, image_targets
+from bids_recon.features import ImageBasis, image_targets, resolver_for
+from bids_recon.features.params import StimulusParams
 from bids_recon.generate.linear import LinearImageGenerator, LinearParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
@@ -57,7 +58,7 @@ class Rois(RecordingInterface):
 class _ImageFeaturesInputSpec(BaseInterfaceInputSpec):
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+    stimuli = params_trait(StimulusParams)
     params = params_trait(LinearParams)
     seed = traits.Int(mandatory=True, desc="seed of the randomized PCA")
 
@@ -76,7 +77,7 @@ class ImageFeatures(RecordingInterface):
     def _run(self, runtime):
         i = self.inputs
         params = load_params(LinearParams, i.params, "workflow.generate.linear")
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
         basis, stim_ids, coefficients = image_targets(resolver, read_trials(i.trials), params.image_size,
                                                       params.n_components, i.seed)
         cwd = Path(runtime.cwd)
@@ -190,7 +191,7 @@ class _EvaluateInputSpec(EvaluationInputSpec):
     reconstructions = File(exists=True, mandatory=True)
     decoded = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str(mandatory=True, desc="folder of the images, relative to bids_dir")
+    stimuli = params_trait(StimulusParams)
     method = traits.Str(mandatory=True, desc="name of the reconstruction method in the metrics table")
 
 
@@ -205,7 +206,7 @@ class Evaluate(RecordingInterface):
         with np.load(i.reconstructions) as data:
             stim_ids, images = list(data["stim_ids"].astype(str)), data["images"]
         decoded = DecodedTest.load(i.decoded)
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
         result = evaluate_generated({i.method: [images]}, lambda size: resolver.load_images(stim_ids, size),
                                     stim_ids=stim_ids, features={i.method: (decoded.decoded, decoded.true)},
                                     **evaluation_options(i))

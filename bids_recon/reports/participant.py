@@ -11,7 +11,8 @@ from PIL import Image
 
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.decoding import RidgeDecoder
-from bids_recon.features import StimulusResolver
+from bids_recon.features import resolver_for
+from bids_recon.features.params import StimulusParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.io import read_tsv
 from bids_recon.reports.figures import (
@@ -72,6 +73,13 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
                               "Noise ceiling from repeated stimuli: single-trial NCSNR and the noise ceiling of the "
                               "repeat averages"))
     return figures, tables, estimator
+
+
+def _resolver(bids_dir: Path, stimuli: StimulusParams | dict):
+    from bids_recon.params import build
+
+    return resolver_for(bids_dir, stimuli if isinstance(stimuli, StimulusParams) else
+                        build(StimulusParams, stimuli, "workflow.stimuli"))
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -137,7 +145,7 @@ def build_participant_report(
     output_dir: Path,
     names: SubjectOutputs,
     bids_dir: Path,
-    stimuli_folder: str,
+    stimuli: StimulusParams | dict,
     first_run: tuple[str | None, str | None],
     boldref: Path | None,
     rois: dict[str, str | None],
@@ -263,7 +271,7 @@ def build_participant_report(
     stim_ids = list(next(iter(shown_rows.values()))["stimulus"])
     shown = {m: [np.asarray(Image.open(output_dir / f).convert("RGB"), np.float32) / 255 for f in rows["file"]]
              for m, rows in shown_rows.items()}
-    seen = StimulusResolver(Path(bids_dir), stimuli_folder).load_images(stim_ids, shown[next(iter(shown))][0].shape[0])
+    seen = _resolver(bids_dir, stimuli).load_images(stim_ids, shown[next(iter(shown))][0].shape[0])
     sections.append(
         Section(
             title="Reconstructions",

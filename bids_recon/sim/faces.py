@@ -1,4 +1,4 @@
-"""The ``faces`` layout of the simulator: a HYPER-style experiment (Dado et al. 2022) with known latents.
+"""Faces from known latents for the simulator's ``faces`` layout: a HYPER-style experiment (Dado et al. 2022).
 
 ``bids_recon-sim OUT --layout faces``: every stimulus is a face made by a small random generator from a known
 latent vector ``z ~ N(0, I)`` (:class:`FaceGenerator`: a face template modulated by a random convolutional
@@ -8,7 +8,8 @@ dimension), exactly what ``bids_recon --generator latent`` reads. Brain response
 model (:func:`bids_recon.sim.model.simulate_subject`): early-visual voxels see the faces' pixels through their
 receptive fields, higher-visual voxels respond linearly to the latents (``semantic_weights`` are then per latent
 dimension), with the same HRFs, noise and single-trial SNR as every preset. So decoded latents can be checked
-against the truth: they correlate with the true ones and identify the test faces far above chance.
+against the truth: they correlate with the true ones and identify the test faces far above chance. The layout
+itself is registered in :mod:`bids_recon.sim.layouts.faces`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bids_recon.sim.presets import SimPreset
 from bids_recon.sim.stimuli import StimulusSet
 
 #: Names of the files written into the raw dataset's ``stimuli/``.
@@ -167,44 +167,19 @@ def make_face_stimuli(rng: np.random.Generator, n_train: int, n_test: int, n_tes
     return FaceStimulusSet(images=images, table=table, captions=captions, latents=latents, generator=generator)
 
 
-class FacesLayout:
-    """The ``faces`` layout: what it changes in :func:`bids_recon.sim.simulate_dataset` (stimuli, responses, files).
+def write_face_files(bids_dir: Path, truth_dir: Path, stim: FaceStimulusSet) -> None:
+    """Write ``stimuli/generator.pt`` (TorchScript) and ``stimuli/latents.tsv`` (also into the ground truth); the
+    READMEs say how the faces were made."""
+    from bids_recon.io import write_tsv
 
-    Hooks (named as the layouts' registry names them where it has them): :meth:`make_stimuli` replaces the
-    stimulus set, :meth:`stimulus_features` gives the per-stimulus features that drive higher-visual responses,
-    :meth:`finish` writes the generator and the latents table, :meth:`run_args` the pipeline's flags.
-    """
-
-    name: ClassVar[str] = "faces"
-    summary: ClassVar[str] = ("HYPER-style faces made by a small random generator from known latents (generator as "
-                              "TorchScript and the latents table in stimuli/), higher-visual responses driven by the "
-                              "latents")
-    overrides: ClassVar[dict[str, Any]] = {}
-    latent_dim: ClassVar[int] = LATENT_DIM
-
-    def make_stimuli(self, rng: np.random.Generator, preset: SimPreset) -> FaceStimulusSet:
-        return make_face_stimuli(rng, preset.n_train, preset.n_test, preset.n_test_repeats, preset.image_size,
-                                 self.latent_dim)
-
-    def stimulus_features(self, stim: FaceStimulusSet) -> np.ndarray:
-        """``(n_stimuli, latent_dim)``: the latents (higher-visual voxels respond linearly to them)."""
-        return stim.latents
-
-    def finish(self, bids_dir: Path, truth_dir: Path, stim: FaceStimulusSet) -> None:
-        """Write ``stimuli/generator.pt`` and ``stimuli/latents.tsv``; the ground truth says how the faces were made."""
-        from bids_recon.io import write_tsv
-
-        stim_dir = Path(bids_dir) / "stimuli"
-        save_generator(stim.generator, stim_dir / GENERATOR_FILE)
-        table = latents_table(list(stim.table["stim_file"]), stim.latents)
-        write_tsv(stim_dir / LATENTS_FILE, table)
-        write_tsv(Path(truth_dir) / LATENTS_FILE, table)
-        note = FACES_README.format(dim=self.latent_dim, generator=GENERATOR_FILE, latents=LATENTS_FILE)
-        for readme in (Path(bids_dir) / "README", Path(truth_dir) / "README.md"):
-            readme.write_text(readme.read_text() + note)
-
-    def run_args(self, bids_dir: Path) -> list[str]:
-        return ["--generator", "latent", "--latent-generator", str(Path(bids_dir) / "stimuli" / GENERATOR_FILE)]
+    stim_dir = Path(bids_dir) / "stimuli"
+    save_generator(stim.generator, stim_dir / GENERATOR_FILE)
+    table = latents_table(list(stim.table["stim_file"]), stim.latents)
+    write_tsv(stim_dir / LATENTS_FILE, table)
+    write_tsv(Path(truth_dir) / LATENTS_FILE, table)
+    note = FACES_README.format(dim=stim.latents.shape[1], generator=GENERATOR_FILE, latents=LATENTS_FILE)
+    for readme in (Path(bids_dir) / "README", Path(truth_dir) / "README.md"):
+        readme.write_text(readme.read_text() + note)
 
 
 FACES_README = """
@@ -220,8 +195,5 @@ the faces' pixels through their receptive fields; higher-visual voxels respond l
 `--latents stimuli/{latents}`).
 """
 
-#: The faces layout.
-FACES = FacesLayout()
-
-__all__ = ["FACES", "FaceGenerator", "FaceStimulusSet", "FacesLayout", "GENERATOR_FILE", "LATENTS_FILE",
-           "LATENT_DIM", "face_template", "latents_table", "make_face_stimuli", "make_generator", "save_generator"]
+__all__ = ["FaceGenerator", "FaceStimulusSet", "GENERATOR_FILE", "LATENTS_FILE", "LATENT_DIM", "face_template",
+           "latents_table", "make_face_stimuli", "make_generator", "save_generator", "write_face_files"]

@@ -73,13 +73,22 @@ def methods(config: Config, n_runs: int, task: str) -> str:
             + describe_split(wf.stimuli.test_min_repeats, wf.stimuli.test_split))
 
 
-def grid_sidecar(config: Config) -> dict[str, str]:
-    """What ``res-`` means, for files that carry it (BIDS validator: SIDECAR_KEY_REQUIRED)."""
+#: ``space-`` labels of a participant's own spaces (not templates): masks in them need a SpatialReference.
+INDIVIDUAL_SPACES = ("T1w", "T2w", "func", "boldref", "anat", "orig", "scanner", "individual")
+
+
+def grid_sidecar(config: Config, inputs: SubjectInputs | None = None) -> dict[str, str]:
+    """What ``res-`` means, for files that carry it, and the reference image of an individual space (BIDS
+    validator: SIDECAR_KEY_REQUIRED)."""
     wf = config.workflow
-    if not wf.resolution:
-        return {}
-    return {"Resolution": f"res-{wf.resolution}: the grid of the fMRIPrep {wf.space} res-{wf.resolution} "
-                          "preprocessed BOLD"}
+    out = {}
+    if wf.resolution:
+        out["Resolution"] = (f"res-{wf.resolution}: the grid of the fMRIPrep {wf.space} res-{wf.resolution} "
+                             "preprocessed BOLD")
+    if inputs is not None and wf.space in INDIVIDUAL_SPACES and inputs.runs:
+        fmriprep_dir = Path(config.execution.derivatives["fmriprep"])
+        out["SpatialReference"] = bids_uri("fmriprep", relative_to(inputs.runs[0].preproc_bold, fmriprep_dir))
+    return out
 
 
 def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
@@ -87,16 +96,16 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     """Build the beta stage of one participant (see the module docstring)."""
     ex, glm_cfg, stim_cfg = config.execution, config.workflow.glm, config.workflow.stimuli
     bids_dir, out_dir, fmriprep_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.derivatives["fmriprep"])
-    grid = grid_sidecar(config)
+    grid = grid_sidecar(config, inputs)
     wf = pe.Workflow(name=name)
     wf.__desc__ = methods(config, len(inputs.runs), inputs.task)
     outputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "out_files"]),
                          name="outputnode")
 
-    mask = pe.Node(SubjectMask(mask_files=[str(r.brain_mask) for r in inputs.runs]), name="subject_mask")
+    mask_sources = [r.brain_mask or r.preproc_bold for r in inputs.runs]  # no mask: the BOLD's EPI mask
+    mask = pe.Node(SubjectMask(mask_files=[str(p) for p in mask_sources]), name="subject_mask")
     ds_mask = sink(out_dir, names.sink("brain_mask"), "ds_brain_mask", {
-        "Type": "Brain", "Sources": [bids_uri("fmriprep", relative_to(r.brain_mask, fmriprep_dir))
-                                     for r in inputs.runs],
+        "Type": "Brain", "Sources": [bids_uri("fmriprep", relative_to(p, fmriprep_dir)) for p in mask_sources],
         "Description": "Voxels inside the brain mask of every run", **grid})
     wf.connect(mask, "out_mask", ds_mask, "in_file")
 
@@ -111,7 +120,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
             bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
             confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
             runs=[r.run for r in runs], subject=inputs.subject, session=session, params=to_dict(glm_cfg),
-            stimulus_column=stim_cfg.column, seed=ex.random_seed,
+            stimuli=to_dict(stim_cfg.rows_only()), seed=ex.random_seed,
         ), name=f"betas_{key}", mem_gb=1.0 + 0.1 * len(runs))
         wf.connect(mask, "out_mask", glm, "mask_file")
         glms.append(glm)
@@ -137,7 +146,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                                        (("info", as_extra, ".json"), "extra_files")])])
             written.append((ds_map, "out_file"))
 
-    combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session,
+    combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
                                   events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
                                                 if r.session == s]),
                       name="combine_runs")
@@ -148,7 +157,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
         "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
                        "earlier presentations. " + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
-        "StimulusColumn": stim_cfg.column})
+        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
     wf.connect(combine, "trials", ds_trials, "in_file")
     written.append((ds_trials, "out_file"))
     for stat, description in SUBJECT_MAPS.items():

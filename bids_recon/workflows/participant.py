@@ -16,6 +16,7 @@ from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.outputs import ParticipantReport
+from bids_recon.params import to_dict
 from bids_recon.workflows import betas, rois
 from bids_recon.workflows.generators import get_generator
 from bids_recon.workflows.utils import gather
@@ -69,7 +70,7 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
     spec = get_generator(wf_cfg.generate.generator)
     return dict(
         output_dir=config.execution.output_dir, bids_dir=config.execution.bids_dir,
-        stimuli_folder=wf_cfg.stimuli.folder, first_run=(inputs.runs[0].session, inputs.runs[0].run),
+        stimuli=to_dict(wf_cfg.stimuli), first_run=(inputs.runs[0].session, inputs.runs[0].run),
         boldref=str(inputs.runs[0].boldref) if inputs.runs[0].boldref else None,
         rois={r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names}, decoders=spec.decoders(config),
         generator=spec.name, summary=report_summary(config, inputs),
@@ -92,7 +93,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     wf = pe.Workflow(name=name or f"sub_{inputs.subject}_wf")
     wf.__desc__ = introduction(config)
     betas_wf = betas.init_betas_wf(config, inputs, names)
-    rois_wf = rois.init_rois_wf(config, names)
+    rois_wf = rois.init_rois_wf(config, names, inputs=inputs)
     generator_wf = spec.init_wf(config, inputs, names, resolve_device(config.execution.device), f"{spec.name}_wf")
     wf.connect([
         (betas_wf, rois_wf, [("outputnode.mask_file", "inputnode.mask_file")]),

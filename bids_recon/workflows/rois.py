@@ -12,6 +12,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_recon.bids.derivatives import SubjectOutputs
+from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.stages import Rois
 from bids_recon.params import to_dict
@@ -31,7 +32,8 @@ def methods(config: Config) -> str:
             f"the BOLD grid ({atlas})" + (f" and from user masks {user}" if user else "") + ".")
 
 
-def init_rois_wf(config: Config, names: SubjectOutputs, name: str = "rois_wf") -> pe.Workflow:
+def init_rois_wf(config: Config, names: SubjectOutputs, name: str = "rois_wf",
+                 inputs: SubjectInputs | None = None) -> pe.Workflow:
     """Build the ROI stage of one participant (see the module docstring)."""
     roi_cfg, out_dir = config.workflow.rois, Path(config.execution.output_dir)
     wf = pe.Workflow(name=name)
@@ -45,7 +47,7 @@ def init_rois_wf(config: Config, names: SubjectOutputs, name: str = "rois_wf") -
         atlas = roi_cfg.atlas_of(roi)
         ds_roi = sink(out_dir, names.sink("roi_mask", label=roi, desc=atlas), f"ds_roi_{roi}", {
             "Type": "ROI", "Atlas": atlas, "AtlasLabels": roi_cfg.labels.get(roi, []), "Template": roi_cfg.template,
-            "Resampling": "nearest neighbour to the BOLD grid", **grid_sidecar(config),
+            "Resampling": "nearest neighbour to the BOLD grid", **grid_sidecar(config, inputs),
             "Sources": [roi_cfg.user_masks[roi]] if roi in roi_cfg.user_masks else
             [f"templateflow:tpl-{roi_cfg.template}_res-{roi_cfg.resolution:02d}_atlas-{roi_cfg.atlas}"
              f"_desc-{roi_cfg.atlas_desc}_dseg.nii.gz"]})

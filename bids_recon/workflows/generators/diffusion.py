@@ -26,12 +26,6 @@ def feature_cache_dir(config: Config) -> Path:
     return Path(diff.feature_cache) if diff.feature_cache else Path(config.execution.work_dir) / "feature_cache"
 
 
-def captions_file(config: Config) -> Path:
-    """The captions table: ``[workflow.stimuli] captions``, relative to bids_dir unless absolute."""
-    path = Path(config.workflow.stimuli.captions)
-    return path if path.is_absolute() else Path(config.execution.bids_dir) / path
-
-
 @functools.cache
 def _resolve(spec: str, model_dir: str, allow_download: bool, hash_cache: str) -> ResolvedModel:
     from bids_recon.generate.models import resolve_model
@@ -59,7 +53,9 @@ class DiffusionGenerator(GeneratorSpec):
     def add_options(self, option, paths) -> None:
         option("--model", key="model", type=paths.absolute_if_exists)
         option("--model-dir", key="model_dir", type=paths.absolute, metavar="DIR")
-        option("--captions", key="workflow.stimuli.captions", type=paths.absolute, metavar="FILE")
+        option("--captions", key="workflow.stimuli.captions", type=paths.absolute, metavar="FILE|DIR")
+        option("--category-captions", key="workflow.stimuli.category_captions", action="store_const", const=True)
+        option("--synset-words", key="workflow.stimuli.synset_words", type=paths.absolute, metavar="FILE")
         option("--feature-cache", key="feature_cache", type=paths.absolute, metavar="DIR")
         option("--latent-image-size", key="latent_image_size", type=int)
         option("--diffusion-steps", key="steps", type=int)
@@ -80,8 +76,9 @@ class DiffusionGenerator(GeneratorSpec):
 
     def check_inputs(self, config: Config, inputs, checked) -> None:
         from bids_recon.bids.checks import check_captions
+        from bids_recon.features import resolver_for
 
-        check_captions(captions_file(config), checked.stim_ids)
+        check_captions(resolver_for(config.execution.bids_dir, config.workflow.stimuli), checked.stim_ids)
 
     def prepare(self, config: Config) -> None:
         configured_model(config)
@@ -129,7 +126,7 @@ class DiffusionGenerator(GeneratorSpec):
                             name="inputnode")
         outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
         latents = pe.Node(StimulusLatents(
-            bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder, captions_file=str(captions_file(config)),
+            bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
             model_folder=str(model.folder), model_identity=identity, cache_dir=str(feature_cache_dir(config)),
             params=params, device=device,
         ), name="stimulus_latents", mem_gb=4.0)
@@ -163,7 +160,7 @@ class DiffusionGenerator(GeneratorSpec):
 
         recon = pe.Node(DiffusionReconstruct(model_folder=str(model.folder), model_identity=identity, params=params,
                                              device=device), name="reconstruct", mem_gb=8.0)
-        evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder,
+        evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
                                             **evaluation_inputs(config, device)), name="evaluate", mem_gb=4.0)
         write = pe.Node(WriteDiffusionReconstructions(
             output_dir=str(out_dir), names=vars(names), generator=self.name,

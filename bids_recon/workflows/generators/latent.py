@@ -129,7 +129,7 @@ class LatentGenerator(GeneratorSpec):
         inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                             name="inputnode")
         outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
-        targets = pe.Node(LatentTargets(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder, params=params,
+        targets = pe.Node(LatentTargets(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), params=params,
                                         identity=identity, device=device), name="latent_targets", mem_gb=2.0)
         decode = pe.Node(Decode(roi=label, target=LATENT_TARGET, params=to_dict(wf_cfg.decoding), device=device),
                          name="decode", mem_gb=2.0)
@@ -141,7 +141,7 @@ class LatentGenerator(GeneratorSpec):
             wf.connect(inputnode, "roi_files", decode, "roi_files")
         generate = pe.Node(GenerateFromLatents(bids_dir=ex.bids_dir, params=params, identity=identity, device=device),
                            name="reconstruct", mem_gb=4.0)
-        evaluate = pe.Node(EvaluateLatent(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder, method=self.name,
+        evaluate = pe.Node(EvaluateLatent(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), method=self.name,
                                           **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
         ds_targets = sink(out_dir, names.sink("features", desc=TARGETS), "ds_targets", {
             "Description": "Every stimulus's latent vector ('features', rows 'stim_ids'), the decoders' targets; "

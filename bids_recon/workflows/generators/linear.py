@@ -61,12 +61,12 @@ class LinearGenerator(GeneratorSpec):
         inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                             name="inputnode")
         outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
-        features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder,
+        features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
                                          params=to_dict(lin), seed=ex.random_seed), name="image_features")
         decode = pe.Node(Decode(roi=lin.roi, target=TARGET, params=to_dict(wf_cfg.decoding), device=device),
                          name="decode", mem_gb=2.0)
         recon = pe.Node(Reconstruct(), name="reconstruct")
-        evaluate = pe.Node(Evaluate(bids_dir=ex.bids_dir, stimuli_folder=wf_cfg.stimuli.folder, method=self.name,
+        evaluate = pe.Node(Evaluate(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), method=self.name,
                                     **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
         ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
             "Target": TARGET, "ROI": lin.roi,
