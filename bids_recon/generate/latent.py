@@ -5,8 +5,8 @@ stimulus's latent is the natural decoding target: ridge from visual cortex to th
 turns the decoded latent into the reconstruction.
 
 - **Latents table** (:func:`read_latents`): stimulus -> vector, as the stimulus set was made. TSV: the first
-  column names the stimulus (as the events column does, e.g. ``stim_file``), every other column is one dimension,
-  in order. NPZ: arrays ``stim_ids`` ``(n,)`` and ``latents`` ``(n, d)``.
+  column names the stimulus as the trial table's ``stim_id`` does (the events column's value, e.g. ``stim_file``),
+  every other column is one dimension, in order. NPZ: arrays ``stim_ids`` ``(n,)`` and ``latents`` ``(n, d)``.
 - **Generator** (:func:`load_module`): a TorchScript file (``torch.jit.save``), a ``torch.export`` archive
   (``.pt2``, ``torch.export.save``) or ``package.module:callable`` returning a ``torch.nn.Module``; loaded offline
   from a path, never downloaded. It maps a latent batch ``(n, d)``
@@ -57,8 +57,8 @@ class LatentParams:
     """Settings of the latent-vector generator (``[workflow.generate.latent]``)."""
 
     latents: str = setting("stimuli/latents.tsv", doc=(
-        "table of every stimulus's latent vector (TSV: first column the stimulus as the events name it, one "
-        "column per dimension; or NPZ with stim_ids and latents), relative to the raw dataset unless absolute"))
+        "table of every stimulus's latent vector (TSV: first column the stimulus id as the trial table names it, "
+        "one column per dimension; or NPZ with stim_ids and latents), relative to the raw dataset unless absolute"))
     generator: str = setting("", doc=(
         "the generator: a TorchScript file or torch.export .pt2 archive (relative to the raw dataset unless "
         "absolute), or package.module:callable returning a torch.nn.Module; latents (n, d) -> images (n, 3, H, W); "
