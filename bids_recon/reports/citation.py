@@ -144,6 +144,16 @@ REFERENCES: list[Reference] = [
         "  pages = {10684--10695},\n  year = {2022},\n  doi = {10.1109/CVPR52688.2022.01042}\n}",
         by_generator=True),
     Reference(
+        "dado2022", "Dado T, Güçlütürk Y, Ambrogioni L, Ras G, Bosch S, van Gerven M, Güçlü U (2022). Hyperrealistic "
+        "neural decoding for reconstructing faces from fMRI activations via the GAN latent space. Scientific Reports "
+        "12:141. doi:10.1038/s41598-021-03938-w",
+        "@article{dado2022,\n  author = {Dado, Thirza and G{\\\"u}{\\c{c}}l{\\\"u}t{\\\"u}rk, Ya{\\u{g}}mur and "
+        "Ambrogioni, Luca and Ras, Gabri{\\\"e}lle and Bosch, Sander and van Gerven, Marcel and "
+        "G{\\\"u}{\\c{c}}l{\\\"u}, Umut},\n  title = {Hyperrealistic neural decoding for reconstructing faces from "
+        "{fMRI} activations via the {GAN} latent space},\n  journal = {Scientific Reports},\n  volume = {12},\n"
+        "  pages = {141},\n  year = {2022},\n  doi = {10.1038/s41598-021-03938-w}\n}",
+        by_generator=True),
+    Reference(
         "wang2004", "Wang Z, Bovik AC, Sheikh HR, Simoncelli EP (2004). Image quality assessment: from error "
         "visibility to structural similarity. IEEE Transactions on Image Processing 13(4):600-612. "
         "doi:10.1109/TIP.2003.819861",
