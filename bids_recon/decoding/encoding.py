@@ -507,7 +507,8 @@ def encoding_analysis(
         spaces[name] = {split: _Rows(array, np.array([row_of[s] for s in ids[split]])) for split in ids}
     maps = fit_encoding_models(
         {k: v["train"] for k, v in spaces.items()}, averaged["train"], {k: v["test"] for k, v in spaces.items()},
-        averaged["test"], list(params.alphas), joint=tuple(partition), cv=params.cv, n_folds=params.cv_folds,
+        averaged["test"], list(params.alphas), joint=tuple(partition), joint_mixes=tuple(params.partition_mixes),
+        cv=params.cv, n_folds=params.cv_folds,
         null=params.null, n_permutations=params.n_permutations, seed=seed, block_voxels=block,
         backend="torch" if device == "cuda" else "auto", device=device, scratch_dir=scratch_dir)
     maps.info.update({"Mask": params.mask, "Voxels": int(len(voxel_indices)), "FDR": params.fdr})

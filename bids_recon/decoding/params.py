@@ -72,6 +72,10 @@ class EncodingParams:
     partition: list[str] = setting(factory=list, doc=(
         "feature spaces whose unique variance a joint model partitions (empty: the generator's, z and c for "
         "diffusion; none with fewer than two spaces)"))
+    partition_mixes: list[float] = setting(factory=lambda: [0.9], gt=0, lt=1, doc=(
+        "banded ridge of the joint model by grid search: besides equal weights, each space weighted f (the others "
+        "share 1 - f) for each f here, the best per voxel by the same CV; each weighting costs one more "
+        "eigendecomposition ([]: equal weights only)"))
     mask: str = setting("visual", choices=("visual", "brain"), doc=(
         "voxels modelled: 'visual' = the union of the configured ROIs; 'brain' = the whole brain mask (read in "
         "blocks of voxels)"))

@@ -78,10 +78,11 @@ def methods(config: Config) -> str:
         f"per model (significant: q < {enc.fdr:g})."
     )
     if partition:
+        weights = "equal weights" + "".join(f" and {f:g} on each space" for f in enc.partition_mixes)
         text += (" Variance was partitioned with a joint model of " + " and ".join(partition) + " (the sum of the "
-                 "spaces' kernels, weighted per voxel among equal weights and 0.9 on each space by the same "
-                 "cross-validation): the unique variance of a space is the held-out R² of the joint model minus that "
-                 "of the joint model without it.")
+                 f"spaces' kernels, weighted per voxel among {weights} by the same cross-validation): the unique "
+                 "variance of a space is the held-out R² of the joint model minus that of the joint model without "
+                 "it.")
     return text
 
 
