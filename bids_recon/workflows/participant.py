@@ -17,7 +17,7 @@ from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.outputs import ParticipantReport
 from bids_recon.params import to_dict
-from bids_recon.workflows import betas, rois
+from bids_recon.workflows import betas, encoding, rois
 from bids_recon.workflows.generators import get_generator
 from bids_recon.workflows.utils import gather
 
@@ -36,7 +36,7 @@ def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
     """The methods paragraphs of a participant's workflow, in order (each part's ``__desc__``)."""
     spec = get_generator(config.workflow.generate.generator)
     return [introduction(config), betas.methods(config, len(inputs.runs), inputs.task), rois.methods(config),
-            spec.methods(config)]
+            spec.methods(config)] + ([encoding.methods(config)] if encoding.encoding_enabled(config) else [])
 
 
 def resolve_device(device: str) -> str:
@@ -101,9 +101,18 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
                                   ("outputnode.mask_file", "inputnode.mask_file")]),
         (rois_wf, generator_wf, [("outputnode.roi_files", "inputnode.roi_files")]),
     ])
+    parts = [betas_wf, rois_wf, generator_wf]
+    if encoding.encoding_enabled(config):
+        encoding_wf = encoding.init_encoding_wf(config, inputs, names, resolve_device(config.execution.device))
+        wf.connect([
+            (betas_wf, encoding_wf, [("outputnode.betas", "inputnode.betas"), ("outputnode.trials", "inputnode.trials"),
+                                     ("outputnode.mask_file", "inputnode.mask_file")]),
+            (rois_wf, encoding_wf, [("outputnode.roi_files", "inputnode.roi_files")]),
+            (generator_wf, encoding_wf, [("outputnode.features", "inputnode.features")]),
+        ])
+        parts.append(encoding_wf)
     report = pe.Node(ParticipantReport(names=vars(names), **_report_inputs(config, inputs)), name="report")
-    written = gather(wf, [(part, "outputnode.out_files") for part in (betas_wf, rois_wf, generator_wf)],
-                     "merge_outputs")
+    written = gather(wf, [(part, "outputnode.out_files") for part in parts], "merge_outputs")
     wf.connect(written, "out", report, "waits_for")
     return wf
 
