@@ -140,3 +140,13 @@ def participant_files(out: Path, subject: str = "01") -> dict[str, bytes]:
     """Every file under ``out/sub-<subject>/``: relative path -> content (to compare runs byte for byte)."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / f"sub-{subject}").rglob("*"))
             if p.is_file()}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup`` a module's tests run on one worker (they share module- and session-scoped runs of
+    the pipeline), except tests marked ``spread``: independent cases (one bad input, one layout each) that any
+    worker may take, so that the slowest module does not decide the suite's wall time."""
+    for item in items:
+        if item.get_closest_marker("spread") is None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

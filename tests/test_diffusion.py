@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -23,14 +24,15 @@ FAST = ["--latent-image-size", "8", "--diffusion-steps", "2", "--n-samples", "1"
 
 
 @pytest.fixture(scope="module")
-def diffusion_run(tiny_dataset, tiny_sd, tmp_path_factory):
-    root = tmp_path_factory.mktemp("diffusion")
-    out = root / "out"
-    proc = run_cli([str(tiny_dataset.bids_dir), str(out), "participant", "-d", f"fmriprep={tiny_dataset.fmriprep_dir}",
-                    "-w", str(root / "work"), "--participant-label", "01", "--skip-bids-validation", "--nprocs", "2",
-                    "--generator", "diffusion", "--model", str(tiny_sd), "--feature-cache", str(root / "cache"),
-                    *FAST], tiny_dataset.templateflow_dir)
-    return {"proc": proc, "out": out, "names": SubjectOutputs("01", tiny_dataset.task, "MNI152NLin2009cAsym", "2")}
+def diffusion_run(concurrent_runs, tiny_dataset):
+    """sub-01 of the concurrent runs below, as one participant's diffusion run: every CLI check is made on it
+    (one end-to-end run fewer in the suite)."""
+    subject = tiny_dataset.subjects[0]
+    position = list(tiny_dataset.subjects).index(subject)
+    return {"proc": SimpleNamespace(returncode=concurrent_runs["codes"][position],
+                                    stderr=concurrent_runs["stderr"][position]),
+            "out": concurrent_runs["out"],
+            "names": SubjectOutputs(subject, tiny_dataset.task, "MNI152NLin2009cAsym", "2")}
 
 
 @pytest.mark.slow
@@ -220,13 +222,20 @@ def concurrent_runs(tiny_dataset, tiny_sd, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
-    """sub-01 again with --diffusion-seed 7, fresh work dir, the (now warm) shared feature cache."""
-    root = tmp_path_factory.mktemp("seed7")
+    """sub-01 again, fresh work dir, the (now warm) shared feature cache, with --diffusion-seed 41 --n-samples 2:
+    sample 1 uses seed 42 (the concurrent runs' only sample: it must be the same image, bit for bit), sample 0 seed
+    41 (a new one)."""
+    root = tmp_path_factory.mktemp("seed41")
     env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
     proc = subprocess.run(_participant_command(tiny_dataset, root / "out", root / "work", "01",
-                                               concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "7"),
+                                               concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "41",
+                                               "--n-samples", "2"),
                           capture_output=True, text=True, env=env, timeout=900)
     return {"out": root / "out", "proc": proc}
+
+
+#: Outputs that a run's sampled images feed (their index, metrics, figures, report), besides the images.
+FED_BY_SAMPLES = ("desc-diffusion_", "reconstructions_grid", "metrics_plot", "sample-selection")
 
 
 @pytest.mark.slow
@@ -259,25 +268,34 @@ def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_d
 
 
 @pytest.mark.slow
-def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_runs):
-    """sub-01 alone with its own cache vs. beside sub-02 with a shared one: every file under sub-01/ is equal."""
-    first, second = participant_files(diffusion_run["out"]), participant_files(concurrent_runs["out"])
-    assert first.keys() == second.keys() and len(first) > 40
-    assert [name for name in first if first[name] != second[name]] == []
+def test_same_seed_reproduces_every_output_bitwise(concurrent_runs, other_seed_run):
+    """sub-01 beside sub-02 with a cold shared cache vs. sub-01 alone reading that cache: betas, decoders, features,
+    z-only images and encoding maps are equal bit for bit, and the image made with seed 42 is the same file in
+    both (sample k uses seed + k, whatever else is generated)."""
+    assert other_seed_run["proc"].returncode == 0, other_seed_run["proc"].stderr[-3000:]
+    first, second = participant_files(concurrent_runs["out"]), participant_files(other_seed_run["out"])
+    for kind in ("desc-diffusionc", "desc-diffusionzc"):
+        seed42_first = {n: b for n, b in first.items() if f"{kind}sample1_" in n}
+        seed42_second = {n.replace(f"{kind}sample2_", f"{kind}sample1_"): b for n, b in second.items()
+                         if f"{kind}sample2_" in n}
+        assert seed42_first and seed42_first == seed42_second, kind
+    unsampled = [n for n in first if "desc-diffusionc" not in n and "desc-diffusionzc" not in n
+                 and not any(k in n for k in FED_BY_SAMPLES)]
+    for kind in ("stat-effect_statmap.nii.gz", "_trials.tsv", "_decoder.npz", "_features.npz", "desc-diffusionz_",
+                 "desc-encodingz_stat-r_statmap.nii.gz"):
+        assert any(kind in name for name in unsampled), kind
+    assert [name for name in unsampled if first[name] != second.get(name)] == []
 
 
 @pytest.mark.slow
 def test_another_seed_changes_only_the_sampled_images(concurrent_runs, other_seed_run):
-    """Betas, decoders, features and the (unsampled) z-only images stay; c and z+c samples and their metrics change."""
-    assert other_seed_run["proc"].returncode == 0, other_seed_run["proc"].stderr[-3000:]
+    """Seed 41's images are new; what they feed (index, metrics, figures) changes; nothing else does."""
     first, second = participant_files(concurrent_runs["out"]), participant_files(other_seed_run["out"])
-    assert first.keys() == second.keys()
-    changed = {name for name in first if first[name] != second[name]}
-    sampled = {name for name in first if "desc-diffusionc" in name or "desc-diffusionzc" in name}
-    assert sampled and sampled <= changed  # every c and z+c sample is new
-    derived = changed - sampled  # what the samples feed: the index, metrics and figures of them
-    fed = ("desc-diffusion_", "reconstructions_grid", "metrics_plot")
-    assert all(any(k in name for k in fed) for name in derived), sorted(derived)
-    unchanged = set(first) - changed
-    for kind in ("stat-effect_statmap.nii.gz", "_trials.tsv", "_decoder.npz", "_features.npz", "desc-diffusionz_"):
-        assert any(kind in name for name in unchanged), kind
+    extra = set(second) - set(first)
+    assert extra and all("sample2_" in name for name in extra)  # the second sample of every c and z+c image
+    common = set(first) & set(second)
+    changed = {name for name in common if first[name] != second[name]}
+    sampled = {name for name in common if "desc-diffusionc" in name or "desc-diffusionzc" in name}
+    assert sampled and sampled <= changed  # sample 1: seed 41 here, seed 42 there
+    derived = changed - sampled
+    assert all(any(k in name for k in FED_BY_SAMPLES) for name in derived), sorted(derived)

@@ -28,6 +28,7 @@ def _trials(out: Path, subject: str) -> pd.DataFrame:
     return read_trials(next(p for p in (out / f"sub-{subject}").rglob("*_trials.tsv") if "_run-" not in p.name))
 
 
+@pytest.mark.spread
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_layout_end_to_end(layout, layout_dataset, tmp_path):
     """One run per layout (one test, so that parallel workers never run it twice), every assert on it."""
@@ -61,8 +62,17 @@ def test_layout_end_to_end(layout, layout_dataset, tmp_path):
     if layout == "nsd":
         assert saved["execution"]["task_id"] == "nsdcore" and saved["workflow"]["stimuli"]["resolver"] == "nsd"
         assert saved["workflow"]["stimuli"]["test_split"] == "shared1000"
+    if layout == "things":  # an events column names the test set: said in the trial table's sidecar
+        import json
+
+        sidecar = json.loads(next((out / f"sub-{dataset.subjects[0]}").rglob("*_desc-singletrial_trials.json"))
+                             .read_text())
+        assert "'trial_type'" in sidecar["Description"] and "'test'" in sidecar["Description"], sidecar
+    metrics = pd.read_csv(next((out / f"sub-{dataset.subjects[0]}").rglob("*_metrics.tsv")), sep="\t")
+    assert set(metrics.loc[metrics["status"] == "ok", "n"]) == {len(test)}  # computed over the named test set
 
 
+@pytest.mark.spread
 @pytest.mark.parametrize("case", ["nsd-id-beyond-hdf5", "things-fmriprep-sidecar-tr"])
 def test_layout_bad_input_through_the_command_line(case, layout_dataset, tmp_path):
     from bids_recon.sim.layouts import get_layout

@@ -41,6 +41,7 @@ def _participant(bids: Path, out: Path, templateflow: Path, *extra: str):
                     "--nprocs", "2", *extra], templateflow)
 
 
+@pytest.mark.spread
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_path: Path) -> None:
     mutate, code = CASES[case]
@@ -62,10 +63,10 @@ def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_p
 
 # --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------
 
-def _command(bids: Path, out: Path, work: Path) -> list[str]:
+def _command(bids: Path, out: Path, work: Path, subject: str = "01", nprocs: int = 2) -> list[str]:
     return [sys.executable, "-m", "bids_recon", str(bids), str(out), "participant", "-d",
-            f"fmriprep={bids / FMRIPREP}", "-w", str(work), "--participant-label", "01", "--skip-bids-validation",
-            "--nprocs", "2"]
+            f"fmriprep={bids / FMRIPREP}", "-w", str(work), "--participant-label", subject, "--skip-bids-validation",
+            "--nprocs", str(nprocs)]
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +96,25 @@ def unusable_voxels_dataset(tiny_dataset, tmp_path_factory) -> dict:
     return {"root": root, "bids": bids, "env": env, "dataset": tiny_dataset}
 
 
+def _participant_processes(d: dict, out: Path, root: Path) -> list[subprocess.Popen]:
+    """One process per participant (as an HPC array job), one output dir, own work dirs, the network disabled."""
+    return [subprocess.Popen(_command(d["bids"], out, root / f"work-{subject}", subject, nprocs=1),
+                             env=d["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for subject in d["dataset"].subjects]
+
+
 @pytest.fixture(scope="module")
 def offline_run(unusable_voxels_dataset) -> dict:
-    """One uninterrupted run with the network disabled."""
+    """Both participants at once (one process each, as an HPC array job) into one output dir, the network disabled,
+    then the group level: the reference run of the reproducibility check below."""
     d = unusable_voxels_dataset
-    out, work = d["root"] / "a" / "out", d["root"] / "a" / "work"
-    proc = subprocess.run(_command(d["bids"], out, work), env=d["env"], capture_output=True, text=True,
-                          timeout=600)
-    return {"out": out, "proc": proc}
+    root = d["root"] / "a"
+    out = root / "out"
+    procs = _participant_processes(d, out, root)
+    results = [p.communicate(timeout=900) for p in procs]
+    group = subprocess.run([sys.executable, "-m", "bids_recon", str(d["bids"]), str(out), "group"], env=d["env"],
+                           capture_output=True, text=True, timeout=600)
+    return {"out": out, "codes": [p.returncode for p in procs], "stderr": [r[1] for r in results], "group": group}
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +148,7 @@ def test_network_sandbox_works(unusable_voxels_dataset) -> None:
 
 
 def test_runs_without_network_and_counts_unusable_voxels(offline_run, unusable_voxels_dataset) -> None:
-    proc = offline_run["proc"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert offline_run["codes"] == [0, 0], [e[-3000:] for e in offline_run["stderr"]]
     assert (offline_run["out"] / "sub-01.html").is_file()
     sidecars = sorted((offline_run["out"] / "sub-01").rglob("*ses-01_*stat-rsquare_statmap.json"))
     assert sidecars
@@ -159,32 +170,22 @@ def test_killed_run_resumes_with_identical_outputs(offline_run, resumed_run, unu
 
     This is also the reproducibility check (two runs with the same seed into different output/work folders).
     """
-    assert offline_run["proc"].returncode == 0, offline_run["proc"].stderr[-3000:]
+    assert offline_run["codes"][0] == 0, offline_run["stderr"][0][-3000:]
     assert resumed_run["killed_mid_run"], "the run finished before it could be killed"
     assert not resumed_run["report"], "a killed run left a report that looks complete"
     assert resumed_run["proc"].returncode == 0, resumed_run["proc"].stderr[-3000:]
     _assert_same_outputs(offline_run["out"], resumed_run["out"])
 
 
-def test_participants_in_parallel_share_one_output_dir(tiny_dataset, tmp_path):
-    """As an HPC array job does: one process per participant, same output dir, own work dirs."""
-    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
-    out = tmp_path / "out"
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "bids_recon", str(tiny_dataset.bids_dir), str(out), "participant",
-                          "-d", f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(tmp_path / f"work-{subject}"),
-                          "--participant-label", subject, "--skip-bids-validation", "--nprocs", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for subject in tiny_dataset.subjects
-    ]
-    results = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(procs), [r[1][-2000:] for r in results]
+def test_participants_in_parallel_share_one_output_dir(offline_run, unusable_voxels_dataset):
+    """As an HPC array job does: one process per participant, same output dir, own work dirs (the offline run)."""
+    out, subjects = offline_run["out"], unusable_voxels_dataset["dataset"].subjects
+    assert offline_run["codes"] == [0] * len(subjects), [e[-2000:] for e in offline_run["stderr"]]
     description = json.loads((out / "dataset_description.json").read_text())  # intact JSON, not interleaved
     assert description["DatasetType"] == "derivative"
     assert (out / ".bidsignore").read_text().splitlines() == BIDSIGNORE
-    logs = sorted((out / "logs").iterdir())
-    assert len(logs) == len(procs)  # one log folder per process, none shared
-    for subject in tiny_dataset.subjects:
+    logs = [p for p in (out / "logs").iterdir() if p.is_dir()]
+    assert len(logs) == len(subjects) + 1  # one log folder per process (and the group level's), none shared
+    for subject in subjects:
         assert (out / f"sub-{subject}.html").is_file()
-    group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir)
-    assert group.returncode == 0, group.stderr[-2000:]
+    assert offline_run["group"].returncode == 0, offline_run["group"].stderr[-2000:]

@@ -634,16 +634,10 @@ class StandardEvaluator:
 
     def provenance(self) -> dict[str, Any]:
         """Definitions, preprocessing, networks used (file, sha256, source) and what could not run."""
-        import skimage
-        import torch
-        import torchvision
+        from importlib.metadata import version  # the installed versions, without importing the packages
 
-        versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                    "scikit-image": skimage.__version__}
-        if "clip" in self.networks:
-            import transformers
-
-            versions["transformers"] = transformers.__version__
+        packages = ["torch", "torchvision", "scikit-image"] + (["transformers"] if "clip" in self.networks else [])
+        versions = {name: version(name) for name in packages}
         return {
             "Convention": "MindEye (MedARC-AI/fMRI-reconstruction-NSD Reconstruction_Metrics.py, MindEyeV2 "
                           "final_evaluations.ipynb)",
