@@ -88,6 +88,9 @@ def grid_sidecar(config: Config, inputs: SubjectInputs | None = None) -> dict[st
     if inputs is not None and wf.space in INDIVIDUAL_SPACES and inputs.runs:
         fmriprep_dir = Path(config.execution.derivatives["fmriprep"])
         out["SpatialReference"] = bids_uri("fmriprep", relative_to(inputs.runs[0].preproc_bold, fmriprep_dir))
+    elif inputs is not None and inputs.imported is not None:  # imported betas: their own grid
+        plan = inputs.imported
+        out["SpatialReference"] = Path(plan.mask_file or plan.sessions[0].files[0].path).absolute().as_uri()
     return out
 
 
