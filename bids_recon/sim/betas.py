@@ -348,5 +348,57 @@ def write_things_csv(derivatives: Path, beta_set: BetaSet) -> Path:
     return path
 
 
-__all__ = ["BetaSet", "read_output_betas", "simulated_betas", "write_bold5000", "write_glmsingle", "write_nsd",
-           "write_nsd_rois", "write_things_csv", "write_things_vol"]
+# -- bids_recon's own ---------------------------------------------------------------------------------------------
+
+
+def write_bids_outputs(output_dir: Path, beta_set: BetaSet, task: str = "images",
+                       space: str = "MNI152NLin2009cAsym", resolution: str | None = "2") -> list[Path]:
+    """bids_recon's single-trial outputs of one participant, named as the GLM stage names them: a statmap per run
+    (one volume per trial) with its trial rows (``.tsv``), and the brain mask (what ``--betas bids=`` reads)."""
+    from bids_recon.bids.derivatives import SubjectOutputs
+    from bids_recon.glm.trials import TRIAL_COLUMNS
+
+    names = SubjectOutputs(beta_set.subject, task, space, resolution)
+    output_dir = Path(output_dir)
+    written = []
+    for session, betas, trials in zip(beta_set.sessions, beta_set.betas, beta_set.trials, strict=True):
+        for run in dict.fromkeys(trials["run"].astype(str)):
+            rows = np.flatnonzero(trials["run"].astype(str).to_numpy() == run)
+            path = output_dir / names.betas(session, run)
+            written.append(_save(beta_set.volume(betas[rows]), beta_set.affine, path))
+            table = trials.iloc[rows].reset_index(drop=True).copy()
+            table["subject"], table["trial_index"] = beta_set.subject, np.arange(len(rows))
+            table["stim_id"] = table.get("stim_id", table["stim_file"]).astype(str)
+            table["split"] = np.where(table.get("kind", pd.Series([""] * len(rows))).astype(str) == "catch", "none",
+                                      "train")
+            for column in ("onset", "duration", "repeat"):
+                table[column] = table[column] if column in table else 0
+            table[TRIAL_COLUMNS].to_csv(output_dir / names.betas(session, run, ".tsv"), sep="\t", index=False)
+    _save(beta_set.mask.astype(np.uint8), beta_set.affine, output_dir / names.brain_mask())
+    return written
+
+
+def export_betas(output_dir: Path, subject: str, fmt: str, dest: Path) -> list[Path]:
+    """Export a bids_recon run's single-trial betas of ``subject`` to a public format (``nsd``, ``glmsingle``,
+    ``bold5000``, ``things-vol``, ``things-csv``), so that importing them back (``--betas FORMAT=``) can be
+    compared with the run itself. For ``nsd`` the stimulus ids must be NSD 73k ids."""
+    beta_set = read_output_betas(output_dir, subject)
+    for trials in beta_set.trials:
+        trials["stim_file"] = trials["stim_id"].astype(str)
+    if fmt == "nsd":
+        return write_nsd(dest, [beta_set])
+    if fmt == "glmsingle":
+        return write_glmsingle(dest, beta_set)
+    if fmt == "bold5000":
+        return write_bold5000(dest, beta_set)
+    if fmt == "things-vol":
+        return write_things_vol(dest, beta_set)
+    if fmt == "things-csv":
+        return [write_things_csv(dest, beta_set)]
+    from bids_recon.errors import UsageError
+
+    raise UsageError(f"cannot export to '{fmt}' (nsd, glmsingle, bold5000, things-vol, things-csv)")
+
+
+__all__ = ["BetaSet", "export_betas", "read_output_betas", "simulated_betas", "write_bids_outputs", "write_bold5000",
+           "write_glmsingle", "write_nsd", "write_nsd_rois", "write_things_csv", "write_things_vol"]

@@ -138,7 +138,7 @@ class GlmsingleImporter(BetaImporter):
         for path in fits:
             session = path.parent.name.removeprefix("ses-") if path.parent.name.startswith("ses-") else "all"
             labels[session] = len(labels) + 1
-        chosen = wanted_sessions(sessions, {k: v for k, v in labels.items() if k != "all"}) if sessions else None
+        chosen = wanted_sessions(sessions, labels) if sessions else None
         mask_file = self.mask_option() or find_one(self._folder(subject), ("brainmask.nii.gz", "*mask.nii.gz",
                                                                             "*mask.nii"))
         if mask_file is None:
@@ -148,7 +148,7 @@ class GlmsingleImporter(BetaImporter):
         out, dtype, shape = [], None, tuple(int(s) for s in mask_shape[:3])
         for path in fits:
             session = path.parent.name.removeprefix("ses-") if path.parent.name.startswith("ses-") else None
-            if chosen is not None and session not in chosen:
+            if chosen is not None and (session or "all") not in chosen:
                 continue
             stored, stored_dtype = self._stored_shape(path)
             events_files = self._events(subject, session)

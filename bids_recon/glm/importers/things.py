@@ -6,8 +6,8 @@
   ``sub-XX/ses-thingsNN/sub-XX_ses-thingsNN_run-NN_betas.nii.gz`` (one volume per trial) with
   ``..._run-NN_conditions.tsv`` (an unnamed index column and ``image_filename``: ``dog/dog_12s.jpg``; catch images
   ``catchNNN.jpg`` included), the brain mask ``brainmasks/sub-XX_space-T1w_brainmask.nii.gz`` beside ``betas_vol``.
-  ``trial_type`` is derived: ``catch`` for catch images, ``test`` for images shown in more than one session, ``exp``
-  otherwise.
+  ``trial_type`` is derived: ``catch`` for catch images, ``test`` for images shown more than once (THINGS' test
+  images, shown in every session; the others are shown once), ``exp`` otherwise.
 - table form (``DIR`` = ``betas_csv``): ``sub-XX_ResponseData.h5`` (pandas HDF5, fixed format: rows are voxels, a
   ``voxel_id`` column and one column per trial), ``sub-XX_StimulusMetadata.csv`` (``trial_type`` train/test,
   ``session``, ``run``, ``stimulus``, ``concept``; no catch trials) and ``sub-XX_VoxelMetadata.csv``
@@ -129,10 +129,10 @@ class ThingsImporter(BetaImporter):
                          folder / f"ses-things{n:02d}")
             for r, path in sorted(runs[n].items()):
                 conditions[(n, r)] = _conditions(path)
-        sessions_of: dict[str, set[int]] = {}
-        for (n, _), names in conditions.items():
+        shown: dict[str, int] = {}
+        for names in conditions.values():
             for name in names:
-                sessions_of.setdefault(name, set()).add(n)
+                shown[name] = shown.get(name, 0) + 1
         shape0 = affine0 = dtype0 = first = None
         out, design = [], []
         for label in chosen:
@@ -157,7 +157,7 @@ class ThingsImporter(BetaImporter):
                 run_labels += [f"{r:02d}"] * len(table)
                 design.append(tsv)
             decode = ~np.array([is_catch(x) for x in names], dtype=bool)
-            kinds = ["catch" if is_catch(x) else "test" if len(sessions_of[x]) > 1 else "exp" for x in names]
+            kinds = ["catch" if is_catch(x) else "test" if shown[x] > 1 else "exp" for x in names]
             trials = session_trials(subject, label, run_labels, names, names, decode)
             out.append(ImportedSession(label, files, trials, pd.DataFrame({"trial_type": kinds})))
         sample = next(iter_nifti_blocks(out[0].files[0].path, 1))[1]
