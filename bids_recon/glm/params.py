@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bids_recon.params import setting
+from bids_recon.params import problem_of, setting
 
 #: Estimator names (``--glm``), simplest first.
 ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
@@ -14,14 +14,9 @@ DEFAULT_CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
 
 
 def _check_betas(spec: str) -> str | None:
-    from bids_recon.errors import UsageError
     from bids_recon.glm.importers import parse_betas
 
-    try:
-        parse_betas(spec)
-    except UsageError as exc:
-        return str(exc)
-    return None
+    return problem_of(parse_betas, spec)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bids_recon.params import setting
+from bids_recon.params import problem_of, setting
 
 #: Harvard-Oxford cortical labels (names in the atlas's own label table) that make each default ROI.
 DEFAULT_ROI_LABELS: dict[str, tuple[str, ...]] = {
@@ -40,14 +40,9 @@ def _check_user_masks(masks: dict[str, str]) -> str | None:
 
 
 def _check_voxel_selection(spec: str) -> str | None:
-    from bids_recon.errors import UsageError
     from bids_recon.rois.selection import parse_voxel_selection
 
-    try:
-        parse_voxel_selection(spec)
-    except UsageError as exc:
-        return str(exc)
-    return None
+    return problem_of(parse_voxel_selection, spec)
 
 
 @dataclass

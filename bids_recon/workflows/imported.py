@@ -22,8 +22,8 @@ from bids_recon.glm.trials import describe_split
 from bids_recon.interfaces.glm import CombineRuns
 from bids_recon.interfaces.importers import ImportMask, ImportSession, ImportSplit
 from bids_recon.params import to_dict
-from bids_recon.workflows.betas import SUBJECT_MAPS, grid_sidecar
-from bids_recon.workflows.utils import as_extra, gather, pick, sink
+from bids_recon.workflows.betas import connect_outputs, grid_sidecar, subject_map_sinks
+from bids_recon.workflows.utils import as_extra, gather, sink
 
 
 def methods(config: Config, inputs: SubjectInputs) -> str:
@@ -86,16 +86,9 @@ def init_import_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     wf.connect([(combine, ds_trials, [("trials", "in_file")]),
                 (mask, ds_trials, [(("provenance", as_extra, ".json"), "extra_files")])])
     written.append((ds_trials, "out_file"))
-    for stat, description in SUBJECT_MAPS.items():
-        ds_map = sink(out_dir, names.sink("stat_map", stat=stat), f"ds_{stat}",
-                      {"Description": description, "Estimator": f"imported ({parse_betas(glm_cfg.betas).format})",
-                       **grid})
-        wf.connect(combine, ("maps", pick, stat), ds_map, "in_file")
-        written.append((ds_map, "out_file"))
-    out_files = gather(wf, written, "merge_outputs")
-    wf.connect([(combine, outputnode, [("betas", "betas"), ("trials", "trials")]),
-                (mask, outputnode, [("out_mask", "mask_file")]),
-                (out_files, outputnode, [("out", "out_files")])])
+    written += subject_map_sinks(wf, combine, out_dir, names,
+                                 {"Estimator": f"imported ({parse_betas(glm_cfg.betas).format})", **grid})
+    connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
     return wf
 
 
