@@ -25,7 +25,7 @@ from typing import Any
 import tomli_w
 
 from bids_recon import __version__
-from bids_recon.decoding.params import DecodingParams
+from bids_recon.decoding.params import DecodingParams, EncodingParams
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.evaluate.params import EvaluationParams
 from bids_recon.features.params import StimulusParams
@@ -92,6 +92,7 @@ class WorkflowConfig:
     decoding: DecodingParams = field(default_factory=DecodingParams)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluationParams = field(default_factory=EvaluationParams)
+    encoding: EncodingParams = field(default_factory=EncodingParams)
 
 
 @dataclass
@@ -245,6 +246,26 @@ class Config:
             if value not in rois:
                 raise UsageError(f"setting '{key}' = {value!r} (from {sources.get(key, 'the default')}) is not an "
                                  f"ROI (ROIs: {', '.join(rois)}; add one with --roi-mask NAME=PATH)")
+        self._check_encoding(spec, sources)
+
+    def _check_encoding(self, spec: Any, sources: Mapping[str, str]) -> None:
+        """The encoding models' feature spaces and partition are among those the generator offers."""
+        enc = self.workflow.encoding
+        offered = list(spec.feature_spaces(self))
+        where = {k: sources.get(f"workflow.encoding.{k}", "the default") for k in ("features", "partition", "enabled")}
+        unknown = [s for s in enc.features if s not in offered]
+        if unknown:
+            raise UsageError(f"setting 'workflow.encoding.features' = {enc.features!r} (from {where['features']}): "
+                             f"{', '.join(unknown)} not offered by the {spec.name} generator (it offers: "
+                             f"{', '.join(offered) or 'none'})")
+        chosen = enc.features or offered
+        outside = [s for s in enc.partition if s not in chosen]
+        if outside or len(enc.partition) == 1 or len(set(enc.partition)) != len(enc.partition):
+            raise UsageError(f"setting 'workflow.encoding.partition' = {enc.partition!r} (from {where['partition']}) "
+                             f"must name two or more distinct modelled feature spaces ({', '.join(chosen)})")
+        if enc.enabled == "on" and not offered:
+            raise UsageError(f"setting 'workflow.encoding.enabled' = 'on' (from {where['enabled']}): the "
+                             f"{spec.name} generator offers no feature spaces to model")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -80,6 +81,30 @@ def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
     sources = re.findall(r'src="([^"]+)"', html)
     assert any("reconstructions_grid" in s for s in sources)
     assert all((out / s).is_file() for s in sources)
+
+
+@pytest.mark.slow
+def test_encoding_maps_and_figure_by_default(diffusion_run):
+    """With the diffusion generator the encoding models run unasked: maps of z, c and z_c with sidecars, the ROI
+    table, and the report's encoding figure (the validator test below checks their names)."""
+    out, names = diffusion_run["out"], diffusion_run["names"]
+    assert diffusion_run["proc"].returncode == 0, diffusion_run["proc"].stderr[-3000:]
+    mask = np.asarray(nib.load(out / names.brain_mask()).dataobj) > 0
+    for model in ("z", "c", "zc25", "zc50", "zc75", "z+c"):
+        for stat in ("r", "p", "q"):
+            values = np.asarray(nib.load(out / names.encoding_map(model, stat)).dataobj)
+            assert values.shape == mask.shape and np.isfinite(values).sum() > 100
+            assert not np.isfinite(values[~mask]).any()
+        sidecar = json.loads((out / names.encoding_map(model, "r", ".json")).read_text())
+        assert sidecar["Model"] == model and sidecar["TestStimuli"] == 8 and sidecar["Sources"]
+        assert sidecar["Settings"]["fdr"] == 0.05 and "Student t" in sidecar["Null"]
+    for space in ("z", "c"):
+        assert (out / names.encoding_map(space, "uniquevariance")).is_file()
+    assert (out / names.encoding_map("z+c", "sharedvariance")).is_file()
+    table = read_tsv(out / names.encoding_summary())
+    assert set(table["roi"]) == {"earlyvisual", "highervisual"} and "zc50" in set(table["model"])
+    html = (out / "sub-01.html").read_text()
+    assert "Encoding models" in html and "desc-encoding_map.png" in html and "encodingrois_plot" in html
 
 
 @pytest.mark.slow

@@ -378,3 +378,26 @@ def test_uint8_and_float_images_give_the_same_values():
         compute_standard_metrics(recon * 1.0, images, metrics="pixcorr")
     with pytest.raises(BadDataError, match="shape"):
         compute_standard_metrics(recon[..., 0], images, metrics="pixcorr")
+
+
+def test_weight_file_names_are_the_installed_torchvision_enums():
+    """The table networks.py reads (to avoid importing torchvision for file names) is what torchvision says."""
+    from torchvision.models import get_weight
+
+    for name, spec in networks.network_specs().items():
+        if spec.kind != "torchvision":
+            continue
+        weights = get_weight(spec.weights_enum)
+        assert spec.source == weights.url and spec.filename == networks.url_filename(weights.url), name
+        assert spec.approx_size_mib == weights.meta.get("_file_size"), name
+
+
+def test_checking_weights_imports_neither_torch_nor_torchvision(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bids_recon.evaluate.networks import weights_fingerprint, weights_status\n"
+            "weights_status(); weights_fingerprint()\nprint('torch' in sys.modules, 'torchvision' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ, "TORCH_HOME": str(tmp_path), "HF_HOME": str(tmp_path)})
+    assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bids_recon.bids.derivatives import output_path
@@ -107,6 +108,47 @@ def test_diffusion_graph(tiny_dataset, inputs, tiny_sd, tmp_path):
     assert evaluate.inputs.params["selection"] == "mean" and "swav" in evaluate.inputs.weights
     sidecar = workflow.get_node(prefix + "ds_metrics").inputs.sidecar
     assert sidecar["ModelPath"] == str(tiny_sd) and "PublishedComparison" in sidecar
+
+
+def test_latent_graph(tiny_dataset, inputs, tmp_path):
+    import hashlib
+
+    from bids_recon.io import read_tsv, write_tsv
+    from bids_recon.sim.faces import latents_table, make_generator, save_generator
+
+    stim_files = sorted(read_tsv(tiny_dataset.truth_dir / "stimuli.tsv")["stim_file"])
+    write_tsv(tmp_path / "latents.tsv", latents_table(stim_files, np.zeros((len(stim_files), 4), np.float32)))
+    generator = save_generator(make_generator(4, 16), tmp_path / "gan.pt")
+    config = _config(tiny_dataset, tmp_path, **{"workflow.generate.generator": "latent"})
+    config.workflow.generate.latent.latents = str(tmp_path / "latents.tsv")
+    config.workflow.generate.latent.generator = str(generator)
+    workflow = init_bids_recon_wf(config, {"01": inputs["01"]})
+    nodes = set(workflow.list_node_names())
+    prefix = "sub_01_wf.latent_wf."
+    for node in ("latent_targets", "union_rois", "decode", "reconstruct", "evaluate", "ds_targets", "ds_decoder",
+                 "ds_decoded", "ds_reconstructions", "ds_metrics"):
+        assert prefix + node in nodes, node
+    assert not any(n.startswith("sub_01_wf.linear_wf") for n in nodes)
+    decode = workflow.get_node(prefix + "decode")
+    assert (decode.inputs.roi, decode.inputs.target) == ("visual", "latent")
+    assert workflow.get_node(prefix + "union_rois").inputs.rois == ["earlyvisual", "highervisual"]
+    identity = workflow.get_node(prefix + "reconstruct").inputs.identity
+    assert identity["GeneratorSHA256"] == hashlib.sha256(generator.read_bytes()).hexdigest()
+    assert identity["GeneratorLatentDimension"] == 4 and identity["GeneratorImageShape"] == [3, 16, 16]
+    for sink in ("ds_targets", "ds_decoder", "ds_decoded", "ds_metrics"):
+        assert workflow.get_node(prefix + sink).inputs.sidecar["GeneratorSHA256"] == identity["GeneratorSHA256"]
+    assert workflow.get_node(prefix + "ds_reconstructions").inputs.sidecar["GeneratorSHA256"] == \
+        identity["GeneratorSHA256"]
+    sinks = {p.name for p in _sinks(workflow).values()}
+    assert {"sub-01_task-images_label-visual_desc-latent_decoder.npz", "sub-01_task-images_desc-latent_metrics.tsv",
+            "sub-01_task-images_desc-latenttargets_features.npz"} <= sinks
+    text = " ".join(_descriptions(workflow))
+    assert "Following Dado et al. (2022)" in text and "mapped the union of earlyvisual, highervisual betas" in text
+    assert "images in [-1, 1]" in text
+    config.workflow.generate.latent.roi = "highervisual"
+    single = init_bids_recon_wf(config, {"01": inputs["01"]})
+    assert "sub_01_wf.latent_wf.union_rois" not in set(single.list_node_names())
+    assert single.get_node(prefix + "decode").inputs.roi == "highervisual"
 
 
 def test_evaluation_follows_its_settings_and_the_weights_on_disk(tiny_dataset, inputs, tmp_path, monkeypatch):

@@ -136,6 +136,8 @@ OUTPUTS: dict[str, OutputKind] = {
     "recon_image": OutputKind("recon", "recon", ".png", ("sub", "task", "stim", "desc")),
     "recon_index": OutputKind("recon", "reconstructions", ".tsv", ("sub", "task", "desc")),
     "metrics": OutputKind("recon", "metrics", ".tsv", ("sub", "task", "desc")),
+    "encoding_map": OutputKind("func", "statmap", ".nii.gz", ("sub", "task", "space", "res", "desc", "stat")),
+    "encoding_summary": OutputKind("decoding", "encoding", ".tsv", ("sub", "task"), (("desc", "rois"),)),
 }
 #: Entities whose labels are free text made into BIDS labels (alphanumerics only).
 _SANITIZED = ("label", "stim", "desc", "stat")
@@ -268,6 +270,17 @@ class SubjectOutputs:
         """Evaluation metrics (one row per metric)."""
         return self.path("metrics", extension, desc=generator)
 
+    def encoding_map(self, model: str, stat: str, extension: str = ".nii.gz") -> Path:
+        """A voxelwise encoding map: ``desc-encoding<model label>`` (``z``, ``c``, ``zandc``...), ``stat-`` r, p, q,
+        uniquevariance or sharedvariance."""
+        from bids_recon.decoding.encoding import model_label
+
+        return self.path("encoding_map", extension, desc=f"encoding{model_label(model)}", stat=stat)
+
+    def encoding_summary(self, extension: str = ".tsv") -> Path:
+        """The encoding models' ROI summary table (one row per ROI and model)."""
+        return self.path("encoding_summary", extension)
+
     def report(self) -> Path:
         """The participant's HTML report."""
         return Path(f"sub-{self.subject}.html")
@@ -285,6 +298,14 @@ def group_metrics_path(task: str) -> Path:
 def group_report_path() -> Path:
     """The group HTML report."""
     return Path("group.html")
+
+
+def group_encoding_path(task: str, space: str, resolution: str | None, desc: str, suffix: str = "statmap",
+                        extension: str = ".nii.gz", stat: str | None = None) -> Path:
+    """A group-level encoding output: a map averaged over participants (``desc-encoding<model>_stat-<stat>``), the
+    participants' union brain mask (``desc-brain``, suffix ``mask``) or the ROI table (``desc-rois``, ``encoding``)."""
+    return Path("group") / build_name({"task": task, "space": space, "res": resolution, "desc": sanitize_label(desc),
+                                       "stat": stat}, suffix, extension)
 
 
 def group_figures_dir() -> Path:

@@ -265,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(evaluation, "--sample-selection", key="workflow.evaluate.selection")
     _setting(evaluation, "--metrics-batch-size", key="workflow.evaluate.batch_size", type=int, metavar="N")
 
+    enc = parser.add_argument_group("Encoding models (which voxels each feature space predicts)")
+    _setting(enc, "--encoding", key="workflow.encoding.enabled")
+    _setting(enc, "--encoding-features", key="workflow.encoding.features", nargs="+", metavar="SPACE")
+    _setting(enc, "--encoding-partition", key="workflow.encoding.partition", nargs="+", metavar="SPACE")
+    _setting(enc, "--encoding-mask", key="workflow.encoding.mask")
+    _setting(enc, "--encoding-null", key="workflow.encoding.null")
+    _setting(enc, "--encoding-permutations", key="workflow.encoding.n_permutations", type=int, metavar="N")
+    _setting(enc, "--encoding-fdr", key="workflow.encoding.fdr", type=float, metavar="Q")
+    _setting(enc, "--zc-noise-levels", key="workflow.encoding.zc_noise_levels", nargs="+", type=float,
+             metavar="LEVEL")
+
     perf = parser.add_argument_group("Performance")
     _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N", show_default=False)
     _setting(perf, "--omp-nthreads", key="nipype.omp_nthreads", type=int, metavar="N")

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bids_recon.decoding.params import ENCODING_NULLS as NULLS
+from bids_recon.decoding.params import EncodingParams
 from bids_recon.decoding.ridge import average_repeats
 from bids_recon.decoding.solver import EigenRidge
 from bids_recon.errors import BadDataError, UsageError
+from bids_recon.params import default_of
 
-NULLS = ("analytic", "permutation")
-#: candidate penalties for kernels of trace n_train per feature space (mean eigenvalue 1)
-DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
+#: candidate penalties for kernels of trace n_train per feature space (mean eigenvalue 1): 10^-2..10^4, 13 values
+DEFAULT_ALPHAS = tuple(default_of(EncodingParams, "alphas"))
 #: memory for one float32 block of betas (the voxel block is chosen from it when not given)
 BLOCK_BYTES = 64 * 2**20
 
@@ -104,6 +107,7 @@ def fit_encoding_models(
     backend: str = "auto",
     device: str = "cpu",
     eigh_threads: int | None = None,
+    scratch_dir: Path | None = None,
 ) -> EncodingMaps:
     """Fit voxelwise encoding models from each feature space (and a joint one) and score them on test stimuli.
 
@@ -145,6 +149,9 @@ def fit_encoding_models(
         Voxels per block; default: a 64 MB float32 block of training betas.
     backend, device, eigh_threads
         As :class:`~bids_recon.decoding.solver.EigenRidge`.
+    scratch_dir : Path, optional
+        Where the test predictions ``(n_test, n_voxels)`` are kept as a memory-mapped file (a whole brain);
+        default: in memory.
 
     Returns
     -------
@@ -183,7 +190,7 @@ def fit_encoding_models(
     mixes_chosen: dict[str, list[int]] = {}
     for k, model in enumerate(models):
         mixes = _mixes(len(model), joint_mixes)
-        predictions = np.zeros((n_test, n_voxels), np.float32)
+        predictions = _buffer((n_test, n_voxels), scratch_dir, f"predictions{k}")
         best = np.full(n_voxels, -np.inf)
         which = np.zeros(n_voxels, np.int64)
         for m, mix in enumerate(mixes):
@@ -213,6 +220,9 @@ def fit_encoding_models(
             if permutations is not None:
                 p[k, start:stop] = _permutation_p(predictions[:, start:stop], measured, r[k, start:stop],
                                                   permutations)
+        del predictions
+        if scratch_dir is not None:
+            (Path(scratch_dir) / f"predictions{k}.npy").unlink(missing_ok=True)
     if permutations is None:
         p = _analytic_p(r, n_test)
     q = np.stack([fdr_bh(row) for row in p])
@@ -243,6 +253,14 @@ def fit_encoding_models(
     return EncodingMaps(models=names, r=r, p=p.astype(np.float32), q=q.astype(np.float32), r2=r2,
                         alphas=chosen, cv_scores=cv_scores, joint=joint_name, unique=unique, shared=shared,
                         n_test=int(n_test), info=info)
+
+
+def _buffer(shape: tuple[int, int], scratch_dir: Path | None, name: str) -> np.ndarray:
+    """A float32 array of zeros, in memory or memory-mapped in ``scratch_dir``."""
+    if scratch_dir is None:
+        return np.zeros(shape, np.float32)
+    Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(Path(scratch_dir) / f"{name}.npy", "w+", np.float32, shape)
 
 
 def _mixes(n_spaces: int, dominant: Sequence[float]) -> list[tuple[float, ...]]:
@@ -340,6 +358,192 @@ def roi_summary(maps: EncodingMaps, rois: Mapping[str, np.ndarray], q_threshold:
                                          if model in maps.unique and r.size else np.nan),
             })
     return pd.DataFrame(rows)
+
+
+def model_label(model: str) -> str:
+    """The BIDS label of a model in output names: ``"z"`` -> ``"z"``, ``"z+c"`` -> ``"zandc"``."""
+    return model.replace("+", "and")
+
+
+@dataclass
+class EncodingResult:
+    """What :func:`encoding_analysis` found, over the voxels it modelled.
+
+    Attributes
+    ----------
+    maps : EncodingMaps
+        r, p, q, R², alphas per model and voxel; unique and shared variance.
+    voxel_indices : ndarray of int, shape (n_voxels,)
+        Columns of the whole-brain beta matrix that were modelled (the maps' voxels).
+    rois : dict of str to ndarray of bool, shape (n_voxels,)
+        Each ROI's voxels among them.
+    summary : pandas.DataFrame
+        :func:`roi_summary` of the maps (one row per ROI and model).
+    fdr : float
+        FDR level of ``summary["fraction_significant"]``.
+    """
+
+    maps: EncodingMaps
+    voxel_indices: np.ndarray
+    rois: dict[str, np.ndarray]
+    summary: pd.DataFrame
+    fdr: float
+
+    def statmaps(self) -> list[tuple[str, str, np.ndarray]]:
+        """``(model, stat, values over the voxels)`` of every map to write.
+
+        ``r``, ``p``, ``q`` for every model; ``uniquevariance`` for each space of the joint model (under the
+        space's name) and ``sharedvariance`` (under the joint model's name) when it has two spaces.
+        """
+        m = self.maps
+        out = [(model, stat, getattr(m, stat)[k]) for k, model in enumerate(m.models) for stat in ("r", "p", "q")]
+        out += [(space, "uniquevariance", values) for space, values in m.unique.items()]
+        if m.shared is not None and m.joint is not None:
+            out.append((m.joint, "sharedvariance", m.shared))
+        return out
+
+
+def encoding_voxels(brain_mask: Any, roi_masks: Mapping[str, Any], mask: str = EncodingParams.mask,
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The beta columns an encoding analysis models, and each ROI's voxels among them.
+
+    Parameters
+    ----------
+    brain_mask : nibabel image
+        The brain mask whose voxels (C order) are the columns of the beta matrix.
+    roi_masks : mapping of str to nibabel image
+        ROI masks on the same grid.
+    mask : {"visual", "brain"}
+        ``"visual"``: the union of the ROIs; ``"brain"``: every brain voxel.
+
+    Returns
+    -------
+    voxel_indices : ndarray of int64, shape (n_voxels,)
+    rois : dict of str to ndarray of bool, shape (n_voxels,)
+    """
+    from bids_recon.rois import roi_columns
+
+    if mask not in ("visual", "brain"):
+        raise UsageError(f"encoding mask must be 'visual' or 'brain', not {mask!r}")
+    columns = {name: roi_columns(brain_mask, img) for name, img in roi_masks.items()}
+    if mask == "brain":
+        voxel_indices = np.arange(int((np.asarray(brain_mask.dataobj) > 0).sum()), dtype=np.int64)
+    else:
+        if not columns:
+            raise UsageError("the 'visual' encoding mask is the union of the ROIs, but there are none")
+        voxel_indices = np.unique(np.concatenate(list(columns.values()))).astype(np.int64)
+    if len(voxel_indices) == 0:
+        raise BadDataError(f"the encoding mask ('{mask}') has no voxels inside the brain mask")
+    return voxel_indices, {name: np.isin(voxel_indices, cols) for name, cols in columns.items()}
+
+
+def encoding_analysis(
+    betas: Any,
+    trials: pd.DataFrame,
+    voxel_indices: np.ndarray,
+    features: Mapping[str, tuple[np.ndarray, Any]],
+    params: EncodingParams | None = None,
+    *,
+    rois: Mapping[str, np.ndarray] | None = None,
+    partition: Sequence[str] = (),
+    seed: int = 0,
+    device: str = "cpu",
+    scratch_dir: Path | None = None,
+) -> EncodingResult:
+    """Voxelwise encoding models from each feature space to single-trial betas, as Takagi & Nishimoto (2023).
+
+    Betas are averaged over the repeats of each stimulus (training and test separately, by voxel blocks); a
+    ridge model per voxel and feature space is trained on the training stimuli and scored by Pearson r on the
+    test stimuli (:func:`fit_encoding_models`).
+
+    Parameters
+    ----------
+    betas : array-like, shape (n_trials, n_brain_voxels)
+        Single-trial betas, rows aligned with ``trials`` (a memory-mapped ``.npy`` is fine).
+    trials : pandas.DataFrame
+        Trial table with ``stim_id`` and ``split``.
+    voxel_indices : ndarray of int
+        Columns of ``betas`` to model (see :func:`encoding_voxels`).
+    features : mapping of str to (stim_ids, array)
+        Per feature space: the stimulus ids ``(n_stimuli,)`` and their features ``(n_stimuli, n_features)``;
+        names are letters and digits (they name the output files).
+    params : EncodingParams, optional
+        Alphas, CV, null, FDR level, block size (default: the defaults).
+    rois : mapping of str to ndarray of bool, shape (n_voxels,), optional
+        ROIs over the modelled voxels, for the summary table.
+    partition : sequence of str
+        Two or more feature spaces whose unique variance a joint model partitions; ``()`` for none.
+    seed : int
+        Seed of the permutation null.
+    device : str
+        ``"cpu"`` or ``"cuda"`` (torch backend on a GPU).
+    scratch_dir : Path, optional
+        Where the repeat-averaged betas and the predictions are memory-mapped (a whole brain stays out of memory).
+
+    Returns
+    -------
+    EncodingResult
+    """
+    params = params or EncodingParams()
+    bad = [name for name in features if not name.isalnum() or not name.isascii()]
+    if bad:
+        raise UsageError(f"feature space names must be letters and digits (they name output files): {bad}")
+    if len(betas) != len(trials):
+        raise BadDataError(f"{len(betas)} beta rows but {len(trials)} trials")
+    voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
+    block = params.block_voxels or None
+    averaged, ids = {}, {}
+    for split in ("train", "test"):
+        n_stim = int(trials.loc[trials["split"] == split, "stim_id"].astype(str).nunique())
+        out = None if scratch_dir is None else _buffer((n_stim, len(voxel_indices)), scratch_dir, f"betas{split}")
+        ids[split], averaged[split] = stimulus_betas(betas, trials, split, voxel_indices, block, out)
+    spaces = {}
+    for name, (stim_ids, array) in features.items():
+        row_of = {s: i for i, s in enumerate(np.asarray(stim_ids).astype(str))}
+        missing = [s for split in ids.values() for s in split if s not in row_of]
+        if missing:
+            raise BadDataError(f"feature space '{name}' has no features for {len(missing)} stimuli "
+                               f"(first: {missing[0]})")
+        spaces[name] = {split: _Rows(array, np.array([row_of[s] for s in ids[split]])) for split in ids}
+    maps = fit_encoding_models(
+        {k: v["train"] for k, v in spaces.items()}, averaged["train"], {k: v["test"] for k, v in spaces.items()},
+        averaged["test"], list(params.alphas), joint=tuple(partition), joint_mixes=tuple(params.partition_mixes),
+        cv=params.cv, n_folds=params.cv_folds,
+        null=params.null, n_permutations=params.n_permutations, seed=seed, block_voxels=block,
+        backend="torch" if device == "cuda" else "auto", device=device, scratch_dir=scratch_dir)
+    maps.info.update({"Mask": params.mask, "Voxels": int(len(voxel_indices)), "FDR": params.fdr})
+    rois = {k: np.asarray(v, dtype=bool) for k, v in (rois or {}).items()}
+    return EncodingResult(maps, voxel_indices, rois, roi_summary(maps, rois, params.fdr), params.fdr)
+
+
+def to_volume(values: np.ndarray, brain_mask: np.ndarray, voxel_indices: np.ndarray) -> np.ndarray:
+    """Values over modelled voxels as a float32 volume of the brain mask's shape, NaN elsewhere.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_voxels,)
+    brain_mask : ndarray of bool, shape (x, y, z)
+        Its voxels in C order are the beta columns ``voxel_indices`` index.
+    voxel_indices : ndarray of int, shape (n_voxels,)
+    """
+    brain = np.flatnonzero(np.asarray(brain_mask).ravel() > 0)
+    volume = np.full(np.asarray(brain_mask).size, np.nan, np.float32)
+    volume[brain[np.asarray(voxel_indices)]] = values
+    return volume.reshape(np.asarray(brain_mask).shape)
+
+
+class _Rows:
+    """Rows ``rows`` of a 2-D array, read by column blocks (``x[:, a:b]``) without copying the whole array."""
+
+    def __init__(self, array: Any, rows: np.ndarray) -> None:
+        if getattr(array, "ndim", None) != 2:
+            raise BadDataError(f"features must be 2-D (stimuli, features), got shape {getattr(array, 'shape', None)}")
+        self.array, self.rows = array, rows
+        self.shape = (len(rows), array.shape[1])
+        self.ndim = 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return np.asarray(self.array[:, key[1]])[self.rows]
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

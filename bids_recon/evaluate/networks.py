@@ -35,6 +35,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,11 +120,52 @@ _MINDEYE = "MedARC-AI/fMRI-reconstruction-NSD src/Reconstruction_Metrics.py; Med
            "src/final_evaluations.ipynb"
 
 
-def torch_checkpoint_dir() -> Path:
-    """``torch.hub.get_dir()/checkpoints``: where torchvision and torch.hub keep downloaded weights."""
-    import torch
+#: What torchvision's weight enums say (url, file size in MB) in the torchvision releases checked against the
+#: installed package (tests/test_standard_metrics.py compares this table with ``get_weight`` of the installed
+#: torchvision): reading it avoids importing torch and torchvision (several seconds) just to know file names, e.g.
+#: when a run checks which weights are present. Another torchvision version reads its enums instead.
+_TORCHVISION_ENUMS = {
+    ("0.29",): {
+        "AlexNet_Weights.IMAGENET1K_V1": ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", 233.087),
+        "Inception_V3_Weights.IMAGENET1K_V1": (
+            "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth", 103.903),
+        "EfficientNet_B1_Weights.IMAGENET1K_V2": (
+            "https://download.pytorch.org/models/efficientnet_b1-c27df63c.pth", 30.136),
+    },
+}
+#: torch.hub's pattern of the sha256 prefix in a weight file's name (``torch.hub.HASH_REGEX``).
+_HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+
+def _torchvision_enum(enum_name: str) -> tuple[str, float | None]:
+    """(url, file size in MB) of a torchvision weights enum value, from the table above or torchvision itself."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        version = ""
+    for versions, table in _TORCHVISION_ENUMS.items():
+        if version.split("+")[0].rsplit(".", 1)[0] in versions and enum_name in table:
+            return table[enum_name]
+    from torchvision.models import get_weight
+
+    weights = get_weight(enum_name)
+    return weights.url, weights.meta.get("_file_size")
+
+
+def torch_checkpoint_dir() -> Path:
+    """``torch.hub.get_dir()/checkpoints``: where torchvision and torch.hub keep downloaded weights.
+
+    Without importing torch when it is not imported yet: torch.hub's rule (``$TORCH_HOME``, else
+    ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``; then ``hub``).
+    """
+    if "torch" in sys.modules:
+        import torch
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def hf_hub_cache_dir() -> Path:
@@ -144,22 +187,18 @@ def url_filename(url: str) -> str:
 
 def sha256_prefix_of(filename: str) -> str:
     """The sha256 prefix torch.hub reads from a file name (``alexnet-owt-7be5be79.pth`` -> ``7be5be79``)."""
-    import torch
-
-    match = torch.hub.HASH_REGEX.search(filename)
+    match = _HASH_REGEX.search(filename)
     return match.group(1) if match else ""
 
 
 def network_specs() -> dict[str, NetworkSpec]:
-    """The evaluation networks, with torchvision's file names read from the installed torchvision."""
-    from torchvision.models import get_weight
-
+    """The evaluation networks, with torchvision's file names as the installed torchvision's enums give them."""
     specs = {}
     for name, (title, enum_name, nodes) in _TORCHVISION.items():
-        weights = get_weight(enum_name)
-        filename = url_filename(weights.url)
-        specs[name] = NetworkSpec(name, title, "torchvision", weights.url, filename, enum_name,
-                                  sha256_prefix_of(filename), weights.meta.get("_file_size"), nodes, _MINDEYE)
+        url, size = _torchvision_enum(enum_name)
+        filename = url_filename(url)
+        specs[name] = NetworkSpec(name, title, "torchvision", url, filename, enum_name, sha256_prefix_of(filename),
+                                  size, nodes, _MINDEYE)
     specs["swav"] = NetworkSpec("swav", "SwAV ResNet-50", "swav", SWAV_URL, url_filename(SWAV_URL), nodes=("avgpool",),
                                 reference=_MINDEYE + "; facebookresearch/swav hubconf.py resnet50")
     specs["clip"] = NetworkSpec("clip", "CLIP ViT-L/14", "clip", CLIP_REPO, CLIP_REPO, nodes=("image_embeds",),

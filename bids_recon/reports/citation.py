@@ -39,6 +39,12 @@ def _estimator(config: Config) -> str:
     return str(getattr(config.workflow.glm, "estimator", "lsa")).lower()
 
 
+def _encoding_used(config: Config) -> bool:
+    from bids_recon.workflows.encoding import encoding_enabled
+
+    return encoding_enabled(config)
+
+
 REFERENCES: list[Reference] = [
     Reference(
         "takagi2023", "Takagi Y, Nishimoto S (2023). High-resolution image reconstruction with latent diffusion models "
@@ -136,12 +142,31 @@ REFERENCES: list[Reference] = [
         "  doi = {10.1080/00401706.1979.10489751}\n}",
         lambda config: config.workflow.decoding.solver == "eigen" and config.workflow.decoding.cv == "gcv"),
     Reference(
+        "benjamini1995", "Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate: a practical and "
+        "powerful approach to multiple testing. Journal of the Royal Statistical Society B 57(1):289-300. "
+        "doi:10.1111/j.2517-6161.1995.tb02031.x",
+        "@article{benjamini1995,\n  author = {Benjamini, Yoav and Hochberg, Yosef},\n  title = {Controlling the false "
+        "discovery rate: a practical and powerful approach to multiple testing},\n  journal = {Journal of the Royal "
+        "Statistical Society: Series B (Methodological)},\n  volume = {57},\n  number = {1},\n  pages = "
+        "{289--300},\n  year = {1995},\n  doi = {10.1111/j.2517-6161.1995.tb02031.x}\n}",
+        _encoding_used),
+    Reference(
         "rombach2022", "Rombach R, Blattmann A, Lorenz D, Esser P, Ommer B (2022). High-resolution image synthesis "
         "with latent diffusion models. CVPR 2022, 10684-10695. doi:10.1109/CVPR52688.2022.01042",
         "@inproceedings{rombach2022,\n  author = {Rombach, Robin and Blattmann, Andreas and Lorenz, Dominik and Esser, "
         "Patrick and Ommer, Bj{\\\"o}rn},\n  title = {High-resolution image synthesis with latent diffusion models},\n"
         "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
         "  pages = {10684--10695},\n  year = {2022},\n  doi = {10.1109/CVPR52688.2022.01042}\n}",
+        by_generator=True),
+    Reference(
+        "dado2022", "Dado T, Güçlütürk Y, Ambrogioni L, Ras G, Bosch S, van Gerven M, Güçlü U (2022). Hyperrealistic "
+        "neural decoding for reconstructing faces from fMRI activations via the GAN latent space. Scientific Reports "
+        "12:141. doi:10.1038/s41598-021-03938-w",
+        "@article{dado2022,\n  author = {Dado, Thirza and G{\\\"u}{\\c{c}}l{\\\"u}t{\\\"u}rk, Ya{\\u{g}}mur and "
+        "Ambrogioni, Luca and Ras, Gabri{\\\"e}lle and Bosch, Sander and van Gerven, Marcel and "
+        "G{\\\"u}{\\c{c}}l{\\\"u}, Umut},\n  title = {Hyperrealistic neural decoding for reconstructing faces from "
+        "{fMRI} activations via the {GAN} latent space},\n  journal = {Scientific Reports},\n  volume = {12},\n"
+        "  pages = {141},\n  year = {2022},\n  doi = {10.1038/s41598-021-03938-w}\n}",
         by_generator=True),
     Reference(
         "wang2004", "Wang Z, Bovik AC, Sheikh HR, Simoncelli EP (2004). Image quality assessment: from error "

@@ -16,8 +16,11 @@ from bids_recon.features.params import StimulusParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.io import read_tsv
 from bids_recon.reports.figures import (
+    encoding_display,
     plot_cv_scores,
     plot_design_matrix,
+    plot_encoding_maps,
+    plot_encoding_rois,
     plot_map_mosaic,
     plot_metrics,
     plot_reconstruction_grid,
@@ -140,6 +143,48 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
                 ("Every metric", shown.rename(columns={"label": "metric"})),
                 ("Per test stimulus", item_table)],
     )
+
+
+def encoding_section(output_dir: Path, names: SubjectOutputs, fig_dir: Path, prefix: str) -> Section | None:
+    """The encoding models' section (the paper's encoding figure), or ``None`` when they did not run."""
+    table_path = output_dir / names.encoding_summary()
+    if not table_path.is_file():
+        return None
+    table = read_tsv(table_path)
+    info = json.loads(table_path.with_suffix(".json").read_text())
+    fdr = float(info.get("FDR") or 0.05)
+    models = list(dict.fromkeys(table["model"].astype(str)))
+    spaces = [m for m in models if "+" not in m]
+    mask = output_dir / names.brain_mask()
+    display = encoding_display(mask, names.space)
+    where = (f"on nilearn's fsaverage5 surface (projected from {names.space})" if display == "surface"
+             else "on axial slices of the BOLD grid (the brain mask in grey)")
+    r_maps = {s: output_dir / names.encoding_map(s, "r") for s in spaces}
+    q_maps = {s: output_dir / names.encoding_map(s, "q") for s in spaces}
+    figures = [Figure(
+        plot_encoding_maps(r_maps, mask, fig_dir / f"{prefix}_desc-encoding_map.png", significance=q_maps,
+                           q_threshold=fdr, display=display),
+        f"Test-set r of each feature space's encoding model, voxels with q < {fdr:g} (FDR), one colour scale, "
+        f"{where}")]
+    figures.append(Figure(plot_encoding_rois(table, fig_dir / f"{prefix}_desc-encodingrois_plot.svg"),
+                          f"Mean r per ROI and model; labels: percentage of voxels with q < {fdr:g}"))
+    unique = {f"unique {s}": output_dir / names.encoding_map(s, "uniquevariance") for s in spaces}
+    unique = {k: v for k, v in unique.items() if v.is_file()}
+    if unique:
+        figures.append(Figure(
+            plot_encoding_maps(unique, mask, fig_dir / f"{prefix}_desc-encodinguniquevariance_map.png",
+                               display=display, cmap="viridis", colorbar_label="unique R²"),
+            "Variance partitioning: held-out R² that only each feature space explains (joint model minus the model "
+            f"without it), positive values, one colour scale, {where}"))
+    descriptions = info.get("FeatureDescriptions", {})
+    return Section(
+        title="Encoding models",
+        text=("Which voxels each stimulus feature space predicts (Takagi & Nishimoto 2023): a ridge model per voxel "
+              f"trained on {info.get('TrainStimuli')} training stimuli, scored by Pearson r on "
+              f"{info.get('TestStimuli')} held-out test stimuli (betas averaged over repeats); null: "
+              f"{info.get('Null')}. Feature spaces: "
+              + "; ".join(f"{s}: {descriptions.get(s, s)}" for s in spaces) + "."),
+        figures=figures, tables=[("Encoding models per ROI", table)])
 
 
 def build_participant_report(
@@ -297,6 +342,10 @@ def build_participant_report(
 
     sections.append(metrics_section(table_metrics, _read_sidecar(output_dir / names.metrics(generator, ".json")),
                                     index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg"))
+
+    encoding = encoding_section(output_dir, names, fig_dir, prefix)
+    if encoding is not None:
+        sections.append(encoding)
 
     facts = {
         **summary,

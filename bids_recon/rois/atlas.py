@@ -318,3 +318,23 @@ def roi_columns(brain_mask: nib.spatialimages.SpatialImage, roi_mask: nib.spatia
     if brain.shape != roi.shape[: brain.ndim]:
         raise BadDataError(f"ROI grid {roi.shape} differs from the brain mask's {brain.shape}")
     return np.flatnonzero(roi.reshape(brain.shape)[brain]).astype(np.int64)
+
+
+def roi_union(roi_masks: list[nib.spatialimages.SpatialImage]) -> nib.Nifti1Image:
+    """The union of ROI masks of one grid (e.g. every visual ROI: all visual voxels), as a uint8 mask.
+
+    Raises
+    ------
+    BadDataError
+        No mask given, or masks on different grids (exit code 65).
+    """
+    if not roi_masks:
+        raise BadDataError("the union of ROIs needs at least one ROI mask")
+    first = roi_masks[0]
+    union = np.zeros(first.shape[:3], dtype=bool)
+    for img in roi_masks:
+        if img.shape[:3] != first.shape[:3] or not np.allclose(img.affine, first.affine, atol=1e-4):
+            raise BadDataError(f"ROI masks on different grids ({img.shape[:3]} vs {first.shape[:3]}) cannot be joined",
+                               getattr(img, "get_filename", lambda: None)())
+        union |= np.asarray(img.dataobj).reshape(union.shape) > 0
+    return nib.Nifti1Image(union.astype(np.uint8), first.affine)

@@ -15,7 +15,6 @@ from bids_recon.sim.design import make_schedule, run_length
 from bids_recon.sim.layouts import LayoutContext, get_layout
 from bids_recon.sim.model import CONFOUND_BASE, SubjectModel, bold_run, make_confounds, simulate_subject
 from bids_recon.sim.presets import PRESETS, SimPreset
-from bids_recon.sim.stimuli import make_stimuli
 from bids_recon.sim.writers import (
     block_mean,
     to_volume,
@@ -127,7 +126,8 @@ def simulate_dataset(
         Seed; the same seed gives identical arrays.
     layout : str
         ``bids`` (the simulator's layout) or a public dataset's (``nsd``, ``things``, ``bold5000``, ``god``,
-        ``nod``; see :mod:`bids_recon.sim.layouts`); a layout may change the preset's sessions and sizes.
+        ``nod``; see :mod:`bids_recon.sim.layouts`), or ``faces`` (faces generated from known latents, for
+        ``--generator latent``: :mod:`bids_recon.sim.faces`); a layout may change the preset's sessions and sizes.
     **overrides
         Preset fields to change, e.g. ``n_subjects=1``.
 
@@ -162,9 +162,7 @@ def simulate_dataset(
 
     subjects = [lay.subject_label(i) for i in range(p.n_subjects)]
     anat = make_anatomy(p.grid, p.voxel_size, p.early_fraction, p.higher_fraction)
-    stim = make_stimuli(
-        np.random.default_rng([seed, _STIMULI]), p.n_train, p.n_test, p.n_test_repeats, p.image_size
-    )
+    stim = lay.make_stimuli(np.random.default_rng([seed, _STIMULI]), p)
     stim.table["stim_file"] = lay.stimulus_names(stim.table, layout_rng)
     write_raw_toplevel(tb, p, seed, stim, subjects, np.random.default_rng([seed, _DATASET]), lay.bids_stimuli)
     write_fmriprep_toplevel(fmriprep_tmp, tb)
@@ -185,7 +183,7 @@ def simulate_dataset(
         trials = lay.edit_schedule(trials, stim.table, np.random.default_rng([seed, _LAYOUT, i]))
         model = simulate_subject(
             p, anat, stim.images, stim.table, trials, n_vols, sub, shared, confounds,
-            np.random.default_rng([seed, _SUBJECT, i, 2]),
+            np.random.default_rng([seed, _SUBJECT, i, 2]), lay.stimulus_features(stim),
         )  # fmt: skip
         runs = trials[["session", "run"]].drop_duplicates().itertuples(index=False)
         for r, (ses, run) in enumerate(runs):

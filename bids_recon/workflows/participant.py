@@ -17,7 +17,7 @@ from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.outputs import ParticipantReport
 from bids_recon.params import to_dict
-from bids_recon.workflows import betas, imported, rois
+from bids_recon.workflows import betas, encoding, imported, rois
 from bids_recon.workflows.generators import get_generator
 from bids_recon.workflows.utils import gather
 
@@ -37,7 +37,8 @@ def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
     spec = get_generator(config.workflow.generate.generator)
     beta_stage = (imported.methods(config, inputs) if inputs.imported is not None else
                   betas.methods(config, len(inputs.runs), inputs.task))
-    return [introduction(config), beta_stage, rois.methods(config), spec.methods(config)]
+    return [introduction(config), beta_stage, rois.methods(config), spec.methods(config)] + (
+        [encoding.methods(config)] if encoding.encoding_enabled(config) else [])
 
 
 def resolve_device(device: str) -> str:
@@ -109,9 +110,18 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     if config.workflow.rois.voxel_selection:  # voxels rated by the betas' reliability
         wf.connect([(betas_wf, rois_wf, [("outputnode.betas", "inputnode.betas"),
                                          ("outputnode.trials", "inputnode.trials")])])
+    parts = [betas_wf, rois_wf, generator_wf]
+    if encoding.encoding_enabled(config):
+        encoding_wf = encoding.init_encoding_wf(config, inputs, names, resolve_device(config.execution.device))
+        wf.connect([
+            (betas_wf, encoding_wf, [("outputnode.betas", "inputnode.betas"), ("outputnode.trials", "inputnode.trials"),
+                                     ("outputnode.mask_file", "inputnode.mask_file")]),
+            (rois_wf, encoding_wf, [("outputnode.roi_files", "inputnode.roi_files")]),
+            (generator_wf, encoding_wf, [("outputnode.features", "inputnode.features")]),
+        ])
+        parts.append(encoding_wf)
     report = pe.Node(ParticipantReport(names=vars(names), **_report_inputs(config, inputs)), name="report")
-    written = gather(wf, [(part, "outputnode.out_files") for part in (betas_wf, rois_wf, generator_wf)],
-                     "merge_outputs")
+    written = gather(wf, [(part, "outputnode.out_files") for part in parts], "merge_outputs")
     wf.connect(written, "out", report, "waits_for")
     return wf
 

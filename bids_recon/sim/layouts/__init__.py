@@ -97,6 +97,17 @@ class SimLayout:
         """The task of a session's runs."""
         return self.task_label
 
+    def make_stimuli(self, rng: np.random.Generator, preset: SimPreset) -> Any:
+        """The stimulus set (a :class:`~bids_recon.sim.stimuli.StimulusSet`): the simulator's objects by default."""
+        from bids_recon.sim.stimuli import make_stimuli
+
+        return make_stimuli(rng, preset.n_train, preset.n_test, preset.n_test_repeats, preset.image_size)
+
+    def stimulus_features(self, stim: Any) -> np.ndarray | None:
+        """Per-stimulus features ``(n_stimuli, n_features)`` that higher-visual voxels respond to linearly
+        (``None``: the objects' category and size)."""
+        return None
+
     def stimulus_names(self, table: pd.DataFrame, rng: np.random.Generator) -> list[str]:
         """How the events name each stimulus (``stim_file`` of the ground truth's tables)."""
         return list(table["stim_file"])

@@ -52,6 +52,10 @@ class GeneratorSpec:
     options_title: ClassVar[str] = ""
     #: ``bids_recon-fetch`` groups of downloads a run with this generator needs besides the common ones
     fetch_groups: ClassVar[tuple[str, ...]] = ()
+    #: whether the encoding models run by default (``[workflow.encoding] enabled = "auto"``) with this generator
+    encoding_default: ClassVar[bool] = False
+    #: feature spaces whose unique variance the encoding models partition by default (``partition`` empty)
+    encoding_partition: ClassVar[tuple[str, ...]] = ()
 
     def add_options(self, option: Callable[..., Any], paths: Any) -> None:
         """Declare the command-line flags of this generator's settings.
@@ -68,6 +72,15 @@ class GeneratorSpec:
     def decoders(self, config: Config) -> list[tuple[str, str]]:
         """``(roi, target)`` of each decoder the generator fits (the report shows them)."""
         raise NotImplementedError
+
+    def feature_spaces(self, config: Config) -> dict[str, str]:
+        """The per-stimulus feature spaces this generator's part can give the encoding models: name -> description.
+
+        Names are letters and digits (they name output files). When the encoding models run, the part's
+        ``outputnode.features`` maps each space :func:`bids_recon.workflows.encoding.encoding_spaces` selects to an
+        ``.npz`` with ``stim_ids`` ``(n_stimuli,)`` and ``features`` ``(n_stimuli, n_features)``.
+        """
+        return {}
 
     def check_inputs(self, config: Config, inputs: dict[str, SubjectInputs], checked: CheckedInputs) -> None:
         """Checks of the generator's own inputs, made before any work (raise a BidsReconError).
@@ -89,7 +102,8 @@ class GeneratorSpec:
 
         ``inputnode`` fields: ``betas`` (z-scored single-trial betas, ``.npy``), ``trials`` (the trial table),
         ``mask_file`` (brain mask), ``roi_files`` (ROI name -> mask). ``outputnode.out_files``: the derivatives it
-        wrote (the report waits for them). Its ``__desc__`` is :meth:`methods`. Its evaluation node calls
+        wrote (the report waits for them); ``outputnode.features``: the feature files of :meth:`feature_spaces`
+        (see there). Its ``__desc__`` is :meth:`methods`. Its evaluation node calls
         ``bids_recon.evaluate.evaluate_generated`` once and is wired with :mod:`bids_recon.workflows.evaluation`
         (``evaluation_inputs``, ``metrics_sink``, ``connect_metrics``, ``evaluation_methods``).
         """

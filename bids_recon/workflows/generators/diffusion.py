@@ -49,6 +49,8 @@ class DiffusionGenerator(GeneratorSpec):
     references = ("rombach2022",)
     options_title = "Latent diffusion (--generator diffusion)"
     fetch_groups = ("diffusion",)
+    encoding_default = True
+    encoding_partition = ("z", "c")
 
     def add_options(self, option, paths) -> None:
         option("--model", key="model", type=paths.absolute_if_exists)
@@ -73,6 +75,17 @@ class DiffusionGenerator(GeneratorSpec):
     def decoders(self, config: Config) -> list[tuple[str, str]]:
         diff = self.settings(config)
         return [(diff.z_roi, Z_TARGET), (diff.c_roi, C_TARGET)]
+
+    def feature_spaces(self, config: Config) -> dict[str, str]:
+        from bids_recon.features.bottleneck import space_name
+
+        diff = self.settings(config)
+        spaces = {"z": f"the VAE latent of '{diff.model}' at {diff.latent_image_size} px",
+                  "c": f"the text encoder's last hidden state of '{diff.model}' averaged over the captions"}
+        for level in config.workflow.encoding.zc_noise_levels:
+            spaces[space_name(level)] = (f"z_c, the U-Net's bottleneck (mid-block output) for z noised to {level:g} "
+                                         "of the diffusion schedule and conditioned on c")
+        return spaces
 
     def check_inputs(self, config: Config, inputs, checked) -> None:
         from bids_recon.bids.checks import check_captions
@@ -110,6 +123,7 @@ class DiffusionGenerator(GeneratorSpec):
         )
         from bids_recon.interfaces.stages import Decode
         from bids_recon.params import to_dict
+        from bids_recon.workflows.encoding import encoding_spaces, named_files
         from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
         from bids_recon.workflows.utils import decoder_sidecar, gather, sink
 
@@ -124,7 +138,7 @@ class DiffusionGenerator(GeneratorSpec):
         wf.__desc__ = self.methods(config)
         inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                             name="inputnode")
-        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
+        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
         latents = pe.Node(StimulusLatents(
             bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
             model_folder=str(model.folder), model_identity=identity, cache_dir=str(feature_cache_dir(config)),
@@ -190,4 +204,22 @@ class DiffusionGenerator(GeneratorSpec):
         connect_metrics(wf, evaluate, ds_metrics)
         written += [(write, "index_file"), (ds_metrics, "out_file")]
         wf.connect(gather(wf, written, "merge_outputs"), "out", outputnode, "out_files")
+
+        # feature files of the encoding models: z and c, and z_c at the levels they model (computed only then)
+        from bids_recon.features.bottleneck import space_name
+        from bids_recon.interfaces.encoding import StimulusBottleneck
+
+        wanted = encoding_spaces(config)
+        levels = [lv for lv in wf_cfg.encoding.zc_noise_levels if space_name(lv) in wanted]
+        feature_files = [(latents, "z_features"), (latents, "c_features")]
+        if levels:
+            bottleneck = pe.Node(StimulusBottleneck(
+                model_folder=str(model.folder), model_identity=identity, cache_dir=str(feature_cache_dir(config)),
+                levels=levels, seed=ex.random_seed, batch_size=diff.batch_size, progress=diff.progress,
+                device=device), name="stimulus_bottleneck", mem_gb=4.0)
+            wf.connect(latents, "z_features", bottleneck, "z_features")
+            wf.connect(latents, "c_features", bottleneck, "c_features")
+            feature_files.append((bottleneck, "feature_files"))
+        wf.connect(gather(wf, feature_files, "merge_features"),
+                   ("out", named_files, ["z", "c", *(space_name(lv) for lv in levels)]), outputnode, "features")
         return wf

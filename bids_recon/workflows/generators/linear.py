@@ -35,6 +35,11 @@ class LinearGenerator(GeneratorSpec):
     def decoders(self, config: Config) -> list[tuple[str, str]]:
         return [(self.settings(config).roi, TARGET)]
 
+    def feature_spaces(self, config: Config) -> dict[str, str]:
+        lin = self.settings(config)
+        return {TARGET: f"the {lin.n_components}-component PCA coefficients of the images' pixels "
+                        f"({lin.image_size} px)"}
+
     def methods(self, config: Config) -> str:
         lin, dec = self.settings(config), config.workflow.decoding
         return (f"The decoding target was a {lin.n_components}-component PCA basis of the training images' pixels "
@@ -51,6 +56,7 @@ class LinearGenerator(GeneratorSpec):
         from bids_recon.interfaces.outputs import WriteReconstructions
         from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct
         from bids_recon.params import to_dict
+        from bids_recon.workflows.encoding import named_files
         from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
         from bids_recon.workflows.utils import decoder_sidecar, gather, sink
 
@@ -60,7 +66,7 @@ class LinearGenerator(GeneratorSpec):
         wf.__desc__ = self.methods(config)
         inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                             name="inputnode")
-        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
+        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
         features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
                                          params=to_dict(lin), seed=ex.random_seed), name="image_features")
         decode = pe.Node(Decode(roi=lin.roi, target=TARGET, params=to_dict(wf_cfg.decoding), device=device),
@@ -99,4 +105,6 @@ class LinearGenerator(GeneratorSpec):
         written = gather(wf, [(ds_decoder, "out_file"), (ds_decoded, "out_file"), (write_recon, "index_file"),
                               (ds_metrics, "out_file")], "merge_outputs")
         wf.connect(written, "out", outputnode, "out_files")
+        wf.connect(gather(wf, [(features, "features")], "merge_features"), ("out", named_files, [TARGET]),
+                   outputnode, "features")
         return wf
