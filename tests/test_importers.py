@@ -513,3 +513,41 @@ def test_a_glm_runs_betas_exported_to_glmsingle_import_to_the_same_decoders_and_
     report = (out / "sub-01.html").read_text()
     assert "Single-trial betas (imported)" in report and "TYPED_FITHRF_GLMDENOISE_RR.npy" in report
     assert "imported" in next((out / "logs").rglob("CITATION.md")).read_text()
+
+
+@pytest.mark.slow
+def test_a_bad_import_stops_the_command_line_before_any_node(layout_dataset, tmp_path):
+    """Through the command line: exit 65, both files named, no workflow node run."""
+    from tests.bad_inputs import _nsd_trial_the_betas_lack
+    from tests.conftest import run_cli
+
+    dataset = layout_dataset("nsd")
+    _, root = layout_copy(dataset, tmp_path / "NSD")
+    named, other, words = _nsd_trial_the_betas_lack(root / "nsddata_rawdata", root)
+    proc = run_cli([str(root), str(tmp_path / "out"), "participant", "--dataset", "nsd", "-w", str(tmp_path / "work")],
+                   dataset.templateflow_dir)
+    assert proc.returncode == 65, proc.stderr[-3000:]
+    assert named.name in proc.stderr and other in proc.stderr and all(w in proc.stderr for w in words)
+    assert not list((tmp_path / "work").rglob("result_*.pklz"))
+
+
+def test_the_nsd_preset_imports_from_the_download_root_unless_the_glm_is_asked_for(layout_dataset, tmp_path):
+    from bids_recon.cli.parser import build_parser
+    from bids_recon.cli.run import build_config
+
+    root = layout_dataset("nsd").bids_dir.parent
+
+    def config(*flags):
+        parser = build_parser()
+        return build_config(parser.parse_args([str(root), str(tmp_path / "out"), "participant", "--dataset", "nsd",
+                                               *flags]), parser)
+
+    imports = config()
+    assert imports.workflow.glm.betas == f"nsd={root}:voxels=rois" and imports.workflow.space == "func1pt8mm"
+    assert imports.workflow.rois.user_masks["highervisual"].endswith("subj{subject}/func1pt8mm/roi/streams.nii.gz"
+                                                                     ":ventral")
+    assert imports.workflow.stimuli.captions == "nsddata_stimuli/stimuli/nsd/annotations"  # from the root
+    for flags in (["--betas", "none"], ["-d", f"fmriprep={tmp_path}"]):
+        glm = config(*flags)
+        assert glm.workflow.glm.betas in ("", "none") and glm.workflow.rois.user_masks == {}
+        assert glm.workflow.space == "MNI152NLin2009cAsym" and glm.workflow.stimuli.resolver == "nsd"

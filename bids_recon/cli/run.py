@@ -75,7 +75,8 @@ def preset_layer(chosen: dict) -> tuple[dict, str] | None:
         return None
     bids_dir = execution.get("bids_dir")
     preset = PRESETS[name]
-    return preset.settings_for(Path(bids_dir) if bids_dir else None), f"the --dataset {name} preset"
+    values = preset.adapt(preset.settings_for(Path(bids_dir) if bids_dir else None), chosen)
+    return values, f"the --dataset {name} preset"
 
 
 def importing(config: Config) -> bool:

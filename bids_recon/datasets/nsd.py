@@ -20,6 +20,9 @@ from typing import Any
 
 from bids_recon.datasets import DatasetPreset, register
 
+#: Settings the preset adds to import NSD's betas (dropped when the user runs the GLM: ``--betas none`` or
+#: ``-d fmriprep=``).
+IMPORT_KEYS = ("workflow.glm.betas", "workflow.rois.user_masks", "workflow.space", "workflow.resolution")
 #: NSD's streams ROIs (``nsddata/ppdata/subjNN/func1pt8mm/roi/streams.nii.gz``) used for each bids_recon ROI.
 STREAMS_ROIS = {"earlyvisual": "early", "highervisual": "ventral"}
 
@@ -62,3 +65,11 @@ class Nsd(DatasetPreset):
             "workflow.resolution": None,
         })
         return out
+
+    def adapt(self, values: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+        """No import when the user asked for the GLM: ``--betas none`` (or another import), or fMRIPrep outputs."""
+        glm = (chosen.get("workflow") or {}).get("glm") or {}
+        derivatives = (chosen.get("execution") or {}).get("derivatives") or {}
+        if str(glm.get("betas", "import")).strip().lower() in ("", "none") or "fmriprep" in derivatives:
+            return {k: v for k, v in values.items() if k not in IMPORT_KEYS}
+        return values

@@ -90,15 +90,17 @@ def expdesign_trials(path: Path, subject_index: int) -> tuple[np.ndarray, np.nda
 
 
 def responses_trials(path: Path) -> pd.DataFrame:
-    """``SESSION``, ``RUN``, ``TRIAL``, ``73KID`` of a subject's ``responses.tsv`` in trial order."""
+    """A subject's ``responses.tsv`` in trial order (``SESSION``, ``RUN``, ``TRIAL``; ``SESSION`` and ``73KID`` are
+    needed, the others used when there)."""
     try:
         table = pd.read_csv(path, sep="\t")
     except Exception as exc:  # pandas raises several parser errors
         raise BadDataError(f"cannot read NSD's responses table ({exc})", path) from exc
-    missing = [c for c in ("SESSION", "RUN", "TRIAL", "73KID") if c not in table]
+    missing = [c for c in ("SESSION", "73KID") if c not in table]
     if missing:
         raise BadDataError(f"no {', '.join(missing)} column (have: {', '.join(map(str, table.columns))})", path)
-    return table.sort_values(["SESSION", "RUN", "TRIAL"], kind="stable").reset_index(drop=True)
+    order = [c for c in ("SESSION", "RUN", "TRIAL") if c in table]  # the file's own order within what is missing
+    return table.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 @register
@@ -242,7 +244,7 @@ class NsdImporter(BetaImporter):
         else:
             responses = responses_trials(design)
             table = pd.DataFrame({"session": responses["SESSION"].astype(int).to_numpy(),
-                                  "run": responses["RUN"].astype(int).to_numpy(),
+                                  "run": responses["RUN"].astype(int).to_numpy() if "RUN" in responses else 0,
                                   "73k": responses["73KID"].astype(int).to_numpy()})
             if ids is not None:
                 n = min(len(ids), len(table))
@@ -255,7 +257,7 @@ class NsdImporter(BetaImporter):
                         f"{ids[t]})", design)
         if (table["73k"] < 1).any():
             raise BadDataError("73k ids count from 1: a 0 or negative id is not an NSD image", design)
-        table["run"] = table["run"].map(lambda r: f"{int(r):02d}")
+        table["run"] = table["run"].map(lambda r: f"{int(r):02d}" if int(r) > 0 else "n/a")
         table["shared"] = np.isin(table["73k"].to_numpy(), shared)
         return table
 
