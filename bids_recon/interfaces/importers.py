@@ -60,6 +60,7 @@ class ImportMask(RecordingInterface):
 class _ImportSessionInputSpec(_ImportInputSpec):
     session = traits.Str(mandatory=True, desc="session label")
     mask_file = File(exists=True, mandatory=True, desc="voxels to read (ImportMask)")
+    beta_files = InputMultiObject(File(exists=True), desc="the session's files (a change reruns the node)")
 
 
 class _ImportSessionOutputSpec(TraitedSpec):

@@ -66,9 +66,10 @@ def init_import_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     written = [(ds_mask, "out_file")]
 
     sessions = []
-    for label in plan.session_labels:
-        node = pe.Node(ImportSession(session=label, **common), name=f"import_ses{_node_label(label)}",
-                       mem_gb=0.5)
+    for session in plan.sessions:
+        files = list(dict.fromkeys(str(f.path) for f in session.files))
+        node = pe.Node(ImportSession(session=session.label, beta_files=files, **common),
+                       name=f"import_ses{_node_label(session.label)}", mem_gb=0.5)
         wf.connect(mask, "out_mask", node, "mask_file")
         sessions.append(node)
     split = pe.Node(ImportSplit(stimuli=to_dict(stim_cfg), bids_dir=ex.bids_dir), name="import_split")
