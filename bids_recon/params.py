@@ -62,6 +62,16 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def problem_of(parse: Callable[[Any], Any], value: Any) -> str | None:
+    """The message of the :class:`~bids_recon.errors.UsageError` that ``parse(value)`` raises, or ``None`` when it
+    parses: a ``check`` of :func:`setting` from a parser of the setting's text."""
+    try:
+        parse(value)
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
 def doc_of(cls: type, name: str) -> str:
     """The ``doc`` of field ``name`` of dataclass ``cls``."""
     return next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)

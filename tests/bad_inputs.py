@@ -263,3 +263,102 @@ LAYOUT_CASES = {
     "things-fmriprep-sidecar-tr": ("things", _things_fmriprep_tr, 65, []),
     "bold5000-header-tr": ("bold5000", _bold5000_header_tr, 65, []),
 }
+
+
+# -- imported betas (--betas): each case mutates a copy of a layout's files; the message must name both files -----
+
+
+def _nsd_betas_dir(root: Path) -> Path:
+    return root / "nsddata_betas" / "ppdata" / "subj01" / "func1pt8mm" / "betas_fithrf_GLMdenoise_RR"
+
+
+def _nsd_responses(root: Path) -> Path:
+    return root / "nsddata" / "ppdata" / "subj01" / "behav" / "responses.tsv"
+
+
+def _nsd_trial_the_betas_lack(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    responses = _nsd_responses(stores)
+    table = pd.read_csv(responses, sep="\t")
+    n = len(table)
+    extra = table.iloc[[-1]].assign(TRIAL=table["TRIAL"].iloc[-1] + 1)  # one more trial at the end of the session
+    pd.concat([table, extra]).to_csv(responses, sep="\t", index=False)
+    return _nsd_betas_dir(stores) / "betas_session01.nii.gz", "responses.tsv", [f"holds {n} trials", f"lists {n + 1}"]
+
+
+def _nsd_session_missing(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    folder, responses = _nsd_betas_dir(stores), _nsd_responses(stores)
+    table = pd.read_csv(responses, sep="\t")
+    for k in (2, 3):
+        shutil.copy(folder / "betas_session01.nii.gz", folder / f"betas_session{k:02d}.nii.gz")
+    pd.concat([table.assign(SESSION=k) for k in (1, 2, 3)]).to_csv(responses, sep="\t", index=False)
+    (stores / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat").unlink()
+    (folder / "betas_session02.nii.gz").unlink()
+    return folder / "betas_session02.nii.gz", "betas_session03.nii.gz", ["session 2 is missing from the series",
+                                                                          "responses.tsv"]
+
+
+def _nsd_roi_in_another_space(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    streams = stores / "nsddata" / "ppdata" / "subj01" / "func1pt8mm" / "roi" / "streams.nii.gz"
+    img = nib.load(streams)
+    affine = img.affine.copy()
+    affine[:3, 3] += 400.0
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), streams)
+    return streams, "betas_session01.nii.gz", ["differs from the betas' grid", "another space"]
+
+
+def _bold5000_image_names_the_betas_lack(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    names = next((stores / "BOLD5000_GLMsingle_betas").glob("*_imgnames.txt"))
+    n = len(names.read_text().splitlines())
+    names.write_text(names.read_text() + "kitchen999.jpg\n")
+    return names, "CSI1_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-01.nii.gz", [f"{n + 1} image names", f"{n} trials"]
+
+
+def _bold5000_integer_betas(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    betas = next((stores / "BOLD5000_GLMsingle_betas").glob("*_ses-01.nii.gz"))
+    img = nib.load(betas)
+    nib.save(nib.Nifti1Image(np.rint(np.asarray(img.dataobj) * 300).astype(np.int16), img.affine), betas)
+    return betas, "int16", ["median |value|", "scale=1/300"]
+
+
+def _things_conditions_mismatch(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    conditions = sorted((bids / "derivatives" / "betas_vol").rglob("*run-01_conditions.tsv"))[0]
+    table = pd.read_csv(conditions, sep="\t")
+    table.iloc[:-1].to_csv(conditions, sep="\t", index=False)
+    return conditions, "run-01_betas.nii.gz", [f"holds {len(table)} trials", f"names {len(table) - 1}"]
+
+
+def _glmsingle_events_mismatch(bids: Path, stores: Path) -> tuple[Path, str, list[str]]:
+    events = _events(bids)
+    table = pd.read_csv(events, sep="\t", keep_default_na=False)
+    table.iloc[:-1].to_csv(events, sep="\t", index=False)
+    fit = bids / "derivatives" / "GLMsingle" / "sub-01" / "TYPED_FITHRF_GLMDENOISE_RR.npy"
+    return fit, events.name, ["trials the betas lack, or the reverse"]
+
+
+def _import_flags(layout: str, bids: Path, stores: Path) -> list[str]:
+    """The flags that import a layout's betas (the NSD preset finds them itself from NSD's root)."""
+    return {
+        "nsd": ["--dataset", "nsd"],
+        "bold5000": ["--dataset", "bold5000", "--betas", f"bold5000={stores / 'BOLD5000_GLMsingle_betas'}",
+                     "--stimuli-dir", str(stores / "BOLD5000_Stimuli" / "Scene_Stimuli" / "Presented_Stimuli")],
+        "things": ["--dataset", "things", "--betas", f"things={bids / 'derivatives'}", "--stimuli-dir",
+                   str(stores / "THINGS" / "images")],
+        "bids": ["--betas", f"glmsingle={bids / 'derivatives' / 'GLMsingle'}"],
+    }[layout]
+
+
+def import_root(layout: str, bids: Path, stores: Path) -> Path:
+    """The dataset folder an import runs on: NSD's download root, else the raw dataset."""
+    return stores if layout == "nsd" else bids
+
+
+#: name -> (layout, mutate(bids, stores) -> (file named, other file named, words)); every one is exit 65.
+IMPORT_CASES = {
+    "nsd-trial-the-betas-lack": ("nsd", _nsd_trial_the_betas_lack),
+    "nsd-session-missing-from-the-series": ("nsd", _nsd_session_missing),
+    "nsd-roi-in-another-space": ("nsd", _nsd_roi_in_another_space),
+    "bold5000-image-names-the-betas-lack": ("bold5000", _bold5000_image_names_the_betas_lack),
+    "bold5000-integer-betas": ("bold5000", _bold5000_integer_betas),
+    "things-conditions-the-betas-lack": ("things", _things_conditions_mismatch),
+    "glmsingle-events-the-betas-lack": ("bids", _glmsingle_events_mismatch),
+}

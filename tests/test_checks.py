@@ -15,7 +15,16 @@ from bids_recon.bids.layout import collect_inputs
 from bids_recon.cli.parser import build_parser
 from bids_recon.cli.run import build_config, check_collected_inputs
 from bids_recon.errors import BidsReconError
-from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, LAYOUT_CASES
+from tests.bad_inputs import (
+    CASES,
+    EXTRA_ARGS,
+    FMRIPREP,
+    FOUND_IN_A_NODE,
+    IMPORT_CASES,
+    LAYOUT_CASES,
+    _import_flags,
+    import_root,
+)
 from tests.conftest import layout_copy
 
 
@@ -83,3 +92,39 @@ def test_good_inputs_of_every_dataset_layout_pass(layout, layout_dataset, monkey
     dataset = layout_dataset(layout)
     _preflight(dataset.bids_dir, dataset.templateflow_dir, monkeypatch, *dataset.run_args, "--participant-label",
                dataset.subjects[0])
+
+
+def _import_preflight(root: Path, templateflow: Path, monkeypatch, *flags: str) -> None:
+    """What the command line runs before building the workflow of an import (--betas, one participant)."""
+    from bids_recon.cli.run import _collect_imported
+
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(templateflow))
+    parser = build_parser()
+    config = build_config(parser.parse_args([str(root), str(root.parent / "out"), "participant", *flags]), parser)
+    check_collected_inputs(config, _collect_imported(config))
+
+
+@pytest.mark.parametrize("layout", ["nsd", "things", "bold5000", "bids"])
+def test_imported_betas_of_every_layout_pass(layout, layout_dataset, tmp_path, monkeypatch):
+    dataset = layout_dataset(layout)
+    bids, stores = layout_copy(dataset, tmp_path / "ds")
+    _import_preflight(import_root(layout, bids, stores), dataset.templateflow_dir, monkeypatch,
+                      *_import_flags(layout, bids, stores))
+
+
+@pytest.mark.parametrize("case", list(IMPORT_CASES))
+def test_bad_imported_betas_are_refused_before_any_work(case, layout_dataset, tmp_path, monkeypatch):
+    """Trials in the design that the betas lack (or the reverse), a session missing from the series, an ROI in
+    another space than the betas, integer betas where floats are stored: exit 65 naming both files."""
+    layout, mutate = IMPORT_CASES[case]
+    dataset = layout_dataset(layout)
+    bids, stores = layout_copy(dataset, tmp_path / "ds")
+    named, other, words = mutate(bids, stores)
+    with pytest.raises(BidsReconError) as caught:
+        _import_preflight(import_root(layout, bids, stores), dataset.templateflow_dir, monkeypatch,
+                          *_import_flags(layout, bids, stores))
+    message = str(caught.value)
+    assert int(caught.value.exit_code) == 65, message
+    assert named.name in message and other in message, message
+    for word in words:
+        assert word in message, message

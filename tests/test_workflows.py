@@ -193,3 +193,41 @@ def test_every_registered_generator_is_complete():
         assert type(spec).init_wf is not GeneratorSpec.init_wf and type(spec).methods is not GeneratorSpec.methods
     with pytest.raises(Exception, match="unknown generator 'gan'"):
         get_generator("gan")
+
+
+def test_import_graph_replaces_the_glm_stage(tiny_dataset, tmp_path):
+    """--betas: an import sub-workflow (mask, a node per session, split, the GLM stage's combine_runs) instead of
+    the GLM's nodes; everything after it unchanged; the methods say where the betas came from."""
+    from bids_recon.bids.layout import collect_imported
+
+    source = tiny_dataset.bids_dir / "derivatives" / "GLMsingle"
+    config = _config(tiny_dataset, tmp_path, **{"workflow.glm.betas": f"glmsingle={source}",
+                                                "workflow.rois.voxel_selection": "top:40"})
+    imported = collect_imported(config.workflow.glm.betas, tiny_dataset.bids_dir, config.workflow.stimuli)
+    assert set(imported) == set(tiny_dataset.subjects) and not imported["01"].runs
+    workflow = init_bids_recon_wf(config, imported)
+    nodes = set(workflow.list_node_names())
+    for subject in tiny_dataset.subjects:
+        prefix = f"sub_{subject}_wf."
+        for node in ("betas_wf.import_mask", "betas_wf.import_sesall", "betas_wf.import_split",
+                     "betas_wf.combine_runs", "rois_wf.rois", "linear_wf.decode", "linear_wf.evaluate", "report"):
+            assert prefix + node in nodes, node
+        assert not any(n.startswith(prefix + "betas_wf.betas_ses") or n == prefix + "betas_wf.subject_mask"
+                       for n in nodes)
+        assert workflow.get_node(prefix + "betas_wf.combine_runs").inputs.split_set is True
+        session = workflow.get_node(prefix + "betas_wf.import_sesall")
+        assert session.inputs.betas == config.workflow.glm.betas and session.inputs.subject == subject
+    flat = workflow._create_flat_graph()
+    rois = next(n for n in flat.nodes if n.fullname.endswith("sub_01_wf.rois_wf.rois"))
+    import networkx as nx
+
+    before = {n.fullname.rpartition("sub_01_wf.")[2] for n in nx.ancestors(flat, rois)}
+    assert "betas_wf.combine_runs" in before  # voxels rated by the betas' reliability
+    paths = list(_sinks(workflow).values())
+    assert not any(p.name.endswith("_stat-effect_statmap.nii.gz") for p in paths)  # nothing estimated
+    assert sum(p.name.endswith("_trials.tsv") for p in paths) == len(tiny_dataset.subjects)
+    beta_text = participant_methods(config, imported["01"])[1]
+    assert beta_text.startswith("Single-trial betas were not estimated here but imported: a GLMsingle output")
+    assert str(source) in beta_text and "top" not in beta_text
+    assert "the 40 voxels of highest noise-ceiling SNR" in participant_methods(config, imported["01"])[2]
+    assert not Path(config.execution.work_dir).exists()

@@ -197,7 +197,7 @@ def check_rois(subject: SubjectInputs, rois: RoiParams) -> dict[str, int]:
     if len(masks) < len(subject.runs):  # no fMRIPrep mask: the EPI mask of one run stands for them (one BOLD read)
         masks.append(next(run.preproc_bold for run in subject.runs if run.brain_mask is None))
     brain = intersect_masks(masks)
-    masks, _ = build_rois(brain, rois)
+    masks, _ = build_rois(brain, rois, subject=subject.subject)
     return {name: int(mask.sum()) for name, mask in masks.items()}
 
 
@@ -251,4 +251,62 @@ def check_inputs(
     checked = CheckedInputs(n_runs=n_runs, n_trials=n_trials, stim_ids=tuple(sorted(seen)))
     LOGGER.info("Inputs checked: %d runs, %d trials, %d distinct stimuli", checked.n_runs, checked.n_trials,
                 checked.n_stimuli)
+    return checked
+
+
+def check_imported_inputs(
+    inputs: dict[str, SubjectInputs],
+    bids_dir: Path,
+    betas: str,
+    stimuli: StimulusParams | None = None,
+    rois: RoiParams | None = None,
+) -> CheckedInputs:
+    """The checks of an import (``--betas``), before any work: what :func:`check_inputs` checks of a GLM run.
+
+    :func:`bids_recon.bids.layout.collect_imported` already matched the design files to the betas (trial counts per
+    session, grids, sessions missing from the series, integer betas where floats are stored). Here, per
+    participant: the brain mask on the betas' grid, every decoded trial's stimulus resolved to an image, the test
+    split forming a test and a training set, and the ROIs (resampled to the betas' grid; one in another space is
+    refused naming both files) large enough.
+
+    Raises
+    ------
+    BadDataError, MissingInputError
+        Naming the files and the mismatch (exit 65, 66).
+    """
+    from bids_recon.glm.importers import ImportContext, importer_for
+    from bids_recon.glm.trials import mark_imported_split
+
+    stimuli = stimuli or StimulusParams()
+    resolver = resolver_for(Path(bids_dir), stimuli)
+    n_sessions, seen, n_trials = 0, set(), 0
+    for subject in inputs.values():
+        plan = subject.imported
+        importer = importer_for(betas, ImportContext(Path(bids_dir), stimuli, subject.task))
+        first = plan.sessions[0].files[0].path
+        brain = importer.brain_mask(plan)
+        tables = [mark_imported_split(s.trials, s.metadata, stimuli, resolver, s.files[0].path) for s in plan.sessions]
+        trials = pd.concat(tables, ignore_index=True)
+        trials = trials[decoded_trials(trials)]
+        where = plan.design_files[0] if plan.design_files else first
+        for stim_id in dict.fromkeys(trials["stim_id"].astype(str)):
+            try:
+                resolver.check(stim_id)
+            except BidsReconError as exc:
+                raise type(exc)(f"{exc} (a trial of the imported betas, named in {where.name})") from exc
+        rule = parse_test_split(stimuli.test_split)
+        if rule is not None and not (trials["split"] == "test").any():
+            raise BadDataError(f"--test-split {stimuli.test_split} selects none of the {trials['stim_id'].nunique()} "
+                               "imported stimuli", where)
+        try:
+            assign_repeats_and_split(trials, stimuli.test_min_repeats, rule is not None)
+        except BadDataError as exc:
+            raise BadDataError(f"sub-{subject.subject}: {exc}", where) from exc
+        if rois is not None:
+            build_rois(brain, rois, brain_source=first, subject=subject.subject)
+        n_sessions, n_trials = n_sessions + len(plan.sessions), n_trials + len(trials)
+        seen.update(trials["stim_id"])
+    checked = CheckedInputs(n_runs=n_sessions, n_trials=n_trials, stim_ids=tuple(sorted(seen)))
+    LOGGER.info("Imported betas checked: %d sessions, %d trials, %d distinct stimuli", checked.n_runs,
+                checked.n_trials, checked.n_stimuli)
     return checked

@@ -57,14 +57,18 @@ class RunInputs:
 
 @dataclass
 class SubjectInputs:
-    """A participant's runs for one task, in session/run order."""
+    """A participant's runs for one task, in session/run order; or, with ``--betas``, the betas to import
+    (``imported``: a :class:`bids_recon.glm.importers.ImportPlan`, and no runs)."""
 
     subject: str
     task: str
     runs: list[RunInputs] = field(default_factory=list)
+    imported: Any = None
 
     @property
     def sessions(self) -> list[str | None]:
+        if self.imported is not None and not self.runs:
+            return list(self.imported.session_labels)
         return sorted({r.session for r in self.runs}, key=lambda s: s or "")
 
 
@@ -351,3 +355,54 @@ def repetition_time(raw_bold: Path, metadata: dict[str, Any], preproc: Path, bid
         if abs(value - first) > TR_TOLERANCE * first:
             raise BadDataError(f"RepetitionTime {first} s in {where} differs from {value} s in {other}", preproc)
     return float(tr)
+
+
+def collect_imported(
+    betas: str,
+    bids_dir: Path | None,
+    stimuli: Any = None,
+    participant_label: list[str] | None = None,
+    session_label: list[str] | None = None,
+    task: str | list[str] | None = None,
+) -> dict[str, SubjectInputs]:
+    """The participants of a ``--betas FORMAT=PATH`` import and what it holds for each (no beta is read).
+
+    Parameters
+    ----------
+    betas : str
+        The ``--betas`` value.
+    bids_dir : Path, optional
+        The raw dataset (GLMsingle's trials are named by its events).
+    stimuli : StimulusParams, optional
+        How stimulus ids are written (the resolver's).
+    participant_label, session_label : list of str, optional
+        Labels with or without ``sub-``/``ses-``; sessions may be numbers or ranges (``1-37``).
+    task : str or list of str, optional
+        ``task-`` of the outputs (the format's own when not given).
+
+    Raises
+    ------
+    EmptySelectionError
+        A participant asked for is not in the source, or none is (exit 18).
+    MissingInputError, BadDataError
+        See :meth:`bids_recon.glm.importers.BetaImporter.plan` (exit 66, 65).
+    """
+    from bids_recon.features.params import StimulusParams
+    from bids_recon.glm.importers import ImportContext, importer_for
+
+    importer = importer_for(betas, ImportContext(None if bids_dir is None else Path(bids_dir),
+                                                 stimuli or StimulusParams(), task))
+    subjects = importer.subjects()
+    wanted = _labels(participant_label, "sub-")
+    missing = sorted(set(wanted) - set(subjects))
+    if missing or not subjects:
+        raise EmptySelectionError(f"participant(s) {', '.join(missing) or '(any)'} not in the imported betas (they "
+                                  f"have: {', '.join(subjects) or 'none'})", importer.path)
+    label = "".join(task) if isinstance(task, list) else task
+    result = {}
+    for subject in wanted or subjects:
+        plan = importer.plan(subject, list(session_label or []) or None)
+        result[subject] = SubjectInputs(subject=subject, task=label or plan.task, runs=[], imported=plan)
+        LOGGER.info("sub-%s: %d imported trials in %d session(s) from %s (%s)", subject, plan.n_trials,
+                    len(plan.sessions), importer.path, importer.format)
+    return result

@@ -74,9 +74,26 @@ def _key_path(text: str) -> tuple[str, str]:
 
 
 def _roi_mask(text: str) -> tuple[str, str]:
+    from bids_recon.rois.labels import split_roi_spec
+
     name, spec = _key_value(text)
-    path, sep, label = spec.partition(":")  # paths made absolute: workflow nodes run in their own folders
-    return name, _absolute(path) + sep + label
+    path, labels = split_roi_spec(spec)  # paths made absolute: workflow nodes run in their own folders
+    return name, _absolute(path) + (f":{labels}" if labels else "")
+
+
+def _betas(text: str) -> str:
+    """``FORMAT=PATH[:OPTIONS]`` with ``PATH`` (and a ``mask=`` option's path) made absolute; ``none`` as is."""
+    from bids_recon.errors import UsageError
+    from bids_recon.glm.importers.base import split_betas_spec
+
+    if text.strip().lower() in ("", "none"):
+        return text.strip().lower()
+    try:
+        fmt, path, options = split_betas_spec(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    options = {k: _absolute(v) if k == "mask" else v for k, v in options.items()}
+    return f"{fmt}={_absolute(path)}" + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
 
 
 def _presets() -> list[str]:
@@ -217,10 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     method = parser.add_argument_group("Method")
     _setting(method, "--glm", key="workflow.glm.estimator")
+    _setting(method, "--betas", key="workflow.glm.betas", type=_betas, metavar="FORMAT=PATH[:KEY=VALUE,...]")
     _setting(method, "--roi-mask", key="workflow.rois.user_masks", action=_ToDict, type=_roi_mask,
-             metavar="NAME=PATH[:LABEL]",
-             help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); repeatable, e.g. "
-                  "--roi-mask earlyvisual=streams.nii.gz:1")
+             metavar="NAME=PATH[:LABELS]",
+             help="use a label volume for ROI NAME instead of the atlas: LABELS = numbers or colour-table names "
+                  "(1,2 or early,ventral), or >0 (the default); voxels == k or > 0, never != 0; {subject} in PATH is "
+                  "the participant; repeatable, e.g. --roi-mask earlyvisual=roi/streams.nii.gz:early")
+    _setting(method, "--voxel-selection", key="workflow.rois.voxel_selection", metavar="ncsnr>T|top:K")
     _setting(method, "--stimuli", key="workflow.stimuli.resolver", metavar="KIND[:KEY=VALUE,...]")
     _setting(method, "--stimulus-column", key="workflow.stimuli.column")
     _setting(method, "--stimuli-dir", key="workflow.stimuli.dirs", nargs="+", type=_absolute, metavar="DIR")

@@ -75,7 +75,15 @@ def preset_layer(chosen: dict) -> tuple[dict, str] | None:
         return None
     bids_dir = execution.get("bids_dir")
     preset = PRESETS[name]
-    return preset.settings_for(Path(bids_dir) if bids_dir else None), f"the --dataset {name} preset"
+    values = preset.adapt(preset.settings_for(Path(bids_dir) if bids_dir else None), chosen)
+    return values, f"the --dataset {name} preset"
+
+
+def importing(config: Config) -> bool:
+    """Whether the betas are imported (``--betas``): then no fMRIPrep derivative is needed."""
+    from bids_recon.glm.importers import parse_betas
+
+    return parse_betas(config.workflow.glm.betas) is not None
 
 
 def check_paths(config: Config) -> None:
@@ -86,7 +94,7 @@ def check_paths(config: Config) -> None:
         raise MissingInputError("BIDS dataset folder does not exist", bids_dir)
     if _is_within(output_dir, bids_dir):
         raise UsageError(f"output_dir {output_dir} must not be bids_dir or inside it: write derivatives elsewhere")
-    if ex.analysis_level == "participant" and "fmriprep" not in ex.derivatives:
+    if ex.analysis_level == "participant" and "fmriprep" not in ex.derivatives and not importing(config):
         default = bids_dir / "derivatives" / "fmriprep"
         if not default.is_dir():
             raise MissingInputError(
@@ -208,11 +216,19 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
     ex, npp = config.execution, config.nipype
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
+    imports = importing(config)
     if not ex.skip_bids_validation and not ex.reports_only:
-        validate_bids(bids_dir, OUTSIDE_STIMULI_CODES if config.workflow.stimuli.dirs else ())
-    inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
-                            ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
-    LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+        if imports and not (bids_dir / "dataset_description.json").is_file():
+            LOGGER.info("%s is not a BIDS dataset: the imported betas (--betas) carry the trials, no validation",
+                        bids_dir)
+        else:
+            validate_bids(bids_dir, OUTSIDE_STIMULI_CODES if config.workflow.stimuli.dirs else ())
+    if imports:
+        inputs = _collect_imported(config)
+    else:
+        inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
+                                ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
+        LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
     _resolution_of_inputs(config, inputs)
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
@@ -226,7 +242,9 @@ def run_participants(config: Config, log_dir: Path) -> None:
                     len(workflow.list_node_names()))
         return
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_dataset_description(output_dir, {"raw": bids_dir, "fmriprep": Path(ex.derivatives["fmriprep"])})
+    sources = {"raw": bids_dir, **({"betas": _imported_source(config)} if imports else
+                                   {"fmriprep": Path(ex.derivatives["fmriprep"])})}
+    write_dataset_description(output_dir, sources)
     write_bidsignore(output_dir)
 
     if ex.reports_only:
@@ -261,6 +279,29 @@ def run_participants(config: Config, log_dir: Path) -> None:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
 
 
+def _imported_source(config: Config) -> Path:
+    from bids_recon.glm.importers import parse_betas
+
+    return parse_betas(config.workflow.glm.betas).path
+
+
+def _collect_imported(config: Config) -> dict:
+    """The participants of an import; the outputs take the importer's space (NSD: func1pt8mm) and ``res-``."""
+    from bids_recon.bids.layout import collect_imported
+
+    ex, wf = config.execution, config.workflow
+    inputs = collect_imported(wf.glm.betas, Path(ex.bids_dir), wf.stimuli, ex.participant_label, ex.session_label,
+                              ex.task_id)
+    plan = next(iter(inputs.values())).imported
+    if plan.space and (plan.space, plan.resolution) != (wf.space, wf.resolution):
+        LOGGER.info("Imported betas are in space %s%s: outputs are named so", plan.space,
+                    f" res-{plan.resolution}" if plan.resolution else "")
+        wf.space, wf.resolution = plan.space, plan.resolution
+    LOGGER.info("Participants: %s", ", ".join(f"{s} ({i.imported.n_trials} imported trials)"
+                                              for s, i in inputs.items()))
+    return inputs
+
+
 def _resolution_of_inputs(config: Config, inputs: dict) -> None:
     """Outputs carry the inputs' ``res-``: none when no preprocessed BOLD has one (``space-T1w``, legacy names), the
     inputs' when they all have the same one."""
@@ -283,7 +324,12 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
     from bids_recon.workflows.generators import get_generator
 
     wf = config.workflow
-    checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds, wf.rois)
+    if importing(config):
+        from bids_recon.bids.checks import check_imported_inputs
+
+        checked = check_imported_inputs(inputs, Path(config.execution.bids_dir), wf.glm.betas, wf.stimuli, wf.rois)
+    else:
+        checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds, wf.rois)
     spec = get_generator(wf.generate.generator)
     spec.check_inputs(config, inputs, checked)
     spec.prepare(config)

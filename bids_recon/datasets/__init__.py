@@ -43,6 +43,11 @@ class DatasetPreset:
         """The preset's values for the dataset in ``bids_dir`` (default: :attr:`settings`; a hook may add more)."""
         return dict(self.settings)
 
+    def adapt(self, values: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+        """The preset's ``values`` given what the user chose (``chosen``: the file's and the flags' settings, nested
+        tables): a hook may drop values those choices make pointless (default: unchanged)."""
+        return values
+
     def describe(self) -> str:
         """One line per setting, for ``--help`` and the documentation."""
         return "; ".join(f"{key.split('.')[-1]}={value!r}" for key, value in self.settings.items())

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bids_recon.params import setting
+from bids_recon.params import problem_of, setting
 
 #: Estimator names (``--glm``), simplest first.
 ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
 
 #: fMRIPrep confound columns regressed out of every run by default.
 DEFAULT_CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
+
+
+def _check_betas(spec: str) -> str | None:
+    from bids_recon.glm.importers import parse_betas
+
+    return problem_of(parse_betas, spec)
 
 
 @dataclass
@@ -28,3 +34,7 @@ class GlmParams:
     fraction_selection: str = setting("session", choices=("session", "voxel"), doc=(
         "ridge fraction chosen once per session ('session') or per voxel as GLMsingle ('voxel')"))
     zscore_per_session: bool = setting(True, doc="z-score each voxel's betas within each session")
+    betas: str = setting("", check=_check_betas, doc=(
+        "FORMAT=PATH[:KEY=VALUE,...]: import published single-trial betas instead of running the GLM (formats: nsd, "
+        "glmsingle, bold5000, things, bids = bids_recon's own outputs; options scale=, mask=, voxels=brain|rois and "
+        "the format's own, see the importers' documentation); empty or 'none': estimate betas with the GLM"))

@@ -214,6 +214,27 @@ def mark_test_split(trials: pd.DataFrame, events: pd.DataFrame, stimuli: Stimulu
     return _apply_rule(trials, rule, chosen, source, resolver)
 
 
+def mark_imported_split(trials: pd.DataFrame, metadata: pd.DataFrame, stimuli: StimulusParams, resolver=None,
+                        source: Path | None = None) -> pd.DataFrame:
+    """Set the ``split`` of an imported session's trial table by the ``--test-split`` rule (see
+    :mod:`bids_recon.glm.importers`): a ``COLUMN=VALUE`` rule reads the format's per-trial ``metadata`` (rows
+    aligned with ``trials``) instead of events.
+
+    Raises
+    ------
+    BadDataError
+        The rule's column is not among the imported trials' columns (the message lists those there are).
+    """
+    rule = parse_test_split(stimuli.test_split)
+    if rule is None:
+        return trials.copy()
+    if isinstance(rule, ColumnRule) and rule.column not in metadata:
+        raise BadDataError(f"--test-split {stimuli.test_split}: the imported trials have no '{rule.column}' column "
+                           f"(have: {', '.join(map(str, metadata.columns)) or 'none'}); name the test set otherwise "
+                           "(repeats, ses-LABEL, shared1000)", source)
+    return _apply_rule(trials, rule, metadata.reset_index(drop=True), source, resolver)
+
+
 def apply_test_split(trials: pd.DataFrame, events: pd.DataFrame, stimuli: StimulusParams | str,
                      test_split: str, source: Path | None = None, resolver=None) -> pd.DataFrame:
     """Set the ``split`` of one run's trial table from its events (``--test-split``); see :func:`mark_test_split`.

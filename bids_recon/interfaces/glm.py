@@ -112,6 +112,8 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     bids_dir = traits.Str(mandatory=True, desc="raw dataset (the resolver's named test sets: shared1000)")
     zscore = traits.Bool(mandatory=True, desc="z-score each voxel's betas within each session")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (grid of the maps)")
+    split_set = traits.Bool(False, usedefault=True, desc=(
+        "the trial tables' split was set by the --test-split rule already (imported betas: ImportSplit)"))
 
 
 class _CombineRunsOutputSpec(TraitedSpec):
@@ -131,7 +133,7 @@ class CombineRuns(RecordingInterface):
         stimuli = load_params(StimulusParams, i.stimuli, "workflow.stimuli")
         betas = [np.load(p, mmap_mode="r") for p in i.betas]  # read a block of voxels at a time
         trials = [read_trials(p) for p in i.trials]
-        if stimuli.test_split:
+        if stimuli.test_split and not i.split_set:
             from bids_recon.features import resolver_for
 
             resolver = resolver_for(i.bids_dir, stimuli)

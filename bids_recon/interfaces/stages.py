@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, isdefined, traits
 
 from bids_recon.decoding import DecodedTest, train_and_decode
 from bids_recon.decoding.params import DecodingParams
@@ -19,11 +19,15 @@ from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.io import atomic_write, save_npz, write_json, write_tsv
 from bids_recon.rois import RoiParams, build_rois, roi_columns
+from bids_recon.rois.selection import apply_voxel_selection
 
 
 class _RoisInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (BOLD grid)")
     params = params_trait(RoiParams)
+    subject = traits.Str("", usedefault=True, desc="participant ({subject} in user mask paths)")
+    betas = File(exists=True, desc="z-scored betas (.npy): --voxel-selection rates voxels with them")
+    trials = File(exists=True, desc="the trial table of the betas (--voxel-selection)")
 
 
 class _RoisOutputSpec(TraitedSpec):
@@ -41,7 +45,9 @@ class Rois(RecordingInterface):
         i = self.inputs
         params = load_params(RoiParams, i.params, "workflow.rois")
         brain = nib.load(i.mask_file)
-        masks, sources = build_rois(brain, params)
+        masks, sources = build_rois(brain, params, subject=i.subject or None)
+        selected = apply_voxel_selection(masks, brain, params, i.betas if isdefined(i.betas) else None,
+                                         i.trials if isdefined(i.trials) else None)
         cwd = Path(runtime.cwd)
         files, sidecars = {}, {}
         for name, mask in masks.items():
@@ -49,7 +55,7 @@ class Rois(RecordingInterface):
             files[name] = str(atomic_write(cwd / f"roi-{name}.nii.gz", lambda tmp, img=img: nib.save(img, tmp)))
             atlas = params.atlas_of(name)
             info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": atlas,
-                    "AtlasLabels": list(params.labels[name]) if atlas else []}
+                    "AtlasLabels": list(params.labels[name]) if atlas else [], **selected.get(name, {})}
             sidecars[name] = str(write_json(cwd / f"roi-{name}.json", info))
         self._results["roi_files"] = files
         self._results["roi_sidecars"] = sidecars

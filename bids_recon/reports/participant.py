@@ -27,6 +27,7 @@ from bids_recon.reports.figures import (
     plot_roi_overlay,
 )
 from bids_recon.reports.html import Figure, Section, render_report
+from bids_recon.reports.imported import imported_betas_section
 from bids_recon.reports.metrics import comparison_text, metric_label, networks_text, published_layout
 
 #: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
@@ -232,9 +233,10 @@ def build_participant_report(
 
     beta_figures, beta_tables, glm_estimator = _beta_stage_maps(output_dir, names, trial_table, fig_dir, prefix)
     sections = []
-    design_table = read_tsv(design)
+    imported = imported_betas_section(output_dir, names, trial_table, beta_figures, beta_tables)  # --betas
+    design_table = read_tsv(design) if imported is None else None
     sections.append(
-        Section(
+        imported or Section(
             title="Single-trial betas",
             text=(
                 f"{len(trial_table)} trials in {len(trial_table.groupby(['session', 'run'], dropna=False))} run(s) and "

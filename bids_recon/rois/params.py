@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bids_recon.params import setting
+from bids_recon.params import problem_of, setting
 
 #: Harvard-Oxford cortical labels (names in the atlas's own label table) that make each default ROI.
 DEFAULT_ROI_LABELS: dict[str, tuple[str, ...]] = {
@@ -27,13 +27,22 @@ DEFAULT_ROI_LABELS: dict[str, tuple[str, ...]] = {
 
 
 def _check_user_masks(masks: dict[str, str]) -> str | None:
+    from bids_recon.rois.labels import label_problem, split_roi_spec
+
     for name, spec in masks.items():
-        path, sep, label = spec.partition(":")
+        path, labels = split_roi_spec(spec)
         if not name or not path:
-            return f"'{name}={spec}' must be NAME=PATH[:LABEL]"
-        if sep and not label.lstrip("-").isdigit():
-            return f"the label of '{name}' must be an integer, got '{label}'"
+            return f"'{name}={spec}' must be NAME=PATH[:LABELS]"
+        problem = label_problem(labels)
+        if problem:
+            return f"ROI '{name}': {problem}"
     return None
+
+
+def _check_voxel_selection(spec: str) -> str | None:
+    from bids_recon.rois.selection import parse_voxel_selection
+
+    return problem_of(parse_voxel_selection, spec)
 
 
 @dataclass
@@ -48,8 +57,15 @@ class RoiParams:
     labels: dict[str, list[str]] = setting(
         factory=lambda: {k: list(v) for k, v in DEFAULT_ROI_LABELS.items()}, min_items=1,
         doc="ROI name -> atlas label names")
-    user_masks: dict[str, str] = setting(factory=dict, check=_check_user_masks,
-                                         doc="ROI name -> PATH[:LABEL] of a mask replacing the atlas ROI")
+    user_masks: dict[str, str] = setting(factory=dict, check=_check_user_masks, doc=(
+        "ROI name -> PATH[:LABELS] of a label volume replacing the atlas ROI: LABELS = numbers or names from its "
+        "colour table (1,2 or early,ventral; STEM.mgz.ctab found beside it or in NSD's freesurfer/ folder), or >0 "
+        "(the default); voxels == k or > 0 are taken, never != 0 (NSD codes -1 outside cortex); resampled "
+        "(nearest) to the betas' grid"))
+    voxel_selection: str = setting("", check=_check_voxel_selection, doc=(
+        "keep only reliable voxels of each ROI: ncsnr>T (noise-ceiling SNR above T) or top:K (the K voxels of "
+        "highest NCSNR), NCSNR computed from the repeated training stimuli only (never from the test set); empty: "
+        "every voxel"))
     min_voxels: int = setting(20, ge=1, doc="smallest ROI (voxels in the BOLD grid) accepted")
 
     @property

@@ -196,7 +196,8 @@ def simulate_dataset(
             write_fmriprep_run(fmriprep_tmp, p, model, ses, run, vol, anat.affine, task)
         models.append(model)
     write_truth(tt, p, seed, stim, models)
-    lay.finish(LayoutContext(tmp[root], tb, tmp[stores_dir], tt, p, seed, stim, models, layout_rng))
+    lay.finish(LayoutContext(tmp[root], tb, tmp[stores_dir], tt, p, seed, stim, models, layout_rng,
+                             anat=anat))
 
     for final, t in tmp.items():
         if final.exists():

@@ -88,6 +88,9 @@ def grid_sidecar(config: Config, inputs: SubjectInputs | None = None) -> dict[st
     if inputs is not None and wf.space in INDIVIDUAL_SPACES and inputs.runs:
         fmriprep_dir = Path(config.execution.derivatives["fmriprep"])
         out["SpatialReference"] = bids_uri("fmriprep", relative_to(inputs.runs[0].preproc_bold, fmriprep_dir))
+    elif inputs is not None and inputs.imported is not None:  # imported betas: their own grid
+        plan = inputs.imported
+        out["SpatialReference"] = Path(plan.mask_file or plan.sessions[0].files[0].path).absolute().as_uri()
     return out
 
 
@@ -160,13 +163,26 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
         "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
     wf.connect(combine, "trials", ds_trials, "in_file")
     written.append((ds_trials, "out_file"))
+    written += subject_map_sinks(wf, combine, out_dir, names, {"Estimator": glm_cfg.estimator, **grid})
+    connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
+    return wf
+
+
+def subject_map_sinks(wf: pe.Workflow, combine: pe.Node, out_dir: Path, names: SubjectOutputs,
+                      sidecar: dict) -> list[tuple[pe.Node, str]]:
+    """Sinks of the per-participant maps (:data:`SUBJECT_MAPS`) that ``combine`` computes."""
+    written = []
     for stat, description in SUBJECT_MAPS.items():
-        ds_map = sink(out_dir, names.sink("stat_map", stat=stat), f"ds_{stat}",
-                      {"Description": description, "Estimator": glm_cfg.estimator, **grid})
+        ds_map = sink(out_dir, names.sink("stat_map", stat=stat), f"ds_{stat}", {"Description": description,
+                                                                                 **sidecar})
         wf.connect(combine, ("maps", pick, stat), ds_map, "in_file")
         written.append((ds_map, "out_file"))
-    out_files = gather(wf, written, "merge_outputs")
+    return written
+
+
+def connect_outputs(wf: pe.Workflow, combine: pe.Node, mask: pe.Node, out_files: pe.Node,
+                    outputnode: pe.Node) -> None:
+    """The beta stage's ``outputnode``: betas and trials from ``combine``, the mask, the derivatives written."""
     wf.connect([(combine, outputnode, [("betas", "betas"), ("trials", "trials")]),
                 (mask, outputnode, [("out_mask", "mask_file")]),
                 (out_files, outputnode, [("out", "out_files")])])
-    return wf

@@ -17,7 +17,7 @@ from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.outputs import ParticipantReport
 from bids_recon.params import to_dict
-from bids_recon.workflows import betas, encoding, rois
+from bids_recon.workflows import betas, encoding, imported, rois
 from bids_recon.workflows.generators import get_generator
 from bids_recon.workflows.utils import gather
 
@@ -35,8 +35,10 @@ def introduction(config: Config) -> str:
 def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
     """The methods paragraphs of a participant's workflow, in order (each part's ``__desc__``)."""
     spec = get_generator(config.workflow.generate.generator)
-    return [introduction(config), betas.methods(config, len(inputs.runs), inputs.task), rois.methods(config),
-            spec.methods(config)] + ([encoding.methods(config)] if encoding.encoding_enabled(config) else [])
+    beta_stage = (imported.methods(config, inputs) if inputs.imported is not None else
+                  betas.methods(config, len(inputs.runs), inputs.task))
+    return [introduction(config), beta_stage, rois.methods(config), spec.methods(config)] + (
+        [encoding.methods(config)] if encoding.encoding_enabled(config) else [])
 
 
 def resolve_device(device: str) -> str:
@@ -58,8 +60,10 @@ def resolve_device(device: str) -> str:
 
 def report_summary(config: Config, inputs: SubjectInputs) -> dict[str, str]:
     """Facts shown at the top of the participant report."""
+    runs = (f"imported betas ({inputs.imported.format})" if inputs.imported is not None else
+            str(len(inputs.runs)))
     return {"Participant": inputs.subject, "Task": inputs.task,
-            "Sessions": ", ".join(s or "n/a" for s in inputs.sessions), "Runs": str(len(inputs.runs)),
+            "Sessions": ", ".join(s or "n/a" for s in inputs.sessions), "Runs": runs,
             "Space": config.workflow.space, "Generator": config.workflow.generate.generator,
             "bids_recon": __version__}
 
@@ -70,8 +74,9 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
     spec = get_generator(wf_cfg.generate.generator)
     return dict(
         output_dir=config.execution.output_dir, bids_dir=config.execution.bids_dir,
-        stimuli=to_dict(wf_cfg.stimuli), first_run=(inputs.runs[0].session, inputs.runs[0].run),
-        boldref=str(inputs.runs[0].boldref) if inputs.runs[0].boldref else None,
+        stimuli=to_dict(wf_cfg.stimuli),
+        first_run=(inputs.runs[0].session, inputs.runs[0].run) if inputs.runs else (None, None),
+        boldref=str(inputs.runs[0].boldref) if inputs.runs and inputs.runs[0].boldref else None,
         rois={r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names}, decoders=spec.decoders(config),
         generator=spec.name, summary=report_summary(config, inputs),
         methods=" ".join(participant_methods(config, inputs)),
@@ -92,7 +97,8 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     spec = get_generator(config.workflow.generate.generator)
     wf = pe.Workflow(name=name or f"sub_{inputs.subject}_wf")
     wf.__desc__ = introduction(config)
-    betas_wf = betas.init_betas_wf(config, inputs, names)
+    beta_stage = imported.init_import_wf if inputs.imported is not None else betas.init_betas_wf
+    betas_wf = beta_stage(config, inputs, names)
     rois_wf = rois.init_rois_wf(config, names, inputs=inputs)
     generator_wf = spec.init_wf(config, inputs, names, resolve_device(config.execution.device), f"{spec.name}_wf")
     wf.connect([
@@ -101,6 +107,9 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
                                   ("outputnode.mask_file", "inputnode.mask_file")]),
         (rois_wf, generator_wf, [("outputnode.roi_files", "inputnode.roi_files")]),
     ])
+    if config.workflow.rois.voxel_selection:  # voxels rated by the betas' reliability
+        wf.connect([(betas_wf, rois_wf, [("outputnode.betas", "inputnode.betas"),
+                                         ("outputnode.trials", "inputnode.trials")])])
     parts = [betas_wf, rois_wf, generator_wf]
     if encoding.encoding_enabled(config):
         encoding_wf = encoding.init_encoding_wf(config, inputs, names, resolve_device(config.execution.device))

@@ -19,14 +19,15 @@ from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features.resolvers import register
 from bids_recon.features.resolvers.base import ROW_COLUMNS, StimulusResolver, as_float_image, missing_value
 
-#: Where NSD's files are looked for when no option names them (relative to the raw dataset).
+#: Where NSD's files are looked for when no option names them, relative to the dataset folder: the raw dataset
+#: beside NSD's other folders (``nsddata_rawdata``), or NSD's download root itself (imported betas need no raw data).
 DEFAULT_PATHS = {
-    "hdf5": ("../nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5", "stimuli/nsd/nsd_stimuli.hdf5",
-             "stimuli/nsd_stimuli.hdf5"),
-    "info": ("../nsddata/experiments/nsd/nsd_stim_info_merged.csv", "stimuli/nsd/nsd_stim_info_merged.csv",
-             "stimuli/nsd_stim_info_merged.csv"),
-    "expdesign": ("../nsddata/experiments/nsd/nsd_expdesign.mat", "stimuli/nsd/nsd_expdesign.mat",
-                  "stimuli/nsd_expdesign.mat"),
+    "hdf5": ("../nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5", "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
+             "stimuli/nsd/nsd_stimuli.hdf5", "stimuli/nsd_stimuli.hdf5"),
+    "info": ("../nsddata/experiments/nsd/nsd_stim_info_merged.csv", "nsddata/experiments/nsd/nsd_stim_info_merged.csv",
+             "stimuli/nsd/nsd_stim_info_merged.csv", "stimuli/nsd_stim_info_merged.csv"),
+    "expdesign": ("../nsddata/experiments/nsd/nsd_expdesign.mat", "nsddata/experiments/nsd/nsd_expdesign.mat",
+                  "stimuli/nsd/nsd_expdesign.mat", "stimuli/nsd_expdesign.mat"),
 }
 #: Columns whose ids count from 0 (all others, 73k_id and 73KID, count from 1).
 ZERO_BASED = ("nsdId",)
@@ -216,18 +217,9 @@ class NsdResolver(StimulusResolver):
 
 def read_sharedix(path: Path) -> np.ndarray:
     """``sharedix`` of ``nsd_expdesign.mat`` (1-based 73k ids of the shared images), MATLAB v5 or v7.3."""
-    path = Path(path)
-    try:
-        from scipy.io import loadmat
+    from bids_recon.io import read_matlab
 
-        values = loadmat(path, variable_names=["sharedix"]).get("sharedix")
-    except NotImplementedError:  # v7.3 files are HDF5
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            values = np.asarray(handle["sharedix"]) if "sharedix" in handle else None
-    except Exception as exc:  # scipy raises several types for files that are not MATLAB
-        raise BadDataError(f"cannot read MATLAB file ({exc})", path) from exc
+    values = read_matlab(Path(path), ["sharedix"]).get("sharedix")
     if values is None or np.asarray(values).size == 0:
         raise BadDataError("no 'sharedix' variable", path)
     return np.asarray(values).ravel().astype(int)

@@ -41,6 +41,21 @@ class LayoutContext:
     models: list[Any]
     rng: np.random.Generator
     extra: dict[str, Any] = field(default_factory=dict)
+    anat: Any = None
+
+    def published_betas(self) -> list[Any]:
+        """Every subject's single-trial betas as a good GLM would publish them (:func:`bids_recon.sim.betas.
+        simulated_betas`), also saved as ground truth (``sub-XX/sub-XX_betas.npz``: ``betas`` in the trials'
+        order, percent signal change, over the mask's voxels)."""
+        from bids_recon.sim.betas import simulated_betas
+
+        sets = []
+        for index, model in enumerate(self.models):
+            beta_set = simulated_betas(model, self.anat.affine, np.random.default_rng([self.seed, 5, index]))
+            np.savez_compressed(self.truth_dir / f"sub-{model.subject}" / f"sub-{model.subject}_betas.npz",
+                                betas=np.concatenate(beta_set.betas), sessions=np.asarray(beta_set.sessions))
+            sets.append(beta_set)
+        return sets
 
     @property
     def fmriprep_dir(self) -> Path:
@@ -135,6 +150,13 @@ def get_layout(name: str) -> SimLayout:
 @register
 class BidsLayout(SimLayout):
     bids_stimuli = True
+
+    def finish(self, ctx: LayoutContext) -> None:
+        """GLMsingle's outputs of every subject in ``derivatives/GLMsingle/`` (``--betas glmsingle=``)."""
+        from bids_recon.sim.betas import write_glmsingle
+
+        for beta_set in ctx.published_betas():
+            write_glmsingle(ctx.bids_dir / "derivatives" / "GLMsingle", beta_set)
 
 
 # ------------------------------------------------------------------------------------------------------------------

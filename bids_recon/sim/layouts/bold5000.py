@@ -6,6 +6,8 @@
   ``stim_file`` (the bare file name: ``COCO_train2014_000000420713.jpg``, ``n02000000_12.JPEG``, ``kitchen3.jpg``);
 - the images outside the dataset in ``OUT_stimuli/BOLD5000_Stimuli/Scene_Stimuli/Presented_Stimuli/{COCO,ImageNet,
   Scene}/``; COCO captions (``OUT_stimuli/annotations/captions_train2014.json``) and ``synset_words.txt``;
+- the release-2 single-trial betas (:mod:`bids_recon.sim.betas`) in ``OUT_stimuli/BOLD5000_GLMsingle_betas/``:
+  ``CSI{n}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-NN.nii.gz``, ``CSI{n}_imgnames.txt``, ``CSI{n}_brainmask.nii.gz``;
 - fMRIPrep 1.0's legacy names: ``_bold_space-T1w_preproc.nii.gz``, ``_bold_space-T1w_brainmask.nii.gz``,
   ``_bold_confounds.tsv`` with CamelCase columns, no sidecars, no ``dataset_description.json``.
 """
@@ -86,6 +88,10 @@ class Bold5000Layout(SimLayout):
         coco_captions_file(ctx.stores_dir / "annotations" / "captions_train2014.json", coco, "train2014")
         write_synset_words(ctx.stores_dir / "synset_words.txt", list(CATEGORIES))
         rename_fmriprep(ctx.fmriprep_dir, space="T1w", legacy=True, description=False)
+        from bids_recon.sim.betas import write_bold5000
+
+        for beta_set in ctx.published_betas():
+            write_bold5000(ctx.stores_dir / "BOLD5000_GLMsingle_betas", beta_set)
 
     def run_args(self, bids_dir: Path, stores_dir: Path) -> list[str]:
         return ["--dataset", "bold5000",

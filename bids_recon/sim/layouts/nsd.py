@@ -7,7 +7,12 @@
 - ``nsddata/experiments/nsd/nsd_stim_info_merged.csv`` (index, ``cocoId``, ``cocoSplit``, ``cropBox``, ``loss``,
   ``nsdId`` 0-based, ``flagged``, ``BOLD5000``, ``shared1000``, ``subjectN``, ``subjectN_rep0..2``) and
   ``nsd_expdesign.mat`` (``sharedix``, ``subjectim``, ``masterordering``);
-- COCO caption files in ``nsddata_stimuli/stimuli/nsd/annotations/`` (where NSD's nsd_access puts them).
+- COCO caption files in ``nsddata_stimuli/stimuli/nsd/annotations/`` (where NSD's nsd_access puts them);
+- NSD's own single-trial betas of every subject (:mod:`bids_recon.sim.betas`, ground truth in
+  ``sub-XX_betas.npz``): ``nsddata_betas/ppdata/subjNN/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionNN.nii.gz``
+  (int16 x 300) and ``.hdf5``, ``nsddata/ppdata/subjNN/func1pt8mm/brainmask.nii.gz`` and ``roi/streams.nii.gz`` +
+  ``nsdgeneral.nii.gz`` (-1 outside the brain; streams 1 = early on the early-visual labels, 5 = ventral on the
+  higher-visual ones) with ``nsddata/freesurfer/fsaverage/label/streams.mgz.ctab``, ``behav/responses.tsv``.
 
 The test images are the shared1000 ones.
 """
@@ -55,7 +60,8 @@ class NsdLayout(SimLayout):
 
     def finish(self, ctx: LayoutContext) -> None:
         import h5py
-        from scipy.io import savemat
+
+        from bids_recon.sim.betas import write_nsd, write_nsd_rois
 
         drop_bids_stimuli(ctx.bids_dir)
         write_events_sidecar(ctx.bids_dir, "nsdcore", {
@@ -89,12 +95,12 @@ class NsdLayout(SimLayout):
         experiments = ctx.root / "nsddata" / "experiments" / "nsd"
         experiments.mkdir(parents=True)
         info.to_csv(experiments / "nsd_stim_info_merged.csv")
-        trials = ctx.trials
-        savemat(experiments / "nsd_expdesign.mat", {
-            "sharedix": np.sort(ids[table["split"].to_numpy() == "test"])[None, :].astype(float),
-            "subjectim": np.tile(ids, (8, 1)).astype(float),
-            "masterordering": (trials["stim_id"].to_numpy(int)[None, :]).astype(float)})
-        (ctx.root / "nsddata_betas" / "ppdata").mkdir(parents=True)  # where NSD's betas would be (issue 13)
+        sets = ctx.published_betas()  # with nsd_expdesign.mat (sharedix, subjectim, masterordering)
+        write_nsd(ctx.root, sets, shared=ids[table["split"].to_numpy() == "test"])
+        atlas = ctx.anat.atlas
+        for beta_set in sets:
+            write_nsd_rois(ctx.root, beta_set, np.isin(atlas, ctx.anat.early_labels),
+                           np.isin(atlas, ctx.anat.higher_labels))
 
         by_name = captions_by_stimulus(ctx.stim)
         for year in ("train2017", "val2017"):

@@ -7,7 +7,9 @@
 - catch trials: some training presentations become catch trials; their images (``catchNNN.jpg``) are not in the
   image set, as THINGS' artificial catch images are not;
 - the images, JPEG, in nested concept folders outside the dataset: ``OUT_stimuli/THINGS/images/<concept>/``;
-- fMRIPrep 20.2.0 names: ``run-1`` for the raw ``run-01``, ``space-T1w`` without ``res-``.
+- fMRIPrep 20.2.0 names: ``run-1`` for the raw ``run-01``, ``space-T1w`` without ``res-``;
+- the single-trial responses (:mod:`bids_recon.sim.betas`) in ``derivatives/`` as THINGS publishes them: ``betas_vol``
+  (NIfTI per run + ``conditions.tsv``), ``betas_csv`` (``ResponseData.h5`` + the two CSVs) and ``brainmasks/``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class ThingsLayout(SimLayout):
         for image, name in zip(ctx.stim.images, ctx.stim.table["stim_file"], strict=True):
             save_image(image, images / name)
         rename_fmriprep(ctx.fmriprep_dir, space="T1w", unpadded_runs=True)
+        from bids_recon.sim.betas import write_things_csv, write_things_vol
+
+        for beta_set in ctx.published_betas():
+            write_things_vol(ctx.bids_dir / "derivatives", beta_set)
+            write_things_csv(ctx.bids_dir / "derivatives", beta_set)
 
     def run_args(self, bids_dir: Path, stores_dir: Path) -> list[str]:
         return ["--dataset", "things", "--stimuli-dir", str(stores_dir / "THINGS" / "images")]
