@@ -146,7 +146,15 @@ def participant_files(out: Path, subject: str = "01") -> dict[str, bytes]:
 def pytest_collection_modifyitems(config, items):
     """With ``--dist loadgroup`` a module's tests run on one worker (they share module- and session-scoped runs of
     the pipeline), except tests marked ``spread``: independent cases (one bad input, one layout each) that any
-    worker may take, so that the slowest module does not decide the suite's wall time."""
+    worker may take, so that the slowest module does not decide the suite's wall time. Modules with slow tests
+    are handed out first and the quick ones fill the gaps at the end (a module's own order is kept)."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None}
     for item in items:
         if item.get_closest_marker("spread") is None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+    def rank(item) -> int:
+        spread = item.get_closest_marker("spread") is not None
+        return (0 if not spread else 1) if item.module.__name__ in slow_modules else 2
+
+    items.sort(key=rank)
