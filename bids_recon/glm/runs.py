@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
-from bids_recon.glm.estimators import SessionFit, SessionRun, cosine_drift, fit_session
+from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.singletrial import (
     TRIAL_PREFIX,
@@ -129,10 +129,15 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list
     return run, trials, usable
 
 
-def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float) -> pd.DataFrame:
-    """Canonical-HRF single-trial design of a run with its nuisance regressors, as a table for the report."""
+def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float,
+                  drift_model: str = "polynomial") -> pd.DataFrame:
+    """Canonical-HRF single-trial design of a run with its nuisance regressors, as a table for the report.
+
+    The drift columns are those the estimators project out (``drift_model``, see
+    :func:`~bids_recon.glm.estimators.drift_regressors`).
+    """
     trials = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times)[0]
-    drift = cosine_drift(run.n_volumes, run.repetition_time, high_pass_hz)
+    drift = drift_regressors(run.n_volumes, run.repetition_time, high_pass_hz, drift_model)
     columns = {f"{TRIAL_PREFIX}{i:04d}": trials[:, i] for i in range(trials.shape[1])}
     if run.confounds is not None:
         columns.update({name: run.confounds[:, i] for i, name in enumerate(confound_names)})
@@ -149,20 +154,23 @@ def estimate_session_betas(
     stimulus_column: str = "stim_file",
     high_pass_hz: float = 0.01,
     max_noise_components: int = 10,
-    fraction_selection: str = "session",
+    fraction_selection: str = "evidence",
     seed: int = 0,
+    drift_model: str = "polynomial",
+    **fit_options,
 ) -> SessionBetas:
     """Single-trial betas of the runs of one session inside the brain mask.
 
     Runs are read one at a time into float32 percent signal change (whole-brain time series are never
-    held in float64); see :func:`bids_recon.glm.estimators.fit_session` for the estimators.
+    held in float64); see :func:`bids_recon.glm.estimators.fit_session` for the estimators and for
+    ``fraction_selection``, ``drift_model`` and the other options (``fit_options`` are passed on).
     """
     loaded = [_load_run(files, mask_img, confound_columns, stimulus_column) for files in runs]
     session_runs = [run for run, _, _ in loaded]
     usable = np.logical_and.reduce([u for _, _, u in loaded])
-    design = report_design(session_runs[0], confound_columns, high_pass_hz)
+    design = report_design(session_runs[0], confound_columns, high_pass_hz, drift_model)
     fit = fit_session(session_runs, estimator, high_pass_hz=high_pass_hz, max_noise_components=max_noise_components,
-                      fraction_selection=fraction_selection, seed=seed)
+                      fraction_selection=fraction_selection, seed=seed, drift_model=drift_model, **fit_options)
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()))
