@@ -792,6 +792,11 @@ def plot_glm_diagnostics(
         ax.set_xticks([])
         ax.set_yticks([])
 
+    def label(ax, xlabel: str, ylabel: str) -> None:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+
     curve = info.get("CVNoiseComponents")
     chosen = info.get("NoiseComponents")
     if curve:
@@ -805,9 +810,7 @@ def plot_glm_diagnostics(
         if parallel is not None and parallel != chosen:
             ax_noise.axvline(float(parallel), color=_COLORS[2], linestyle=":", label=f"parallel analysis: {parallel}")
         ax_noise.set_xticks(counts)
-        ax_noise.set_xlabel("number of noise components")
-        ax_noise.set_ylabel("cross-validated R\u00b2")
-        ax_noise.legend(fontsize=7)
+        label(ax_noise, "number of noise components", "cross-validated R\u00b2")
     elif chosen is not None and info.get("NoiseSelection"):
         not_run(ax_noise, f"noise CV ({chosen} components by {info.get('NoiseSelection')})")
     else:
@@ -827,9 +830,7 @@ def plot_glm_diagnostics(
         if median is not None:
             ax_frac.axvline(float(median), color=_COLORS[2], linestyle=":", label=f"median chosen: {float(median):.2f}")
         ax_frac.set_xlim(1.02, 0.0)
-        ax_frac.set_xlabel("ridge fraction of the least-squares norm")
-        ax_frac.set_ylabel("cross-validated R\u00b2")
-        ax_frac.legend(fontsize=7)
+        label(ax_frac, "ridge fraction of the least-squares norm", "cross-validated R\u00b2")
     else:
         not_run(ax_frac, "ridge CV")
     ax_frac.set_title("Ridge regularisation", fontsize=10)
@@ -848,9 +849,7 @@ def plot_glm_diagnostics(
         ax_hrf.set_xticks(index[::step])
         if peaks and len(peaks) == len(histogram):
             ax_hrf.set_xticklabels([f"{i}\n{float(peaks[i]):.1f}s" for i in index[::step]], fontsize=7)
-        ax_hrf.set_xlabel("HRF index (time to peak)")
-        ax_hrf.set_ylabel("fraction of voxels")
-        ax_hrf.legend(fontsize=7)
+        label(ax_hrf, "HRF index (time to peak)", "fraction of voxels")
     else:
         not_run(ax_hrf, "HRF library")
     ax_hrf.set_title("Chosen HRFs", fontsize=10)
