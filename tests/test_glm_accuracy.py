@@ -3,6 +3,7 @@ and the diagnostics a user sees. Small instances (hundreds of voxels), so each t
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_default_beats_lss_and_lsa(fast_design):
 
 @pytest.mark.parametrize(("n_random_walks", "n_physio"), [(0, 0), (3, 2), (6, 1)])
 def test_number_of_noise_components_is_recovered(n_random_walks, n_physio):
-    sim = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=5, n_voxels=800, n_random_walks=n_random_walks,
+    sim = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=5, n_voxels=1500, n_random_walks=n_random_walks,
                                  n_physio=n_physio)
     fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
     assert abs(fit.n_noise_components - sim.truth.n_noise_components) <= 1, fit.info["NoiseParallelAnalysisPerRun"]
@@ -90,13 +91,14 @@ def test_uninformative_cross_validation_is_reported(fast_design, caplog):
     assert any("marginal likelihood" in w for w in info["Warnings"])
     assert [r.message for r in caplog.records if r.name == "bids_recon.glm"] == info["Warnings"]
     assert 0.05 < info["FractionMedianTaskVoxels"] < 1.0
+    json.dumps(info)  # the beta stage writes it as the session's JSON sidecar
 
 
 def test_reliable_repeats_let_cross_validation_choose():
     sim = simulate_event_session(EVENT_PRESETS["reliable-repeats"], seed=2, n_voxels=800, repeat_correlation=1.0)
     fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
     reliability = fit.info["RepeatReliability"]
-    assert reliability["MedianCorrelation"] > reliability["ShuffledMean"] + 5 * reliability["ShuffledSD"]
+    assert reliability["MedianCorrelation"] > reliability["ShuffledMean"] + 3 * reliability["ShuffledSD"]
     assert fit.info["NoiseSelection"] == "cross-validation"
     assert not any("do not predict each other" in w for w in fit.info["Warnings"])
     assert abs(fit.n_noise_components - sim.truth.n_noise_components) <= 2
