@@ -116,12 +116,18 @@ def test_single_presentations_fall_back_without_cross_validation():
 
 
 def test_other_selections_still_run(fast_design):
-    """GLMsingle's cross-validated fraction choices and the cosine drift stay available."""
-    for options in ({"fraction_selection": "voxel"}, {"fraction_selection": "session", "noise_selection": "cv"},
-                    {"drift_model": "cosine"}):
-        fit = fit_session(fast_design.session_runs(), "fithrf-denoise-rr", **options)
+    """GLMsingle's cross-validated fraction choices (where repeats allow them) and the cosine drift stay available."""
+    reliable = simulate_event_session(EVENT_PRESETS["reliable-repeats"], seed=2, n_voxels=800, repeat_correlation=1.0)
+    for data, options, selection in (
+            (reliable, {"fraction_selection": "voxel"}, "cross-validation per voxel"),
+            (reliable, {"fraction_selection": "session", "noise_selection": "cv"}, "cross-validation, one for the "
+                                                                                    "session"),
+            (fast_design, {"fraction_selection": "session"}, "marginal likelihood per voxel"),  # repeats do not repeat
+            (fast_design, {"drift_model": "cosine"}, "marginal likelihood per voxel")):
+        fit = fit_session(data.session_runs(), "fithrf-denoise-rr", **options)
+        assert fit.info["FractionSelection"] == selection, options
         assert np.isfinite(np.concatenate(fit.betas)).all()
-        assert _median_r(fit, fast_design.truth) > 0.2, options
+        assert _median_r(fit, data.truth) > 0.2, options
 
 
 def test_repeat_cv_scores_a_fixed_target():

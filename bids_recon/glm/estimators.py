@@ -778,7 +778,7 @@ def fit_session(
         ``"evidence"`` (default): per voxel, the ridge parameter of maximum marginal likelihood (needs no repeats).
         ``"session"``: one fraction for the session, the best median CV R² over the task voxels; ``"voxel"``:
         GLMsingle's best fraction per voxel. Both cross-validated choices fall back to ``"evidence"`` (with a
-        warning) when the session has too few repeats across runs.
+        warning) when the session has too few repeats across runs or its repeats do not predict each other.
     drift_model : {"polynomial", "cosine"}
         Nuisance drift (see :func:`nuisance_basis`); polynomial by default, as GLMsingle.
     polynomial_degree : int, optional
@@ -876,7 +876,7 @@ def fit_session(
             instead = []
             if denoise and noise_selection != "cv":
                 instead.append("the number of noise components comes from parallel analysis of the noise pool")
-            if ridge and fraction_selection == "evidence":
+            if ridge:
                 instead.append("the ridge from each voxel's marginal likelihood")
             _warn(warnings, "repeats of a stimulus do not predict each other in this session (median correlation of "
                             f"repeated trials' betas {observed:.3f}; pairs of different stimuli {null_mean:.3f} ± "
@@ -942,7 +942,7 @@ def fit_session(
     cv_fractions: list[float] = []
     fraction_map = np.ones(n_voxels, dtype=np.float32)
     if ridge:
-        selection = fraction_selection if can_cv else "evidence"
+        selection = fraction_selection if can_cv and reliable else "evidence"  # (the warning above says so)
         info["FractionSelection"] = {"evidence": "marginal likelihood per voxel", "session": "cross-validation, "
                                      "one for the session", "voxel": "cross-validation per voxel"}[selection]
         if selection == "evidence":
