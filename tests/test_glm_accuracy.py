@@ -60,9 +60,10 @@ def test_default_beats_lss_and_lsa(fast_design):
     assert r["fithrf-denoise-rr"] > r["lsa"] + 0.15, r
 
 
-@pytest.mark.parametrize(("n_random_walks", "n_physio"), [(0, 0), (3, 2), (6, 1)])
-def test_number_of_noise_components_is_recovered(n_random_walks, n_physio):
-    sim = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=5, n_voxels=1500, n_random_walks=n_random_walks,
+@pytest.mark.parametrize(("preset", "n_random_walks", "n_physio"),
+                         [("fast-2run", 0, 0), ("fast-2run", 2, 1), ("fast-2run", 3, 2), ("strong-physio", 2, 4)])
+def test_number_of_noise_components_is_recovered(preset, n_random_walks, n_physio):
+    sim = simulate_event_session(EVENT_PRESETS[preset], seed=5, n_voxels=1500, n_random_walks=n_random_walks,
                                  n_physio=n_physio)
     fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
     assert abs(fit.n_noise_components - sim.truth.n_noise_components) <= 1, fit.info["NoiseParallelAnalysisPerRun"]
