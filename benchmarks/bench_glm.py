@@ -143,8 +143,8 @@ def _inputs(bids: Path):
 
 
 def run_one(bids: Path, estimator: str, fit_options: dict | None = None) -> dict:
-    from bids_recon.config import DEFAULT_CONFOUNDS
     from bids_recon.glm import RunFiles, fit_session
+    from bids_recon.glm.params import DEFAULT_CONFOUNDS
     from bids_recon.glm.runs import _load_run, load_image
     from bids_recon.sim import load_truth
 
@@ -211,7 +211,7 @@ def _nilearn_lsa(inputs, mask_img, trials):
     from nilearn.glm.first_level import FirstLevelModel
     from nilearn.maskers import NiftiMasker
 
-    from bids_recon.config import DEFAULT_CONFOUNDS
+    from bids_recon.glm.params import DEFAULT_CONFOUNDS
 
     masker = NiftiMasker(mask_img).fit()
     out = []

@@ -13,6 +13,7 @@ code    meaning
 64      usage error (bad command-line arguments)
 65      bad data (files exist but their content is wrong)
 66      missing input (a file, template or model that must exist does not)
+69      service unavailable (``bids_recon-fetch`` cannot reach the network)
 ======  =====================================================================
 """
 
@@ -32,6 +33,7 @@ class ExitCode(IntEnum):
     USAGE = 64
     BAD_DATA = 65
     MISSING_INPUT = 66
+    UNAVAILABLE = 69
 
 
 class BidsReconError(Exception):
@@ -79,6 +81,12 @@ class MissingInputError(BidsReconError):
     """A required file, template or model does not exist."""
 
     exit_code = ExitCode.MISSING_INPUT
+
+
+class ServiceUnavailableError(BidsReconError):
+    """A network service that a command needs cannot be reached (no network, offline node)."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

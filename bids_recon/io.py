@@ -67,3 +67,50 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_matlab(path: Path, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Variables of a MATLAB file, v5 (scipy) or v7.3 (HDF5, h5py), as arrays in MATLAB's axis order.
+
+    h5py sees a v7.3 file's arrays with their axes reversed (MATLAB stores columns first); they are transposed
+    back, so both versions give the same shapes (``masterordering`` is ``(1, 30000)`` either way).
+
+    Parameters
+    ----------
+    path : Path
+        The ``.mat`` file.
+    names : sequence of str
+        Variables to read; those absent are left out of the result.
+
+    Raises
+    ------
+    bids_recon.errors.BadDataError
+        Not a MATLAB file that scipy or h5py can read (the message names the file).
+    """
+    from bids_recon.errors import BadDataError
+
+    path = Path(path)
+    try:
+        from scipy.io import loadmat
+
+        found = loadmat(path, variable_names=list(names))
+        return {name: np.asarray(found[name]) for name in names if name in found}
+    except NotImplementedError:  # v7.3 files are HDF5
+        pass
+    except Exception as exc:  # scipy raises several types for files that are not MATLAB v5
+        if not _is_hdf5(path):
+            raise BadDataError(f"cannot read MATLAB file ({exc})", path) from exc
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return {name: np.asarray(handle[name]).T for name in names
+                    if name in handle and isinstance(handle[name], h5py.Dataset)}
+    except OSError as exc:
+        raise BadDataError(f"cannot read MATLAB v7.3 (HDF5) file ({exc})", path) from exc
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    return b"\x89HDF\r\n\x1a\n" in head

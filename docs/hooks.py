@@ -1,6 +1,7 @@
 """MkDocs hooks: generated content, so the site cannot drift from the code.
 
 - ``<!-- cli-reference -->`` becomes the command-line reference rendered from the argparse parser.
+- ``<!-- settings-reference -->`` becomes the settings reference rendered from the configuration's dataclasses.
 - ``<!-- include: PATH LANG -->`` becomes a fenced code block with the file at PATH (relative to the repository).
 """
 
@@ -26,4 +27,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001
         from bids_recon.cli.reference import render_markdown
 
         markdown = markdown.replace("<!-- cli-reference -->", render_markdown())
+    if "<!-- settings-reference -->" in markdown:
+        from bids_recon.cli.reference import render_settings_markdown
+
+        markdown = markdown.replace("<!-- settings-reference -->", render_settings_markdown())
     return INCLUDE.sub(_include, markdown)

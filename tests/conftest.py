@@ -21,6 +21,44 @@ def tiny_dataset(tmp_path_factory):
     return simulate_dataset(tmp_path_factory.mktemp("sim") / "ds", preset="tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def layout_dataset(tmp_path_factory):
+    """``layout_dataset("nsd")``: a one-subject tiny dataset in a public dataset's layout (made once per session)."""
+    from bids_recon.sim import simulate_dataset
+
+    made = {}
+
+    def make(layout: str):
+        if layout not in made:
+            made[layout] = simulate_dataset(tmp_path_factory.mktemp(f"sim_{layout}") / "ds", preset="tiny", seed=0,
+                                            layout=layout, n_subjects=1)
+        return made[layout]
+
+    return make
+
+
+def layout_copy(dataset, target: Path):
+    """Copy a layout dataset (its OUT folder and OUT_stimuli) to ``target``; returns (bids_dir, stores_dir)."""
+    from bids_recon.sim.simulate import stores_path
+
+    root = dataset.bids_dir.parent if dataset.layout == "nsd" else dataset.bids_dir
+    shutil.copytree(root, target)
+    if dataset.stores_dir is not None:
+        shutil.copytree(dataset.stores_dir, stores_path(target))
+    bids = target / dataset.bids_dir.relative_to(root)
+    return bids, (target if dataset.layout == "nsd" else stores_path(target))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tiny_dataset, tmp_path_factory):
+    """A tiny SD pipeline saved with save_pretrained, whose tokenizer knows the simulated captions' words."""
+    from bids_recon.generate.testing import save_tiny_model, words_of
+    from bids_recon.io import read_tsv
+
+    captions = read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"]
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
+
+
 def run_cli(args: list[str], templateflow_dir: Path, **kwargs) -> subprocess.CompletedProcess:
     """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set."""
     env = {**os.environ, "TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1"}
@@ -102,3 +140,13 @@ def participant_files(out: Path, subject: str = "01") -> dict[str, bytes]:
     """Every file under ``out/sub-<subject>/``: relative path -> content (to compare runs byte for byte)."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / f"sub-{subject}").rglob("*"))
             if p.is_file()}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup`` a module's tests run on one worker (they share module- and session-scoped runs of
+    the pipeline), except tests marked ``spread``: independent cases (one bad input, one layout each) that any
+    worker may take, so that the slowest module does not decide the suite's wall time."""
+    for item in items:
+        if item.get_closest_marker("spread") is None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -21,26 +23,19 @@ FAST = ["--latent-image-size", "8", "--diffusion-steps", "2", "--n-samples", "1"
         "--no-progress"]
 
 
-@pytest.fixture(scope="session")
-def tiny_sd(tiny_dataset, tmp_path_factory):
-    """A tiny SD pipeline saved with save_pretrained, whose tokenizer knows the simulated captions' words."""
-    from bids_recon.generate.testing import save_tiny_model, words_of
-
-    captions = read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"]
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
-
-
 @pytest.fixture(scope="module")
-def diffusion_run(tiny_dataset, tiny_sd, tmp_path_factory):
-    root = tmp_path_factory.mktemp("diffusion")
-    out = root / "out"
-    proc = run_cli([str(tiny_dataset.bids_dir), str(out), "participant", "-d", f"fmriprep={tiny_dataset.fmriprep_dir}",
-                    "-w", str(root / "work"), "--participant-label", "01", "--skip-bids-validation", "--nprocs", "2",
-                    "--generator", "diffusion", "--model", str(tiny_sd), "--feature-cache", str(root / "cache"),
-                    *FAST], tiny_dataset.templateflow_dir)
-    return {"proc": proc, "out": out, "names": SubjectOutputs("01", tiny_dataset.task, "MNI152NLin2009cAsym", "2")}
+def diffusion_run(concurrent_runs, tiny_dataset):
+    """sub-01 of the concurrent runs below, as one participant's diffusion run: every CLI check is made on it
+    (one end-to-end run fewer in the suite)."""
+    subject = tiny_dataset.subjects[0]
+    position = list(tiny_dataset.subjects).index(subject)
+    return {"proc": SimpleNamespace(returncode=concurrent_runs["codes"][position],
+                                    stderr=concurrent_runs["stderr"][position]),
+            "out": concurrent_runs["out"],
+            "names": SubjectOutputs(subject, tiny_dataset.task, "MNI152NLin2009cAsym", "2")}
 
 
+@pytest.mark.slow
 def test_diffusion_cli_writes_every_variant(diffusion_run, tiny_sd):
     proc, out, names = diffusion_run["proc"], diffusion_run["out"], diffusion_run["names"]
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,6 +57,7 @@ def test_diffusion_cli_writes_every_variant(diffusion_run, tiny_sd):
     assert json.loads((out / names.metrics("diffusion", ".json")).read_text())["ModelKey"] == sidecar["ModelKey"]
 
 
+@pytest.mark.slow
 def test_z_and_c_decoders_identify_test_stimuli(diffusion_run):
     """Early visual -> z and higher visual -> c identify the test stimuli far above chance (50%).
 
@@ -76,6 +72,7 @@ def test_z_and_c_decoders_identify_test_stimuli(diffusion_run):
     assert set(metrics["method"]) == {"z", "c", "zc"}
 
 
+@pytest.mark.slow
 def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
     out = diffusion_run["out"]
     html = (out / "sub-01.html").read_text()
@@ -88,11 +85,37 @@ def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
     assert all((out / s).is_file() for s in sources)
 
 
+@pytest.mark.slow
+def test_encoding_maps_and_figure_by_default(diffusion_run):
+    """With the diffusion generator the encoding models run unasked: maps of z, c and z_c with sidecars, the ROI
+    table, and the report's encoding figure (the validator test below checks their names)."""
+    out, names = diffusion_run["out"], diffusion_run["names"]
+    assert diffusion_run["proc"].returncode == 0, diffusion_run["proc"].stderr[-3000:]
+    mask = np.asarray(nib.load(out / names.brain_mask()).dataobj) > 0
+    for model in ("z", "c", "zc25", "zc50", "zc75", "z+c"):
+        for stat in ("r", "p", "q"):
+            values = np.asarray(nib.load(out / names.encoding_map(model, stat)).dataobj)
+            assert values.shape == mask.shape and np.isfinite(values).sum() > 100
+            assert not np.isfinite(values[~mask]).any()
+        sidecar = json.loads((out / names.encoding_map(model, "r", ".json")).read_text())
+        assert sidecar["Model"] == model and sidecar["TestStimuli"] == 8 and sidecar["Sources"]
+        assert sidecar["Settings"]["fdr"] == 0.05 and "Student t" in sidecar["Null"]
+    for space in ("z", "c"):
+        assert (out / names.encoding_map(space, "uniquevariance")).is_file()
+    assert (out / names.encoding_map("z+c", "sharedvariance")).is_file()
+    table = read_tsv(out / names.encoding_summary())
+    assert set(table["roi"]) == {"earlyvisual", "highervisual"} and "zc50" in set(table["model"])
+    html = (out / "sub-01.html").read_text()
+    assert "Encoding models" in html and "desc-encoding_map.png" in html and "encodingrois_plot" in html
+
+
+@pytest.mark.slow
 def test_diffusion_output_passes_bids_validator(diffusion_run):
     code, errors = validator_errors(diffusion_run["out"])
     assert code == 0 and not errors, errors[:5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["no-such-org/no-such-model", "/no/such/folder"])
 def test_missing_model_exits_66_offline(tiny_dataset, tmp_path, model):
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -116,10 +139,12 @@ def test_missing_model_exits_66_offline(tiny_dataset, tmp_path, model):
 
 def test_linear_stays_the_default():
     from bids_recon.cli.parser import build_parser
+    from bids_recon.cli.run import build_config
     from bids_recon.config import Config
 
     assert Config().workflow.generate.generator == "linear"
-    assert build_parser().parse_args(["a", "b", "participant"]).generator == "linear"
+    parser = build_parser()
+    assert build_config(parser.parse_args(["a", "b", "participant"]), parser).workflow.generate.generator == "linear"
 
 
 def test_model_resolves_from_model_dir_by_id(tiny_sd, tmp_path):
@@ -139,7 +164,7 @@ def test_model_resolves_from_model_dir_by_id(tiny_sd, tmp_path):
 
 
 def test_generation_is_seeded_and_independent_of_batch_size(tiny_sd):
-    from bids_recon.generate.diffusion import DiffusionGenerator, DiffusionSettings
+    from bids_recon.generate.diffusion import DiffusionGenerator, DiffusionParams
     from bids_recon.generate.models import load_components
 
     components = load_components(tiny_sd)
@@ -149,7 +174,7 @@ def test_generation_is_seeded_and_independent_of_batch_size(tiny_sd):
     uncond = np.zeros((77, 32), np.float32)
 
     def run(batch_size: int) -> dict:
-        settings = DiffusionSettings(steps=2, n_samples=2, batch_size=batch_size, variants=("zc",), progress=False)
+        settings = DiffusionParams(steps=2, n_samples=2, batch_size=batch_size, variants=["zc"], progress=False)
         return {(g.index, g.sample): g.image for g in DiffusionGenerator(components, settings).generate(z, c, uncond)}
 
     one, three = run(1), run(3)
@@ -197,15 +222,23 @@ def concurrent_runs(tiny_dataset, tiny_sd, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
-    """sub-01 again with --diffusion-seed 7, fresh work dir, the (now warm) shared feature cache."""
-    root = tmp_path_factory.mktemp("seed7")
+    """sub-01 again, fresh work dir, the (now warm) shared feature cache, with --diffusion-seed 41 --n-samples 2:
+    sample 1 uses seed 42 (the concurrent runs' only sample: it must be the same image, bit for bit), sample 0 seed
+    41 (a new one)."""
+    root = tmp_path_factory.mktemp("seed41")
     env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
     proc = subprocess.run(_participant_command(tiny_dataset, root / "out", root / "work", "01",
-                                               concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "7"),
+                                               concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "41",
+                                               "--n-samples", "2"),
                           capture_output=True, text=True, env=env, timeout=900)
     return {"out": root / "out", "proc": proc}
 
 
+#: Outputs that a run's sampled images feed (their index, metrics, figures, report), besides the images.
+FED_BY_SAMPLES = ("desc-diffusion_", "reconstructions_grid", "metrics_plot", "sample-selection")
+
+
+@pytest.mark.slow
 def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_dataset):
     from bids_recon.features import load_captions
     from bids_recon.features.cache import FeatureCache
@@ -234,24 +267,35 @@ def test_concurrent_participants_share_one_feature_cache(concurrent_runs, tiny_d
         np.testing.assert_array_equal(*(t[stim] for t in true.values()))
 
 
-def test_same_seed_reproduces_every_output_bitwise(diffusion_run, concurrent_runs):
-    """sub-01 alone with its own cache vs. beside sub-02 with a shared one: every file under sub-01/ is equal."""
-    first, second = participant_files(diffusion_run["out"]), participant_files(concurrent_runs["out"])
-    assert first.keys() == second.keys() and len(first) > 40
-    assert [name for name in first if first[name] != second[name]] == []
-
-
-def test_another_seed_changes_only_the_sampled_images(concurrent_runs, other_seed_run):
-    """Betas, decoders, features and the (unsampled) z-only images stay; c and z+c samples and their metrics change."""
+@pytest.mark.slow
+def test_same_seed_reproduces_every_output_bitwise(concurrent_runs, other_seed_run):
+    """sub-01 beside sub-02 with a cold shared cache vs. sub-01 alone reading that cache: betas, decoders, features,
+    z-only images and encoding maps are equal bit for bit, and the image made with seed 42 is the same file in
+    both (sample k uses seed + k, whatever else is generated)."""
     assert other_seed_run["proc"].returncode == 0, other_seed_run["proc"].stderr[-3000:]
     first, second = participant_files(concurrent_runs["out"]), participant_files(other_seed_run["out"])
-    assert first.keys() == second.keys()
-    changed = {name for name in first if first[name] != second[name]}
-    sampled = {name for name in first if "desc-diffusionc" in name or "desc-diffusionzc" in name}
-    assert sampled and sampled <= changed  # every c and z+c sample is new
-    derived = changed - sampled  # what the samples feed: the index, metrics and figures of them
-    fed = ("desc-diffusion_", "reconstructions_grid", "metrics_plot")
-    assert all(any(k in name for k in fed) for name in derived), sorted(derived)
-    unchanged = set(first) - changed
-    for kind in ("stat-effect_statmap.nii.gz", "_trials.tsv", "_decoder.npz", "_features.npz", "desc-diffusionz_"):
-        assert any(kind in name for name in unchanged), kind
+    for kind in ("desc-diffusionc", "desc-diffusionzc"):
+        seed42_first = {n: b for n, b in first.items() if f"{kind}sample1_" in n}
+        seed42_second = {n.replace(f"{kind}sample2_", f"{kind}sample1_"): b for n, b in second.items()
+                         if f"{kind}sample2_" in n}
+        assert seed42_first and seed42_first == seed42_second, kind
+    unsampled = [n for n in first if "desc-diffusionc" not in n and "desc-diffusionzc" not in n
+                 and not any(k in n for k in FED_BY_SAMPLES)]
+    for kind in ("stat-effect_statmap.nii.gz", "_trials.tsv", "_decoder.npz", "_features.npz", "desc-diffusionz_",
+                 "desc-encodingz_stat-r_statmap.nii.gz"):
+        assert any(kind in name for name in unsampled), kind
+    assert [name for name in unsampled if first[name] != second.get(name)] == []
+
+
+@pytest.mark.slow
+def test_another_seed_changes_only_the_sampled_images(concurrent_runs, other_seed_run):
+    """Seed 41's images are new; what they feed (index, metrics, figures) changes; nothing else does."""
+    first, second = participant_files(concurrent_runs["out"]), participant_files(other_seed_run["out"])
+    extra = set(second) - set(first)
+    assert extra and all("sample2_" in name for name in extra)  # the second sample of every c and z+c image
+    common = set(first) & set(second)
+    changed = {name for name in common if first[name] != second[name]}
+    sampled = {name for name in common if "desc-diffusionc" in name or "desc-diffusionzc" in name}
+    assert sampled and sampled <= changed  # sample 1: seed 41 here, seed 42 there
+    derived = changed - sampled
+    assert all(any(k in name for k in FED_BY_SAMPLES) for name in derived), sorted(derived)

@@ -29,10 +29,19 @@ def test_cli_reference_lists_every_option():
     assert "<!-- cli-reference -->" in (ROOT / "docs/cli.md").read_text(), "docs/cli.md must be generated"
 
 
+def _pages(nav) -> set[str]:
+    """Every page of a (nested) MkDocs navigation."""
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_pages(v) for v in nav.values()))
+    return set().union(*(_pages(v) for v in nav))
+
+
 def test_every_docs_page_is_in_the_navigation():
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-    in_nav = {page for entry in config["nav"] for page in entry.values()}
-    on_disk = {p.name for p in (ROOT / "docs").glob("*.md")}
+    in_nav = _pages(config["nav"])
+    on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert on_disk == in_nav, (on_disk - in_nav, in_nav - on_disk)
 
 
@@ -48,3 +57,24 @@ def test_docs_build_strict(tmp_path):
         assert flag in cli_page, flag
     assert "<!-- include:" not in (site / "hpc" / "index.html").read_text()
     assert "#SBATCH" in html.unescape((site / "hpc" / "index.html").read_text())
+    api = (site / "api" / "index.html").read_text()  # generated from the docstrings of the domain packages
+    for name in ("bids_recon.glm.fit_session", "bids_recon.glm.GlmParams", "bids_recon.rois.build_rois",
+                 "bids_recon.decoding.train_and_decode", "bids_recon.evaluate.evaluate_reconstructions",
+                 "bids_recon.generate.diffusion.DiffusionParams", "bids_recon.sim.simulate_dataset"):
+        assert f'id="{name}"' in api, name
+    settings = html.unescape((site / "settings" / "index.html").read_text())
+    assert "<!-- settings-reference -->" not in settings
+    for table in ("[workflow.glm]", "[workflow.generate.diffusion]", "[workflow.generate.linear]", "[nipype]"):
+        assert table in settings, table
+
+
+def test_settings_reference_lists_every_setting():
+    from bids_recon.cli.reference import render_settings_markdown
+    from bids_recon.config import Config, flatten
+
+    text = render_settings_markdown()
+    for key, _ in flatten(Config().to_dict()):
+        if key.startswith("environment."):
+            continue
+        table, _, name = key.rpartition(".")
+        assert f"## `[{table}]`" in text and f"| `{name}` |" in text, key

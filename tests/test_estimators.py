@@ -7,7 +7,14 @@ import pytest
 
 from bids_recon.bids.layout import collect_inputs
 from bids_recon.config import Config
-from bids_recon.glm import RunFiles, SessionRun, estimate_session_betas, fit_session, noise_ceiling
+from bids_recon.glm import (
+    GlmParams,
+    RunFiles,
+    SessionRun,
+    estimate_session_betas,
+    fit_session,
+    noise_ceiling,
+)
 from bids_recon.glm.estimators import FractionalRidge, _lss_betas
 from bids_recon.glm.hrf import double_gamma_library
 from bids_recon.sim import load_truth
@@ -21,7 +28,8 @@ def _session(dataset, estimator, subject="01", confounds=None, **options):
     files = [RunFiles(r.preproc_bold, r.events, r.confounds, r.repetition_time, r.subject, r.session, r.run)
              for r in inputs.runs]
     columns = Config().workflow.glm.confounds if confounds is None else confounds
-    result = estimate_session_betas(files, mask_img, columns, estimator=estimator, **options)
+    result = estimate_session_betas(files, mask_img, GlmParams(estimator=estimator, confounds=list(columns)),
+                                    **options)
     truth = load_truth(dataset.truth_dir, subject)
     ours = np.asarray(mask_img.dataobj) > 0
     position = np.full(truth["mask"].shape, -1)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from bids_recon.features import StimulusResolver, load_captions
+from bids_recon.features import load_captions, resolver_for
 from bids_recon.features.cache import FeatureCache
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -30,7 +30,7 @@ def _features(dataset, model, cache_root, stim_ids):
     resolved, components = model
     captions = load_captions(dataset.bids_dir / "stimuli" / "captions.tsv", stim_ids)
     cache = FeatureCache(cache_root, resolved.identity.key)
-    return stimulus_features(StimulusResolver(dataset.bids_dir), stim_ids, captions, components, cache,
+    return stimulus_features(resolver_for(dataset.bids_dir), stim_ids, captions, components, cache,
                              image_size=16, batch_size=4), cache
 
 
@@ -72,7 +72,7 @@ def test_missing_caption_is_bad_data(tiny_dataset, tiny_model, tmp_path):
     from bids_recon.features.latents import stimulus_features
 
     with pytest.raises(BadDataError, match="caption"):
-        stimulus_features(StimulusResolver(tiny_dataset.bids_dir), ["stim-0001.png"], {}, tiny_model[1],
+        stimulus_features(resolver_for(tiny_dataset.bids_dir), ["stim-0001.png"], {}, tiny_model[1],
                           FeatureCache(tmp_path, "x"), image_size=16)
 
 

@@ -12,8 +12,8 @@ from bids_recon.config import Config
 from bids_recon.decoding import train_and_decode
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.evaluate import two_way_identification
-from bids_recon.features import StimulusResolver, image_targets
-from bids_recon.glm import RunFiles, combine_runs, estimate_session_betas, intersect_masks, load_events
+from bids_recon.features import image_targets, resolver_for
+from bids_recon.glm import GlmParams, RunFiles, combine_runs, estimate_session_betas, intersect_masks, load_events
 from bids_recon.sim import load_truth
 
 
@@ -25,7 +25,7 @@ def subject_betas(tiny_dataset):
     cfg = Config().workflow
     files = [RunFiles(r.preproc_bold, r.events, r.confounds, r.repetition_time, r.subject, r.session, r.run)
              for r in inputs.runs]
-    session = estimate_session_betas(files, mask_img, cfg.glm.confounds, estimator="lsa")
+    session = estimate_session_betas(files, mask_img, GlmParams(estimator="lsa", confounds=list(cfg.glm.confounds)))
     raw = np.concatenate(session.betas)
     zscored, trials = combine_runs(session.betas, session.trials)
     truth = load_truth(tiny_dataset.truth_dir, "01")
@@ -69,7 +69,7 @@ def test_zscored_per_session(subject_betas):
 
 def test_decoder_identifies_test_stimuli(subject_betas, tiny_dataset):
     trials = subject_betas["trials"]
-    resolver = StimulusResolver(tiny_dataset.bids_dir)
+    resolver = resolver_for(tiny_dataset.bids_dir)
     basis, stim_ids, coefficients = image_targets(resolver, trials, 32, 32)
     import os
 
@@ -108,7 +108,7 @@ def test_events_checks(tmp_path):
 
 
 def test_stimulus_resolver_refuses_escapes(tiny_dataset, tmp_path):
-    resolver = StimulusResolver(tiny_dataset.bids_dir)
+    resolver = resolver_for(tiny_dataset.bids_dir)
     first = sorted((tiny_dataset.bids_dir / "stimuli").glob("*.png"))[0].name
     assert resolver.load_image(first, 16).shape == (16, 16, 3)
     for bad in ("../dataset_description.json", "/etc/passwd"):

@@ -169,9 +169,10 @@ def test_boutiques_invocation_renders_a_command_the_parser_accepts(tmp_path):
     from boutiques import bosh
 
     command = bosh(["exec", "simulate", str(descriptor), "-i", str(invocation_file)]).shell_command
-    args = build_parser().parse_args(shlex.split(command)[1:])
-    assert args.participant_label == ["01", "02"] and args.nprocs == 2 and args.skip_bids_validation
-    assert args.roi_mask == [("earlyvisual", "/m.nii.gz:1")]
+    typed = vars(build_parser().parse_args(shlex.split(command)[1:]))
+    assert typed["execution.participant_label"] == ["01", "02"] and typed["nipype.nprocs"] == 2
+    assert typed["execution.skip_bids_validation"] is True
+    assert typed["workflow.rois.user_masks"] == {"earlyvisual": "/m.nii.gz:1"}
 
 
 def _slurm_bids_recon_args(script: str) -> list[str]:
@@ -187,10 +188,10 @@ def test_slurm_example_is_valid():
     script = (ROOT / "hpc/slurm_array.sh").read_text()
     if shutil.which("bash"):
         assert subprocess.run(["bash", "-n", str(ROOT / "hpc/slurm_array.sh")]).returncode == 0
-    args = build_parser().parse_args(_slurm_bids_recon_args(script))
-    assert args.analysis_level == "participant" and args.participant_label == ["01"]
-    assert args.work_dir == Path("/work") and args.nprocs == 4 and args.mem_gb == 8.0
-    assert dict(args.derivatives) == {"fmriprep": "/fmriprep"}
+    typed = vars(build_parser().parse_args(_slurm_bids_recon_args(script)))
+    assert typed["execution.analysis_level"] == "participant" and typed["execution.participant_label"] == ["01"]
+    assert typed["execution.work_dir"] == "/work" and typed["nipype.nprocs"] == 4 and typed["nipype.mem_gb"] == 8.0
+    assert typed["execution.derivatives"] == {"fmriprep": "/fmriprep"}
     assert "#SBATCH --array" in script or "--array=" in script
     assert re.search(r"apptainer run \$NV --cleanenv", script)
     for bind in ("/data:ro", "/fmriprep:ro", ":/out", "$SCRATCH\":/work"):  # every path bids_recon gets is bound
@@ -221,8 +222,7 @@ def test_prefetched_templates_are_what_the_roi_stage_reads(monkeypatch):
     import nibabel as nib
     import numpy as np
 
-    from bids_recon.config import RoiConfig
-    from bids_recon.rois import atlas
+    from bids_recon.rois import RoiParams, atlas
     from bids_recon.rois.templates import required_templates
 
     calls = []
@@ -237,10 +237,9 @@ def test_prefetched_templates_are_what_the_roi_stage_reads(monkeypatch):
         return Path("unused")
 
     monkeypatch.setattr(atlas, "templateflow_file", record)
-    cfg = RoiConfig()
+    cfg = RoiParams()
     with pytest.raises(Stop):
-        atlas.atlas_rois(nib.Nifti1Image(np.ones((2, 2, 2), np.uint8), np.eye(4)), cfg.labels, cfg.template,
-                         cfg.resolution, cfg.atlas, cfg.atlas_desc, cfg.label_table_template)
+        atlas.atlas_rois(nib.Nifti1Image(np.ones((2, 2, 2), np.uint8), np.eye(4)), cfg.labels, cfg)
     listed = [(q.template, q.query) for q in required_templates(cfg)]
     for call in calls:
         assert call in listed, call

@@ -7,11 +7,14 @@ import tomllib
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from bids_recon.bids.derivatives import SubjectOutputs, group_metrics_path, group_report_path
 from bids_recon.glm.trials import read_trials
 from bids_recon.io import read_tsv
 from tests.conftest import run_cli, validator_errors
+
+pytestmark = pytest.mark.slow  # the whole pipeline, run by the command line in a subprocess
 
 
 def _names(run, subject="01"):

@@ -7,7 +7,6 @@ and the problem, and that nothing that looks complete (the participant's report)
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -15,18 +14,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 
 from bids_recon.bids.derivatives import BIDSIGNORE
+from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, _one, _preproc_bold
 from tests.conftest import no_network_env, participant_files, run_cli
 
-FMRIPREP = Path("derivatives") / "fmriprep"
+pytestmark = pytest.mark.slow  # every test here runs the command line in a subprocess
 
 
 @pytest.fixture
@@ -43,160 +41,7 @@ def _participant(bids: Path, out: Path, templateflow: Path, *extra: str):
                     "--nprocs", "2", *extra], templateflow)
 
 
-def _one(bids: Path, pattern: str) -> Path:
-    """The first file of sub-01 matching ``pattern`` (run-01 sorts first)."""
-    return sorted((bids / "sub-01").rglob(pattern)
-                  if not pattern.startswith("derivatives") else bids.glob(pattern))[0]
-
-
-def _preproc_bold(bids: Path) -> Path:
-    return _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-preproc_bold.nii.gz")
-
-
-def _events(bids: Path) -> Path:
-    return _one(bids, "*run-01_events.tsv")
-
-
-# Each case: mutate the dataset copy, return (file the message must name, words the message must contain).
-
-def _truncated_bold(bids: Path) -> tuple[Path, list[str]]:
-    bold = _preproc_bold(bids)
-    data = bold.read_bytes()
-    bold.write_bytes(data[: len(data) // 2])
-    return bold, ["cannot read"]
-
-
-def _unreadable_bold(bids: Path) -> tuple[Path, list[str]]:
-    bold = _preproc_bold(bids)
-    bold.write_bytes(gzip.compress(b"this is not a NIfTI file" * 20))
-    return bold, ["NIfTI"]
-
-
-def _bold_missing(bids: Path) -> tuple[Path, list[str]]:
-    _preproc_bold(bids).unlink()
-    return _one(bids, "*run-01_bold.nii.gz"), ["preprocessed BOLD not found", "--output-spaces"]
-
-
-def _events_missing(bids: Path) -> tuple[Path, list[str]]:
-    events = _events(bids)
-    events.unlink()
-    return _one(bids, "*run-01_bold.nii.gz"), ["no events.tsv"]
-
-
-def _edit_events(edit: Callable[[pd.DataFrame], pd.DataFrame], words: list[str]):
-    def mutate(bids: Path) -> tuple[Path, list[str]]:
-        events = _events(bids)
-        table = pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False)
-        edit(table).to_csv(events, sep="\t", index=False)
-        return events, words
-    return mutate
-
-
-def _non_numeric(table: pd.DataFrame) -> pd.DataFrame:
-    table.loc[3, "onset"] = "soon"
-    return table
-
-
-def _late_trial(table: pd.DataFrame) -> pd.DataFrame:
-    table.loc[len(table) - 1, "onset"] = "100000"
-    return table
-
-
-def _confounds_missing(bids: Path) -> tuple[Path, list[str]]:
-    confounds = _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_desc-confounds_timeseries.tsv")
-    confounds.unlink()
-    return _one(bids, "*run-01_bold.nii.gz"), ["confounds not found"]
-
-
-def _tr_mismatch(bids: Path) -> tuple[Path, list[str]]:
-    sidecar = _one(bids, "*run-01_bold.json")
-    meta = json.loads(sidecar.read_text())
-    meta["RepetitionTime"] = 2.0
-    sidecar.write_text(json.dumps(meta))
-    return _preproc_bold(bids), ["RepetitionTime 2.0", "differs"]
-
-
-def _stim(value: str, words: list[str]):
-    """The message names the stimulus as written in the events file (and the folder it was looked up in)."""
-    def mutate(bids: Path) -> tuple[Path, list[str]]:
-        events = _events(bids)
-        table = pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False)
-        table.loc[2, "stim_file"] = value
-        table.to_csv(events, sep="\t", index=False)
-        return Path(value), [f"'{value}'", *words]
-    return mutate
-
-
-def _mask_off_grid(bids: Path) -> tuple[Path, list[str]]:
-    """The brain mask moved by one voxel (same shape, other affine), as a mask of another space would be."""
-    mask = _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-brain_mask.nii.gz")
-    img = nib.load(mask)
-    affine = img.affine.copy()
-    affine[:3, 3] += np.diag(affine)[:3]
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine, img.header), mask)
-    return mask, ["differs from the BOLD grid"]
-
-
-def _stim_symlink_outside(bids: Path) -> tuple[Path, list[str]]:
-    """A symlink inside stimuli/ to an image outside the dataset: refused, the target is never read."""
-    outside = bids.parent / "outside.png"
-    shutil.copyfile(sorted((bids / "stimuli").glob("*.png"))[0], outside)
-    (bids / "stimuli" / "escape.png").symlink_to(outside)
-    return _stim("escape.png", ["leads outside the dataset"])(bids)
-
-
-def _stim_not_an_image(bids: Path) -> tuple[Path, list[str]]:
-    image = sorted((bids / "stimuli").glob("*.png"))[5]
-    image.write_bytes(b"not a PNG at all" * 10)
-    return image, ["is not an image Pillow can read"]
-
-
-def _captions_incomplete(bids: Path) -> tuple[Path, list[str]]:
-    captions = bids / "stimuli" / "captions.tsv"
-    table = pd.read_csv(captions, sep="\t", dtype=str, keep_default_na=False)
-    first = sorted(table["stim_file"].unique())[:3]
-    table[~table["stim_file"].isin(first)].to_csv(captions, sep="\t", index=False)
-    return captions, ["3 of", "have no caption", first[0], "--generator linear"]
-
-
-def _captions_missing(bids: Path) -> tuple[Path, list[str]]:
-    captions = bids / "stimuli" / "captions.tsv"
-    captions.unlink()
-    return captions, ["captions table does not exist", "--captions"]
-
-
-def _few_repeats(bids: Path) -> tuple[Path, list[str]]:
-    """No stimulus is shown 50 times (run with ``--test-min-repeats 50``): no test set; the message gives counts."""
-    return _events(bids), ["0 stimuli are shown >= 50 times", "--test-min-repeats"]
-
-
-CASES = {
-    "bold-missing": (_bold_missing, 66),
-    "bold-truncated": (_truncated_bold, 65),
-    "bold-unreadable": (_unreadable_bold, 65),
-    "events-missing": (_events_missing, 66),
-    "events-no-onset": (_edit_events(lambda t: t.drop(columns="onset"), ["lacks the 'onset' column"]), 65),
-    "events-non-numeric-onset": (_edit_events(_non_numeric, ["non-numeric", "'onset'", "line 5"]), 65),
-    "trial-after-run-end": (_edit_events(_late_trial, ["ends after the run"]), 65),
-    "confounds-missing": (_confounds_missing, 66),
-    "tr-mismatch": (_tr_mismatch, 65),
-    "stim-file-missing": (_stim("nope.png", ["not found"]), 66),
-    "stim-file-parent": (_stim("../dataset_description.json", ["must be a path relative"]), 65),
-    "stim-file-absolute": (_stim("/etc/hostname", ["must be a path relative"]), 65),
-    "stim-file-symlink-outside": (_stim_symlink_outside, 65),
-    "stim-file-not-an-image": (_stim_not_an_image, 65),
-    "stimulus-column-absent": (lambda bids: (_events(bids), ["no 'image' column", "--stimulus-column"]), 65),
-    "mask-off-grid": (_mask_off_grid, 65),
-    "captions-incomplete": (_captions_incomplete, 65),
-    "captions-missing": (_captions_missing, 66),
-    "too-few-repeats": (_few_repeats, 65),
-}
-EXTRA_ARGS = {"too-few-repeats": ["--test-min-repeats", "50"], "stimulus-column-absent": ["--stimulus-column", "image"],
-              "captions-incomplete": ["--generator", "diffusion"], "captions-missing": ["--generator", "diffusion"]}
-#: Found only when the data are read (the GLM stage); every other case stops before any workflow node runs.
-FOUND_IN_A_NODE = {"bold-truncated"}
-
-
+@pytest.mark.spread
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_path: Path) -> None:
     mutate, code = CASES[case]
@@ -218,10 +63,10 @@ def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_p
 
 # --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------
 
-def _command(bids: Path, out: Path, work: Path) -> list[str]:
+def _command(bids: Path, out: Path, work: Path, subject: str = "01", nprocs: int = 2) -> list[str]:
     return [sys.executable, "-m", "bids_recon", str(bids), str(out), "participant", "-d",
-            f"fmriprep={bids / FMRIPREP}", "-w", str(work), "--participant-label", "01", "--skip-bids-validation",
-            "--nprocs", "2"]
+            f"fmriprep={bids / FMRIPREP}", "-w", str(work), "--participant-label", subject, "--skip-bids-validation",
+            "--nprocs", str(nprocs)]
 
 
 @pytest.fixture(scope="module")
@@ -251,14 +96,25 @@ def unusable_voxels_dataset(tiny_dataset, tmp_path_factory) -> dict:
     return {"root": root, "bids": bids, "env": env, "dataset": tiny_dataset}
 
 
+def _participant_processes(d: dict, out: Path, root: Path) -> list[subprocess.Popen]:
+    """One process per participant (as an HPC array job), one output dir, own work dirs, the network disabled."""
+    return [subprocess.Popen(_command(d["bids"], out, root / f"work-{subject}", subject, nprocs=1),
+                             env=d["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for subject in d["dataset"].subjects]
+
+
 @pytest.fixture(scope="module")
 def offline_run(unusable_voxels_dataset) -> dict:
-    """One uninterrupted run with the network disabled."""
+    """Both participants at once (one process each, as an HPC array job) into one output dir, the network disabled,
+    then the group level: the reference run of the reproducibility check below."""
     d = unusable_voxels_dataset
-    out, work = d["root"] / "a" / "out", d["root"] / "a" / "work"
-    proc = subprocess.run(_command(d["bids"], out, work), env=d["env"], capture_output=True, text=True,
-                          timeout=600)
-    return {"out": out, "proc": proc}
+    root = d["root"] / "a"
+    out = root / "out"
+    procs = _participant_processes(d, out, root)
+    results = [p.communicate(timeout=900) for p in procs]
+    group = subprocess.run([sys.executable, "-m", "bids_recon", str(d["bids"]), str(out), "group"], env=d["env"],
+                           capture_output=True, text=True, timeout=600)
+    return {"out": out, "codes": [p.returncode for p in procs], "stderr": [r[1] for r in results], "group": group}
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +148,7 @@ def test_network_sandbox_works(unusable_voxels_dataset) -> None:
 
 
 def test_runs_without_network_and_counts_unusable_voxels(offline_run, unusable_voxels_dataset) -> None:
-    proc = offline_run["proc"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert offline_run["codes"] == [0, 0], [e[-3000:] for e in offline_run["stderr"]]
     assert (offline_run["out"] / "sub-01.html").is_file()
     sidecars = sorted((offline_run["out"] / "sub-01").rglob("*ses-01_*stat-rsquare_statmap.json"))
     assert sidecars
@@ -315,32 +170,22 @@ def test_killed_run_resumes_with_identical_outputs(offline_run, resumed_run, unu
 
     This is also the reproducibility check (two runs with the same seed into different output/work folders).
     """
-    assert offline_run["proc"].returncode == 0, offline_run["proc"].stderr[-3000:]
+    assert offline_run["codes"][0] == 0, offline_run["stderr"][0][-3000:]
     assert resumed_run["killed_mid_run"], "the run finished before it could be killed"
     assert not resumed_run["report"], "a killed run left a report that looks complete"
     assert resumed_run["proc"].returncode == 0, resumed_run["proc"].stderr[-3000:]
     _assert_same_outputs(offline_run["out"], resumed_run["out"])
 
 
-def test_participants_in_parallel_share_one_output_dir(tiny_dataset, tmp_path):
-    """As an HPC array job does: one process per participant, same output dir, own work dirs."""
-    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
-    out = tmp_path / "out"
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "bids_recon", str(tiny_dataset.bids_dir), str(out), "participant",
-                          "-d", f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(tmp_path / f"work-{subject}"),
-                          "--participant-label", subject, "--skip-bids-validation", "--nprocs", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for subject in tiny_dataset.subjects
-    ]
-    results = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(procs), [r[1][-2000:] for r in results]
+def test_participants_in_parallel_share_one_output_dir(offline_run, unusable_voxels_dataset):
+    """As an HPC array job does: one process per participant, same output dir, own work dirs (the offline run)."""
+    out, subjects = offline_run["out"], unusable_voxels_dataset["dataset"].subjects
+    assert offline_run["codes"] == [0] * len(subjects), [e[-2000:] for e in offline_run["stderr"]]
     description = json.loads((out / "dataset_description.json").read_text())  # intact JSON, not interleaved
     assert description["DatasetType"] == "derivative"
     assert (out / ".bidsignore").read_text().splitlines() == BIDSIGNORE
-    logs = sorted((out / "logs").iterdir())
-    assert len(logs) == len(procs)  # one log folder per process, none shared
-    for subject in tiny_dataset.subjects:
+    logs = [p for p in (out / "logs").iterdir() if p.is_dir()]
+    assert len(logs) == len(subjects) + 1  # one log folder per process (and the group level's), none shared
+    for subject in subjects:
         assert (out / f"sub-{subject}.html").is_file()
-    group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir)
-    assert group.returncode == 0, group.stderr[-2000:]
+    assert offline_run["group"].returncode == 0, offline_run["group"].stderr[-2000:]

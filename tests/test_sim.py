@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bids_recon.config import DEFAULT_ROI_LABELS
 from bids_recon.errors import UsageError
+from bids_recon.rois.params import DEFAULT_ROI_LABELS
 from bids_recon.sim import PRESETS, TASK, load_truth, simulate_dataset
 from bids_recon.sim.cli import main
 

@@ -13,19 +13,27 @@ without this module).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from bids_recon.bids.layout import RunInputs, SubjectInputs
-from bids_recon.config import RoiConfig
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
-from bids_recon.features.stimuli import StimulusResolver, load_captions
+from bids_recon.features.params import StimulusParams
+from bids_recon.features.stimuli import StimulusResolver, captions_path, resolver_for, stimulus_captions
 from bids_recon.glm.runs import intersect_masks, load_image, same_grid
 from bids_recon.glm.singletrial import load_confounds, load_events
-from bids_recon.glm.trials import assign_repeats_and_split, run_trials
-from bids_recon.rois import build_rois
+from bids_recon.glm.trials import (
+    ColumnRule,
+    SessionRule,
+    assign_repeats_and_split,
+    decoded_trials,
+    mark_test_split,
+    parse_test_split,
+    run_trials,
+)
+from bids_recon.rois import RoiParams, build_rois
 
 LOGGER = logging.getLogger("bids_recon.bids.checks")
 
@@ -36,7 +44,11 @@ class CheckedInputs:
 
     n_runs: int
     n_trials: int
-    n_stimuli: int
+    stim_ids: tuple[str, ...]
+
+    @property
+    def n_stimuli(self) -> int:
+        return len(self.stim_ids)
 
 
 def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
@@ -48,7 +60,8 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
         Mask and BOLD on different grids (shape or affine), confounds with another row count than the
         BOLD's volumes, or without a chosen confound column (exit code 65).
     """
-    bold, mask = load_image(run.preproc_bold, 4), load_image(run.brain_mask, 3)  # headers only
+    bold = load_image(run.preproc_bold, 4)  # headers only
+    mask = load_image(run.brain_mask, 3) if run.brain_mask is not None else bold
     if not same_grid(bold, mask):
         raise BadDataError(
             f"brain mask grid {mask.shape[:3]} differs from the BOLD grid {bold.shape[:3]} of "
@@ -60,46 +73,49 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
     return n_volumes
 
 
-def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, column: str, test_split: str = ""
+def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split: str | None = None
                   ) -> pd.DataFrame:
-    """Check that every trial's stimulus resolves to an image file inside the dataset (headers are read).
+    """Check that every decoded trial's stimulus resolves to a readable image (headers or bounds only).
 
     Parameters
     ----------
     runs : list of RunInputs
         One participant's runs, in acquisition order.
     resolver : StimulusResolver
-        Refuses names that are absolute or lead outside the dataset (``../``, symlinks).
-    column : str
-        Events column naming each trial's stimulus; rows with ``n/a`` are not trials.
-    test_split : str
-        ``--test-split`` (its column must be in every events file).
+        Decides which events rows are trials (its settings) and where their images are; refuses names that lead
+        outside its folders.
+    test_split : str, optional
+        ``--test-split`` (default: the resolver's settings); its column must be in every events file.
 
     Returns
     -------
     pandas.DataFrame
-        The participant's trial table (see :mod:`bids_recon.glm.trials`), one row per trial.
+        The participant's trial table (see :mod:`bids_recon.glm.trials`), one row per modelled trial, ``split``
+        set by the rule (``none`` for images that are modelled but not decoded).
 
     Raises
     ------
     BadDataError, MissingInputError
         The message names the stimulus, the events file and its line.
     """
+    params = replace(resolver.params, test_split=resolver.params.test_split if test_split is None else test_split)
     seen: set[str] = set()
     tables = []
     for run in runs:
-        trials = run_trials(load_events(run.events), run.subject, run.session, run.run, column, run.events,
-                            test_split)
+        events = load_events(run.events)
+        trials = run_trials(events, run.subject, run.session, run.run, params, run.events)
+        trials = mark_test_split(trials, events, params, resolver, run.events)
         tables.append(trials)
-        for value in trials["stim_file"]:
-            if value in seen:
+        for stim_id, written in trials.loc[decoded_trials(trials), ["stim_id", "stim_file"]].itertuples(index=False):
+            if stim_id in seen:
                 continue
             try:
-                resolver.check_image(value)
+                resolver.check(stim_id)
             except BidsReconError as exc:
-                raise type(exc)(f"{exc} (named in {run.events.name}, line {_line_of(run.events, column, value)})"
-                                ) from exc
-            seen.add(value)
+                column = resolver.stimulus_column(events, params.column, run.events)
+                raise type(exc)(f"{exc} (named in {run.events.name}, line {_line_of(run.events, column, written)}, "
+                                f"{column} {written!r})") from exc
+            seen.add(stim_id)
     return pd.concat(tables, ignore_index=True)
 
 
@@ -108,35 +124,66 @@ def _line_of(events: Path, column: str, value: object) -> int | str:
     from bids_recon.io import read_tsv
 
     table = read_tsv(events, dtype={column: str})
-    hits = (table[column].astype(str) == str(value)).to_numpy().nonzero()[0]
+    hits = (table[column].astype(str).str.strip() == str(value)).to_numpy().nonzero()[0]
     return int(hits[0]) + 2 if len(hits) else "?"
 
 
-def check_captions(captions: Path, stim_ids: list[str]) -> None:
+def check_test_rule(trials: pd.DataFrame, runs: list[RunInputs], params: StimulusParams) -> None:
+    """A ``--test-split`` rule must select some trials; the message says what the data have instead.
+
+    Raises
+    ------
+    BadDataError
+        The rule selects no decoded trial (exit code 65), naming the rule and the values or sessions present.
+    """
+    rule = parse_test_split(params.test_split)
+    decoded = trials[decoded_trials(trials)]
+    if rule is None or (decoded["split"] == "test").any():
+        return
+    where = runs[0].events
+    if isinstance(rule, ColumnRule):
+        seen: set[str] = set()
+        for run in runs:
+            events = load_events(run.events)
+            if rule.column in events:
+                seen.update(events[rule.column].dropna().astype(str).unique())
+        have = ", ".join(sorted(seen)[:10]) + (", ..." if len(seen) > 10 else "")
+        what = f"no events row has {rule.column} = {' or '.join(rule.values)} (values there: {have or 'none'})"
+    elif isinstance(rule, SessionRule):
+        sessions = sorted(set(decoded["session"].astype(str)))
+        what = f"no session matches {', '.join('ses-' + p for p in rule.patterns)} (sessions: {', '.join(sessions)})"
+        where = where.parent.parent.parent
+    else:
+        what = f"none of the {decoded['stim_id'].nunique()} stimuli is in NSD's {rule.name}"
+    raise BadDataError(f"--test-split {params.test_split} selects no test trial: {what}", where)
+
+
+def check_captions(resolver: StimulusResolver, stim_ids: list[str]) -> None:
     """Check that every stimulus has a caption (the diffusion generator's c needs one).
 
     Raises
     ------
     MissingInputError
-        The captions table does not exist (exit code 66).
+        The captions source (TSV, COCO JSON or folder of them) does not exist (exit code 66).
     BadDataError
-        Columns missing, or stimuli without a caption (the message lists the first ones; exit code 65).
+        Columns missing, or stimuli without a caption (the message lists the first ones and, for COCO, their
+        ids; exit code 65).
     """
-    captions = Path(captions)
-    if not captions.is_file():
+    source = captions_path(resolver.bids_dir, resolver.params).resolve()
+    if not source.exists() and not resolver.params.category_captions:
         raise MissingInputError(
             "captions table does not exist: the diffusion generator needs one caption or more per stimulus "
-            "(TSV with columns stim_file, caption; give it with --captions FILE)", captions)
-    table = load_captions(captions)
-    missing = [s for s in stim_ids if not table.get(s)]
+            "(a TSV with columns stim_file, caption, or COCO captions JSON; give it with --captions FILE)", source)
+    _, missing = stimulus_captions(resolver, stim_ids, source)
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise BadDataError(
-            f"{len(missing)} of {len(stim_ids)} stimuli have no caption ({shown}): add rows (stim_file, caption) "
-            "for them, or run with --generator linear, which needs no captions", captions)
+            f"{len(missing)} of {len(stim_ids)} stimuli have no caption ({shown}): add captions for them, use "
+            "--category-captions where the dataset has categories, or run with --generator linear, which needs no "
+            "captions", source)
 
 
-def check_rois(subject: SubjectInputs, rois: RoiConfig) -> dict[str, int]:
+def check_rois(subject: SubjectInputs, rois: RoiParams) -> dict[str, int]:
     """Build the participant's ROIs in the intersection of its runs' brain masks; return their voxel counts.
 
     Raises
@@ -146,22 +193,20 @@ def check_rois(subject: SubjectInputs, rois: RoiConfig) -> dict[str, int]:
     BadDataError
         Masks on different grids, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
     """
-    brain = intersect_masks([run.brain_mask for run in subject.runs])
-    masks, _ = build_rois(brain, rois.labels, rois.user_masks, rois.template, rois.resolution, rois.atlas,
-                          rois.atlas_desc, rois.label_table_template, rois.min_voxels)
+    masks = [run.brain_mask for run in subject.runs if run.brain_mask is not None]
+    if len(masks) < len(subject.runs):  # no fMRIPrep mask: the EPI mask of one run stands for them (one BOLD read)
+        masks.append(next(run.preproc_bold for run in subject.runs if run.brain_mask is None))
+    brain = intersect_masks(masks)
+    masks, _ = build_rois(brain, rois, subject=subject.subject)
     return {name: int(mask.sum()) for name, mask in masks.items()}
 
 
 def check_inputs(
     inputs: dict[str, SubjectInputs],
     bids_dir: Path,
-    stimulus_column: str = "stim_file",
-    stimuli_folder: str = "stimuli",
+    stimuli: StimulusParams | None = None,
     confound_columns: list[str] | None = None,
-    test_min_repeats: int = 2,
-    test_split: str = "",
-    captions: Path | None = None,
-    rois: RoiConfig | None = None,
+    rois: RoiParams | None = None,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
 
@@ -170,36 +215,98 @@ def check_inputs(
     inputs : dict
         Participant label -> :class:`SubjectInputs` (from ``collect_inputs``).
     bids_dir : Path
-        Root of the raw dataset (stimuli are looked up in ``bids_dir/stimuli_folder``).
+        Root of the raw dataset (relative stimulus settings are relative to it).
+    stimuli : StimulusParams, optional
+        The stimulus resolver, its column and folders, and how the test set is chosen (see
+        :func:`bids_recon.glm.trials.assign_repeats_and_split`); each participant must have training and test
+        trials. The defaults when omitted.
     confound_columns : list of str, optional
         fMRIPrep confound columns the GLM will use.
-    test_min_repeats, test_split
-        How the test set is chosen (see :func:`bids_recon.glm.trials.assign_repeats_and_split`); each
-        participant must have training and test trials.
-    captions : Path, optional
-        Captions table to check; ``None`` when the generator needs no captions.
-    rois : RoiConfig, optional
+    rois : RoiParams, optional
         When given, the ROIs are built in each participant's brain mask (the runs' intersection, as the
         workflow does) and their sizes checked: TemplateFlow files and user masks must exist.
+
+    Returns
+    -------
+    CheckedInputs
+        Counts and the distinct stimulus ids (generators check their own inputs with them, e.g. captions).
     """
-    resolver = StimulusResolver(Path(bids_dir), stimuli_folder)
-    n_runs, stimuli, n_trials = 0, set(), 0
+    stimuli = stimuli or StimulusParams()
+    resolver = resolver_for(Path(bids_dir), stimuli)
+    n_runs, seen, n_trials = 0, set(), 0
     for subject in inputs.values():
         for run in subject.runs:
             check_run_files(run, confound_columns or [])
-        trials = check_stimuli(subject.runs, resolver, stimulus_column, test_split)
+        trials = check_stimuli(subject.runs, resolver)
+        check_test_rule(trials, subject.runs, stimuli)
+        trials = trials[decoded_trials(trials)]
         try:
-            assign_repeats_and_split(trials, test_min_repeats, bool(test_split))
+            assign_repeats_and_split(trials, stimuli.test_min_repeats, parse_test_split(stimuli.test_split) is not None)
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", subject.runs[0].events.parent) from exc
         if rois is not None:
             check_rois(subject, rois)
         n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)
-        stimuli.update(trials["stim_file"])
-    stim_ids = sorted(stimuli)
-    if captions is not None:
-        check_captions(captions, stim_ids)
-    checked = CheckedInputs(n_runs=n_runs, n_trials=n_trials, n_stimuli=len(stim_ids))
-    LOGGER.info("Inputs checked: %d runs, %d trials, %d distinct stimuli%s", checked.n_runs, checked.n_trials,
-                checked.n_stimuli, ", every one captioned" if captions is not None else "")
+        seen.update(trials["stim_id"])
+    checked = CheckedInputs(n_runs=n_runs, n_trials=n_trials, stim_ids=tuple(sorted(seen)))
+    LOGGER.info("Inputs checked: %d runs, %d trials, %d distinct stimuli", checked.n_runs, checked.n_trials,
+                checked.n_stimuli)
+    return checked
+
+
+def check_imported_inputs(
+    inputs: dict[str, SubjectInputs],
+    bids_dir: Path,
+    betas: str,
+    stimuli: StimulusParams | None = None,
+    rois: RoiParams | None = None,
+) -> CheckedInputs:
+    """The checks of an import (``--betas``), before any work: what :func:`check_inputs` checks of a GLM run.
+
+    :func:`bids_recon.bids.layout.collect_imported` already matched the design files to the betas (trial counts per
+    session, grids, sessions missing from the series, integer betas where floats are stored). Here, per
+    participant: the brain mask on the betas' grid, every decoded trial's stimulus resolved to an image, the test
+    split forming a test and a training set, and the ROIs (resampled to the betas' grid; one in another space is
+    refused naming both files) large enough.
+
+    Raises
+    ------
+    BadDataError, MissingInputError
+        Naming the files and the mismatch (exit 65, 66).
+    """
+    from bids_recon.glm.importers import ImportContext, importer_for
+    from bids_recon.glm.trials import mark_imported_split
+
+    stimuli = stimuli or StimulusParams()
+    resolver = resolver_for(Path(bids_dir), stimuli)
+    n_sessions, seen, n_trials = 0, set(), 0
+    for subject in inputs.values():
+        plan = subject.imported
+        importer = importer_for(betas, ImportContext(Path(bids_dir), stimuli, subject.task))
+        first = plan.sessions[0].files[0].path
+        brain = importer.brain_mask(plan)
+        tables = [mark_imported_split(s.trials, s.metadata, stimuli, resolver, s.files[0].path) for s in plan.sessions]
+        trials = pd.concat(tables, ignore_index=True)
+        trials = trials[decoded_trials(trials)]
+        where = plan.design_files[0] if plan.design_files else first
+        for stim_id in dict.fromkeys(trials["stim_id"].astype(str)):
+            try:
+                resolver.check(stim_id)
+            except BidsReconError as exc:
+                raise type(exc)(f"{exc} (a trial of the imported betas, named in {where.name})") from exc
+        rule = parse_test_split(stimuli.test_split)
+        if rule is not None and not (trials["split"] == "test").any():
+            raise BadDataError(f"--test-split {stimuli.test_split} selects none of the {trials['stim_id'].nunique()} "
+                               "imported stimuli", where)
+        try:
+            assign_repeats_and_split(trials, stimuli.test_min_repeats, rule is not None)
+        except BadDataError as exc:
+            raise BadDataError(f"sub-{subject.subject}: {exc}", where) from exc
+        if rois is not None:
+            build_rois(brain, rois, brain_source=first, subject=subject.subject)
+        n_sessions, n_trials = n_sessions + len(plan.sessions), n_trials + len(trials)
+        seen.update(trials["stim_id"])
+    checked = CheckedInputs(n_runs=n_sessions, n_trials=n_trials, stim_ids=tuple(sorted(seen)))
+    LOGGER.info("Imported betas checked: %d sessions, %d trials, %d distinct stimuli", checked.n_runs,
+                checked.n_trials, checked.n_stimuli)
     return checked

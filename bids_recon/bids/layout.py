@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import nibabel as nib
 
+from bids_recon.bids.fmriprep import KEYS, RUN_ENTITIES, DerivativeFile, find_output, index_subject
 from bids_recon.errors import (
     BadDataError,
     EmptySelectionError,
@@ -41,7 +43,7 @@ class RunInputs:
     raw_bold: Path
     events: Path
     preproc_bold: Path
-    brain_mask: Path
+    brain_mask: Path | None
     boldref: Path | None
     confounds: Path
     repetition_time: float
@@ -55,14 +57,18 @@ class RunInputs:
 
 @dataclass
 class SubjectInputs:
-    """A participant's runs for one task, in session/run order."""
+    """A participant's runs for one task, in session/run order; or, with ``--betas``, the betas to import
+    (``imported``: a :class:`bids_recon.glm.importers.ImportPlan`, and no runs)."""
 
     subject: str
     task: str
     runs: list[RunInputs] = field(default_factory=list)
+    imported: Any = None
 
     @property
     def sessions(self) -> list[str | None]:
+        if self.imported is not None and not self.runs:
+            return list(self.imported.session_labels)
         return sorted({r.session for r in self.runs}, key=lambda s: s or "")
 
 
@@ -104,7 +110,7 @@ def collect_inputs(
     fmriprep_dir: Path,
     participant_label: list[str] | None = None,
     session_label: list[str] | None = None,
-    task: str | None = None,
+    task: str | list[str] | None = None,
     bids_filters: dict[str, Any] | None = None,
     space: str = "MNI152NLin2009cAsym",
     resolution: str | None = "2",
@@ -117,8 +123,9 @@ def collect_inputs(
         Raw BIDS dataset and its fMRIPrep derivatives.
     participant_label, session_label : list of str, optional
         Labels with or without the ``sub-``/``ses-`` prefix; all when empty.
-    task : str, optional
-        Task label; required when the dataset has several tasks.
+    task : str or list of str, optional
+        Task label; required when the dataset has several tasks. Several tasks are analysed together (NOD: train
+        on ``imagenet``, test on ``coco``); their outputs are named with the labels joined (``imagenetcoco``).
     bids_filters : dict, optional
         Extra entity filters for the ``bold`` query (``--bids-filter-file``).
     space, resolution : str
@@ -143,9 +150,12 @@ def collect_inputs(
 
     bids_dir, fmriprep_dir = Path(bids_dir), Path(fmriprep_dir)
     check_dataset_description(bids_dir, "raw BIDS")
-    check_dataset_description(fmriprep_dir, "fMRIPrep derivatives")
+    if not fmriprep_dir.is_dir():
+        raise MissingInputError("fMRIPrep derivatives folder does not exist", fmriprep_dir)
+    if not (fmriprep_dir / "dataset_description.json").is_file():  # fMRIPrep < 1.2, and trimmed public copies
+        LOGGER.warning("%s has no dataset_description.json (fMRIPrep before 1.2, or a trimmed copy): its files are "
+                       "matched by name", fmriprep_dir)
     raw = BIDSLayout(bids_dir, validate=False)
-    deriv = BIDSLayout(fmriprep_dir, validate=False, is_derivative=True)
 
     subjects = raw.get_subjects()
     wanted = _labels(participant_label, "sub-")
@@ -157,14 +167,19 @@ def collect_inputs(
         )
     selected = wanted or subjects
     tasks = raw.get_tasks()
-    if task is None:
+    if task is None or task == []:
         if len(tasks) != 1:
             raise UsageError(f"the dataset has tasks {tasks}: choose one with --task-id")
-        task = tasks[0]
-    elif task not in tasks:
-        raise EmptySelectionError(f"task '{task}' not in the dataset (it has: {', '.join(tasks)})", bids_dir)
+        chosen = [tasks[0]]
+    else:
+        chosen = [task] if isinstance(task, str) else list(task)
+        absent = [t for t in chosen if t not in tasks]
+        if absent:
+            raise EmptySelectionError(f"task '{absent[0]}' not in the dataset (it has: {', '.join(tasks)})", bids_dir)
+    task = "".join(chosen)
 
-    query: dict[str, Any] = {"task": task, "suffix": "bold", "datatype": "func", "extension": [".nii.gz", ".nii"]}
+    query: dict[str, Any] = {"task": chosen if len(chosen) > 1 else chosen[0], "suffix": "bold", "datatype": "func",
+                             "extension": [".nii.gz", ".nii"]}
     sessions = _labels(session_label, "ses-")
     if sessions:
         query["session"] = sessions
@@ -172,11 +187,13 @@ def collect_inputs(
 
     result: dict[str, SubjectInputs] = {}
     for subject in selected:
-        bolds = raw.get(subject=subject, **query)
+        bolds = _one_bold_per_run(raw.get(subject=subject, **query))
         if not bolds:
             continue
-        runs = [_collect_run(raw, deriv, b, space, resolution) for b in bolds]
+        files = index_subject(fmriprep_dir, subject)
+        runs = [_collect_run(raw, files, fmriprep_dir, b, space, resolution) for b in bolds]
         runs.sort(key=lambda r: (r.session or "", r.run or ""))
+        _check_distinct(runs)
         result[subject] = SubjectInputs(subject=subject, task=task, runs=runs)
     if not result:
         raise EmptySelectionError(
@@ -188,58 +205,204 @@ def collect_inputs(
     return result
 
 
-def _collect_run(raw: Any, deriv: Any, bold: Any, space: str, resolution: str | None) -> RunInputs:
+def _check_distinct(runs: list[RunInputs]) -> None:
+    """Outputs are named by session and run: two runs (of two tasks, or acquisitions) must not share both."""
+    seen: dict[str, RunInputs] = {}
+    for run in runs:
+        if run.key in seen:
+            raise UsageError(f"{seen[run.key].raw_bold.name} and {run.raw_bold.name} have the same session and run "
+                             "labels, so their outputs would collide: select one with --task-id, --session-label or "
+                             "--bids-filter-file")
+        seen[run.key] = run
+
+
+def _raw_run_entities(bold: Any) -> dict[str, Any]:
     ents = bold.get_entities()
-    base = {k: ents[k] for k in ("subject", "session", "task", "run") if k in ents}
-    events = raw.get(**base, suffix="events", extension=".tsv")
-    if not events:
+    return {k: ents[k] for k in RUN_ENTITIES if k in ents}
+
+
+def _one_bold_per_run(bolds: list[Any]) -> list[Any]:
+    """One raw BOLD per run: of multi-echo or magnitude/phase runs, the first echo's magnitude (fMRIPrep combines
+    the echoes and uses the magnitude; every echo has the same events and timing)."""
+    chosen: dict[tuple, Any] = {}
+    for bold in bolds:
+        ents = _raw_run_entities(bold)
+        key = tuple(sorted((k, str(v)) for k, v in ents.items() if k not in ("echo", "part")))
+        rank = (str(ents.get("part", "mag")) != "mag", int(ents.get("echo", 0) or 0))
+        if key not in chosen or rank < chosen[key][0]:
+            chosen[key] = (rank, bold)
+    return [bold for _, bold in chosen.values()]
+
+
+def _events_for(raw: Any, bold: Any) -> Path | None:
+    """The run's events: beside the BOLD (with or without its echo-/part- entities), else by inheritance."""
+    path = Path(bold.path)
+    stem = path.name.split(".")[0].removesuffix("_bold")
+    candidates = [stem, re.sub(r"_(echo|part)-[a-zA-Z0-9]+", "", stem)]
+    for candidate in candidates:
+        events = path.parent / f"{candidate}_events.tsv"
+        if events.is_file():
+            return events
+    ents = _raw_run_entities(bold)
+    query = {k: v for k, v in ents.items() if k in ("subject", "session", "task", "run")}
+    for found in raw.get(**query, suffix="events", extension=".tsv"):
+        other = found.get_entities()
+        if all(str(other[k]) == str(v) for k, v in ents.items() if k in other):
+            return Path(found.path)
+    return None
+
+
+def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold: Any, space: str,
+                 resolution: str | None) -> RunInputs:
+    ents = bold.get_entities()
+    run_entities = _raw_run_entities(bold)
+    events = _events_for(raw, bold)
+    if events is None:
         raise MissingInputError("no events.tsv for this run (one row per trial is needed)", bold.path)
 
-    def one(what: str, **extra: Any) -> Path:
-        query = {**base, "datatype": "func", **extra}
-        found = deriv.get(**query)
-        if resolution is not None and "space" in extra:
-            found = [f for f in found if str(f.get_entities().get("res", resolution)) == str(resolution)]
+    def one(what: str, suffix: str, desc: str | None, extensions: tuple[str, ...], with_space: bool = True,
+            required: bool = True) -> Path | None:
+        found = find_output(files, run_entities, suffix, desc, extensions, space if with_space else None,
+                            resolution)
         if not found:
+            if not required:
+                return None
+            wanted = (f"space-{space}" + (f"_res-{resolution}" if resolution else "") + "_" if with_space else "") \
+                + (f"desc-{desc}_" if desc else "") + suffix
             raise MissingInputError(
-                f"fMRIPrep {what} not found for {Path(bold.path).name} "
-                f"(looked for {query} in {deriv.root}); was fMRIPrep run with --output-spaces {space}"
-                + (f":res-{resolution}" if resolution else "") + "?",
-                deriv.root,
+                f"fMRIPrep {what} not found for {Path(bold.path).name} (looked for *{wanted}{extensions[0]} of run "
+                f"{_describe(run_entities)} in {fmriprep_dir}, as current or legacy fMRIPrep names it); was fMRIPrep "
+                f"run with --output-spaces {space}" + (f":res-{resolution}" if resolution else "") + "?",
+                fmriprep_dir,
             )
-        return Path(found[0].path)
+        return found[0].path
 
-    preproc = one("preprocessed BOLD", space=space, desc="preproc", suffix="bold", extension=[".nii.gz", ".nii"])
-    mask = one("brain mask", space=space, desc="brain", suffix="mask", extension=[".nii.gz", ".nii"])
-    confounds = one("confounds", desc="confounds", suffix="timeseries", extension=".tsv")
-    try:
-        boldref: Path | None = one("BOLD reference", space=space, suffix="boldref", extension=[".nii.gz", ".nii"])
-    except MissingInputError:
-        boldref = None
-    tr = _repetition_time(Path(bold.path), raw.get_metadata(bold.path), preproc)
+    images = (".nii.gz", ".nii")
+    preproc = one("preprocessed BOLD", "bold", "preproc", images)
+    mask = one("brain mask", "mask", "brain", images, required=False)
+    if mask is None:
+        LOGGER.warning("%s: fMRIPrep wrote no brain mask for this run (a trimmed copy?): its EPI mask (nilearn "
+                       "compute_epi_mask) is used", Path(preproc).name)
+    confounds = one("confounds", "timeseries", "confounds", (".tsv",), with_space=False)
+    boldref = one("BOLD reference", "boldref", None, images, required=False)
+    tr = repetition_time(Path(bold.path), raw.get_metadata(bold.path), preproc, Path(raw.root))
     # check the events now (columns, numbers, trials inside the run): a bad table stops the run before any work
     shape = nib.load(preproc).shape
-    load_events(Path(events[0].path), shape[3] if len(shape) == 4 else None, tr)
+    load_events(events, shape[3] if len(shape) == 4 else None, tr)
     run = ents.get("run")
     return RunInputs(
         subject=ents["subject"], session=ents.get("session"), task=ents["task"],
         run=None if run is None else str(run).zfill(2) if isinstance(run, int) else str(run),
-        raw_bold=Path(bold.path), events=Path(events[0].path), preproc_bold=preproc, brain_mask=mask,
+        raw_bold=Path(bold.path), events=events, preproc_bold=preproc, brain_mask=mask,
         boldref=boldref, confounds=confounds, repetition_time=tr,
     )
 
 
-def _repetition_time(raw_bold: Path, metadata: dict[str, Any], preproc: Path) -> float:
-    """RepetitionTime from the sidecar, checked against the preprocessed NIfTI header."""
+def _describe(entities: dict[str, Any]) -> str:
+    short = {v: k for k, v in KEYS.items()}
+    return "_".join(f"{short.get(k, k)}-{v}" for k, v in entities.items())
+
+
+def _raw_sidecar(raw_bold: Path, bids_root: Path, task: str | None) -> Path | None:
+    """The JSON that gives the raw BOLD its RepetitionTime: beside it, else the dataset-level task sidecar."""
+    beside = raw_bold.with_name(raw_bold.name.split(".")[0] + ".json")
+    if beside.is_file():
+        return beside
+    for folder in (raw_bold.parent, raw_bold.parent.parent, raw_bold.parent.parent.parent, bids_root):
+        for candidate in sorted(folder.glob(f"*task-{task}_bold.json")) if task else []:
+            return candidate
+    return None
+
+
+def _header_tr(path: Path) -> float:
+    try:
+        header = nib.load(path).header
+        tr = float(header.get_zooms()[3])
+        unit = header.get_xyzt_units()[1]
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise BadDataError(f"cannot read the NIfTI header ({exc})", path) from exc
+    return tr / 1000.0 if unit == "msec" else tr / 1e6 if unit == "usec" else tr
+
+
+def repetition_time(raw_bold: Path, metadata: dict[str, Any], preproc: Path, bids_root: Path | None = None) -> float:
+    """RepetitionTime from the raw sidecar, checked against fMRIPrep's sidecar and the preprocessed NIfTI header.
+
+    Raises
+    ------
+    BadDataError
+        No RepetitionTime in the raw sidecar, or two of the three values differ (the message names each file
+        and value; exit code 65).
+    """
+    task = re.search(r"_task-([a-zA-Z0-9]+)", raw_bold.name)
+    raw_json = _raw_sidecar(raw_bold, Path(bids_root or raw_bold.parent), task.group(1) if task else None)
     tr = metadata.get("RepetitionTime")
     if tr is None:
-        raise BadDataError("RepetitionTime missing from the BOLD sidecar", raw_bold)
-    try:
-        header_tr = float(nib.load(preproc).header.get_zooms()[3])
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise BadDataError(f"cannot read the NIfTI header ({exc})", preproc) from exc
-    if header_tr > 0 and abs(header_tr - float(tr)) > TR_TOLERANCE * float(tr):
-        raise BadDataError(
-            f"RepetitionTime {tr} s in the sidecar differs from {header_tr} s in the NIfTI header", preproc
-        )
+        raise BadDataError("RepetitionTime missing from the BOLD sidecar", raw_json or raw_bold)
+    values = [(float(tr), f"the raw sidecar {raw_json.name if raw_json else '(inherited)'}")]
+    fmriprep_json = preproc.with_name(preproc.name.split(".")[0] + ".json")
+    if fmriprep_json.is_file():
+        try:
+            derived = json.loads(fmriprep_json.read_text()).get("RepetitionTime")
+        except json.JSONDecodeError as exc:
+            raise BadDataError(f"not valid JSON ({exc})", fmriprep_json) from exc
+        if derived is not None:
+            values.append((float(derived), f"the fMRIPrep sidecar {fmriprep_json.name}"))
+    header_tr = _header_tr(preproc)
+    if header_tr > 0:
+        values.append((header_tr, f"the NIfTI header of {preproc.name}"))
+    first, where = values[0]
+    for value, other in values[1:]:
+        if abs(value - first) > TR_TOLERANCE * first:
+            raise BadDataError(f"RepetitionTime {first} s in {where} differs from {value} s in {other}", preproc)
     return float(tr)
+
+
+def collect_imported(
+    betas: str,
+    bids_dir: Path | None,
+    stimuli: Any = None,
+    participant_label: list[str] | None = None,
+    session_label: list[str] | None = None,
+    task: str | list[str] | None = None,
+) -> dict[str, SubjectInputs]:
+    """The participants of a ``--betas FORMAT=PATH`` import and what it holds for each (no beta is read).
+
+    Parameters
+    ----------
+    betas : str
+        The ``--betas`` value.
+    bids_dir : Path, optional
+        The raw dataset (GLMsingle's trials are named by its events).
+    stimuli : StimulusParams, optional
+        How stimulus ids are written (the resolver's).
+    participant_label, session_label : list of str, optional
+        Labels with or without ``sub-``/``ses-``; sessions may be numbers or ranges (``1-37``).
+    task : str or list of str, optional
+        ``task-`` of the outputs (the format's own when not given).
+
+    Raises
+    ------
+    EmptySelectionError
+        A participant asked for is not in the source, or none is (exit 18).
+    MissingInputError, BadDataError
+        See :meth:`bids_recon.glm.importers.BetaImporter.plan` (exit 66, 65).
+    """
+    from bids_recon.features.params import StimulusParams
+    from bids_recon.glm.importers import ImportContext, importer_for
+
+    importer = importer_for(betas, ImportContext(None if bids_dir is None else Path(bids_dir),
+                                                 stimuli or StimulusParams(), task))
+    subjects = importer.subjects()
+    wanted = _labels(participant_label, "sub-")
+    missing = sorted(set(wanted) - set(subjects))
+    if missing or not subjects:
+        raise EmptySelectionError(f"participant(s) {', '.join(missing) or '(any)'} not in the imported betas (they "
+                                  f"have: {', '.join(subjects) or 'none'})", importer.path)
+    label = "".join(task) if isinstance(task, list) else task
+    result = {}
+    for subject in wanted or subjects:
+        plan = importer.plan(subject, list(session_label or []) or None)
+        result[subject] = SubjectInputs(subject=subject, task=label or plan.task, runs=[], imported=plan)
+        LOGGER.info("sub-%s: %d imported trials in %d session(s) from %s (%s)", subject, plan.n_trials,
+                    len(plan.sessions), importer.path, importer.format)
+    return result

@@ -22,10 +22,14 @@ CONTAINER_IMAGE = f"bidsrecon/bids_recon:{__version__}"
 SCHEMA_VERSION = "0.5"
 _SKIP = (argparse._HelpAction, argparse._VersionAction)
 _OUTPUT_PATHS = ("output_dir", "work_dir")
+#: Inputs that name files or folders read (Boutiques checks they exist).
+_FILES = ("bids_dir", "bids_filter_file", "config_file", "use_plugin")
 
 
 def _input_id(action: argparse.Action) -> str:
-    return re.sub(r"[^0-9A-Za-z_]", "_", action.dest)
+    """The option's name (``participant_label`` for ``--participant-label``, ``bids_dir`` for a positional)."""
+    name = command_line_flag(action).lstrip("-") if action.option_strings else str(action.metavar or action.dest)
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
 def command_line_flag(action: argparse.Action) -> str:
@@ -35,22 +39,23 @@ def command_line_flag(action: argparse.Action) -> str:
 
 def _value_type(action: argparse.Action) -> tuple[str, dict[str, Any]]:
     """Boutiques type of an argparse action, and the keys that refine it."""
-    if isinstance(action, argparse._StoreTrueAction | argparse._CountAction):
+    if action.nargs == 0:
         return "Flag", {}
     if action.type is int:
         return "Number", {"integer": True}
     if action.type is float:
         return "Number", {"integer": False}
-    if action.dest in _OUTPUT_PATHS:
+    if _input_id(action) in _OUTPUT_PATHS:
         return "String", {}  # written, not read: Boutiques must not require it to exist
-    if action.type is Path or getattr(action.type, "__name__", "") == "_existing_file":
+    if _input_id(action) in _FILES:
         return "File", {}
     return "String", {}
 
 
 def _default(action: argparse.Action) -> Any:
-    value = action.default
-    if value is None or value == [] or isinstance(action, argparse._StoreTrueAction | argparse._CountAction):
+    """The setting's documented default (parser defaults are "not given")."""
+    value = getattr(action, "setting_default", None)
+    if value in (None, "", [], {}) or action.nargs == 0 or isinstance(value, dict):
         return None
     if isinstance(value, Path):
         return str(value)
@@ -59,9 +64,9 @@ def _default(action: argparse.Action) -> Any:
 
 def _describe(action: argparse.Action) -> str:
     text = (action.help or "").replace("%%", "%")
-    if isinstance(action, argparse._AppendAction):
+    if action.nargs is None and action.option_strings and type(action).__name__ == "_ToDict":
         text += " (repeatable on the command line; one value in this descriptor)"
-    if isinstance(action, argparse._CountAction):
+    if type(action).__name__ == "_Verbosity":
         text += " (the descriptor passes it once)"
     return text
 
@@ -98,8 +103,8 @@ def build_descriptor(parser: argparse.ArgumentParser | None = None) -> dict[str,
             item["list"] = True
             if action.nargs == "+":
                 item["min-list-entries"] = 1
-        choices = ANALYSIS_LEVELS if action.dest == "analysis_level" else action.choices
-        if choices:
+        choices = ANALYSIS_LEVELS if ident == "analysis_level" else getattr(action, "setting_choices", None)
+        if choices and action.nargs != 0:
             item["value-choices"] = list(choices)
         default = _default(action)
         if default is not None:

@@ -1,16 +1,26 @@
-"""The BIDS-App command line, built in one function with argument groups (as fMRIPrep does)."""
+"""The BIDS-App command line, built in one function with argument groups (as fMRIPrep does).
+
+Every option's ``dest`` is the dotted key of the setting it sets (``workflow.glm.estimator``) and its parser default
+is "not given" (:data:`argparse.SUPPRESS`), so only flags the user typed reach the configuration, where they win
+over ``--config-file`` (a flag typed at its default value too). Help texts, allowed values and the defaults shown
+come from the settings' declarations (:func:`bids_recon.params.setting`); values are validated with the rest of the
+configuration (:meth:`bids_recon.config.Config.from_dict`), never here.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from bids_recon import __version__
-from bids_recon.config import Config
+from bids_recon.config import Config, generators
 from bids_recon.errors import ExitCode
-from bids_recon.glm.estimators import ESTIMATORS
+from bids_recon.params import choices_of, default_of, doc_of, locate
 
 ANALYSIS_LEVELS = ("participant", "group")
+#: ``dest`` of the options that are not settings (they say where settings come from).
+CONFIG_FILE_DEST = "config_file"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,11 +31,89 @@ class _Parser(argparse.ArgumentParser):
         self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends the setting's allowed values and default (read from its declaration) to each option's help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        choices = getattr(action, "setting_choices", None)
+        if choices:
+            text += f" (one of: {', '.join(str(c) for c in choices)})"
+        default = getattr(action, "setting_default", None)
+        if default not in (None, "", [], {}) and action.nargs != 0:
+            text += f" (default: {_show(default)})"
+        return text.replace("%", "%%")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _absolute(text: str) -> str:
+    return str(Path(text).expanduser().absolute())
+
+
+def _absolute_if_exists(text: str) -> str:
+    """A path made absolute when it exists (``--model``: a folder, or else a hub id)."""
+    path = Path(text).expanduser()
+    return str(path.absolute()) if path.exists() else text
+
+
 def _key_value(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
     return name, value
+
+
+def _key_path(text: str) -> tuple[str, str]:
+    name, value = _key_value(text)
+    return name, _absolute(value)
+
+
+def _roi_mask(text: str) -> tuple[str, str]:
+    from bids_recon.rois.labels import split_roi_spec
+
+    name, spec = _key_value(text)
+    path, labels = split_roi_spec(spec)  # paths made absolute: workflow nodes run in their own folders
+    return name, _absolute(path) + (f":{labels}" if labels else "")
+
+
+def _betas(text: str) -> str:
+    """``FORMAT=PATH[:OPTIONS]`` with ``PATH`` (and a ``mask=`` option's path) made absolute; ``none`` as is."""
+    from bids_recon.errors import UsageError
+    from bids_recon.glm.importers.base import split_betas_spec
+
+    if text.strip().lower() in ("", "none"):
+        return text.strip().lower()
+    try:
+        fmt, path, options = split_betas_spec(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    options = {k: _absolute(v) if k == "mask" else v for k, v in options.items()}
+    return f"{fmt}={_absolute(path)}" + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
+
+
+def _presets() -> list[str]:
+    from bids_recon.datasets import PRESETS
+
+    return list(PRESETS)
+
+
+def _resolution(text: str) -> str | None:
+    return None if text.strip().lower() in ("none", "") else text
+
+
+def _json_filters(text: str) -> dict:
+    from bids_recon.bids.layout import load_bids_filters
+    from bids_recon.errors import BidsReconError
+
+    try:
+        return load_bids_filters(Path(text))
+    except BidsReconError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _existing_file(text: str) -> Path:
@@ -35,132 +123,199 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+class _Paths:
+    """argparse types for paths, handed to the generators' option declarations."""
+
+    absolute = staticmethod(_absolute)
+    absolute_if_exists = staticmethod(_absolute_if_exists)
+
+
+_PATHS = _Paths()
+
+
+class _ToDict(argparse.Action):
+    """Collect NAME=VALUE pairs (``nargs='+'`` or repeated) into one dict."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = dict(getattr(namespace, self.dest, None) or {})
+        pairs = values if isinstance(values, list) else [values]
+        current.update(dict(pairs))
+        setattr(namespace, self.dest, current)
+
+
+class _CommaList(argparse.Action):
+    """``nargs='+'`` whose items may also be comma lists: ``--metrics alexnet2,clip ssim``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = values if isinstance(values, list) else [values]
+        setattr(namespace, self.dest, [part.strip() for item in items for part in str(item).split(",") if part.strip()])
+
+
+class _Verbosity(argparse.Action):
+    """``-v`` -> VERBOSE, ``-vv`` -> DEBUG."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        count = getattr(namespace, "_verbosity", 0) + 1
+        namespace._verbosity = count
+        setattr(namespace, self.dest, ("INFO", "VERBOSE", "DEBUG")[min(count, 2)])
+
+
+class _Plugin(argparse.Action):
+    """``--use-plugin FILE.yml`` sets both ``nipype.plugin`` and ``nipype.plugin_args``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import yaml
+
+        try:
+            plugin = yaml.safe_load(Path(values).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            parser.error(f"argument {option_string}: cannot read {values} ({exc})")
+        if not isinstance(plugin, dict) or "plugin" not in plugin:
+            parser.error(f"argument {option_string}: {values} must be YAML with a 'plugin' key (and optional "
+                         "'plugin_args')")
+        setattr(namespace, "nipype.plugin", str(plugin["plugin"]))
+        setattr(namespace, "nipype.plugin_args", dict(plugin.get("plugin_args") or {}))
+
+
+def _setting(group: argparse._ActionsContainer, *flags: str, key: str, help: str | None = None,
+             show_default: bool = True, **kwargs: Any) -> argparse.Action:
+    """An option that sets the setting ``key``: dest = key, default "not given", help from its declaration."""
+    found = locate(Config, key)
+    if found is None or found[0] != "setting":
+        raise ValueError(f"{key} is not a setting")
+    _, cls, name = found
+    action = group.add_argument(*flags, dest=key, default=argparse.SUPPRESS, help=help or doc_of(cls, name),
+                                **kwargs)
+    action.setting_default = default_of(cls, name) if show_default else None
+    action.setting_choices = choices_of(cls, name) if action.nargs != 0 else None
+    if action.metavar is None and action.nargs != 0:
+        choices = action.setting_choices
+        action.metavar = "{" + ",".join(str(c) for c in choices) + "}" if choices else name.upper()
+    return action
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``bids_recon`` argument parser."""
-    defaults = Config()
     parser = _Parser(
         prog="bids_recon",
         description=(
             "Reconstruct the images a participant saw from fMRI (after Takagi & Nishimoto, CVPR 2023): "
             "single-trial betas -> visual ROIs -> stimulus features -> ridge decoders -> reconstruction -> "
-            "metrics -> HTML report, written as a BIDS-derivatives dataset."
+            "metrics -> HTML report, written as a BIDS-derivatives dataset. Settings come from the defaults, then "
+            "--config-file, then the flags typed here (which always win)."
         ),
         epilog=(
             "Exit codes: 0 success, 1 failure, 16 input not valid BIDS, 17 unknown analysis level, "
             "18 filters selected nothing, 64 usage error, 65 bad data, 66 missing input. "
             "Example: bids_recon DS OUT participant -d fmriprep=DS/derivatives/fmriprep"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (with events.tsv and stimuli/)")
-    parser.add_argument("output_dir", type=Path,
-                        help="where the derivatives dataset is written; must not be inside bids_dir")
-    parser.add_argument("analysis_level", help="'participant' (one report per participant) or 'group' "
-                        "(group table and report across the participants present in output_dir)")
+    parser.add_argument("execution.bids_dir", metavar="bids_dir", type=_absolute,
+                        help=doc_of(type(Config().execution), "bids_dir"))
+    parser.add_argument("execution.output_dir", metavar="output_dir", type=_absolute,
+                        help=doc_of(type(Config().execution), "output_dir"))
+    parser.add_argument("execution.analysis_level", metavar="analysis_level",
+                        help=doc_of(type(Config().execution), "analysis_level"))
     parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
 
     sel = parser.add_argument_group("Selecting data")
-    sel.add_argument("--participant-label", "--participant_label", nargs="+", default=[], metavar="LABEL",
-                     help="participants to process (with or without 'sub-'); all by default")
-    sel.add_argument("--session-label", nargs="+", default=[], metavar="LABEL",
-                     help="sessions to use (with or without 'ses-'); all by default")
-    sel.add_argument("-t", "--task-id", default=None, metavar="TASK",
-                     help="task to use; needed only when the dataset has several")
-    sel.add_argument("--bids-filter-file", type=_existing_file, default=None, metavar="FILE",
-                     help='JSON with extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}')
-    sel.add_argument("-d", "--derivatives", nargs="+", type=_key_value, default=[], metavar="NAME=PATH",
-                     help="derivative datasets; 'fmriprep=PATH' is required unless "
-                          "bids_dir/derivatives/fmriprep exists")
-    sel.add_argument("--space", default=defaults.workflow.space,
-                     help="fMRIPrep output space of the preprocessed BOLD to use")
-    sel.add_argument("--res", dest="resolution", default=defaults.workflow.resolution,
-                     help="'res-' label of the preprocessed BOLD ('none' when the files have no res- entity)")
+    _setting(sel, "--dataset", key="execution.dataset", metavar="{" + ",".join(_presets()) + "}")
+    _setting(sel, "--participant-label", "--participant_label", key="execution.participant_label", nargs="+",
+             metavar="LABEL")
+    _setting(sel, "--session-label", key="execution.session_label", nargs="+", metavar="LABEL")
+    _setting(sel, "-t", "--task-id", key="execution.task_id", nargs="+", metavar="TASK")
+    _setting(sel, "--bids-filter-file", key="execution.bids_filters", type=_json_filters, metavar="FILE",
+             help='JSON with extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}')
+    _setting(sel, "-d", "--derivatives", key="execution.derivatives", nargs="+", type=_key_path, action=_ToDict,
+             metavar="NAME=PATH")
+    _setting(sel, "--space", key="workflow.space")
+    _setting(sel, "--res", key="workflow.resolution", type=_resolution)
 
     method = parser.add_argument_group("Method")
-    method.add_argument("--glm", dest="glm_estimator", choices=list(ESTIMATORS),
-                        default=defaults.workflow.glm.estimator,
-                        help="single-trial estimator: lsa (canonical HRF, least squares), lss (least-squares "
-                             "separate), fithrf (HRF per voxel from a library), fithrf-denoise (+ noise regressors "
-                             "chosen by cross-validation), fithrf-denoise-rr (+ fractional ridge; GLMsingle-class)")
-    method.add_argument("--roi-mask", action="append", type=_key_value, default=[], metavar="NAME=PATH[:LABEL]",
-                        help="use a mask file for ROI NAME instead of the atlas (voxels > 0, or == LABEL); "
-                             "repeatable, e.g. --roi-mask earlyvisual=streams.nii.gz:1")
-    method.add_argument("--decoder-roi", default=defaults.workflow.decoding.roi,
-                        help="ROI whose betas feed the decoder")
-    method.add_argument("--n-components", type=int, default=defaults.workflow.decoding.n_components,
-                        help="components of the pixel PCA basis decoded by the linear generator")
-    method.add_argument("--image-size", type=int, default=defaults.workflow.stimuli.image_size,
-                        help="stimuli are loaded at this size (pixels) for features and reconstructions")
-    method.add_argument("--stimulus-column", default=defaults.workflow.stimuli.column,
-                        help="events.tsv column naming each trial's image (relative to stimuli/)")
-    method.add_argument("--test-min-repeats", type=int, default=defaults.workflow.stimuli.test_min_repeats,
-                        help="stimuli shown at least this many times form the test set (unless --test-split)")
-    method.add_argument("--test-split", default=defaults.workflow.stimuli.test_split, metavar="COLUMN=VALUE[,VALUE]",
-                        help="name the test set in the events instead: trials whose COLUMN has one of the values "
-                             "are test trials, the others training trials (e.g. trial_type=test for THINGS-fMRI, "
-                             "shared1000=True for NSD); a stimulus must be in one set only")
-    method.add_argument("--generator", choices=["linear", "diffusion"], default=defaults.workflow.generate.generator,
-                        help="image generator: 'linear' = PCA image basis (CPU, no weights); 'diffusion' = "
-                             "Takagi & Nishimoto (2023): VAE latent z and caption embedding c decoded, then "
-                             "latent-diffusion img2img (needs the model's weights; a GPU is advised)")
+    _setting(method, "--glm", key="workflow.glm.estimator")
+    _setting(method, "--betas", key="workflow.glm.betas", type=_betas, metavar="FORMAT=PATH[:KEY=VALUE,...]")
+    _setting(method, "--roi-mask", key="workflow.rois.user_masks", action=_ToDict, type=_roi_mask,
+             metavar="NAME=PATH[:LABELS]",
+             help="use a label volume for ROI NAME instead of the atlas: LABELS = numbers or colour-table names "
+                  "(1,2 or early,ventral), or >0 (the default); voxels == k or > 0, never != 0; {subject} in PATH is "
+                  "the participant; repeatable, e.g. --roi-mask earlyvisual=roi/streams.nii.gz:early")
+    _setting(method, "--voxel-selection", key="workflow.rois.voxel_selection", metavar="ncsnr>T|top:K")
+    _setting(method, "--stimuli", key="workflow.stimuli.resolver", metavar="KIND[:KEY=VALUE,...]")
+    _setting(method, "--stimulus-column", key="workflow.stimuli.column")
+    _setting(method, "--stimuli-dir", key="workflow.stimuli.dirs", nargs="+", type=_absolute, metavar="DIR")
+    _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
+    _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="RULE")
+    _setting(method, "--generator", key="workflow.generate.generator")
 
-    diff = defaults.workflow.generate.diffusion
-    dif = parser.add_argument_group("Latent diffusion (--generator diffusion)")
-    dif.add_argument("--model", default=diff.model,
-                     help="local diffusers folder, or a Hugging Face hub id looked up in --model-dir and the "
-                          "HF cache (HF_HOME); never downloaded without --allow-download")
-    dif.add_argument("--model-dir", default=diff.model_dir, metavar="DIR",
-                     help="folder holding models under their hub id (DIR/CompVis/stable-diffusion-v1-4); "
-                          "default $BIDS_RECON_MODEL_DIR")
-    dif.add_argument("--allow-download", action="store_true", help="allow downloading the model from the hub")
-    dif.add_argument("--captions", default=None, metavar="FILE",
-                     help="captions table (TSV: stim_file, caption; several rows per image allowed); "
-                          f"default BIDS_DIR/{defaults.workflow.stimuli.captions}")
-    dif.add_argument("--feature-cache", default=diff.feature_cache, metavar="DIR",
-                     help="cache of stimulus z/c features shared across subjects and runs "
-                          "(default WORK_DIR/feature_cache)")
-    dif.add_argument("--latent-image-size", type=int, default=diff.latent_image_size,
-                     help="stimuli are resized to this size (px) before VAE encoding (paper: 320 -> 4x40x40)")
-    dif.add_argument("--diffusion-steps", type=int, default=diff.steps, help="DDIM steps")
-    dif.add_argument("--strength", type=float, default=diff.strength, help="img2img noise strength (0-1)")
-    dif.add_argument("--guidance-scale", type=float, default=diff.guidance_scale,
-                     help="classifier-free guidance against the empty-caption embedding")
-    dif.add_argument("--n-samples", type=int, default=diff.n_samples, help="samples per image (c and z+c)")
-    dif.add_argument("--diffusion-seed", type=int, default=diff.seed, help="sample k uses seed + k")
-    dif.add_argument("--diffusion-batch-size", type=int, default=diff.batch_size,
-                     help="images per batch (feature extraction and generation)")
-    dif.add_argument("--output-size", type=int, default=diff.output_size,
-                     help="size (px) of generated images; 0 = the model's own (512 for SD-1.x)")
-    dif.add_argument("--variants", nargs="+", choices=["z", "c", "zc"], default=list(diff.variants),
-                     help="reconstructions to make: z only, c only, z+c (img2img)")
-    dif.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for spec in generators().values():  # each generator declares the flags of its own settings
+        group = parser.add_argument_group(spec.options_title or f"Generator {spec.name} (--generator {spec.name})")
+
+        def option(*flags: str, key: str, _group=group, _name=spec.name, **kwargs: Any) -> argparse.Action:
+            dotted = key if key.startswith(("workflow.", "execution.", "nipype.")) else \
+                f"workflow.generate.{_name}.{key}"
+            return _setting(_group, *flags, key=dotted, **kwargs)
+
+        spec.add_options(option, _PATHS)
+
+    evaluation = parser.add_argument_group("Evaluation")
+    _setting(evaluation, "--metrics", key="workflow.evaluate.metrics", nargs="+", action=_CommaList, metavar="ID",
+             help="the field's metrics to compute, space or comma separated; a metric whose network weights are "
+                  "not on disk is reported as not computed (see bids_recon-fetch)")
+    _setting(evaluation, "--sample-selection", key="workflow.evaluate.selection")
+    _setting(evaluation, "--metrics-batch-size", key="workflow.evaluate.batch_size", type=int, metavar="N")
+
+    enc = parser.add_argument_group("Encoding models (which voxels each feature space predicts)")
+    _setting(enc, "--encoding", key="workflow.encoding.enabled")
+    _setting(enc, "--encoding-features", key="workflow.encoding.features", nargs="+", metavar="SPACE")
+    _setting(enc, "--encoding-partition", key="workflow.encoding.partition", nargs="+", metavar="SPACE")
+    _setting(enc, "--encoding-mask", key="workflow.encoding.mask")
+    _setting(enc, "--encoding-null", key="workflow.encoding.null")
+    _setting(enc, "--encoding-permutations", key="workflow.encoding.n_permutations", type=int, metavar="N")
+    _setting(enc, "--encoding-fdr", key="workflow.encoding.fdr", type=float, metavar="Q")
+    _setting(enc, "--zc-noise-levels", key="workflow.encoding.zc_noise_levels", nargs="+", type=float,
+             metavar="LEVEL")
 
     perf = parser.add_argument_group("Performance")
-    perf.add_argument("--nprocs", "--nthreads", type=int, default=None, metavar="N",
-                      help="processes nipype runs at once (default: all CPUs)")
-    perf.add_argument("--omp-nthreads", type=int, default=None, metavar="N",
-                      help="threads per process for BLAS/OpenMP (default: 1)")
-    perf.add_argument("--mem", "--mem-gb", dest="mem_gb", type=float, default=None, metavar="GB",
-                      help="memory nipype may schedule, in GB (default: no limit)")
-    perf.add_argument("--use-plugin", type=_existing_file, default=None, metavar="FILE.yml",
-                      help="nipype plugin configuration (YAML with 'plugin' and 'plugin_args')")
-    perf.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                      help="where ridge and generation run; auto = CUDA when available")
+    _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N", show_default=False)
+    _setting(perf, "--omp-nthreads", key="nipype.omp_nthreads", type=int, metavar="N")
+    _setting(perf, "--mem", "--mem-gb", key="nipype.mem_gb", type=float, metavar="GB")
+    _setting(perf, "--use-plugin", key="nipype.plugin", action=_Plugin, metavar="FILE.yml", show_default=False,
+             help="nipype plugin configuration (YAML with 'plugin' and 'plugin_args')")
+    _setting(perf, "--device", key="execution.device")
 
     other = parser.add_argument_group("Other options")
-    other.add_argument("-w", "--work-dir", type=Path, default=None,
-                       help="nipype work directory; rerunning with the same one resumes (default: OUTPUT_DIR/../work)")
-    other.add_argument("--random-seed", type=int, default=0, help="seed of every random step")
-    other.add_argument("--config-file", type=_existing_file, default=None, metavar="FILE.toml",
-                       help="settings in the TOML format that every run saves in OUTPUT_DIR/logs; flags win")
-    other.add_argument("--skip-bids-validation", action="store_true",
-                       help="do not run the BIDS validator on bids_dir")
-    other.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failing node")
-    other.add_argument("--reports-only", action="store_true",
-                       help="only rebuild the HTML reports from the outputs already in output_dir")
-    other.add_argument("--check-only", action="store_true",
-                       help="check the inputs (files, grids, stimuli, split, ROIs, captions, model) and the "
-                            "workflow, write the log and methods text, then stop without computing: run it "
-                            "before queueing a long job")
-    other.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    _setting(other, "-w", "--work-dir", key="execution.work_dir", type=_absolute)
+    _setting(other, "--random-seed", key="execution.random_seed", type=int)
+    _setting(other, "--allow-download", key="execution.allow_download", action="store_const", const=True)
+    other.add_argument("--config-file", dest=CONFIG_FILE_DEST, type=_existing_file, default=None,
+                       metavar="FILE.toml",
+                       help="settings in the TOML format that every run saves in OUTPUT_DIR/logs; flags typed here "
+                            "win")
+    _setting(other, "--skip-bids-validation", key="execution.skip_bids_validation", action="store_const",
+             const=True)
+    _setting(other, "--stop-on-first-crash", key="execution.stop_on_first_crash", action="store_const", const=True)
+    _setting(other, "--reports-only", key="execution.reports_only", action="store_const", const=True)
+    _setting(other, "--check-only", key="execution.check_only", action="store_const", const=True)
+    _setting(other, "-v", "--verbose", key="execution.log_level", action=_Verbosity, nargs=0,
+             help="more log output (-vv: debug)")
     return parser
+
+
+def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings typed on the command line: dotted key -> value (nothing for options not typed)."""
+    return {k: v for k, v in vars(args).items() if "." in k}
+
+
+def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Dotted key -> the option that sets it (for messages: "from the command line (--glm)")."""
+    out: dict[str, str] = {}
+    for action in parser._actions:
+        if "." in str(action.dest) and action.dest not in out:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            out[action.dest] = (longs or action.option_strings or [str(action.metavar)])[0]
+    out["nipype.plugin_args"] = out.get("nipype.plugin", "--use-plugin")
+    return out
+
+
+__all__ = ["ANALYSIS_LEVELS", "build_parser", "flags_of", "typed_settings"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 
 from bids_recon.cli.parser import build_parser
 
@@ -28,16 +29,20 @@ def _flags(action: argparse.Action) -> str:
 
 
 def _default(action: argparse.Action) -> str:
-    if action.nargs == 0 or action.default in (None, [], argparse.SUPPRESS) or not action.option_strings:
+    value = getattr(action, "setting_default", None)  # parser defaults are "not given": show the setting's
+    if action.nargs == 0 or value in (None, [], {}, "") or not action.option_strings:
         return ""
-    return f"`{action.default}`"
+    return f"`{' '.join(map(str, value)) if isinstance(value, list) else value}`"
 
 
 def _help(action: argparse.Action) -> str:
     text = (action.help or "").replace("%%", "%")
-    if action.choices:
-        text += " Choices: " + ", ".join(f"`{c}`" for c in action.choices) + "."
-    if isinstance(action, argparse._AppendAction):
+    choices = getattr(action, "setting_choices", None)
+    if choices:
+        text += " Choices: " + ", ".join(f"`{c}`" for c in choices) + "."
+    if "." in str(action.dest):
+        text += f" Setting `{action.dest}`."
+    if type(action).__name__ == "_ToDict" and action.nargs is None:
         text += " Repeatable."
     return text
 
@@ -65,4 +70,77 @@ def render_markdown(parser: argparse.ArgumentParser | None = None) -> str:
         lines.append("")
     if parser.epilog:
         lines += [parser.epilog, ""]
+    return "\n".join(lines)
+
+
+def _type_text(hint) -> str:
+    import typing
+
+    from bids_recon.params import _type_name
+
+    return _type_name(hint) if hint is not typing.Any else "any"
+
+
+def _settings_rows(cls: type, prefix: str, flags: dict[str, str]) -> list[str]:
+    import dataclasses
+    import typing
+
+    from bids_recon.params import choices_of, default_of
+
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]) or field.metadata.get("sections"):
+            continue
+        key = f"{prefix}.{field.name}"
+        default = default_of(cls, field.name)
+        allowed = choices_of(cls, field.name)
+        meta = field.metadata
+        rules = [f"one of {', '.join(f'`{c}`' for c in allowed)}"] if allowed else []
+        rules += [f"{word} {meta[k]:g}" for k, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+                  if meta.get(k) is not None]
+        if meta.get("min_items"):
+            rules.append(f"at least {meta['min_items']} item(s)")
+        flag = f"`{flags[key]}`" if key in flags else ""
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif default in (None, "", [], {}):
+            shown = ""
+        elif isinstance(default, list):
+            shown = "`" + ", ".join(str(v) for v in default) + "`"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{field.name}` | {_cell(_type_text(hints[field.name]))} | {_cell(shown)} | "
+                    f"{_cell('; '.join(rules))} | {flag} | {_cell(meta.get('doc', ''))} |")
+    return rows
+
+
+def render_settings_markdown() -> str:
+    """One table per settings table of :class:`bids_recon.config.Config`: key, type, default, allowed, flag, doc."""
+    import dataclasses
+    import typing
+
+    from bids_recon.cli.parser import flags_of
+    from bids_recon.config import Config
+
+    flags = flags_of(build_parser())
+    lines: list[str] = []
+
+    def table(cls: type, prefix: str) -> None:
+        rows = _settings_rows(cls, prefix, flags)
+        if rows:
+            summary = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", (cls.__doc__ or "").strip().splitlines()[0])
+            lines.extend([f"## `[{prefix}]`", "", summary, "",
+                          "| key | type | default | allowed | flag | what it does |", "|---|---|---|---|---|---|",
+                          *rows, ""])
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if field.metadata.get("sections"):
+                for name, section in cls.__sections__().items():
+                    table(section, f"{prefix}.{name}")
+            elif dataclasses.is_dataclass(hints[field.name]):
+                table(hints[field.name], f"{prefix}.{field.name}")
+
+    for name in ("workflow", "execution", "nipype"):
+        table(typing.get_type_hints(Config)[name], name)
     return "\n".join(lines)

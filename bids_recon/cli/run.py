@@ -35,88 +35,55 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 
 def build_config(args, parser) -> Config:
-    """Merge ``--config-file`` (if any) with the command line; flags given explicitly win."""
-    config = Config.load(args.config_file) if args.config_file else Config()
-    default = parser.parse_args([str(args.bids_dir), str(args.output_dir), args.analysis_level])
+    """The run's configuration: the defaults, then ``--config-file``, then every flag typed (they always win).
 
-    def given(name: str) -> bool:
-        return getattr(args, name) != getattr(default, name)
+    Raises
+    ------
+    UsageError
+        A bad or unknown setting from the file or the command line (exit 64), named with its source.
+    """
+    from bids_recon.cli.parser import flags_of, typed_settings
+    from bids_recon.config import flatten, merge, read_toml
 
-    ex, wf, npp = config.execution, config.workflow, config.nipype
-    ex.bids_dir = str(Path(args.bids_dir).absolute())
-    ex.output_dir = str(Path(args.output_dir).absolute())
-    ex.analysis_level = args.analysis_level
-    derivatives = dict(args.derivatives)
-    if derivatives or not ex.derivatives:
-        ex.derivatives = {k: str(Path(v).absolute()) for k, v in {**ex.derivatives, **derivatives}.items()}
-    for flag, attr in [("participant_label", "participant_label"), ("session_label", "session_label"),
-                       ("task_id", "task_id"), ("skip_bids_validation", "skip_bids_validation"),
-                       ("stop_on_first_crash", "stop_on_first_crash"), ("reports_only", "reports_only"),
-                       ("random_seed", "random_seed"), ("device", "device")]:
-        if given(flag) or args.config_file is None:
-            setattr(ex, attr, getattr(args, flag))
-    ex.check_only = args.check_only  # never taken from a saved configuration: rerunning one must compute
-    if args.work_dir is not None:
-        ex.work_dir = str(Path(args.work_dir).absolute())
-    elif not ex.work_dir:
+    layers = []
+    config_file = getattr(args, "config_file", None)
+    if config_file is not None:
+        layers.append((dict(flatten(read_toml(config_file))), f"config file {config_file}"))
+    typed = typed_settings(args)
+    flags = flags_of(parser)
+    layers.append((typed, {key: f"the command line ({flags.get(key, key)})" for key in typed}))
+    preset = preset_layer(dict(merge(*layers)[0]))
+    data, sources = merge(*([preset] if preset else []), *layers)
+    config = Config.from_dict(data, sources)
+    ex = config.execution
+    ex.check_only = bool(typed.get("execution.check_only", False))  # never from a file: a saved run must compute
+    if not ex.work_dir:
         ex.work_dir = str(Path(ex.output_dir).absolute().parent / "work")
-    if args.bids_filter_file is not None:
-        from bids_recon.bids.layout import load_bids_filters
-
-        ex.bids_filters = load_bids_filters(args.bids_filter_file)
-    ex.log_level = ("INFO", "VERBOSE", "DEBUG")[min(args.verbose, 2)] if args.verbose else ex.log_level
-
-    if given("space") or args.config_file is None:
-        wf.space = args.space
-    if given("resolution") or args.config_file is None:
-        wf.resolution = None if str(args.resolution).lower() in ("none", "") else str(args.resolution)
-    if args.roi_mask:  # paths made absolute: workflow nodes run in their own folders
-        specs = {name: spec.partition(":") for name, spec in args.roi_mask}
-        wf.rois.user_masks = {**wf.rois.user_masks, **{name: str(Path(path).absolute()) + sep + label
-                                                       for name, (path, sep, label) in specs.items()}}
-    for flag, section, attr in [("glm_estimator", wf.glm, "estimator"), ("decoder_roi", wf.decoding, "roi"),
-                                ("n_components", wf.decoding, "n_components"),
-                                ("image_size", wf.stimuli, "image_size"), ("stimulus_column", wf.stimuli, "column"),
-                                ("test_min_repeats", wf.stimuli, "test_min_repeats"),
-                                ("test_split", wf.stimuli, "test_split"),
-                                ("generator", wf.generate, "generator")]:
-        if given(flag) or args.config_file is None:
-            setattr(section, attr, getattr(args, flag))
-    diff = wf.generate.diffusion
-    for flag, attr in [("model", "model"), ("model_dir", "model_dir"), ("allow_download", "allow_download"),
-                       ("feature_cache", "feature_cache"), ("latent_image_size", "latent_image_size"),
-                       ("diffusion_steps", "steps"), ("strength", "strength"), ("guidance_scale", "guidance_scale"),
-                       ("n_samples", "n_samples"), ("diffusion_seed", "seed"),
-                       ("diffusion_batch_size", "batch_size"), ("output_size", "output_size"),
-                       ("variants", "variants")]:
-        if given(flag) or args.config_file is None:
-            value = getattr(args, flag)
-            if flag in ("feature_cache", "model_dir") and value:
-                value = str(Path(value).absolute())
-            if flag == "model" and Path(value).expanduser().exists():
-                value = str(Path(value).expanduser().absolute())
-            setattr(diff, attr, value)
-    if args.no_progress:
-        diff.progress = False
-    if args.captions is not None:
-        wf.stimuli.captions = str(Path(args.captions).absolute())
-
-    if args.nprocs is not None:
-        npp.nprocs = args.nprocs
-    if args.omp_nthreads is not None:
-        npp.omp_nthreads = args.omp_nthreads
-    if args.mem_gb is not None:
-        npp.mem_gb = args.mem_gb
-    if args.use_plugin is not None:
-        import yaml
-
-        plugin = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
-        if not isinstance(plugin, dict) or "plugin" not in plugin:
-            raise UsageError("plugin file must be YAML with a 'plugin' key (and optional 'plugin_args')",
-                             args.use_plugin)
-        npp.plugin = str(plugin["plugin"])
-        npp.plugin_args = dict(plugin.get("plugin_args") or {})
     return config
+
+
+def preset_layer(chosen: dict) -> tuple[dict, str] | None:
+    """The ``--dataset`` preset's values as a layer below the file and the flags (``None`` without a preset).
+
+    An unknown name gives no layer: the configuration's validation refuses it (exit 64, with a close match).
+    """
+    from bids_recon.datasets import PRESETS
+
+    execution = chosen.get("execution") or {}
+    name = execution.get("dataset") if isinstance(execution, dict) else None
+    if not isinstance(name, str) or name not in PRESETS:
+        return None
+    bids_dir = execution.get("bids_dir")
+    preset = PRESETS[name]
+    values = preset.adapt(preset.settings_for(Path(bids_dir) if bids_dir else None), chosen)
+    return values, f"the --dataset {name} preset"
+
+
+def importing(config: Config) -> bool:
+    """Whether the betas are imported (``--betas``): then no fMRIPrep derivative is needed."""
+    from bids_recon.glm.importers import parse_betas
+
+    return parse_betas(config.workflow.glm.betas) is not None
 
 
 def check_paths(config: Config) -> None:
@@ -127,7 +94,7 @@ def check_paths(config: Config) -> None:
         raise MissingInputError("BIDS dataset folder does not exist", bids_dir)
     if _is_within(output_dir, bids_dir):
         raise UsageError(f"output_dir {output_dir} must not be bids_dir or inside it: write derivatives elsewhere")
-    if ex.analysis_level == "participant" and "fmriprep" not in ex.derivatives:
+    if ex.analysis_level == "participant" and "fmriprep" not in ex.derivatives and not importing(config):
         default = bids_dir / "derivatives" / "fmriprep"
         if not default.is_dir():
             raise MissingInputError(
@@ -135,24 +102,40 @@ def check_paths(config: Config) -> None:
                 bids_dir,
             )
         ex.derivatives["fmriprep"] = str(default)
-    from bids_recon.glm.trials import parse_test_split
-
-    parse_test_split(config.workflow.stimuli.test_split)  # a malformed spec is a usage error (64), now
-    if config.workflow.decoding.roi not in {**config.workflow.rois.labels, **config.workflow.rois.user_masks}:
-        raise UsageError(f"--decoder-roi '{config.workflow.decoding.roi}' is not an ROI "
-                         f"({', '.join({**config.workflow.rois.labels, **config.workflow.rois.user_masks})})")
 
 
-def validate_bids(bids_dir: Path) -> None:
-    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16."""
+#: Validator errors that are not errors when the images are declared to be outside the dataset (``--stimuli-dir``):
+#: BOLD5000's ``stim_file`` names images its BIDS tree does not hold.
+OUTSIDE_STIMULI_CODES = ("STIMULUS_FILE_MISSING",)
+
+
+def validate_bids(bids_dir: Path, tolerated: tuple[str, ...] = ()) -> None:
+    """Run bids-validator-deno on the raw dataset; errors stop the run with exit code 16.
+
+    Errors whose code is in ``tolerated`` are logged as warnings (e.g. :data:`OUTSIDE_STIMULI_CODES` when the
+    stimuli are in folders outside the dataset).
+    """
+    import json
+
     beside = Path(sys.executable).parent / "bids-validator-deno"  # a venv's bin/ when it is not on PATH
     exe = shutil.which("bids-validator-deno") or (str(beside) if beside.exists() else None)
     if exe is None:
         LOGGER.warning("bids-validator-deno not found: skipping BIDS validation (pip install bids-validator-deno)")
         return
-    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings", "--format", "json"], capture_output=True,
+                          text=True, timeout=600)
     if proc.returncode != 0:
-        LOGGER.error("BIDS validator output:\n%s", proc.stdout[-5000:] + proc.stderr[-2000:])
+        try:
+            issues = json.loads(proc.stdout)["issues"]["issues"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            issues = None
+        errors = None if issues is None else [i for i in issues if i.get("severity") == "error"]
+        if errors is not None and errors and all(i.get("code") in tolerated for i in errors):
+            LOGGER.warning("BIDS validator: %d %s error(s) tolerated: the stimuli are outside the dataset "
+                           "(--stimuli-dir)", len(errors), ", ".join(sorted({i["code"] for i in errors})))
+            return
+        shown = "\n".join(f"[{i.get('code')}] {i.get('location', '')}" for i in (errors or [])[:50])
+        LOGGER.error("BIDS validator output:\n%s", shown or proc.stdout[-5000:] + proc.stderr[-2000:])
         raise InvalidBidsError("the BIDS validator found errors (see the log; --skip-bids-validation skips it)",
                                bids_dir)
     LOGGER.info("BIDS validation passed")
@@ -189,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.analysis_level not in ANALYSIS_LEVELS:
+        level = getattr(args, "execution.analysis_level")
+        if level not in ANALYSIS_LEVELS:
             raise UnknownAnalysisLevelError(
-                f"unknown analysis level '{args.analysis_level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
+                f"unknown analysis level '{level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
         config = build_config(args, parser)
         check_paths(config)
     except BidsReconError as exc:
@@ -232,11 +216,20 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
     ex, npp = config.execution, config.nipype
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
+    imports = importing(config)
     if not ex.skip_bids_validation and not ex.reports_only:
-        validate_bids(bids_dir)
-    inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
-                            ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
-    LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+        if imports and not (bids_dir / "dataset_description.json").is_file():
+            LOGGER.info("%s is not a BIDS dataset: the imported betas (--betas) carry the trials, no validation",
+                        bids_dir)
+        else:
+            validate_bids(bids_dir, OUTSIDE_STIMULI_CODES if config.workflow.stimuli.dirs else ())
+    if imports:
+        inputs = _collect_imported(config)
+    else:
+        inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
+                                ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
+        LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
+    _resolution_of_inputs(config, inputs)
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
     if ex.check_only:
@@ -249,7 +242,9 @@ def run_participants(config: Config, log_dir: Path) -> None:
                     len(workflow.list_node_names()))
         return
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_dataset_description(output_dir, {"raw": bids_dir, "fmriprep": Path(ex.derivatives["fmriprep"])})
+    sources = {"raw": bids_dir, **({"betas": _imported_source(config)} if imports else
+                                   {"fmriprep": Path(ex.derivatives["fmriprep"])})}
+    write_dataset_description(output_dir, sources)
     write_bidsignore(output_dir)
 
     if ex.reports_only:
@@ -284,15 +279,61 @@ def run_participants(config: Config, log_dir: Path) -> None:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
 
 
+def _imported_source(config: Config) -> Path:
+    from bids_recon.glm.importers import parse_betas
+
+    return parse_betas(config.workflow.glm.betas).path
+
+
+def _collect_imported(config: Config) -> dict:
+    """The participants of an import; the outputs take the importer's space (NSD: func1pt8mm) and ``res-``."""
+    from bids_recon.bids.layout import collect_imported
+
+    ex, wf = config.execution, config.workflow
+    inputs = collect_imported(wf.glm.betas, Path(ex.bids_dir), wf.stimuli, ex.participant_label, ex.session_label,
+                              ex.task_id)
+    plan = next(iter(inputs.values())).imported
+    if plan.space and (plan.space, plan.resolution) != (wf.space, wf.resolution):
+        LOGGER.info("Imported betas are in space %s%s: outputs are named so", plan.space,
+                    f" res-{plan.resolution}" if plan.resolution else "")
+        wf.space, wf.resolution = plan.space, plan.resolution
+    LOGGER.info("Participants: %s", ", ".join(f"{s} ({i.imported.n_trials} imported trials)"
+                                              for s, i in inputs.items()))
+    return inputs
+
+
+def _resolution_of_inputs(config: Config, inputs: dict) -> None:
+    """Outputs carry the inputs' ``res-``: none when no preprocessed BOLD has one (``space-T1w``, legacy names), the
+    inputs' when they all have the same one."""
+    from bids_recon.bids.fmriprep import parse_entities
+
+    found = {str((parse_entities(r.preproc_bold.name) or ({},))[0].get("res")) for i in inputs.values() for r in i.runs}
+    if found == {"None"} and config.workflow.resolution is not None:
+        LOGGER.info("The preprocessed BOLD files have no res- entity: outputs are named without one (--res none)")
+        config.workflow.resolution = None
+    elif len(found) == 1 and "None" not in found and config.workflow.resolution is None:
+        config.workflow.resolution = found.pop()
+        LOGGER.info("The preprocessed BOLD files are res-%s: outputs are named so", config.workflow.resolution)
+
+
 def check_collected_inputs(config: Config, inputs: dict) -> None:
-    """Check what ties the input files together (grids, confounds, stimuli, split, ROIs, captions) before any work."""
+    """Check what ties the input files together (grids, confounds, stimuli, split, ROIs) and what the generator
+    needs (captions, a model), before any work; say which metrics will not be computed (weights not on disk)."""
     from bids_recon.bids.checks import check_inputs
-    from bids_recon.workflows.diffusion import captions_file
+    from bids_recon.workflows.evaluation import log_skipped_metrics
+    from bids_recon.workflows.generators import get_generator
 
     wf = config.workflow
-    check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli.column, wf.stimuli.folder, wf.glm.confounds,
-                 wf.stimuli.test_min_repeats, wf.stimuli.test_split,
-                 captions_file(config) if wf.generate.generator == "diffusion" else None, wf.rois)
+    if importing(config):
+        from bids_recon.bids.checks import check_imported_inputs
+
+        checked = check_imported_inputs(inputs, Path(config.execution.bids_dir), wf.glm.betas, wf.stimuli, wf.rois)
+    else:
+        checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds, wf.rois)
+    spec = get_generator(wf.generate.generator)
+    spec.check_inputs(config, inputs, checked)
+    spec.prepare(config)
+    log_skipped_metrics(config)
 
 
 def _error_from_record(record: dict) -> BidsReconError:

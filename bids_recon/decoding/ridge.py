@@ -1,4 +1,4 @@
-"""Ridge decoders from voxel patterns to stimulus features (himalaya, alpha per target by CV)."""
+"""Ridge decoders from voxel patterns to stimulus features (alpha per target by cross-validation)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bids_recon.decoding.params import DecodingParams
+from bids_recon.decoding.solver import EigenRidge
+from bids_recon.errors import BadDataError, UsageError
 from bids_recon.io import save_npz, write_json
 
 
@@ -66,79 +69,143 @@ class RidgeDecoder:
         return cls(**arrays, info=info)
 
 
+SOLVERS = ("eigen", "himalaya")
+
+
 def fit_ridge_decoder(
     betas: np.ndarray,
     targets: np.ndarray,
     voxel_indices: np.ndarray,
     alphas: list[float] | np.ndarray,
-    cv_folds: int = 5,
+    cv_folds: int = DecodingParams.cv_folds,
     device: str = "cpu",
+    *,
+    cv: str = DecodingParams.cv,
+    solver: str = DecodingParams.solver,
+    target_rows: np.ndarray | None = None,
+    backend: str = DecodingParams.backend,
+    batch_size: int | None = None,
+    eigh_threads: int | None = None,
 ) -> RidgeDecoder:
     """Fit ridge from betas to targets with inputs standardised and alpha chosen per target.
-
-    The kernel (dual) form is used when trials < voxels, as is usual for fMRI.
 
     Parameters
     ----------
     betas : ndarray, shape (n_trials, n_brain_voxels)
         Training betas (z-scored per session).
-    targets : ndarray, shape (n_trials, n_targets)
-        Features of each trial's stimulus.
+    targets : ndarray, shape (n_trials, n_targets), or (n_rows, n_targets) with ``target_rows``
+        Features of each trial's stimulus, or of each stimulus (a memory map is fine: read in batches).
     voxel_indices : ndarray of int, shape (n_voxels,)
         Columns of ``betas`` to use (the ROI).
     alphas : sequence of float
-        Candidate regularisation strengths.
+        Candidate regularisation strengths (in the units of the standardised betas).
     cv_folds : int
-        Contiguous K-fold (trials are in acquisition order, so folds do not mix neighbours).
+        Contiguous K-fold (trials are in acquisition order, so folds do not mix neighbours); ``cv="kfold"``
+        and ``solver="himalaya"`` only.
     device : {"cpu", "cuda"}
-        himalaya backend ``numpy`` or ``torch_cuda``.
+        Where the solver runs (torch on CUDA; himalaya's ``torch_cuda`` backend for ``solver="himalaya"``).
+    cv : {"gcv", "loo", "kfold"}
+        How alpha is chosen per target: generalised or exact leave-one-out cross-validation from one
+        eigendecomposition (seconds to minutes at NSD scale), or ``cv_folds``-fold CV (the paper's 5-fold;
+        same alphas as himalaya on the same folds, ~K times the decomposition and one validation product per
+        fold and alpha).
+    solver : {"eigen", "himalaya"}
+        ``"eigen"``: :class:`bids_recon.decoding.solver.EigenRidge`. ``"himalaya"``: himalaya's RidgeCV
+        (KernelRidgeCV when trials < voxels) with ``cv_folds`` contiguous folds, as Takagi & Nishimoto; the
+        caller's himalaya backend is restored afterwards.
+    target_rows : ndarray of int, shape (n_trials,), optional
+        Row of ``targets`` each trial shows: targets stay per stimulus and are never expanded per trial.
+    backend : {"auto", "numpy", "torch"}
+        EigenRidge backend ("auto": numpy on the CPU, torch on CUDA).
+    batch_size : int, optional
+        Targets per batch (memory); default from a 128 MB block.
+    eigh_threads : int, optional
+        BLAS threads for the eigendecomposition only (numpy backend).
     """
-    from himalaya.backend import set_backend
+    if solver not in SOLVERS:
+        raise UsageError(f"ridge solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+    n_rows = len(targets) if target_rows is None else len(target_rows)
+    if len(betas) != n_rows:
+        what = "target rows" if target_rows is None else "target_rows entries (one per trial)"
+        raise BadDataError(f"{len(betas)} beta rows but {n_rows} {what}")
+    voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
+    x = np.asarray(betas[:, voxel_indices], dtype=np.float32)
+    if solver == "himalaya":
+        y = np.asarray(targets if target_rows is None else targets[np.asarray(target_rows)], dtype=np.float32)
+        return _fit_himalaya(x, y, voxel_indices, alphas, cv_folds, device)
+    model = EigenRidge(x, alphas, target_rows=target_rows, cv=cv, n_folds=cv_folds, backend=backend, device=device,
+                       eigh_threads=eigh_threads)
+    del x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = model.fit(targets, batch_size=batch_size)
+    return RidgeDecoder(
+        weights=fit.weights, alphas=fit.alphas, cv_scores=fit.cv_scores, x_mean=model.x_mean,
+        x_scale=model.x_scale, y_mean=fit.y_mean, voxel_indices=voxel_indices,
+        info={**fit.info, "ConstantTargets": int(fit.constant.sum()),
+              "Description": describe_solver(fit.info)},
+    )
+
+
+def describe_solver(info: dict[str, Any]) -> str:
+    """One methods sentence from a decoder's ``info``: solver, form, CV and alphas."""
+    alphas = info.get("AlphasTried", [])
+    span = f"{len(alphas)} values ({min(alphas):g} to {max(alphas):g})" if alphas else "the candidate values"
+    if str(info.get("Solver", "")).startswith("himalaya"):
+        how = (f"{info.get('CVFolds', 5)}-fold contiguous cross-validation "
+               f"(himalaya {info['Solver'].split('.')[-1]})")
+    else:
+        gram = "X'X (voxels x voxels)" if info.get("Form") == "primal" else "XX' (trials x trials)"
+        how = f"{info.get('CV', info.get('CVKind', 'cross-validation'))}, computed from one float64 " \
+              f"eigendecomposition of {gram}"
+        if info.get("CVKind") == "kfold":
+            how += " and one per fold"
+    return (f"Ridge regression (inputs standardised with the training mean and sd, no intercept beyond centring) "
+            f"with alpha chosen per target among {span} by {how}.")
+
+
+def _fit_himalaya(x: np.ndarray, y: np.ndarray, voxel_indices: np.ndarray, alphas: list[float] | np.ndarray,
+                  cv_folds: int, device: str) -> RidgeDecoder:
+    """The decoder as Takagi & Nishimoto fit it: himalaya RidgeCV / KernelRidgeCV, K contiguous folds."""
+    from himalaya.backend import get_backend, set_backend
     from himalaya.kernel_ridge import KernelRidgeCV
     from himalaya.ridge import RidgeCV
     from himalaya.scoring import r2_score
     from sklearn.model_selection import KFold
 
-    if len(betas) != len(targets):
-        raise ValueError(f"{len(betas)} beta rows but {len(targets)} target rows")
-    voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
-    x = np.asarray(betas[:, voxel_indices], dtype=np.float32)
     x_mean = x.mean(axis=0)
     x_scale = x.std(axis=0)
     x_scale[x_scale == 0] = 1.0
     x = (x - x_mean) / x_scale
-    y = np.asarray(targets, dtype=np.float32)
     y_mean = y.mean(axis=0)
     y = y - y_mean
-
-    backend = set_backend("torch_cuda" if device == "cuda" else "numpy", on_error="raise")
-    cv = KFold(n_splits=cv_folds, shuffle=False)
     alphas = np.asarray(alphas, dtype=np.float64)
     kernel = x.shape[0] < x.shape[1]
     # himalaya scores with the negative squared error by default: ask for R² so that the saved CV scores
     # mean what the report says (alpha choice per target is the same up to fold weighting)
-    solver_params = {"score_func": r2_score}
-    if kernel:
-        model = KernelRidgeCV(alphas=alphas, kernel="linear", cv=cv, solver_params=solver_params)
-    else:
-        model = RidgeCV(alphas=alphas, cv=cv, solver_params=solver_params)
-    with np.errstate(divide="ignore", invalid="ignore"):  # R² of a constant target is 0/0
-        model.fit(x, y)
-    weights = model.get_primal_coef() if kernel else model.coef_
-    to_np = backend.to_numpy
-    cv_scores = np.asarray(to_np(model.cv_scores_), dtype=np.float32).reshape(-1)
+    params = {"alphas": alphas, "cv": KFold(n_splits=cv_folds, shuffle=False),
+              "solver_params": {"score_func": r2_score}}
+    previous = get_backend().name  # set_backend is global: give the caller theirs back
+    try:
+        backend = set_backend("torch_cuda" if device == "cuda" else "numpy", on_error="raise")
+        model = KernelRidgeCV(kernel="linear", **params) if kernel else RidgeCV(**params)
+        with np.errstate(divide="ignore", invalid="ignore"):  # R² of a constant target is 0/0
+            model.fit(x, y)
+        weights = backend.to_numpy(model.get_primal_coef() if kernel else model.coef_)
+        cv_scores = np.asarray(backend.to_numpy(model.cv_scores_), dtype=np.float32).reshape(-1)
+        best = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)
+    finally:
+        set_backend(previous)
     constant = y.std(axis=0) == 0  # e.g. the BOS position of a text embedding: nothing to decode, score 0
     cv_scores[constant | ~np.isfinite(cv_scores)] = 0.0
-    return RidgeDecoder(
-        weights=np.asarray(to_np(weights), dtype=np.float32),
-        alphas=np.asarray(to_np(model.best_alphas_), dtype=np.float64),
-        cv_scores=cv_scores,
-        x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, voxel_indices=voxel_indices,
-        info={"Solver": "himalaya." + type(model).__name__, "Form": "kernel" if kernel else "primal",
-              "AlphasTried": alphas.tolist(), "CVFolds": cv_folds, "CVScore": "R2",
-              "ConstantTargets": int(constant.sum()),
-              "InputScaling": "standardised with training mean and sd"},
-    )
+    info = {"Solver": "himalaya." + type(model).__name__, "Form": "kernel" if kernel else "primal",
+            "AlphasTried": alphas.tolist(), "CVKind": "kfold",
+            "CV": f"{cv_folds}-fold contiguous cross-validation (R² averaged over folds)",
+            "CVFolds": cv_folds, "CVScore": "R2", "ConstantTargets": int(constant.sum()),
+            "Backend": "torch_cuda" if device == "cuda" else "numpy", "Device": device,
+            "InputScaling": "standardised with training mean and sd"}
+    info["Description"] = describe_solver(info)
+    return RidgeDecoder(weights=np.asarray(weights, dtype=np.float32), alphas=best, cv_scores=cv_scores,
+                        x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, voxel_indices=voxel_indices, info=info)
 
 
 def average_repeats(betas: np.ndarray, stim_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,8 +254,14 @@ def train_and_decode(
     stim_ids: np.ndarray,
     features: np.ndarray,
     alphas: list[float],
-    cv_folds: int = 5,
+    cv_folds: int = DecodingParams.cv_folds,
     device: str = "cpu",
+    *,
+    cv: str = DecodingParams.cv,
+    solver: str = DecodingParams.solver,
+    backend: str = DecodingParams.backend,
+    batch_size: int | None = None,
+    eigh_threads: int | None = None,
 ) -> tuple[RidgeDecoder, DecodedTest]:
     """Train a decoder on single training trials and decode the repeat-averaged test stimuli.
 
@@ -203,24 +276,29 @@ def train_and_decode(
         ROI columns of ``betas``.
     stim_ids : ndarray of str, shape (n_stimuli,)
     features : ndarray, shape (n_stimuli, n_targets)
-        Target features of each stimulus.
+        Target features of each stimulus (a memory-mapped ``.npy`` is fine: they are read in batches of
+        targets and never expanded per trial).
+    alphas, cv_folds, device, cv, solver, backend, batch_size, eigh_threads
+        As :func:`fit_ridge_decoder`.
     """
     if len(betas) != len(trials):
-        raise ValueError(f"{len(betas)} beta rows but {len(trials)} trials")
+        raise BadDataError(f"{len(betas)} beta rows but {len(trials)} trials")
     row_of = {s: i for i, s in enumerate(np.asarray(stim_ids).astype(str))}
     trial_stims = trials["stim_id"].astype(str).to_numpy()
     missing = sorted(set(trial_stims) - set(row_of))
     if missing:
-        raise ValueError(f"no features for stimuli {missing[:5]}")
+        raise BadDataError(f"no features for stimuli {missing[:5]}")
     train = (trials["split"] == "train").to_numpy()
-    targets = features[[row_of[s] for s in trial_stims[train]]]
+    target_rows = np.array([row_of[s] for s in trial_stims[train]], dtype=np.int64)
     voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
     roi_betas = np.asarray(betas[:, voxel_indices], dtype=np.float32)  # (n_trials, n_roi): all that is held
     in_roi = np.arange(len(voxel_indices))
-    decoder = fit_ridge_decoder(roi_betas[train], targets, in_roi, alphas, cv_folds, device)
+    decoder = fit_ridge_decoder(roi_betas[train], features, in_roi, alphas, cv_folds, device, cv=cv, solver=solver,
+                                target_rows=target_rows, backend=backend, batch_size=batch_size,
+                                eigh_threads=eigh_threads)
     test = ~train
     mean_betas, test_ids, counts = average_repeats(roi_betas[test], trial_stims[test])
     decoded = decoder.predict(mean_betas)
-    true = features[[row_of[s] for s in test_ids]]
+    true = np.asarray(features[[row_of[s] for s in test_ids]])
     decoder = replace(decoder, voxel_indices=voxel_indices)  # saved as columns of the whole-brain betas
     return decoder, DecodedTest(test_ids.astype(str), counts, decoded, true.astype(np.float32))

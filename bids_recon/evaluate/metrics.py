@@ -4,6 +4,10 @@
 - SSIM: scikit-image SSIM on greyscale images at 425 px, Gaussian weights (sigma 1.5).
 - 2-way identification: for each reconstruction i, the fraction of the other N-1 ground-truth items j
   for which corr(recon_i, truth_i) > corr(recon_i, truth_j); averaged over i. Chance is 50%.
+
+Resizing is bilinear without antialiasing, as ``torchvision.transforms.Resize`` did on tensors in the
+torchvision releases the reference code ran (0.15, 0.16). The network metrics of the published table (AlexNet,
+InceptionV3, CLIP, EffNet-B1, SwAV, retrieval) are in :mod:`bids_recon.evaluate.standard`.
 """
 
 from __future__ import annotations
@@ -11,26 +15,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Image size (pixels) at which PixCorr and SSIM are computed, as in the field's code.
-EVAL_SIZE = 425
+from bids_recon.evaluate.params import EVAL_SIZE
 
 
 def resize_images(images: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
-    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear, float precision).
+    """Resize ``(n, H, W, 3)`` images in [0, 1] to ``(n, size, size, 3)`` (bilinear, float32).
 
-    ``size=None`` returns the images unchanged (already at the evaluation size).
+    Bilinear without antialiasing (``torchvision.transforms.Resize(size)`` on tensors in torchvision 0.15/0.16,
+    which MindEye's evaluation used). ``size=None`` returns the images unchanged (already at the evaluation size).
     """
-    from PIL import Image
-
     images = np.asarray(images, dtype=np.float32)
     if size is None or images.shape[1:3] == (size, size):
         return images
-    out = np.empty((len(images), size, size, images.shape[3]), dtype=np.float32)
-    for i, image in enumerate(images):
-        for c in range(images.shape[3]):
-            channel = Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F")
-            out[i, :, :, c] = np.asarray(channel.resize((size, size), Image.Resampling.BILINEAR))
-    return out
+    import torch
+
+    from bids_recon.evaluate.standard import resize_batch
+
+    with torch.inference_mode():
+        batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        return resize_batch(batch, size).permute(0, 2, 3, 1).numpy()
 
 
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,6 +72,21 @@ def ssim(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> 
     ])
 
 
+def identification_from_correlations(corr: np.ndarray) -> np.ndarray:
+    """Per-item 2-way identification ``(n,)`` from ``corr[i, j] = corr(pred_i, true_j)`` (chance 0.5).
+
+    Item i wins against j when ``corr[i, i] > corr[i, j]`` (a tie is a loss, as ``r < congruents`` in the
+    reference code); its score is its wins over the ``n - 1`` other items.
+    """
+    corr = np.asarray(corr, dtype=np.float64)
+    n = len(corr)
+    if n < 2 or corr.shape != (n, n):
+        raise ValueError(f"2-way identification needs a square (n, n) matrix with n >= 2, got {corr.shape}")
+    own = np.diag(corr)
+    wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
+    return wins / (n - 1)
+
+
 def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Per-item 2-way identification accuracy ``(n,)`` over all pairs (chance 0.5).
 
@@ -79,13 +97,56 @@ def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """
     pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
     true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
-    n = len(pred)
-    if n < 2:
-        raise ValueError("2-way identification needs at least 2 items")
-    corr = correlation_matrix(pred, true)
-    own = np.diag(corr)
-    wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
-    return wins / (n - 1)
+    if len(pred) < 2:
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError(f"2-way identification needs at least 2 test items, got {len(pred)}")
+    return identification_from_correlations(correlation_matrix(pred, true))
+
+
+def identification_metrics(
+    recon: np.ndarray,
+    truth: np.ndarray,
+    decoded_features: np.ndarray | None = None,
+    true_features: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, str]]]:
+    """bids_recon's own identification metrics: in pixel space, and in the decoded feature space.
+
+    Pixels are correlated in float64 by blocks of columns, so memory stays flat for 1,000 images of 512 px.
+
+    Parameters
+    ----------
+    recon, truth : ndarray, shape (n, H, W, 3)
+        Reconstructions and the seen images at the same size, in [0, 1].
+    decoded_features, true_features : ndarray, shape (n, n_features), optional
+        Decoded and true decoding targets.
+
+    Returns
+    -------
+    per_item : dict
+        ``identification_pixels`` (and ``identification_features``, ``feature_corr`` with features) -> ``(n,)``.
+    chance : dict
+        Metric -> ``(chance level, kind)``; the chance of ``feature_corr`` is its mean over mismatched pairs.
+    """
+    if len(recon) < 2:
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError(f"2-way identification needs at least 2 test items, got {len(recon)}")
+    import torch
+
+    from bids_recon.evaluate.standard import correlation_matrix_torch
+
+    pixels = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)) for a in (recon, truth)]
+    per_item = {"identification_pixels": identification_from_correlations(correlation_matrix_torch(*pixels))}
+    chance = {"identification_pixels": (0.5, "identification")}
+    if decoded_features is not None and true_features is not None:
+        decoded = np.asarray(decoded_features, np.float64)
+        true = np.asarray(true_features, np.float64)
+        per_item["identification_features"] = two_way_identification(decoded, true)
+        per_item["feature_corr"] = _row_corr(decoded, true)
+        chance["identification_features"] = (0.5, "identification")
+        chance["feature_corr"] = (float(np.mean(_row_corr(decoded, np.roll(true, 1, axis=0)))), "similarity")
+    return per_item, chance
 
 
 def evaluate_reconstructions(
@@ -94,8 +155,13 @@ def evaluate_reconstructions(
     decoded_features: np.ndarray | None = None,
     true_features: np.ndarray | None = None,
     method: str = "linear",
+    size: int = EVAL_SIZE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All metrics for one set of reconstructions.
+    """PixCorr, SSIM and 2-way identification for one set of reconstructions, on arrays.
+
+    The pipeline computes PixCorr and SSIM as the field's code does instead
+    (:func:`bids_recon.evaluate.variants.evaluate_generated`: images first resized to 256 px); this function
+    resizes the images to ``size`` directly.
 
     Parameters
     ----------
@@ -103,6 +169,8 @@ def evaluate_reconstructions(
         Reconstructions and the seen images, in [0, 1].
     decoded_features, true_features : ndarray, shape (n, n_features), optional
         Decoded and true decoding targets, for identification in feature space.
+    size : int
+        Size (px) at which PixCorr and SSIM are computed (the field's 425 px by default).
 
     Returns
     -------
@@ -112,29 +180,18 @@ def evaluate_reconstructions(
     per_item : pandas.DataFrame
         One row per item with each metric's per-item value.
     """
-    recon_eval, truth_eval = resize_images(recon), resize_images(truth)  # once, at the field's 425 px
-    per_item = {
-        "pixcorr": pixcorr(recon_eval, truth_eval, size=None),
-        "ssim": ssim(recon_eval, truth_eval, size=None),
-        "identification_pixels": two_way_identification(recon.reshape(len(recon), -1),
-                                                        truth.reshape(len(truth), -1)),
-    }
+    recon_eval, truth_eval = resize_images(recon, size), resize_images(truth, size)  # once, at the evaluation size
+    per_item = {"pixcorr": pixcorr(recon_eval, truth_eval, size=None), "ssim": ssim(recon_eval, truth_eval, size=None)}
     # Chance for similarity metrics: each reconstruction against another item's image (a cyclic shift).
     shifted = np.roll(truth_eval, 1, axis=0)
-    chance_pixcorr = float(np.mean(pixcorr(recon_eval, shifted, size=None)))
-    chance_ssim = float(np.mean(ssim(recon_eval, shifted, size=None)))
-    rows = [("pixcorr", chance_pixcorr, "similarity"), ("ssim", chance_ssim, "similarity"),
-            ("identification_pixels", 0.5, "identification")]
-    if decoded_features is not None and true_features is not None:
-        per_item["identification_features"] = two_way_identification(decoded_features, true_features)
-        per_item["feature_corr"] = _row_corr(np.asarray(decoded_features, np.float64),
-                                             np.asarray(true_features, np.float64))
-        chance_feature = float(np.mean(_row_corr(np.asarray(decoded_features, np.float64),
-                                                 np.roll(np.asarray(true_features, np.float64), 1, axis=0))))
-        rows += [("identification_features", 0.5, "identification"), ("feature_corr", chance_feature, "similarity")]
+    chance = {"pixcorr": (float(np.mean(pixcorr(recon_eval, shifted, size=None))), "similarity"),
+              "ssim": (float(np.mean(ssim(recon_eval, shifted, size=None))), "similarity")}
+    identification, identification_chance = identification_metrics(recon, truth, decoded_features, true_features)
+    per_item.update(identification)
+    chance.update(identification_chance)
     summary = pd.DataFrame([
-        {"metric": name, "value": float(np.mean(per_item[name])), "chance": chance, "kind": kind,
+        {"metric": name, "value": float(np.mean(per_item[name])), "chance": level, "kind": kind,
          "method": method, "n": len(recon)}
-        for name, chance, kind in rows
+        for name, (level, kind) in chance.items()
     ])
     return summary, pd.DataFrame(per_item)

@@ -73,7 +73,9 @@ def fit_image_basis(images: np.ndarray, n_components: int, seed: int = 0) -> Ima
     from sklearn.decomposition import PCA
 
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (n, H, W, 3), got {images.shape}")
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError(f"images must be (n, H, W, 3), got {images.shape}")
     n_components = int(min(n_components, len(images) - 1, images[0].size))
     flat = images.reshape(len(images), -1).astype(np.float32)
     pca = PCA(n_components=n_components, svd_solver="randomized", random_state=seed).fit(flat)

@@ -135,7 +135,7 @@ def stimulus_features(
     Parameters
     ----------
     resolver : StimulusResolver
-        Maps stimulus ids to image files.
+        Maps stimulus ids to images and to the content keys of the cache (any kind: files, NSD rows...).
     stim_ids : list of str
     captions : dict
         Stimulus id -> its captions (every id must have at least one).
@@ -151,7 +151,7 @@ def stimulus_features(
         from bids_recon.errors import BadDataError
 
         raise BadDataError(f"{len(missing)} stimuli have no caption (first: {missing[0]})")
-    image_keys = [content_hash(resolver.path(s).read_bytes() + f"|{image_size}".encode()) for s in stim_ids]
+    image_keys = [content_hash(f"{resolver.content_key(s)}|{image_size}") for s in stim_ids]
     caption_keys = [content_hash("\n".join(captions[s])) for s in stim_ids]
 
     def compute_z(rows: list[int]) -> np.ndarray:

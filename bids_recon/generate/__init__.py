@@ -1,8 +1,6 @@
-"""Generators: decoded features -> images."""
+"""Generators: decoded features -> images (plain classes; their pipeline registration is in
+:mod:`bids_recon.workflows.generators`)."""
 
-from bids_recon.generate.linear import LinearImageGenerator
+from bids_recon.generate.linear import LinearImageGenerator, LinearParams
 
-#: Generators by name (``--generator``).
-GENERATORS = {"linear": LinearImageGenerator}
-
-__all__ = ["GENERATORS", "LinearImageGenerator"]
+__all__ = ["LinearImageGenerator", "LinearParams"]

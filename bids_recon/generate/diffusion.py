@@ -17,40 +17,59 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from bids_recon.config import DiffusionConfig
+from bids_recon.errors import BadDataError, UsageError
+from bids_recon.params import setting
 
 LOGGER = logging.getLogger("bids_recon.generate.diffusion")
 
 VARIANTS = ("z", "c", "zc")
 
+#: Output-name labels (``desc-``) of the two decoding targets.
+Z_TARGET, C_TARGET = "vaelatent", "textembedding"
 
-_DEFAULTS = DiffusionConfig()  # the defaults live in bids_recon.config (the paper's settings)
 
+@dataclass
+class DiffusionParams:
+    """Settings of the latent-diffusion generator (``[workflow.generate.diffusion]``): the paper's by default.
 
-@dataclass(frozen=True)
-class DiffusionSettings:
-    """Sampling settings (defaults from :class:`bids_recon.config.DiffusionConfig`: the paper's)."""
+    ``model`` is a local diffusers folder or a hub id, found offline (``model_dir``, the Hugging Face cache)
+    unless the run allows downloads (``execution.allow_download``, ``--allow-download``). ``feature_cache``
+    empty = ``<work_dir>/feature_cache``. ``output_size`` 0 = the model's own size (512 px for SD-1.x). Sample
+    ``k`` of every stimulus uses seed ``seed + k``.
+    """
 
-    steps: int = _DEFAULTS.steps
-    strength: float = _DEFAULTS.strength
-    guidance_scale: float = _DEFAULTS.guidance_scale
-    n_samples: int = _DEFAULTS.n_samples
-    seed: int = _DEFAULTS.seed
-    batch_size: int = _DEFAULTS.batch_size
-    output_size: int = _DEFAULTS.output_size  # 0: the model's native size (512 for SD-1.x)
-    variants: tuple[str, ...] = tuple(_DEFAULTS.variants)
-    progress: bool = _DEFAULTS.progress
+    model: str = setting("CompVis/stable-diffusion-v1-4", doc=(
+        "local diffusers folder, or a Hugging Face hub id looked up in model_dir and the HF cache (HF_HOME); "
+        "never downloaded without --allow-download (execution.allow_download)"))
+    model_dir: str = setting("", doc=(
+        "folder holding models under their hub id (DIR/CompVis/stable-diffusion-v1-4); default $BIDS_RECON_MODEL_DIR"))
+    feature_cache: str = setting("", doc=(
+        "cache of stimulus z/c features shared across subjects and runs (default WORK_DIR/feature_cache)"))
+    latent_image_size: int = setting(320, ge=8, le=2048, doc=(
+        "stimuli are resized to this size (px) before VAE encoding (paper: 320 -> 4x40x40)"))
+    z_roi: str = setting("earlyvisual", doc="ROI whose betas are decoded to z")
+    c_roi: str = setting("highervisual", doc="ROI whose betas are decoded to c")
+    steps: int = setting(50, ge=1, le=1000, doc="DDIM steps")
+    strength: float = setting(0.8, gt=0, le=1, doc="img2img noise strength (0-1]")
+    guidance_scale: float = setting(5.0, ge=0, doc="classifier-free guidance against the empty-caption embedding")
+    n_samples: int = setting(5, ge=1, doc="samples per image (c and z+c)")
+    seed: int = setting(42, ge=0, doc="sample k of every stimulus uses seed + k")
+    batch_size: int = setting(8, ge=1, doc="images per batch (feature extraction and generation)")
+    output_size: int = setting(0, ge=0, doc="size (px) of generated images; 0 = the model's own (512 for SD-1.x)")
+    variants: list[str] = setting(factory=lambda: list(VARIANTS), choices=VARIANTS, min_items=1, doc=(
+        "reconstructions to make: z only, c only, z+c (img2img)"))
+    progress: bool = setting(True, doc="progress bars")
 
     def to_sidecar(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {"Scheduler": "DDIM", "Steps": d["steps"], "Strength": d["strength"],
-                "GuidanceScale": d["guidance_scale"], "SamplesPerImage": d["n_samples"], "Seed": d["seed"],
-                "SeedRule": "sample k of every stimulus uses seed + k", "Variants": list(d["variants"]),
+        """The sampling settings as written into JSON sidecars."""
+        return {"Scheduler": "DDIM", "Steps": self.steps, "Strength": self.strength,
+                "GuidanceScale": self.guidance_scale, "SamplesPerImage": self.n_samples, "Seed": self.seed,
+                "SeedRule": "sample k of every stimulus uses seed + k", "Variants": list(self.variants),
                 "NegativePrompt": "empty-caption embedding"}
 
 
@@ -72,17 +91,17 @@ class DiffusionGenerator:
     ----------
     components : dict
         ``unet``, ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler`` (from ``load_components``).
-    settings : DiffusionSettings
+    settings : DiffusionParams
     """
 
     name = "diffusion"
 
-    def __init__(self, components: dict[str, Any], settings: DiffusionSettings) -> None:
+    def __init__(self, components: dict[str, Any], settings: DiffusionParams) -> None:
         from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
         unknown = set(settings.variants) - set(VARIANTS)
         if unknown:
-            raise ValueError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+            raise UsageError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
         self.settings = settings
         parts = {k: components[k] for k in ("unet", "vae", "text_encoder", "tokenizer")}
         scheduler = DDIMScheduler.from_config(components["scheduler"].config)
@@ -151,7 +170,7 @@ class DiffusionGenerator:
         """
         s = self.settings
         if len(z) != len(c):
-            raise ValueError(f"{len(z)} latents but {len(c)} embeddings")
+            raise BadDataError(f"{len(z)} decoded latents but {len(c)} decoded embeddings")
         z_images = self.decode_latents(z) if {"z", "zc"} & set(s.variants) else None
         if "z" in s.variants:
             for i in range(len(z)):

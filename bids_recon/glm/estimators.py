@@ -39,20 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from bids_recon.errors import UsageError
 from bids_recon.glm.hrf import HrfLibrary, canonical_library, default_library, trial_regressors
+from bids_recon.glm.params import DRIFT_MODELS, ESTIMATORS, FRACTION_SELECTIONS, NOISE_SELECTIONS, GlmParams
 
 LOGGER = logging.getLogger("bids_recon.glm")
 
-#: Estimator names (``--glm``); the last is the default.
-ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
 #: Fractions of the OLS norm tried by the cross-validated fractional ridge (and shown in the CV curve).
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(1.0, 0.05, 20), 4))
-#: Drift models of the nuisance basis.
-DRIFT_MODELS = ("polynomial", "cosine")
-#: How the ridge is chosen: marginal likelihood per voxel, or a cross-validated fraction per session / voxel.
-FRACTION_SELECTIONS = ("evidence", "session", "voxel")
-#: How the number of noise components is chosen.
-NOISE_SELECTIONS = ("auto", "cv", "parallel")
 #: GLMsingle's stopping rule: the smallest count whose CV gain is within 5 % of the best.
 PCSTOP = 1.05
 #: Fewest trials with a repeat in another run for the cross-validation to be run at all.
@@ -734,25 +728,25 @@ def _warn(warnings: list[str], message: str) -> None:
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise UsageError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def fit_session(
     runs: list[SessionRun],
-    estimator: str = "fithrf-denoise-rr",
-    high_pass_hz: float = 0.01,
+    estimator: str = GlmParams.estimator,
+    high_pass_hz: float = GlmParams.high_pass_hz,
     library: HrfLibrary | None = None,
-    max_noise_components: int = 10,
+    max_noise_components: int = GlmParams.max_noise_components,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     noise_pool_max: int = 4000,
     min_cv_gain: float = 0.005,
     seed: int = 0,
     hrf_selection: str = "singletrial",
-    fraction_selection: str = "evidence",
+    fraction_selection: str = GlmParams.fraction_selection,
     *,
-    drift_model: str = "polynomial",
+    drift_model: str = GlmParams.drift_model,
     polynomial_degree: int | None = None,
-    noise_selection: str = "auto",
+    noise_selection: str = GlmParams.noise_selection,
     task_voxels_max: int = 2000,
     reselect_hrf: bool = True,
 ) -> SessionFit:

@@ -63,3 +63,24 @@ def noise_ceiling(betas: np.ndarray, stim_ids: np.ndarray, n_average: int = 1,
         ncsnr[start:stop] = block_snr
         nc[start:stop] = 100.0 * block_snr**2 / (block_snr**2 + 1.0 / n_average)
     return ncsnr, nc
+
+
+def noise_ceiling_for_trials(betas: np.ndarray, trials) -> tuple[np.ndarray, np.ndarray]:
+    """Single-trial NCSNR and the noise ceiling of the test stimuli's averages (NSD's definitions).
+
+    Parameters
+    ----------
+    betas : ndarray, shape (n_trials, n_voxels)
+        Z-scored betas, rows aligned with ``trials``.
+    trials : pandas.DataFrame
+        The trial table (``stim_id``, ``split``): the ceiling is for averages of as many presentations as a test
+        stimulus has (the median count; 1 when there is no test set).
+
+    Returns
+    -------
+    ncsnr, nc : ndarray, shape (n_voxels,)
+        See :func:`noise_ceiling`.
+    """
+    test = trials.loc[trials["split"] == "test"]
+    n_average = int(test.groupby("stim_id").size().median()) if len(test) else 1
+    return noise_ceiling(betas, trials["stim_id"].to_numpy(str), n_average=n_average)

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.features.params import StimulusParams
 from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
+from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import (
     TRIAL_PREFIX,
     load_confounds,
@@ -19,7 +21,7 @@ from bids_recon.glm.singletrial import (
     percent_signal_change,
     zscore_by_group,
 )
-from bids_recon.glm.trials import assign_repeats_and_split, run_trials
+from bids_recon.glm.trials import assign_repeats_and_split, decoded_trials, run_trials
 from bids_recon.io import atomic_write
 
 
@@ -45,18 +47,34 @@ def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
     return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
 
 
+def _mask_or_epi_mask(path: Path) -> nib.Nifti1Image:
+    """A 3D mask as it is, or the EPI mask (nilearn's ``compute_epi_mask``) of a 4D BOLD with no fMRIPrep mask."""
+    img = load_image(path)
+    if len(img.shape) == 4 and img.shape[3] > 1:
+        from nilearn.masking import compute_epi_mask
+
+        try:
+            return compute_epi_mask(img)
+        except Exception as exc:  # nilearn raises ValueError for unusable series
+            raise BadDataError(f"cannot compute an EPI mask of the BOLD ({exc})", path) from exc
+    return load_image(path, ndim=3)
+
+
 def intersect_masks(mask_paths: list[Path]) -> nib.Nifti1Image:
     """Brain mask common to all runs (voxel in every run's mask).
+
+    An entry may be a run's 4D preprocessed BOLD instead of a mask (published fMRIPrep outputs without brain
+    masks, e.g. NOD's): its EPI mask is used.
 
     Raises
     ------
     BadDataError
         Masks on different grids, or an empty intersection.
     """
-    first = load_image(mask_paths[0], ndim=3)
+    first = _mask_or_epi_mask(mask_paths[0])
     common = np.asarray(first.dataobj).reshape(first.shape[:3]) > 0
     for path in mask_paths[1:]:
-        img = load_image(path, ndim=3)
+        img = _mask_or_epi_mask(path)
         if not same_grid(first, img):
             raise BadDataError(f"brain mask grid differs from {Path(mask_paths[0]).name}", path)
         common &= np.asarray(img.dataobj).reshape(img.shape[:3]) > 0
@@ -103,8 +121,8 @@ class SessionBetas:
     n_unusable_voxels: int
 
 
-def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list[str], stimulus_column: str
-              ) -> tuple[SessionRun, pd.DataFrame, np.ndarray]:
+def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list[str],
+              stimuli: StimulusParams | str | None) -> tuple[SessionRun, pd.DataFrame, np.ndarray]:
     bold = load_image(files.bold, ndim=4)
     if not same_grid(bold, mask_img):
         raise BadDataError(f"BOLD grid {bold.shape[:3]} differs from the brain mask's {mask_img.shape[:3]}",
@@ -116,9 +134,9 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list
     except Exception as exc:  # truncated gzip streams, short files
         raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
     events = load_events(files.events, n_volumes, files.repetition_time)
-    trials = run_trials(events, files.subject, files.session, files.run, stimulus_column, files.events)
+    trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events)
     if trials.empty:
-        raise BadDataError(f"no trial names a stimulus in column '{stimulus_column}'", files.events)
+        raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
     confounds = load_confounds(files.confounds, confound_columns, n_volumes)
     mean_intensity = data.mean(axis=0)
     psc, usable = percent_signal_change(data)
@@ -149,28 +167,43 @@ def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: floa
 def estimate_session_betas(
     runs: list[RunFiles],
     mask_img: nib.Nifti1Image,
-    confound_columns: list[str],
-    estimator: str = "fithrf-denoise-rr",
-    stimulus_column: str = "stim_file",
-    high_pass_hz: float = 0.01,
-    max_noise_components: int = 10,
-    fraction_selection: str = "evidence",
+    params: GlmParams | None = None,
+    stimuli: StimulusParams | str | None = None,
     seed: int = 0,
-    drift_model: str = "polynomial",
     **fit_options,
 ) -> SessionBetas:
     """Single-trial betas of the runs of one session inside the brain mask.
 
     Runs are read one at a time into float32 percent signal change (whole-brain time series are never
-    held in float64); see :func:`bids_recon.glm.estimators.fit_session` for the estimators and for
-    ``fraction_selection``, ``drift_model`` and the other options (``fit_options`` are passed on).
+    held in float64); see :func:`bids_recon.glm.estimators.fit_session` for the estimators.
+
+    Parameters
+    ----------
+    runs : list of RunFiles
+        The session's runs, in acquisition order.
+    mask_img : nibabel image
+        Brain mask on the runs' grid; voxels inside it are estimated.
+    params : GlmParams, optional
+        Estimator, drift model and cut-off, confounds, noise components and their selection, ridge selection
+        (defaults when omitted).
+    stimuli : StimulusParams or str, optional
+        How events rows name stimuli (which rows are trials: every presented image gets a regressor); a string
+        is the column of the ``files`` resolver. The defaults when omitted.
+    seed : int
+        Seed of the random steps (noise-pool subset, parallel analysis).
+    **fit_options
+        Further keyword arguments of :func:`~bids_recon.glm.estimators.fit_session` (``polynomial_degree``,
+        ``reselect_hrf``, ...).
     """
-    loaded = [_load_run(files, mask_img, confound_columns, stimulus_column) for files in runs]
+    params = params or GlmParams()
+    loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
     session_runs = [run for run, _, _ in loaded]
     usable = np.logical_and.reduce([u for _, _, u in loaded])
-    design = report_design(session_runs[0], confound_columns, high_pass_hz, drift_model)
-    fit = fit_session(session_runs, estimator, high_pass_hz=high_pass_hz, max_noise_components=max_noise_components,
-                      fraction_selection=fraction_selection, seed=seed, drift_model=drift_model, **fit_options)
+    design = report_design(session_runs[0], list(params.confounds), params.high_pass_hz, params.drift_model)
+    fit = fit_session(session_runs, params.estimator, high_pass_hz=params.high_pass_hz,
+                      max_noise_components=params.max_noise_components,
+                      fraction_selection=params.fraction_selection, seed=seed, drift_model=params.drift_model,
+                      noise_selection=params.noise_selection, **fit_options)
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()))
@@ -181,10 +214,14 @@ COMBINE_BLOCK_BYTES = 64 * 2**20
 
 
 def combine_runs(
-    betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = 2, zscore: bool = True,
+    betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = StimulusParams.test_min_repeats,
+    zscore: bool = GlmParams.zscore_per_session,
     split_from_events: bool = False, out_file: Path | None = None, block_bytes: int = COMBINE_BLOCK_BYTES,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack runs in acquisition order, z-score per session, number repeats and assign the split.
+
+    Rows that are modelled but not decoded (``split`` ``none``: catch images, one-back repeats) are dropped here,
+    from the betas and the table alike.
 
     Parameters
     ----------
@@ -208,14 +245,17 @@ def combine_runs(
         The subject's trial table (see :data:`bids_recon.glm.TRIAL_COLUMNS`).
     """
     if len(betas) != len(trials) or not betas:
-        raise ValueError("need one trial table per beta array, and at least one run")
+        raise BadDataError(f"need one trial table per beta array and at least one run ({len(betas)} beta arrays, "
+                           f"{len(trials)} trial tables)")
     n_voxels = {b.shape[1] for b in betas}
     if len(n_voxels) != 1:
         raise BadDataError(f"runs have different voxel counts {sorted(n_voxels)}")
     for run_betas, table in zip(betas, trials, strict=True):
         if len(run_betas) != len(table):
-            raise ValueError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
-    table = assign_repeats_and_split(pd.concat(trials, ignore_index=True), test_min_repeats, split_from_events)
+            raise BadDataError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
+    keep = [decoded_trials(t) for t in trials]
+    table = pd.concat([t[k] for t, k in zip(trials, keep, strict=True)], ignore_index=True)
+    table = assign_repeats_and_split(table, test_min_repeats, split_from_events)
     shape = (len(table), n_voxels.pop())
     sessions = table["session"].astype(str).to_numpy()
     block = max(1, block_bytes // (4 * shape[0]))
@@ -223,7 +263,8 @@ def combine_runs(
     def fill(target: np.ndarray) -> None:
         for start in range(0, shape[1], block):
             stop = min(start + block, shape[1])
-            stacked = np.concatenate([np.asarray(b[:, start:stop], dtype=np.float32) for b in betas])
+            stacked = np.concatenate([np.asarray(b[:, start:stop], dtype=np.float32)[k]
+                                      for b, k in zip(betas, keep, strict=True)])
             target[:, start:stop] = zscore_by_group(stacked, sessions) if zscore else stacked
 
     if out_file is None:

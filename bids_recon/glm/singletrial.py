@@ -60,8 +60,34 @@ def load_events(path: Path, n_volumes: int | None = None, repetition_time: float
     return events.sort_values("onset", kind="stable").reset_index(drop=True)
 
 
+#: Confound columns of fMRIPrep before 1.2 (``*_bold_confounds.tsv``) -> their current names.
+LEGACY_CONFOUNDS = {
+    "CSF": "csf", "WhiteMatter": "white_matter", "GlobalSignal": "global_signal", "stdDVARS": "std_dvars",
+    "non-stdDVARS": "dvars", "FramewiseDisplacement": "framewise_displacement", "X": "trans_x", "Y": "trans_y",
+    "Z": "trans_z", "RotX": "rot_x", "RotY": "rot_y", "RotZ": "rot_z",
+}
+_LEGACY_NUMBERED = {"aCompCor": "a_comp_cor_", "tCompCor": "t_comp_cor_", "Cosine": "cosine",
+                    "NonSteadyStateOutlier": "non_steady_state_outlier"}
+
+
+def current_confound_names(columns: list[str]) -> dict[str, str]:
+    """Legacy fMRIPrep confound names among ``columns`` -> current names (``aCompCor00`` -> ``a_comp_cor_00``)."""
+    renamed = {}
+    for column in columns:
+        if column in LEGACY_CONFOUNDS:
+            renamed[column] = LEGACY_CONFOUNDS[column]
+            continue
+        for old, new in _LEGACY_NUMBERED.items():
+            if column.startswith(old) and column[len(old):].isdigit():
+                renamed[column] = new + column[len(old):]
+    return {old: new for old, new in renamed.items() if new not in columns}
+
+
 def load_confounds(path: Path, columns: list[str], n_volumes: int) -> pd.DataFrame:
     """Read the chosen fMRIPrep confound columns, ``n/a`` (first row of derivatives) set to 0.
+
+    Tables of fMRIPrep before 1.2 (``CSF``, ``WhiteMatter``, ``X`` ... ``RotZ``, ``aCompCor00``) are read with
+    their columns renamed to the current names (:data:`LEGACY_CONFOUNDS`).
 
     Parameters
     ----------
@@ -81,6 +107,7 @@ def load_confounds(path: Path, columns: list[str], n_volumes: int) -> pd.DataFra
     if not path.is_file():
         raise MissingInputError("confounds file does not exist", path)
     table = read_tsv(path)
+    table = table.rename(columns=current_confound_names(list(table.columns)))
     if len(table) != n_volumes:
         raise BadDataError(f"confounds table has {len(table)} rows but the BOLD run has {n_volumes} volumes", path)
     absent = [c for c in columns if c not in table]

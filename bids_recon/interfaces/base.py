@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nipype.interfaces.base import SimpleInterface
+from nipype.interfaces.base import SimpleInterface, traits
 from threadpoolctl import threadpool_limits
 
 from bids_recon.errors import BidsReconError, record_error
@@ -36,3 +36,15 @@ class RecordingInterface(SimpleInterface):
                 record_error(exc, type(self).__name__)
                 raise
         return runtime
+
+
+def params_trait(cls: type) -> traits.Dict:
+    """An input holding a whole parameter dataclass as a dict (see :func:`bids_recon.params.to_dict`)."""
+    return traits.Dict(mandatory=True, desc=f"{cls.__module__}.{cls.__name__} fields")
+
+
+def load_params(cls: type, value: dict, prefix: str = "") -> object:
+    """The parameter dataclass ``cls`` from a node's dict input, validated again (a node may be run by hand)."""
+    from bids_recon.params import build
+
+    return build(cls, dict(value), prefix or cls.__name__, {})

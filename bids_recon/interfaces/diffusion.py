@@ -11,25 +11,26 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, tr
 from PIL import Image
 
 from bids_recon.decoding import DecodedTest
-from bids_recon.evaluate import evaluate_reconstructions
-from bids_recon.features import StimulusResolver, load_captions
+from bids_recon.errors import BadDataError
+from bids_recon.evaluate.variants import evaluate_generated, samples_from_index, standardise_features
+from bids_recon.features import captions_for, resolver_for
+from bids_recon.features.params import StimulusParams
+from bids_recon.generate.diffusion import DiffusionParams
 from bids_recon.glm.trials import read_trials
-from bids_recon.interfaces.base import RecordingInterface
+from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
+from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
 from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_tsv
 
 
 class _StimulusLatentsInputSpec(BaseInterfaceInputSpec):
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
-    captions_file = traits.Str(mandatory=True, desc="captions table (stim_file, caption)")
+    stimuli = params_trait(StimulusParams)  # where the images and the captions are
     model_folder = traits.Str(mandatory=True, desc="resolved diffusers folder")
     model_identity = traits.Dict(mandatory=True, desc="ModelIdentity.to_sidecar() (part of the node's hash)")
     cache_dir = traits.Str(mandatory=True, desc="feature cache folder")
-    image_size = traits.Int(320, usedefault=True)
-    batch_size = traits.Int(8, usedefault=True)
+    params = params_trait(DiffusionParams)
     device = traits.Enum("cpu", "cuda", usedefault=True)
-    progress = traits.Bool(False, usedefault=True)
 
 
 class _StimulusLatentsOutputSpec(TraitedSpec):
@@ -51,13 +52,15 @@ class StimulusLatents(RecordingInterface):
         from bids_recon.generate.models import load_components
 
         i = self.inputs
+        params = load_params(DiffusionParams, i.params, "workflow.generate.diffusion")
         stim_ids = sorted(read_trials(i.trials)["stim_id"].astype(str).unique())
-        captions = load_captions(Path(i.captions_file), stim_ids)
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
+        captions = captions_for(resolver, stim_ids)
         components = load_components(Path(i.model_folder), i.device, ("vae", "text_encoder", "tokenizer"))
         key = f"{i.model_identity['ModelKey']}-{i.device}"  # fp16 on CUDA and fp32 on CPU differ slightly
         cache = FeatureCache(Path(i.cache_dir), key)
-        feats = stimulus_features(StimulusResolver(Path(i.bids_dir), i.stimuli_folder), stim_ids, captions,
-                                  components, cache, i.image_size, i.batch_size, i.progress)
+        feats = stimulus_features(resolver, stim_ids, captions,
+                                  components, cache, params.latent_image_size, params.batch_size, params.progress)
         cwd = Path(runtime.cwd)
         n = len(stim_ids)
         self._results["z_features"] = str(save_npz(cwd / "z_features.npz", stim_ids=feats.stim_ids,
@@ -76,7 +79,7 @@ class _DiffusionReconstructInputSpec(BaseInterfaceInputSpec):
     uncond = File(exists=True, mandatory=True)
     model_folder = traits.Str(mandatory=True)
     model_identity = traits.Dict(mandatory=True)
-    settings = traits.Dict(mandatory=True, desc="DiffusionSettings fields")
+    params = params_trait(DiffusionParams)
     device = traits.Enum("cpu", "cuda", usedefault=True)
 
 
@@ -91,22 +94,20 @@ class DiffusionReconstruct(RecordingInterface):
     output_spec = _DiffusionReconstructOutputSpec
 
     def _run(self, runtime):
-        from bids_recon.generate.diffusion import DiffusionGenerator, DiffusionSettings
+        from bids_recon.generate.diffusion import DiffusionGenerator
         from bids_recon.generate.models import load_components
 
         i = self.inputs
         dz, dc = DecodedTest.load(i.decoded_z), DecodedTest.load(i.decoded_c)
         if list(dz.stim_ids) != list(dc.stim_ids):
-            raise ValueError("z and c decoders decoded different test stimuli")
+            raise BadDataError("z and c decoders decoded different test stimuli", i.decoded_c)
         with np.load(i.z_features) as data:
             z_shape = tuple(int(v) for v in data["shape"][1:])
         with np.load(i.c_features) as data:
             c_shape = tuple(int(v) for v in data["shape"][1:])
         z = dz.decoded.reshape(len(dz.decoded), *z_shape)
         c = dc.decoded.reshape(len(dc.decoded), *c_shape)
-        settings = dict(i.settings)
-        settings["variants"] = tuple(settings.get("variants", ()))
-        settings = DiffusionSettings(**settings)
+        settings = load_params(DiffusionParams, i.params, "workflow.generate.diffusion")
         generator = DiffusionGenerator(load_components(Path(i.model_folder), i.device), settings)
         cwd = Path(runtime.cwd)
         folder = cwd / "images"
@@ -131,30 +132,10 @@ class DiffusionReconstruct(RecordingInterface):
 
 def _load_png(path: str) -> np.ndarray:
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), np.float32) / 255.0
+        return np.asarray(img.convert("RGB"), np.uint8)
 
 
-def standardise_features(decoded: DecodedTest, features_file: str, trials_file: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded and true test features z-scored per dimension with the training stimuli's mean and sd.
-
-    Constant dimensions are dropped. Correlating raw z or c vectors mostly measures the part every stimulus
-    shares (over 99% of a random model's and much of a real model's variance), not the stimulus.
-
-    Returns
-    -------
-    decoded, true : ndarray, shape (n_test, n_kept)
-    """
-    trials = read_trials(trials_file)
-    train = set(trials.loc[trials["split"] == "train", "stim_id"].astype(str))
-    with np.load(features_file) as data:
-        ids, feats = data["stim_ids"].astype(str), data["features"]
-    rows = feats[np.array([s in train for s in ids])]
-    mean, sd = rows.mean(axis=0), rows.std(axis=0)
-    keep = sd > 1e-6 * max(float(sd.max(initial=0.0)), 1e-30)
-    return ((decoded.decoded[:, keep] - mean[keep]) / sd[keep], (decoded.true[:, keep] - mean[keep]) / sd[keep])
-
-
-class _EvaluateVariantsInputSpec(BaseInterfaceInputSpec):
+class _EvaluateVariantsInputSpec(EvaluationInputSpec):
     index = File(exists=True, mandatory=True)
     decoded_z = File(exists=True, mandatory=True)
     decoded_c = File(exists=True, mandatory=True)
@@ -162,62 +143,42 @@ class _EvaluateVariantsInputSpec(BaseInterfaceInputSpec):
     c_features = File(exists=True, mandatory=True, desc="all stimuli's c (training statistics)")
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
-
-
-class _EvaluateVariantsOutputSpec(TraitedSpec):
-    metrics = File(exists=True, desc="one row per (metric, variant), averaged over samples")
-    per_item = File(exists=True, desc="one row per (stimulus, variant, sample)")
+    stimuli = params_trait(StimulusParams)
 
 
 class EvaluateVariants(RecordingInterface):
-    """Metrics of each variant (averaged over samples); decoded-feature identification for z and c."""
+    """The field's metrics of each variant, every sample evaluated (mean or best of n per the settings), and
+    2-way identification in pixel space and, for z and c, in the decoded feature space."""
 
     input_spec = _EvaluateVariantsInputSpec
-    output_spec = _EvaluateVariantsOutputSpec
+    output_spec = EvaluationOutputSpec
 
     def _run(self, runtime):
         i = self.inputs
         index = read_tsv(i.index, dtype={"stimulus": str})
-        decoded = {"z": DecodedTest.load(i.decoded_z), "c": DecodedTest.load(i.decoded_c)}
-        standard = {"z": standardise_features(decoded["z"], i.z_features, i.trials),
-                    "c": standardise_features(decoded["c"], i.c_features, i.trials)}
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
-        summaries, items = [], []
-        truth = None
-        for (variant, sample), rows in index.groupby(["variant", "sample"], sort=False):
-            order = {s: k for k, s in enumerate(decoded["z"].stim_ids.astype(str))}
-            rows = rows.sort_values("stimulus", key=lambda s: s.map(order))
-            images = np.stack([_load_png(f) for f in rows["file"]])
-            if truth is None or truth.shape[1] != images.shape[1]:
-                truth = resolver.load_images(list(rows["stimulus"]), images.shape[1])
-            dec_feats, true_feats = standard.get(str(variant), (None, None))
-            summary, per_item = evaluate_reconstructions(images, truth, dec_feats, true_feats, str(variant))
-            summary["sample"] = sample
-            summaries.append(summary)
-            per_item.insert(0, "stimulus", list(rows["stimulus"]))
-            per_item.insert(1, "variant", variant)
-            per_item.insert(2, "sample", sample)
-            items.append(per_item)
-        table = pd.concat(summaries, ignore_index=True)
-        metrics = (table.groupby(["method", "metric"], sort=False)
-                   .agg(value=("value", "mean"), chance=("chance", "mean"), kind=("kind", "first"), n=("n", "first"),
-                        samples=("sample", "size"))
-                   .reset_index()[["metric", "value", "chance", "kind", "method", "n", "samples"]])
-        cwd = Path(runtime.cwd)
-        self._results["metrics"] = str(write_tsv(cwd / "metrics.tsv", metrics))
-        self._results["per_item"] = str(write_tsv(cwd / "per_item.tsv", pd.concat(items, ignore_index=True)))
+        trials = read_trials(i.trials)
+        train_ids = set(trials.loc[trials["split"] == "train", "stim_id"].astype(str))
+        standard = {}
+        spaces = (("z", i.decoded_z, i.z_features), ("c", i.decoded_c, i.c_features))
+        for variant, decoded_file, features_file in spaces:
+            decoded = DecodedTest.load(decoded_file)
+            with np.load(features_file) as data:
+                standard[variant] = standardise_features(decoded.decoded, decoded.true, data["stim_ids"].astype(str),
+                                                         data["features"], train_ids)
+        order = [str(s) for s in DecodedTest.load(i.decoded_z).stim_ids]
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
+        result = evaluate_generated(samples_from_index(index, order, _load_png),
+                                    lambda size: resolver.load_images(order, size), stim_ids=order,
+                                    features=standard, **evaluation_options(i))
+        self._results.update(write_evaluation(Path(runtime.cwd), result))
 
 
 class _WriteDiffusionInputSpec(BaseInterfaceInputSpec):
     index = File(exists=True, mandatory=True)
     per_item = File(exists=True, mandatory=True)
     output_dir = traits.Str(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    task = traits.Str(mandatory=True)
-    space = traits.Str(mandatory=True)
-    resolution = traits.Either(None, traits.Str, default=None, usedefault=True)
-    generator = traits.Str("diffusion", usedefault=True)
+    names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
+    generator = traits.Str(mandatory=True, desc="desc- of the index")
     sidecar = traits.Dict()
 
 
@@ -234,10 +195,10 @@ class WriteDiffusionReconstructions(RecordingInterface):
     output_spec = _WriteDiffusionOutputSpec
 
     def _run(self, runtime):
-        from bids_recon.bids.derivatives import SubjectOutputs
+        from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
 
         i = self.inputs
-        names = SubjectOutputs(i.subject, i.task, i.space, i.resolution)
+        names = SubjectOutputs(**i.names)
         root = Path(i.output_dir)
         index = read_tsv(i.index, dtype={"stimulus": str, "variant": str})
         files = []
@@ -250,7 +211,7 @@ class WriteDiffusionReconstructions(RecordingInterface):
         out = root / names.recon_index(i.generator)
         write_tsv(out, index.merge(metrics, on=["stimulus", "variant", "sample"], how="left"))
         if i.sidecar:
-            write_json(out.with_suffix(".json"), dict(i.sidecar))
+            write_json(sidecar_path(out), dict(i.sidecar))
         self._results["index_file"] = str(out)
 
 

@@ -8,22 +8,25 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, traits
 
+from bids_recon.features.params import StimulusParams
 from bids_recon.glm import (
     RunFiles,
     betas_to_image,
     combine_runs,
     estimate_session_betas,
     intersect_masks,
-    noise_ceiling,
+    noise_ceiling_for_trials,
 )
+from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import load_events
-from bids_recon.glm.trials import apply_test_split, read_trials
-from bids_recon.interfaces.base import RecordingInterface
+from bids_recon.glm.trials import mark_test_split, parse_test_split, read_trials
+from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.io import atomic_write, write_json, write_tsv
 
 
 class _SubjectMaskInputSpec(BaseInterfaceInputSpec):
-    mask_files = InputMultiObject(File(exists=True), mandatory=True, desc="brain mask of every run")
+    mask_files = InputMultiObject(File(exists=True), mandatory=True,
+                                  desc="brain mask of every run (or its 4D BOLD when fMRIPrep wrote none)")
 
 
 class _SubjectMaskOutputSpec(TraitedSpec):
@@ -52,13 +55,9 @@ class _SessionBetasInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask")
     subject = traits.Str(mandatory=True)
     session = traits.Either(None, traits.Str, default=None, usedefault=True)
-    estimator = traits.Str("fithrf-denoise-rr", usedefault=True)
-    confound_columns = traits.List(traits.Str, mandatory=True)
-    stimulus_column = traits.Str("stim_file", usedefault=True)
-    high_pass_hz = traits.Float(0.01, usedefault=True)
-    max_noise_components = traits.Int(10, usedefault=True)
-    fraction_selection = traits.Str("session", usedefault=True)
-    seed = traits.Int(0, usedefault=True)
+    params = params_trait(GlmParams)
+    stimuli = params_trait(StimulusParams)  # only the fields that decide the trial rows (StimulusParams.rows_only)
+    seed = traits.Int(mandatory=True, desc="seed of the random steps")
 
 
 class _SessionBetasOutputSpec(TraitedSpec):
@@ -82,8 +81,8 @@ class SessionBetas(RecordingInterface):
         files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run)
                  for b, e, c, tr, run in zip(i.bold_files, i.events_files, i.confounds_files, i.repetition_times,
                                              i.runs, strict=True)]
-        result = estimate_session_betas(files, mask_img, list(i.confound_columns), i.estimator, i.stimulus_column,
-                                        i.high_pass_hz, i.max_noise_components, i.fraction_selection, i.seed)
+        result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),
+                                        load_params(StimulusParams, i.stimuli, "workflow.stimuli"), i.seed)
         cwd = Path(runtime.cwd)
         betas, images, trials = [], [], []
         for index, (run_betas, run_trials) in enumerate(zip(result.betas, result.trials, strict=True)):
@@ -108,12 +107,13 @@ class SessionBetas(RecordingInterface):
 class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     betas = InputMultiObject(File(exists=True), mandatory=True, desc="per-run betas, acquisition order")
     trials = InputMultiObject(File(exists=True), mandatory=True, desc="per-run trial tables, same order")
-    test_min_repeats = traits.Int(2, usedefault=True)
-    test_split = traits.Str("", usedefault=True, desc="COLUMN=VALUE[,VALUE] marking test trials in the events")
+    stimuli = params_trait(StimulusParams)
     events_files = InputMultiObject(File(exists=True), desc="per-run events, same order (with test_split)")
-    stimulus_column = traits.Str("stim_file", usedefault=True)
-    zscore = traits.Bool(True, usedefault=True)
+    bids_dir = traits.Str(mandatory=True, desc="raw dataset (the resolver's named test sets: shared1000)")
+    zscore = traits.Bool(mandatory=True, desc="z-score each voxel's betas within each session")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (grid of the maps)")
+    split_set = traits.Bool(False, usedefault=True, desc=(
+        "the trial tables' split was set by the --test-split rule already (imported betas: ImportSplit)"))
 
 
 class _CombineRunsOutputSpec(TraitedSpec):
@@ -130,20 +130,23 @@ class CombineRuns(RecordingInterface):
 
     def _run(self, runtime):
         i = self.inputs
+        stimuli = load_params(StimulusParams, i.stimuli, "workflow.stimuli")
         betas = [np.load(p, mmap_mode="r") for p in i.betas]  # read a block of voxels at a time
         trials = [read_trials(p) for p in i.trials]
-        if i.test_split:
-            trials = [apply_test_split(t, load_events(Path(e)), i.stimulus_column, i.test_split, Path(e))
+        if stimuli.test_split and not i.split_set:
+            from bids_recon.features import resolver_for
+
+            resolver = resolver_for(i.bids_dir, stimuli)
+            trials = [mark_test_split(t, load_events(Path(e)), stimuli, resolver, Path(e))
                       for t, e in zip(trials, i.events_files, strict=True)]
         cwd = Path(runtime.cwd)
-        stacked, table = combine_runs(betas, trials, i.test_min_repeats, i.zscore, bool(i.test_split),
+        stacked, table = combine_runs(betas, trials, stimuli.test_min_repeats, i.zscore,
+                                      parse_test_split(stimuli.test_split) is not None,
                                       out_file=cwd / "betas_zscored.npy")
         self._results["betas"] = str(cwd / "betas_zscored.npy")
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))
-        # NSD's noise ceiling from the repeats, for single trials and for the test averages
         mask_img = nib.load(self.inputs.mask_file)
-        n_average = int(table.loc[table["split"] == "test"].groupby("stim_id").size().median())
-        ncsnr, nc = noise_ceiling(stacked, table["stim_id"].to_numpy(str), n_average=n_average)
+        ncsnr, nc = noise_ceiling_for_trials(stacked, table)
         maps = {}
         for name, values in (("ncsnr", ncsnr), ("noiseceiling", nc)):
             image = betas_to_image(values[None, :], mask_img).slicer[..., 0]

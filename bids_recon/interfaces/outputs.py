@@ -17,7 +17,10 @@ from bids_recon.io import atomic_write, read_tsv, write_json, write_tsv
 
 class _SinkInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True)
-    out_file = traits.Str(mandatory=True, desc="absolute destination path (named by bids/derivatives.py)")
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset")
+    kind = traits.Str(mandatory=True, desc="output kind (bids_recon.bids.derivatives.OUTPUTS)")
+    entities = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="BIDS entities of the output")
+    extension = traits.Str(mandatory=True, desc="file extension, e.g. .nii.gz")
     sidecar = traits.Dict(desc="JSON sidecar written beside the file (empty: none)")
     extra_files = traits.Dict(traits.Str, File(exists=True), desc="extension -> file copied beside it")
 
@@ -26,16 +29,12 @@ class _SinkOutputSpec(TraitedSpec):
     out_file = File(exists=True)
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii", ".npz", ".npy", ".tsv", ".png", ".svg", ".json"):
-        if name.endswith(ext):
-            return str(path.parent / name[: -len(ext)])
-    return str(path.with_suffix(""))
-
-
 class DerivativesSink(RecordingInterface):
-    """Copy one file to its derivatives name atomically, with its JSON sidecar."""
+    """Copy one file to the derivatives path of its entities atomically, with its JSON sidecar.
+
+    The path comes from :func:`bids_recon.bids.derivatives.output_path` (kind + entities + extension); files in
+    ``extra_files`` go beside it under the same name with their own extension.
+    """
 
     writes_outputs = True
 
@@ -43,26 +42,29 @@ class DerivativesSink(RecordingInterface):
     output_spec = _SinkOutputSpec
 
     def _run(self, runtime):
-        out = Path(self.inputs.out_file)
-        atomic_write(out, lambda tmp: shutil.copyfile(self.inputs.in_file, tmp))
-        stem = _stem(out)
-        extra = dict(self.inputs.extra_files or {})
-        sidecar = dict(self.inputs.sidecar or {})
+        from bids_recon.bids.derivatives import output_path, sidecar_path, split_extension
+
+        i = self.inputs
+        out = Path(i.output_dir) / output_path(i.kind, dict(i.entities), i.extension)
+        atomic_write(out, lambda tmp: shutil.copyfile(i.in_file, tmp))
+        stem = out.parent / split_extension(out.name)[0]
+        extra = dict(i.extra_files or {})
+        sidecar = dict(i.sidecar or {})
         if ".json" in extra and sidecar:  # merge a sidecar the node wrote with the workflow's provenance
             sidecar = {**json.loads(Path(extra.pop(".json")).read_text()), **sidecar}
         for ext, src in extra.items():
-            atomic_write(Path(stem + ext), lambda tmp, src=src: shutil.copyfile(src, tmp))
+            atomic_write(Path(f"{stem}{ext}"), lambda tmp, src=src: shutil.copyfile(src, tmp))
         if sidecar:
-            write_json(Path(stem + ".json"), sidecar)
+            write_json(sidecar_path(out), sidecar)
         self._results["out_file"] = str(out)
 
 
 class _WriteReconstructionsInputSpec(BaseInterfaceInputSpec):
     reconstructions = File(exists=True, mandatory=True)
     per_item = File(exists=True, mandatory=True, desc="per-stimulus metrics (column 'stimulus')")
-    image_files = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="stimulus id -> absolute PNG path")
-    index_file = traits.Str(mandatory=True, desc="absolute path of the TSV index")
     output_dir = traits.Str(mandatory=True)
+    names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
+    generator = traits.Str(mandatory=True, desc="desc- of the images and the index")
     sidecar = traits.Dict()
 
 
@@ -79,31 +81,32 @@ class WriteReconstructions(RecordingInterface):
     output_spec = _WriteReconstructionsOutputSpec
 
     def _run(self, runtime):
-        with np.load(self.inputs.reconstructions) as data:
+        from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
+
+        i = self.inputs
+        names = SubjectOutputs(**i.names)
+        with np.load(i.reconstructions) as data:
             stim_ids, counts, images = data["stim_ids"].astype(str), data["n_trials"], data["images"]
-        root = Path(self.inputs.output_dir)
+        root = Path(i.output_dir)
         rows = []
         for stim, count, image in zip(stim_ids, counts, images, strict=True):
-            path = Path(self.inputs.image_files[stim])
+            rel = names.recon_image(stim, i.generator)
             pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-            atomic_write(path, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
-            rows.append({"stimulus": stim, "trials": int(count), "file": path.relative_to(root).as_posix()})
-        index = Path(self.inputs.index_file)
-        metrics = read_tsv(self.inputs.per_item, dtype={"stimulus": str})
+            atomic_write(root / rel, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
+            rows.append({"stimulus": stim, "trials": int(count), "file": rel.as_posix()})
+        index = root / names.recon_index(i.generator)
+        metrics = read_tsv(i.per_item, dtype={"stimulus": str})
         write_tsv(index, pd.DataFrame(rows).merge(metrics, on="stimulus", how="left"))
-        if self.inputs.sidecar:
-            write_json(index.with_suffix(".json"), dict(self.inputs.sidecar))
+        if i.sidecar:
+            write_json(sidecar_path(index), dict(i.sidecar))
         self._results["index_file"] = str(index)
 
 
 class _ReportInputSpec(BaseInterfaceInputSpec):
     output_dir = traits.Str(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    task = traits.Str(mandatory=True)
-    space = traits.Str(mandatory=True)
-    resolution = traits.Either(None, traits.Str, default=None, usedefault=True)
+    names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
+    stimuli = traits.Dict(desc="StimulusParams fields (where the seen images are)")
     first_run = traits.Tuple(traits.Either(None, traits.Str), traits.Either(None, traits.Str), mandatory=True)
     boldref = traits.Either(None, File(exists=True), default=None, usedefault=True)
     rois = traits.Dict(traits.Str, traits.Either(None, traits.Str), mandatory=True)
@@ -112,7 +115,6 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
     waits_for = traits.List(desc="outputs that must be written before the report (ordering only)")
-    waits_for_maps = traits.List(desc="beta-stage maps that must be written before the report (ordering only)")
 
 
 class _ReportOutputSpec(TraitedSpec):
@@ -133,8 +135,8 @@ class ParticipantReport(RecordingInterface):
 
         i = self.inputs
         out = build_participant_report(
-            output_dir=Path(i.output_dir), names=SubjectOutputs(i.subject, i.task, i.space, i.resolution),
-            bids_dir=Path(i.bids_dir), stimuli_folder=i.stimuli_folder, first_run=tuple(i.first_run),
+            output_dir=Path(i.output_dir), names=SubjectOutputs(**i.names),
+            bids_dir=Path(i.bids_dir), stimuli=dict(i.stimuli), first_run=tuple(i.first_run),
             boldref=Path(i.boldref) if i.boldref else None, rois=dict(i.rois), decoders=list(i.decoders),
             generator=i.generator, summary=dict(i.summary), methods=i.methods,
         )

@@ -6,28 +6,28 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, isdefined, traits
 
 from bids_recon.decoding import DecodedTest, train_and_decode
-from bids_recon.evaluate import evaluate_reconstructions
-from bids_recon.features import ImageBasis, StimulusResolver, image_targets
-from bids_recon.generate import GENERATORS
+from bids_recon.decoding.params import DecodingParams
+from bids_recon.evaluate import MetricsResult, evaluate_generated
+from bids_recon.evaluate.params import EvaluationParams
+from bids_recon.features import ImageBasis, image_targets, resolver_for
+from bids_recon.features.params import StimulusParams
+from bids_recon.generate.linear import LinearImageGenerator, LinearParams
 from bids_recon.glm.trials import read_trials
-from bids_recon.interfaces.base import RecordingInterface
+from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.io import atomic_write, save_npz, write_json, write_tsv
-from bids_recon.rois import build_rois
+from bids_recon.rois import RoiParams, build_rois, roi_columns
+from bids_recon.rois.selection import apply_voxel_selection
 
 
 class _RoisInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (BOLD grid)")
-    labels = traits.Dict(traits.Str, traits.List(traits.Str), desc="ROI name -> atlas label names")
-    user_masks = traits.Dict(traits.Str, traits.Str, desc="ROI name -> mask file (overrides the atlas)")
-    template = traits.Str("MNI152NLin2009cAsym", usedefault=True)
-    resolution = traits.Int(2, usedefault=True)
-    atlas = traits.Str("HOCPA", usedefault=True)
-    atlas_desc = traits.Str("th25", usedefault=True)
-    label_table_template = traits.Str("MNI152NLin6Asym", usedefault=True)
-    min_voxels = traits.Int(20, usedefault=True)
+    params = params_trait(RoiParams)
+    subject = traits.Str("", usedefault=True, desc="participant ({subject} in user mask paths)")
+    betas = File(exists=True, desc="z-scored betas (.npy): --voxel-selection rates voxels with them")
+    trials = File(exists=True, desc="the trial table of the betas (--voxel-selection)")
 
 
 class _RoisOutputSpec(TraitedSpec):
@@ -43,17 +43,19 @@ class Rois(RecordingInterface):
 
     def _run(self, runtime):
         i = self.inputs
+        params = load_params(RoiParams, i.params, "workflow.rois")
         brain = nib.load(i.mask_file)
-        user = dict(i.user_masks) if i.user_masks else {}
-        masks, sources = build_rois(brain, dict(i.labels or {}), user, i.template, i.resolution, i.atlas,
-                                    i.atlas_desc, i.label_table_template, i.min_voxels)
+        masks, sources = build_rois(brain, params, subject=i.subject or None)
+        selected = apply_voxel_selection(masks, brain, params, i.betas if isdefined(i.betas) else None,
+                                         i.trials if isdefined(i.trials) else None)
         cwd = Path(runtime.cwd)
         files, sidecars = {}, {}
         for name, mask in masks.items():
             img = nib.Nifti1Image(mask.astype(np.uint8), brain.affine)
             files[name] = str(atomic_write(cwd / f"roi-{name}.nii.gz", lambda tmp, img=img: nib.save(img, tmp)))
-            info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": None if name in user else i.atlas,
-                    "AtlasLabels": [] if name in user else list(i.labels[name])}
+            atlas = params.atlas_of(name)
+            info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": atlas,
+                    "AtlasLabels": list(params.labels[name]) if atlas else [], **selected.get(name, {})}
             sidecars[name] = str(write_json(cwd / f"roi-{name}.json", info))
         self._results["roi_files"] = files
         self._results["roi_sidecars"] = sidecars
@@ -62,10 +64,9 @@ class Rois(RecordingInterface):
 class _ImageFeaturesInputSpec(BaseInterfaceInputSpec):
     trials = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
-    image_size = traits.Int(64, usedefault=True)
-    n_components = traits.Int(64, usedefault=True)
-    seed = traits.Int(0, usedefault=True)
+    stimuli = params_trait(StimulusParams)
+    params = params_trait(LinearParams)
+    seed = traits.Int(mandatory=True, desc="seed of the randomized PCA")
 
 
 class _ImageFeaturesOutputSpec(TraitedSpec):
@@ -81,9 +82,10 @@ class ImageFeatures(RecordingInterface):
 
     def _run(self, runtime):
         i = self.inputs
-        resolver = StimulusResolver(Path(i.bids_dir), i.stimuli_folder)
-        basis, stim_ids, coefficients = image_targets(resolver, read_trials(i.trials), i.image_size,
-                                                      i.n_components, i.seed)
+        params = load_params(LinearParams, i.params, "workflow.generate.linear")
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
+        basis, stim_ids, coefficients = image_targets(resolver, read_trials(i.trials), params.image_size,
+                                                      params.n_components, i.seed)
         cwd = Path(runtime.cwd)
         self._results["basis"] = str(basis.save(cwd / "basis.npz"))
         self._results["features"] = str(save_npz(cwd / "features.npz", stim_ids=stim_ids, features=coefficients))
@@ -96,9 +98,8 @@ class _DecodeInputSpec(BaseInterfaceInputSpec):
     roi_files = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     roi = traits.Str(mandatory=True, desc="which ROI feeds the decoder")
     features = File(exists=True, mandatory=True, desc="features .npz (stim_ids, features)")
-    target = traits.Str("imagepca", usedefault=True)
-    alphas = traits.List(traits.Float, mandatory=True)
-    cv_folds = traits.Int(5, usedefault=True)
+    target = traits.Str(mandatory=True, desc="name of the decoded feature space")
+    params = params_trait(DecodingParams)
     device = traits.Enum("cpu", "cuda", usedefault=True)
 
 
@@ -117,16 +118,17 @@ class Decode(RecordingInterface):
         i = self.inputs
         from bids_recon.errors import UsageError
 
+        params = load_params(DecodingParams, i.params, "workflow.decoding")
         if i.roi not in i.roi_files:
             raise UsageError(f"decoder ROI '{i.roi}' is not one of the ROIs ({', '.join(i.roi_files)})")
-        brain = np.asarray(nib.load(i.mask_file).dataobj) > 0
-        roi = np.asarray(nib.load(i.roi_files[i.roi]).dataobj) > 0
-        voxel_indices = np.flatnonzero(roi[brain])
+        voxel_indices = roi_columns(nib.load(i.mask_file), nib.load(i.roi_files[i.roi]))
         with np.load(i.features) as data:
             stim_ids, features = data["stim_ids"].astype(str), data["features"]
         betas = np.load(i.betas, mmap_mode="r")  # only the ROI's columns are read
-        decoder, decoded = train_and_decode(betas, read_trials(i.trials), voxel_indices, stim_ids, features,
-                                            list(i.alphas), i.cv_folds, i.device)
+        decoder, decoded = train_and_decode(
+            betas, read_trials(i.trials), voxel_indices, stim_ids, features, list(params.alphas), params.cv_folds,
+            i.device, cv=params.cv, solver=params.solver, backend=params.backend,
+            batch_size=params.batch_size or None, eigh_threads=params.eigh_threads or None)
         cwd = Path(runtime.cwd)
         sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device}
         self._results["decoder"] = str(decoder.save(cwd / "decoder.npz", sidecar))
@@ -136,7 +138,6 @@ class Decode(RecordingInterface):
 class _ReconstructInputSpec(BaseInterfaceInputSpec):
     decoded = File(exists=True, mandatory=True)
     basis = File(exists=True, mandatory=True)
-    generator = traits.Str("linear", usedefault=True)
 
 
 class _ReconstructOutputSpec(TraitedSpec):
@@ -144,50 +145,80 @@ class _ReconstructOutputSpec(TraitedSpec):
 
 
 class Reconstruct(RecordingInterface):
-    """Generate images from decoded features."""
+    """Images from decoded PCA coefficients (the linear generator)."""
 
     input_spec = _ReconstructInputSpec
     output_spec = _ReconstructOutputSpec
 
     def _run(self, runtime):
         decoded = DecodedTest.load(self.inputs.decoded)
-        generator = GENERATORS[self.inputs.generator](ImageBasis.load(self.inputs.basis))
+        generator = LinearImageGenerator(ImageBasis.load(self.inputs.basis))
         images = generator.generate(decoded.decoded)
         out = save_npz(Path(runtime.cwd) / "reconstructions.npz", stim_ids=decoded.stim_ids,
                        n_trials=decoded.n_trials, images=images.astype(np.float32))
         self._results["reconstructions"] = str(out)
 
 
-class _EvaluateInputSpec(BaseInterfaceInputSpec):
+class EvaluationInputSpec(BaseInterfaceInputSpec):
+    """Inputs of every evaluation node (extend it): the settings, the device, the evaluation networks' weights."""
+
+    params = params_trait(EvaluationParams)
+    device = traits.Enum("cpu", "cuda", usedefault=True)
+    allow_download = traits.Bool(False, usedefault=True, desc="download missing network weights")
+    weights = traits.Dict(traits.Str, traits.Str, desc="network -> weight file identity (in the node's hash, so "
+                                                       "that the node runs again once weights are fetched)")
+    hash_cache = traits.Str("", usedefault=True, desc="JSON file remembering the weight files' sha256")
+
+
+class EvaluationOutputSpec(TraitedSpec):
+    metrics = File(exists=True, desc="one row per (metric, variant); its .json sidecar (provenance) beside it")
+    per_item = File(exists=True, desc="one row per test stimulus (and variant, sample)")
+
+
+def evaluation_options(inputs) -> dict:
+    """Keyword arguments of :func:`~bids_recon.evaluate.evaluate_generated` from an evaluation node's inputs.
+
+    The workflow logs the metrics it cannot compute once before any work, so the node does not repeat it.
+    """
+    return {"params": load_params(EvaluationParams, inputs.params, "workflow.evaluate"), "device": inputs.device,
+            "allow_download": inputs.allow_download, "hash_cache": Path(inputs.hash_cache) if inputs.hash_cache
+            else None, "log_skips": False}
+
+
+def write_evaluation(cwd: Path, result: MetricsResult, per_item=None) -> dict[str, str]:
+    """``metrics.tsv`` with its ``metrics.json`` provenance, and ``per_item.tsv``, in a node's folder."""
+    metrics = write_tsv(cwd / "metrics.tsv", result.table)
+    write_json(cwd / "metrics.json", result.provenance)
+    return {"metrics": str(metrics),
+            "per_item": str(write_tsv(cwd / "per_item.tsv", result.per_item if per_item is None else per_item))}
+
+
+class _EvaluateInputSpec(EvaluationInputSpec):
     reconstructions = File(exists=True, mandatory=True)
     decoded = File(exists=True, mandatory=True)
     bids_dir = traits.Str(mandatory=True)
-    stimuli_folder = traits.Str("stimuli", usedefault=True)
-    generator = traits.Str("linear", usedefault=True)
-
-
-class _EvaluateOutputSpec(TraitedSpec):
-    metrics = File(exists=True, desc="one row per metric")
-    per_item = File(exists=True, desc="one row per test stimulus")
+    stimuli = params_trait(StimulusParams)
+    method = traits.Str(mandatory=True, desc="name of the reconstruction method in the metrics table")
 
 
 class Evaluate(RecordingInterface):
-    """PixCorr, SSIM and 2-way identification of the reconstructions."""
+    """The field's metrics and 2-way identification in pixel and feature space of one set of reconstructions."""
 
     input_spec = _EvaluateInputSpec
-    output_spec = _EvaluateOutputSpec
+    output_spec = EvaluationOutputSpec
 
     def _run(self, runtime):
         i = self.inputs
         with np.load(i.reconstructions) as data:
-            stim_ids, images = data["stim_ids"].astype(str), data["images"]
+            stim_ids, images = list(data["stim_ids"].astype(str)), data["images"]
         decoded = DecodedTest.load(i.decoded)
-        truth = StimulusResolver(Path(i.bids_dir), i.stimuli_folder).load_images(list(stim_ids), images.shape[1])
-        summary, per_item = evaluate_reconstructions(images, truth, decoded.decoded, decoded.true, i.generator)
-        per_item.insert(0, "stimulus", stim_ids)
-        cwd = Path(runtime.cwd)
-        self._results["metrics"] = str(write_tsv(cwd / "metrics.tsv", summary))
-        self._results["per_item"] = str(write_tsv(cwd / "per_item.tsv", per_item))
+        resolver = resolver_for(i.bids_dir, load_params(StimulusParams, i.stimuli, "workflow.stimuli"))
+        result = evaluate_generated({i.method: [images]}, lambda size: resolver.load_images(stim_ids, size),
+                                    stim_ids=stim_ids, features={i.method: (decoded.decoded, decoded.true)},
+                                    **evaluation_options(i))
+        per_item = result.per_item.drop(columns=["variant", "sample"])  # one sample: one row per stimulus
+        self._results.update(write_evaluation(Path(runtime.cwd), result, per_item))
 
 
-__all__ = ["Decode", "Evaluate", "ImageFeatures", "Reconstruct", "Rois"]
+__all__ = ["Decode", "Evaluate", "EvaluationInputSpec", "EvaluationOutputSpec", "ImageFeatures", "Reconstruct", "Rois",
+           "evaluation_options", "write_evaluation"]

@@ -26,6 +26,8 @@ class Reference:
     text: str
     bibtex: str
     used: Callable[[Config], bool] = lambda config: True
+    #: cited only when the configured generator's spec lists the key (``GeneratorSpec.references``)
+    by_generator: bool = False
 
 
 def _atlas_used(config: Config) -> bool:
@@ -35,6 +37,16 @@ def _atlas_used(config: Config) -> bool:
 
 def _estimator(config: Config) -> str:
     return str(getattr(config.workflow.glm, "estimator", "lsa")).lower()
+
+
+def _glm(config: Config, key: str) -> str:
+    return str(getattr(config.workflow.glm, key, ""))
+
+
+def _encoding_used(config: Config) -> bool:
+    from bids_recon.workflows.encoding import encoding_enabled
+
+    return encoding_enabled(config)
 
 
 REFERENCES: list[Reference] = [
@@ -98,7 +110,21 @@ REFERENCES: list[Reference] = [
         "@article{rokem2020,\n  author = {Rokem, Ariel and Kay, Kendrick},\n  title = {Fractional ridge regression: "
         "a fast, interpretable reparameterization of ridge regression},\n  journal = {GigaScience},\n  volume = {9},"
         "\n  number = {12},\n  pages = {giaa133},\n  year = {2020},\n  doi = {10.1093/gigascience/giaa133}\n}",
-        lambda config: _estimator(config).endswith("-rr")),
+        lambda config: _estimator(config).endswith("-rr") and _glm(config, "fraction_selection") != "evidence"),
+    Reference(
+        "mackay1992", "MacKay DJC (1992). Bayesian interpolation. Neural Computation 4(3):415-447. "
+        "doi:10.1162/neco.1992.4.3.415",
+        "@article{mackay1992,\n  author = {MacKay, David J. C.},\n  title = {Bayesian interpolation},\n  journal = "
+        "{Neural Computation},\n  volume = {4},\n  number = {3},\n  pages = {415--447},\n  year = {1992},\n"
+        "  doi = {10.1162/neco.1992.4.3.415}\n}",
+        lambda config: _estimator(config).endswith("-rr") and _glm(config, "fraction_selection") == "evidence"),
+    Reference(
+        "horn1965", "Horn JL (1965). A rationale and test for the number of factors in factor analysis. "
+        "Psychometrika 30(2):179-185. doi:10.1007/BF02289447",
+        "@article{horn1965,\n  author = {Horn, John L.},\n  title = {A rationale and test for the number of factors "
+        "in factor analysis},\n  journal = {Psychometrika},\n  volume = {30},\n  number = {2},\n  pages = "
+        "{179--185},\n  year = {1965},\n  doi = {10.1007/BF02289447}\n}",
+        lambda config: "denoise" in _estimator(config) and _glm(config, "noise_selection") != "cv"),
     Reference(
         "ciric2022", "Ciric R, Thompson WH, Lorenz R, et al. (2022). TemplateFlow: FAIR-sharing of multi-scale, "
         "multi-species brain models. Nature Methods 19:1568-1571. doi:10.1038/s41592-022-01681-2",
@@ -123,7 +149,25 @@ REFERENCES: list[Reference] = [
         "@article{dupre2022,\n  author = {Dupr{\\'e} la Tour, Tom and Eickenberg, Michael and Nunez-Elizalde, Anwar O. "
         "and Gallant, Jack L.},\n  title = {Feature-space selection with banded ridge regression},\n  journal = "
         "{NeuroImage},\n  volume = {264},\n  pages = {119728},\n  year = {2022},\n"
-        "  doi = {10.1016/j.neuroimage.2022.119728}\n}"),
+        "  doi = {10.1016/j.neuroimage.2022.119728}\n}",
+        lambda config: config.workflow.decoding.solver == "himalaya"),
+    Reference(
+        "golub1979", "Golub GH, Heath M, Wahba G (1979). Generalized cross-validation as a method for choosing a good "
+        "ridge parameter. Technometrics 21(2):215-223. doi:10.1080/00401706.1979.10489751",
+        "@article{golub1979,\n  author = {Golub, Gene H. and Heath, Michael and Wahba, Grace},\n  title = "
+        "{Generalized cross-validation as a method for choosing a good ridge parameter},\n  journal = "
+        "{Technometrics},\n  volume = {21},\n  number = {2},\n  pages = {215--223},\n  year = {1979},\n"
+        "  doi = {10.1080/00401706.1979.10489751}\n}",
+        lambda config: config.workflow.decoding.solver == "eigen" and config.workflow.decoding.cv == "gcv"),
+    Reference(
+        "benjamini1995", "Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate: a practical and "
+        "powerful approach to multiple testing. Journal of the Royal Statistical Society B 57(1):289-300. "
+        "doi:10.1111/j.2517-6161.1995.tb02031.x",
+        "@article{benjamini1995,\n  author = {Benjamini, Yoav and Hochberg, Yosef},\n  title = {Controlling the false "
+        "discovery rate: a practical and powerful approach to multiple testing},\n  journal = {Journal of the Royal "
+        "Statistical Society: Series B (Methodological)},\n  volume = {57},\n  number = {1},\n  pages = "
+        "{289--300},\n  year = {1995},\n  doi = {10.1111/j.2517-6161.1995.tb02031.x}\n}",
+        _encoding_used),
     Reference(
         "rombach2022", "Rombach R, Blattmann A, Lorenz D, Esser P, Ommer B (2022). High-resolution image synthesis "
         "with latent diffusion models. CVPR 2022, 10684-10695. doi:10.1109/CVPR52688.2022.01042",
@@ -131,7 +175,17 @@ REFERENCES: list[Reference] = [
         "Patrick and Ommer, Bj{\\\"o}rn},\n  title = {High-resolution image synthesis with latent diffusion models},\n"
         "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
         "  pages = {10684--10695},\n  year = {2022},\n  doi = {10.1109/CVPR52688.2022.01042}\n}",
-        lambda config: "diffusion" in config.workflow.generate.generator.lower()),
+        by_generator=True),
+    Reference(
+        "dado2022", "Dado T, Güçlütürk Y, Ambrogioni L, Ras G, Bosch S, van Gerven M, Güçlü U (2022). Hyperrealistic "
+        "neural decoding for reconstructing faces from fMRI activations via the GAN latent space. Scientific Reports "
+        "12:141. doi:10.1038/s41598-021-03938-w",
+        "@article{dado2022,\n  author = {Dado, Thirza and G{\\\"u}{\\c{c}}l{\\\"u}t{\\\"u}rk, Ya{\\u{g}}mur and "
+        "Ambrogioni, Luca and Ras, Gabri{\\\"e}lle and Bosch, Sander and van Gerven, Marcel and "
+        "G{\\\"u}{\\c{c}}l{\\\"u}, Umut},\n  title = {Hyperrealistic neural decoding for reconstructing faces from "
+        "{fMRI} activations via the {GAN} latent space},\n  journal = {Scientific Reports},\n  volume = {12},\n"
+        "  pages = {141},\n  year = {2022},\n  doi = {10.1038/s41598-021-03938-w}\n}",
+        by_generator=True),
     Reference(
         "wang2004", "Wang Z, Bovik AC, Sheikh HR, Simoncelli EP (2004). Image quality assessment: from error "
         "visibility to structural similarity. IEEE Transactions on Image Processing 13(4):600-612. "
@@ -176,13 +230,27 @@ def workflow_descriptions(workflow: Any) -> list[tuple[str, str]]:
 
 def cited(config: Config) -> list[Reference]:
     """The references of the stages this configuration runs."""
-    return [ref for ref in REFERENCES if ref.used(config)]
+    from bids_recon.workflows.generators import get_generator
+
+    by_generator = set(get_generator(config.workflow.generate.generator).references)
+    return [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)]
+
+
+def participant_methods_texts(workflow: Any) -> list[tuple[str, str]]:
+    """``(participant workflow name, methods text)``: each participant's part paragraphs joined in order.
+
+    ``workflow`` is the top-level workflow (one sub-workflow per participant) or one participant's workflow.
+    """
+    graph = getattr(workflow, "_graph", None)
+    children = [node for node in (graph.nodes() if graph is not None else []) if hasattr(node, "_graph")]
+    parts = children if not getattr(workflow, "__desc__", None) and children else [workflow]
+    return [(part.name, " ".join(text for _, text in workflow_descriptions(part))) for part in parts]
 
 
 def citation_markdown(workflow: Any, config: Config) -> str:
-    """The methods text of the run (identical paragraphs merged) followed by its references."""
+    """The methods text of the run (participants with identical text merged) followed by its references."""
     paragraphs: dict[str, list[str]] = {}
-    for name, text in workflow_descriptions(workflow):
+    for name, text in participant_methods_texts(workflow):
         paragraphs.setdefault(text, []).append(name)
     lines = ["# Methods", "",
              f"*Boilerplate written by bids_recon {__version__} for run `{config.execution.run_id}`; it describes "

@@ -25,9 +25,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 __all__ = [
+    "encoding_display",
     "plot_cv_scores",
     "plot_design_matrix",
     "plot_glm_diagnostics",
+    "plot_encoding_maps",
+    "plot_encoding_rois",
     "plot_group_metrics",
     "plot_metrics",
     "plot_reconstruction_grid",
@@ -855,4 +858,196 @@ def plot_glm_diagnostics(
     ax_hrf.set_title("Chosen HRFs", fontsize=10)
     if title:
         fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+# ------------------------------------------------------------------------------------- encoding maps
+#: Views of each hemisphere on the cortical surface (visual cortex is posterior, medial and ventral).
+_SURFACE_VIEWS = (("left", "lateral"), ("left", "medial"), ("right", "medial"), ("right", "lateral"),
+                  ("left", "ventral"), ("right", "ventral"))
+#: Smallest fraction of fsaverage5 vertices inside the brain mask for the surface display.
+SURFACE_MIN_COVERAGE = 0.8
+
+
+def _fsaverage():
+    """nilearn's bundled fsaverage5 meshes (shipped with nilearn: nothing is downloaded)."""
+    from nilearn import datasets
+
+    return datasets.fetch_surf_fsaverage("fsaverage5")
+
+
+def encoding_display(mask_path: str | os.PathLike[str], space: str | None) -> str:
+    """How :func:`plot_encoding_maps` shows maps in this grid: ``"surface"`` or ``"slices"``.
+
+    The surface (nilearn's bundled fsaverage5, maps projected from the volume) is used for a map in an MNI
+    space whose brain mask covers at least :data:`SURFACE_MIN_COVERAGE` of the surface's vertices; otherwise
+    (another space, a partial field of view, a synthetic brain) axial slices.
+    """
+    if not space or not str(space).upper().startswith("MNI"):
+        return "slices"
+    try:
+        from nilearn import surface
+
+        meshes = _fsaverage()
+        img = nib.load(os.fspath(mask_path))
+        inside = nib.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.float32), img.affine)
+        covered = [surface.vol_to_surf(inside, meshes[f"pial_{h}"], interpolation="nearest_most_frequent")
+                   for h in ("left", "right")]
+    except Exception:  # no bundled meshes, an older nilearn: slices work everywhere
+        return "slices"
+    return "surface" if float(np.mean(np.concatenate(covered) > 0.5)) >= SURFACE_MIN_COVERAGE else "slices"
+
+
+def _map_scale(data: Mapping[str, np.ndarray], vmax: float | None) -> float:
+    if vmax is not None:
+        return float(vmax)
+    pooled = np.concatenate([v[np.isfinite(v)].ravel() for v in data.values()] + [np.zeros(1)])
+    top = float(np.percentile(np.abs(pooled), 99)) if pooled.size > 1 else 1.0
+    return top if top > 0 else 1.0
+
+
+def plot_encoding_maps(
+    maps: Mapping[str, str | os.PathLike[str]],
+    mask_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    significance: Mapping[str, str | os.PathLike[str]] | None = None,
+    q_threshold: float = 0.05,
+    vmax: float | None = None,
+    display: str = "slices",
+    cmap: str = "hot",
+    colorbar_label: str = "r",
+    n_slices: int = 8,
+    title: str | None = None,
+) -> Path:
+    """Draw encoding maps (one row each) with one colour scale for all of them, positive values only.
+
+    Parameters
+    ----------
+    maps : mapping of str to path-like
+        Row label -> 3D NIfTI map (NaN = not modelled).
+    mask_path : path-like
+        Brain mask of the maps' grid (the slices' background and extent).
+    out_path : path-like
+        Output file (``.png`` recommended: surfaces are many polygons).
+    significance : mapping of str to path-like, optional
+        Row label -> q map; voxels with ``q >= q_threshold`` are not coloured.
+    vmax : float, optional
+        Top of the common colour scale (default: the 99th percentile of the shown values).
+    display : {"slices", "surface"}
+        Axial slices, or nilearn's fsaverage5 surface (maps projected from the volume; see
+        :func:`encoding_display`).
+    cmap, colorbar_label : str
+        Colour map and the colour bar's label.
+    """
+    if not maps:
+        raise ValueError("maps is empty: give at least one map")
+    if display not in ("slices", "surface"):
+        raise ValueError(f"display must be 'slices' or 'surface', got {display!r}")
+    mask, _ = _load_canonical(mask_path, "mask")
+    data = {}
+    modelled = np.zeros(mask.shape, dtype=bool)
+    for label, path in maps.items():
+        values, _ = _load_canonical(path, label)
+        if values.shape != mask.shape:
+            raise ValueError(f"{label}: map {os.fspath(path)!r} has shape {values.shape}, mask {mask.shape}")
+        modelled |= np.isfinite(values)
+        if significance and label in significance:
+            q, _ = _load_canonical(significance[label], f"{label} q")
+            values = np.where(q < q_threshold, values, np.nan)
+        data[label] = np.where(values > 0, values, np.nan)
+    top = _map_scale(data, vmax)
+    norm = mpl.colors.Normalize(vmin=0.0, vmax=top)
+    if display == "surface":
+        fig = _surface_rows(maps, data, norm, cmap)
+    else:
+        fig = _slice_rows(data, mask, modelled if modelled.any() else mask > 0, norm, cmap, n_slices)
+    cax = fig.add_axes((0.93, 0.15, 0.015, 0.7))
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=colorbar_label)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+def _slice_rows(data: Mapping[str, np.ndarray], mask: np.ndarray, extent: np.ndarray, norm, cmap: str,
+                n_slices: int) -> Figure:
+    """Axial slices spread over ``extent`` (the modelled voxels), the brain mask in grey behind the maps."""
+    inside = mask > 0
+    z_any = np.flatnonzero(extent.any(axis=(0, 1)))
+    if len(z_any) == 0:
+        raise ValueError("the mask is empty")
+    slices = np.unique(np.linspace(z_any[0], z_any[-1], min(n_slices, len(z_any))).round().astype(int))
+    fig = Figure(figsize=(1.3 * len(slices) + 1.4, 1.5 * len(data) + 0.5))
+    fig.subplots_adjust(left=0.06, right=0.9, top=0.9, bottom=0.04, wspace=0.04, hspace=0.08)
+    background = np.where(inside, 0.35, 0.0)
+    for row, (label, values) in enumerate(data.items()):
+        for col, z in enumerate(slices):
+            ax = fig.add_subplot(len(data), len(slices), row * len(slices) + col + 1)
+            ax.imshow(np.rot90(background[:, :, z]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(np.rot90(values[:, :, z]), cmap=cmap, norm=norm, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_facecolor("black")
+            if col == 0:
+                ax.set_ylabel(label, fontsize=9)
+    return fig
+
+
+def _surface_rows(maps: Mapping[str, str | os.PathLike[str]], data: Mapping[str, np.ndarray], norm,
+                  cmap: str) -> Figure:
+    from nilearn import plotting, surface
+
+    meshes = _fsaverage()
+    n_cols = len(_SURFACE_VIEWS)
+    fig = Figure(figsize=(2.0 * n_cols + 1.0, 1.9 * len(data) + 0.7))
+    fig.subplots_adjust(left=0.04, right=0.9, top=0.86, bottom=0.02, wspace=0.0, hspace=0.05)
+    for row, (label, values) in enumerate(data.items()):
+        img = nib.as_closest_canonical(nib.load(os.fspath(maps[label])))
+        shown = nib.Nifti1Image(np.nan_to_num(values, nan=0.0).astype(np.float32), img.affine)
+        textures = {h: surface.vol_to_surf(shown, meshes[f"pial_{h}"]) for h in ("left", "right")}
+        for col, (hemi, view) in enumerate(_SURFACE_VIEWS):
+            ax = fig.add_subplot(len(data), n_cols, row * n_cols + col + 1, projection="3d")
+            plotting.plot_surf_stat_map(meshes[f"infl_{hemi}"], np.nan_to_num(textures[hemi]), hemi=hemi, view=view,
+                                        bg_map=meshes[f"sulc_{hemi}"], axes=ax, figure=fig, colorbar=False,
+                                        cmap=cmap, vmin=0.0, vmax=norm.vmax, threshold=1e-6, symmetric_cbar=False)
+            ax.set_box_aspect(None, zoom=1.35)
+            if row == 0:
+                ax.set_title(f"{hemi} {view}", fontsize=8)
+            if col == 0:
+                ax.text2D(-0.05, 0.5, label, transform=ax.transAxes, rotation=90, va="center", fontsize=9)
+    return fig
+
+
+def plot_encoding_rois(table: pd.DataFrame, out_path: str | os.PathLike[str], value: str = "mean_r",
+                       title: str | None = None) -> Path:
+    """Bars of an encoding score per ROI (groups) and model (colours), with the fraction of significant voxels.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`bids_recon.decoding.encoding.roi_summary` rows: ``roi``, ``model``, ``value`` and
+        ``fraction_significant``.
+    value : str
+        Column drawn as bar heights (``mean_r`` or ``median_r``).
+    """
+    _require_columns(table, ["roi", "model", value, "fraction_significant"], "encoding ROI table")
+    rois = list(dict.fromkeys(table["roi"]))
+    models = list(dict.fromkeys(table["model"]))
+    width = 0.8 / max(len(models), 1)
+    fig = Figure(figsize=(1.6 + 0.5 * len(rois) * len(models), 3.8), layout="constrained")
+    ax = fig.subplots()
+    for k, model in enumerate(models):
+        rows = table[table["model"] == model].set_index("roi").reindex(rois)
+        x = np.arange(len(rois)) + (k - (len(models) - 1) / 2) * width
+        heights = rows[value].to_numpy(float)
+        ax.bar(x, np.nan_to_num(heights), width, color=_COLORS[k % len(_COLORS)], label=model)
+        for xi, h, frac in zip(x, heights, rows["fraction_significant"].to_numpy(float), strict=True):
+            if np.isfinite(h) and np.isfinite(frac):
+                ax.text(xi, max(h, 0) + 0.005, f"{100 * frac:.0f}%", ha="center", va="bottom", fontsize=6)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(rois)))
+    ax.set_xticklabels(rois)
+    ax.set_ylabel({"mean_r": "mean r (test stimuli)", "median_r": "median r (test stimuli)"}.get(value, value))
+    ax.legend(fontsize=8, title="feature space", title_fontsize=8)
+    ax.set_title(title or "Encoding accuracy per ROI (labels: % of voxels significant)", fontsize=10)
     return _save(fig, out_path)

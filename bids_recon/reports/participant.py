@@ -11,12 +11,16 @@ from PIL import Image
 
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.decoding import RidgeDecoder
-from bids_recon.features import StimulusResolver
+from bids_recon.features import resolver_for
+from bids_recon.features.params import StimulusParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.io import read_tsv
 from bids_recon.reports.figures import (
+    encoding_display,
     plot_cv_scores,
     plot_design_matrix,
+    plot_encoding_maps,
+    plot_encoding_rois,
     plot_glm_diagnostics,
     plot_map_mosaic,
     plot_metrics,
@@ -24,15 +28,8 @@ from bids_recon.reports.figures import (
     plot_roi_overlay,
 )
 from bids_recon.reports.html import Figure, Section, render_report
-
-METRIC_LABELS = {
-    "pixcorr": "PixCorr",
-    "ssim": "SSIM",
-    "identification_pixels": "2-way identification (pixels)",
-    "identification_features": "2-way identification (decoded features)",
-    "feature_corr": "Feature correlation",
-}
-
+from bids_recon.reports.imported import imported_betas_section
+from bids_recon.reports.metrics import comparison_text, metric_label, networks_text, published_layout
 
 #: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
 VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
@@ -89,11 +86,119 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
     return figures, tables, estimator
 
 
+def _resolver(bids_dir: Path, stimuli: StimulusParams | dict):
+    from bids_recon.params import build
+
+    return resolver_for(bids_dir, stimuli if isinstance(stimuli, StimulusParams) else
+                        build(StimulusParams, stimuli, "workflow.stimuli"))
+
+
+def _read_sidecar(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFrame, figure_path: Path) -> Section:
+    """The report's metrics: the published layout beside the published rows, every row, the not-computed lines.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The metrics table (one row per metric and method, with ``status`` and ``note``).
+    provenance : dict
+        Its JSON sidecar (``NotComputedLines``, ``PublishedComparison``, ``Networks``, ``Selection``).
+    item_table : pandas.DataFrame
+        One row per test stimulus (and variant, sample).
+    figure_path : Path
+        Where the figure goes.
+    """
+    from bids_recon.evaluate.standard import not_computed_lines
+
+    table = table.copy()
+    if "status" not in table:  # a table written before the field's metrics were computed
+        table["status"], table["note"] = "ok", ""
+    if "label" not in table:
+        table["label"] = table["metric"].map(metric_label)
+    computed = table[(table["status"] == "ok") & np.isfinite(table["value"].astype(float))]
+    paragraphs = [
+        "The field's metrics are computed as MindEye's evaluation code does: images resized to 256 px, then PixCorr "
+        "and SSIM, 2-way identification over all pairs (chance 50%) in AlexNet layer 2 and 5, InceptionV3 and "
+        "CLIP ViT-L/14 space, EffNet-B and SwAV correlation distances (lower is better), image and brain retrieval "
+        "where a decoder into CLIP space exists; bids_recon's own 2-way identification in pixel and decoded-feature "
+        "space is added. The chance level of PixCorr, SSIM, the distances and the feature correlation is their "
+        "mean over mismatched image pairs."]
+    paragraphs += provenance.get("NotComputedLines") or not_computed_lines(table)
+    selection = provenance.get("Selection") or {}
+    if selection.get("Rule") not in (None, "single"):
+        paragraphs.append(f"Variants with several samples per image: {selection.get('Description', '')}. Every "
+                          "sample's values are in the per-stimulus table ('selected' marks the picks of a best-of-n "
+                          "rule).")
+    paragraphs.append(comparison_text(provenance.get("PublishedComparison")))
+    paragraphs.append(networks_text(provenance))
+    shown = table[["label", "method", "value", "chance", "sd", "samples", "selection", "status", "note"]
+                  if "sd" in table else ["label", "method", "value", "chance", "status", "note"]]
+    figures = []
+    if not computed.empty:
+        plot = computed.assign(metric=computed["label"].str.replace(" (", "\n(", regex=False))  # short lines
+        figures.append(Figure(plot_metrics(plot, figure_path), "Computed metrics with their chance levels (dashed)"))
+    return Section(
+        title="Metrics",
+        text="\n\n".join(p for p in paragraphs if p),
+        figures=figures,
+        tables=[("The published table's layout: this run's rows, then the published NSD averages (Scotti et al. "
+                 "2024, MindEye2 paper; – = not reported)", published_layout(table, provenance.get(
+                     "PublishedComparison"))),
+                ("Every metric", shown.rename(columns={"label": "metric"})),
+                ("Per test stimulus", item_table)],
+    )
+
+
+def encoding_section(output_dir: Path, names: SubjectOutputs, fig_dir: Path, prefix: str) -> Section | None:
+    """The encoding models' section (the paper's encoding figure), or ``None`` when they did not run."""
+    table_path = output_dir / names.encoding_summary()
+    if not table_path.is_file():
+        return None
+    table = read_tsv(table_path)
+    info = json.loads(table_path.with_suffix(".json").read_text())
+    fdr = float(info.get("FDR") or 0.05)
+    models = list(dict.fromkeys(table["model"].astype(str)))
+    spaces = [m for m in models if "+" not in m]
+    mask = output_dir / names.brain_mask()
+    display = encoding_display(mask, names.space)
+    where = (f"on nilearn's fsaverage5 surface (projected from {names.space})" if display == "surface"
+             else "on axial slices of the BOLD grid (the brain mask in grey)")
+    r_maps = {s: output_dir / names.encoding_map(s, "r") for s in spaces}
+    q_maps = {s: output_dir / names.encoding_map(s, "q") for s in spaces}
+    figures = [Figure(
+        plot_encoding_maps(r_maps, mask, fig_dir / f"{prefix}_desc-encoding_map.png", significance=q_maps,
+                           q_threshold=fdr, display=display),
+        f"Test-set r of each feature space's encoding model, voxels with q < {fdr:g} (FDR), one colour scale, "
+        f"{where}")]
+    figures.append(Figure(plot_encoding_rois(table, fig_dir / f"{prefix}_desc-encodingrois_plot.svg"),
+                          f"Mean r per ROI and model; labels: percentage of voxels with q < {fdr:g}"))
+    unique = {f"unique {s}": output_dir / names.encoding_map(s, "uniquevariance") for s in spaces}
+    unique = {k: v for k, v in unique.items() if v.is_file()}
+    if unique:
+        figures.append(Figure(
+            plot_encoding_maps(unique, mask, fig_dir / f"{prefix}_desc-encodinguniquevariance_map.png",
+                               display=display, cmap="viridis", colorbar_label="unique R²"),
+            "Variance partitioning: held-out R² that only each feature space explains (joint model minus the model "
+            f"without it), positive values, one colour scale, {where}"))
+    descriptions = info.get("FeatureDescriptions", {})
+    return Section(
+        title="Encoding models",
+        text=("Which voxels each stimulus feature space predicts (Takagi & Nishimoto 2023): a ridge model per voxel "
+              f"trained on {info.get('TrainStimuli')} training stimuli, scored by Pearson r on "
+              f"{info.get('TestStimuli')} held-out test stimuli (betas averaged over repeats); null: "
+              f"{info.get('Null')}. Feature spaces: "
+              + "; ".join(f"{s}: {descriptions.get(s, s)}" for s in spaces) + "."),
+        figures=figures, tables=[("Encoding models per ROI", table)])
+
+
 def build_participant_report(
     output_dir: Path,
     names: SubjectOutputs,
     bids_dir: Path,
-    stimuli_folder: str,
+    stimuli: StimulusParams | dict,
     first_run: tuple[str | None, str | None],
     boldref: Path | None,
     rois: dict[str, str | None],
@@ -135,9 +240,10 @@ def build_participant_report(
 
     beta_figures, beta_tables, glm_estimator = _beta_stage_maps(output_dir, names, trial_table, fig_dir, prefix)
     sections = []
-    design_table = read_tsv(design)
+    imported = imported_betas_section(output_dir, names, trial_table, beta_figures, beta_tables)  # --betas
+    design_table = read_tsv(design) if imported is None else None
     sections.append(
-        Section(
+        imported or Section(
             title="Single-trial betas",
             text=(
                 f"{len(trial_table)} trials in {len(trial_table.groupby(['session', 'run'], dropna=False))} run(s) and "
@@ -219,7 +325,7 @@ def build_participant_report(
     stim_ids = list(next(iter(shown_rows.values()))["stimulus"])
     shown = {m: [np.asarray(Image.open(output_dir / f).convert("RGB"), np.float32) / 255 for f in rows["file"]]
              for m, rows in shown_rows.items()}
-    seen = StimulusResolver(Path(bids_dir), stimuli_folder).load_images(stim_ids, shown[next(iter(shown))][0].shape[0])
+    seen = _resolver(bids_dir, stimuli).load_images(stim_ids, shown[next(iter(shown))][0].shape[0])
     sections.append(
         Section(
             title="Reconstructions",
@@ -241,25 +347,12 @@ def build_participant_report(
         )
     )
 
-    shown = table_metrics.copy()
-    shown["metric"] = shown["metric"].map(lambda m: METRIC_LABELS.get(m, m))
-    item_table = index.drop(columns=["file"])
-    sections.append(
-        Section(
-            title="Metrics",
-            text=(
-                "PixCorr and SSIM at 425 px; 2-way identification over all pairs (chance 50%). The chance level "
-                "of PixCorr, SSIM and feature correlation is their mean over mismatched image pairs."
-            ),
-            figures=[
-                Figure(
-                    plot_metrics(table_metrics, fig_dir / f"{prefix}_desc-metrics_plot.svg"),
-                    "Metrics with their chance levels (dashed)",
-                )
-            ],
-            tables=[("Summary", shown[["metric", "value", "chance", "n"]]), ("Per test stimulus", item_table)],
-        )
-    )
+    sections.append(metrics_section(table_metrics, _read_sidecar(output_dir / names.metrics(generator, ".json")),
+                                    index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg"))
+
+    encoding = encoding_section(output_dir, names, fig_dir, prefix)
+    if encoding is not None:
+        sections.append(encoding)
 
     facts = {
         **summary,

@@ -1,7 +1,7 @@
 """The TemplateFlow files bids_recon reads, as queries: what a container or an HPC cache must hold.
 
 :func:`required_templates` is the list that ``scripts/prefetch_templates.py`` downloads and checks; it is derived
-from :class:`bids_recon.config.RoiConfig`, the same settings :func:`bids_recon.rois.atlas.atlas_rois` queries
+from :class:`bids_recon.rois.params.RoiParams`, the same settings :func:`bids_recon.rois.atlas.atlas_rois` queries
 with, so a change of atlas in the configuration changes what is prefetched.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bids_recon.config import RoiConfig
+from bids_recon.rois.params import RoiParams
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,12 @@ class TemplateQuery:
         return f"tpl-{self.template} " + " ".join(f"{k}={v}" for k, v in self.query.items())
 
 
-def required_templates(rois: RoiConfig | None = None) -> list[TemplateQuery]:
+def required_templates(rois: RoiParams | None = None) -> list[TemplateQuery]:
     """The TemplateFlow files a participant run with these ROI settings reads.
 
     Parameters
     ----------
-    rois : RoiConfig, optional
+    rois : RoiParams, optional
         ROI settings (template, resolution, atlas, label-table template); the defaults when omitted.
 
     Returns
@@ -49,7 +49,7 @@ def required_templates(rois: RoiConfig | None = None) -> list[TemplateQuery]:
     list of TemplateQuery
         The atlas (thresholded dseg), its label table, and the template's brain mask at the atlas resolution.
     """
-    rois = rois or RoiConfig()
+    rois = rois or RoiParams()
     return [
         TemplateQuery(rois.template, {"resolution": rois.resolution, "atlas": rois.atlas, "desc": rois.atlas_desc,
                                       "suffix": "dseg", "extension": ".nii.gz"},

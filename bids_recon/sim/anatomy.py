@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from bids_recon.config import DEFAULT_ROI_LABELS
+from bids_recon.rois.params import DEFAULT_ROI_LABELS
 
 MNI_CENTRE = (0.0, -18.0, 18.0)
 """MNI coordinate (mm) of the grid centre."""
 
 EARLY_VISUAL = tuple(DEFAULT_ROI_LABELS["earlyvisual"])
-"""Harvard-Oxford label names of the early-visual ROI (the pipeline's default, from bids_recon.config)."""
+"""Harvard-Oxford label names of the early-visual ROI (the pipeline's default, from bids_recon.rois.params)."""
 
 HIGHER_VISUAL = tuple(DEFAULT_ROI_LABELS["highervisual"])
 """Harvard-Oxford label names of the higher-visual ROI."""

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from bids_recon import __version__
 from bids_recon.errors import BidsReconError, ExitCode
+from bids_recon.sim.layouts import LAYOUTS
 from bids_recon.sim.presets import PRESETS
-from bids_recon.sim.simulate import output_paths, simulate_dataset
+from bids_recon.sim.simulate import output_paths, simulate_dataset, stores_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,16 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
             "OUT/derivatives/fmriprep, the ground truth in OUT_groundtruth and a TemplateFlow folder with "
             "the matching Harvard-Oxford atlas in OUT_templateflow."
         ),
-        epilog=f"Presets: {presets}.",
+        epilog=f"Presets: {presets}. Layouts: " + "; ".join(f"{n}: {lay.summary}" for n, lay in LAYOUTS.items())
+               + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out", metavar="OUT", type=Path, help="folder of the raw BIDS dataset to write")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="size of the dataset")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="bids",
+                        help="write the dataset as a public dataset lays it out (events columns, stimulus stores in "
+                             "their formats, fMRIPrep naming); 'nsd' writes OUT as NSD's download root")
+    parser.add_argument("--subjects", type=int, default=None, metavar="N", help="number of subjects (the preset's "
+                        "by default)")
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="delete OUT, OUT_groundtruth and OUT_templateflow first if they exist",
+        help="delete OUT, OUT_groundtruth, OUT_templateflow and OUT_stimuli first if they exist",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -62,8 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error("--seed must be >= 0")
+    if args.subjects is not None and args.subjects < 1:
+        parser.error("--subjects must be >= 1")
     bids_dir, truth_dir, tf_dir = output_paths(args.out)
-    targets = [d for d in (bids_dir, truth_dir, tf_dir) if d.exists() and (not d.is_dir() or any(d.iterdir()))]
+    targets = [d for d in (bids_dir, truth_dir, tf_dir, stores_path(args.out))
+               if d.exists() and (not d.is_dir() or any(d.iterdir()))]
     if targets and not args.overwrite:
         names = ", ".join(str(d) for d in targets)
         print(f"bids_recon-sim: error: not empty: {names} (use --overwrite to replace)", file=sys.stderr)
@@ -75,21 +85,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             d.unlink()
     start = time.perf_counter()
     try:
-        ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed)
+        extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
+        ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed, layout=args.layout, **extra)
     except BidsReconError as exc:
         print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     took = time.perf_counter() - start
     print(
-        f"Simulated dataset (preset {args.preset}, seed {args.seed}, {len(ds.subjects)} subjects) "
-        f"in {took:.1f} s:\n"
+        f"Simulated dataset (preset {args.preset}, layout {args.layout}, seed {args.seed}, {len(ds.subjects)} "
+        f"subjects) in {took:.1f} s:\n"
         f"  raw BIDS dataset:      {ds.bids_dir}\n"
         f"  fMRIPrep derivatives:  {ds.fmriprep_dir}\n"
-        f"  ground truth:          {ds.truth_dir}\n"
+        + (f"  outside the dataset:   {ds.stores_dir}\n" if ds.stores_dir else "")
+        + f"  ground truth:          {ds.truth_dir}\n"
         f"  TemplateFlow home:     {ds.templateflow_dir}\n"
         "\nTo run the pipeline on it:\n"
         f"export TEMPLATEFLOW_HOME={ds.templateflow_dir}\n"
-        f"bids_recon {ds.bids_dir} {ds.bids_dir}_output participant -d fmriprep={ds.fmriprep_dir}"
+        f"bids_recon {ds.bids_dir} {bids_dir}_output participant -d fmriprep={ds.fmriprep_dir}"
+        + "".join(f" {a}" for a in ds.run_args or [])
     )
     return int(ExitCode.SUCCESS)
 

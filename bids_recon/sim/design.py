@@ -30,9 +30,13 @@ def run_length(preset: SimPreset) -> tuple[int, int]:
 
 
 def _assign_runs(
-    rng: np.random.Generator, preset: SimPreset, stim_table: pd.DataFrame
+    rng: np.random.Generator, preset: SimPreset, stim_table: pd.DataFrame, test_only_runs: int = 0
 ) -> list[list[int]]:
-    """Stimulus ids presented in each run (unordered), test repeats in different runs where possible."""
+    """Stimulus ids presented in each run (unordered), test repeats in different runs where possible.
+
+    With ``test_only_runs``, the test presentations go to the last runs only (a test session, as in GOD), and
+    training stimuli fill the other runs first.
+    """
     n_runs = preset.n_sessions * preset.n_runs
     n_trials = preset.n_trials
     capacity = np.full(n_runs, n_trials // n_runs)
@@ -47,13 +51,15 @@ def _assign_runs(
             # fewest uses by this stimulus first, then fewest test trials, then random
             key = used * 10**6 + n_test_in * 10**3 + rng.permutation(n_runs)
             key[np.array([len(r) for r in runs]) >= capacity] = np.iinfo(np.int64).max
+            if test_only_runs:
+                key[: n_runs - test_only_runs] = np.iinfo(np.int64).max
             r = int(np.argmin(key))
             runs[r].append(int(sid))
             used[r] += 1
             n_test_in[r] += 1
     order = rng.permutation(train_ids)
     pos = 0
-    for r in range(n_runs):
+    for r in sorted(range(n_runs), key=lambda r: r >= n_runs - test_only_runs if test_only_runs else 0):
         take = capacity[r] - len(runs[r])
         runs[r].extend(int(s) for s in order[pos : pos + take])
         pos += take
@@ -135,6 +141,7 @@ def make_schedule(
     stim_table: pd.DataFrame,
     subject: str,
     confounds: dict[tuple[str, str], np.ndarray] | None = None,
+    test_only_runs: int = 0,
 ) -> tuple[pd.DataFrame, int]:
     """Trial table of one subject.
 
@@ -160,9 +167,11 @@ def make_schedule(
         count of earlier presentations of the stimulus to this subject), split.
     n_vols : int
         Volumes per run (all runs have the same length).
+    test_only_runs : int
+        Put the test presentations in the last runs only (see :func:`_assign_runs`).
     """
     n_slots, n_vols = run_length(preset)
-    runs = _assign_runs(rng, preset, stim_table)
+    runs = _assign_runs(rng, preset, stim_table, test_only_runs)
     files = dict(zip(stim_table["stim_id"], stim_table["stim_file"], strict=True))
     splits = dict(zip(stim_table["stim_id"], stim_table["split"], strict=True))
     rows = []

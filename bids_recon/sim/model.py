@@ -401,6 +401,7 @@ def simulate_subject(
     shared: dict[tuple[str, str], np.ndarray],
     confounds: dict[tuple[str, str], pd.DataFrame],
     rng: np.random.Generator,
+    features: np.ndarray | None = None,
 ) -> SubjectModel:
     """Draw one subject's voxel parameters, responses, noise settings and confound series.
 
@@ -425,6 +426,10 @@ def simulate_subject(
         table recording them (see :func:`make_confounds`).
     rng : numpy.random.Generator
         Subject's randomness.
+    features : ndarray, shape (n_stim, n_features), optional
+        Per-stimulus features (e.g. the latents the faces layout generated its images from): higher-visual
+        signal voxels then respond linearly to them (``semantic_weights`` per feature) instead of to the
+        object category and size.
 
     Returns
     -------
@@ -503,17 +508,20 @@ def simulate_subject(
         )
         raw = rf_responses(images, prf_x[e1], prf_y[e1], prf_sigma[e1], rgb_w[e1])
         response[:, e1] = _standardise_columns(raw) * response_sd[e1]
-    n_cat = len(CATEGORIES)
+    n_cat = len(CATEGORIES) if features is None else features.shape[1]
     sem_w = np.zeros((n_vox, n_cat))
     e2 = np.flatnonzero(kind == 2)
     if e2.size:
         fields = np.stack([_smooth(rng, shape, 1.5).ravel()[vox[e2]] for _ in range(n_cat)], 1)
         sem_w[e2] = 0.7 * fields + 0.5 * rng.standard_normal((e2.size, n_cat))
-        onehot = (stim_table["category"].to_numpy()[:, None] == np.asarray(CATEGORIES)[None, :]).astype(float)
-        size_z = stim_table["size"].to_numpy(float)
-        size_z = (size_z - size_z.mean()) / (size_z.std() + 1e-12)
-        size_w = rng.normal(0.0, 0.25, e2.size)
-        raw = onehot @ sem_w[e2].T + size_z[:, None] * size_w[None, :]
+        if features is None:
+            onehot = (stim_table["category"].to_numpy()[:, None] == np.asarray(CATEGORIES)[None, :]).astype(float)
+            size_z = stim_table["size"].to_numpy(float)
+            size_z = (size_z - size_z.mean()) / (size_z.std() + 1e-12)
+            size_w = rng.normal(0.0, 0.25, e2.size)
+            raw = onehot @ sem_w[e2].T + size_z[:, None] * size_w[None, :]
+        else:  # linear in the (standardised) features
+            raw = _standardise_columns(np.asarray(features, dtype=np.float64)) @ sem_w[e2].T
         response[:, e2] = _standardise_columns(raw) * response_sd[e2]
 
     evoked = np.zeros(n_vox)

@@ -12,9 +12,9 @@ import pandas as pd
 from bids_recon.errors import MissingInputError, UsageError
 from bids_recon.sim.anatomy import make_affine, make_anatomy
 from bids_recon.sim.design import make_schedule, run_length
+from bids_recon.sim.layouts import LayoutContext, get_layout
 from bids_recon.sim.model import CONFOUND_BASE, SubjectModel, bold_run, make_confounds, simulate_subject
-from bids_recon.sim.presets import PRESETS, TASK, SimPreset
-from bids_recon.sim.stimuli import make_stimuli
+from bids_recon.sim.presets import PRESETS, SimPreset
 from bids_recon.sim.writers import (
     block_mean,
     to_volume,
@@ -27,7 +27,7 @@ from bids_recon.sim.writers import (
 )
 
 # stream ids of the random generators (np.random.default_rng([seed, STREAM, ...]))
-_STIMULI, _SUBJECT, _RUN, _DATASET = 0, 1, 2, 3
+_STIMULI, _SUBJECT, _RUN, _DATASET, _LAYOUT = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -44,6 +44,12 @@ class SimulatedDataset:
         Ground truth (``<bids_dir>_groundtruth``).
     templateflow_dir : Path
         TemplateFlow home with the matching atlas (``<bids_dir>_templateflow``).
+    layout : str
+        The dataset layout written (see :mod:`bids_recon.sim.layouts`).
+    stores_dir : Path or None
+        ``<OUT>_stimuli``: what the layout's dataset keeps outside its BIDS tree (images, captions).
+    run_args : list of str
+        ``bids_recon`` flags that run on this layout (its ``--dataset`` preset and the stores' paths).
     subjects : list of str
         Subject labels ("01", ...).
     task : str
@@ -62,12 +68,24 @@ class SimulatedDataset:
     task: str
     preset: SimPreset
     seed: int
+    layout: str = "bids"
+    stores_dir: Path | None = None
+    run_args: list[str] | None = None
 
 
 def output_paths(out_dir: str | Path) -> tuple[Path, Path, Path]:
-    """The three folders a simulation writes: ``(bids_dir, truth_dir, templateflow_dir)`` (absolute)."""
+    """The three folders a simulation writes: ``(bids_dir, truth_dir, templateflow_dir)`` (absolute).
+
+    ``bids_dir`` is ``OUT``; a layout may put the raw dataset in a folder of it (NSD: ``OUT/nsddata_rawdata``) and
+    its stores in ``OUT_stimuli`` (:func:`stores_path`).
+    """
     bids_dir = Path(out_dir).expanduser().absolute()
     return bids_dir, Path(f"{bids_dir}_groundtruth"), Path(f"{bids_dir}_templateflow")
+
+
+def stores_path(out_dir: str | Path) -> Path:
+    """``OUT_stimuli``: images and captions a layout's dataset distributes outside its BIDS tree."""
+    return Path(f"{Path(out_dir).expanduser().absolute()}_stimuli")
 
 
 def _is_nonempty(path: Path) -> bool:
@@ -90,7 +108,7 @@ def _resolve_preset(preset: str | SimPreset, overrides: dict[str, object]) -> Si
 
 
 def simulate_dataset(
-    out_dir: str | Path, preset: str | SimPreset = "tiny", seed: int = 0, **overrides: object
+    out_dir: str | Path, preset: str | SimPreset = "tiny", seed: int = 0, layout: str = "bids", **overrides: object
 ) -> SimulatedDataset:
     """Write a synthetic NSD-like dataset with known ground truth.
 
@@ -106,6 +124,10 @@ def simulate_dataset(
         A name in :data:`PRESETS` ("tiny", "small") or a preset object.
     seed : int
         Seed; the same seed gives identical arrays.
+    layout : str
+        ``bids`` (the simulator's layout) or a public dataset's (``nsd``, ``things``, ``bold5000``, ``god``,
+        ``nod``; see :mod:`bids_recon.sim.layouts`), or ``faces`` (faces generated from known latents, for
+        ``--generator latent``: :mod:`bids_recon.sim.faces`); a layout may change the preset's sessions and sizes.
     **overrides
         Preset fields to change, e.g. ``n_subjects=1``.
 
@@ -118,28 +140,31 @@ def simulate_dataset(
     UsageError
         Unknown preset or setting, bad seed, or an output folder that is not empty.
     """
-    p = _resolve_preset(preset, overrides)
+    lay = get_layout(layout)
+    p = _resolve_preset(preset, {**lay.overrides, **overrides})
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    bids_dir, truth_dir, tf_dir = output_paths(out_dir)
-    for d in (bids_dir, truth_dir, tf_dir):
+    root, truth_dir, tf_dir = output_paths(out_dir)
+    stores_dir = stores_path(out_dir)
+    for d in (root, truth_dir, tf_dir, stores_dir):
         if _is_nonempty(d):
             raise UsageError("output folder exists and is not empty (use a new folder or --overwrite)", d)
-    tmp = {d: d.with_name(d.name + ".partial") for d in (bids_dir, truth_dir, tf_dir)}
+    tmp = {d: d.with_name(d.name + ".partial") for d in (root, truth_dir, tf_dir, stores_dir)}
     for t in tmp.values():
         if t.exists():
             shutil.rmtree(t)
         t.mkdir(parents=True)
-    tb, tt, ttf = tmp[bids_dir], tmp[truth_dir], tmp[tf_dir]
+    tb, tt, ttf = tmp[root] / lay.bids_subdir, tmp[truth_dir], tmp[tf_dir]
+    bids_dir = root / lay.bids_subdir
     fmriprep_tmp = tb / "derivatives" / "fmriprep"
+    layout_rng = np.random.default_rng([seed, _LAYOUT])
 
-    subjects = [f"{i + 1:02d}" for i in range(p.n_subjects)]
+    subjects = [lay.subject_label(i) for i in range(p.n_subjects)]
     anat = make_anatomy(p.grid, p.voxel_size, p.early_fraction, p.higher_fraction)
-    stim = make_stimuli(
-        np.random.default_rng([seed, _STIMULI]), p.n_train, p.n_test, p.n_test_repeats, p.image_size
-    )
-    write_raw_toplevel(tb, p, seed, stim, subjects, np.random.default_rng([seed, _DATASET]))
+    stim = lay.make_stimuli(np.random.default_rng([seed, _STIMULI]), p)
+    stim.table["stim_file"] = lay.stimulus_names(stim.table, layout_rng)
+    write_raw_toplevel(tb, p, seed, stim, subjects, np.random.default_rng([seed, _DATASET]), lay.bids_stimuli)
     write_fmriprep_toplevel(fmriprep_tmp, tb)
     write_templateflow(ttf, anat, p)
     native_affine = make_affine(tuple(s // 2 for s in p.grid), 2 * p.voxel_size)
@@ -149,34 +174,51 @@ def simulate_dataset(
         n_vols = run_length(p)[1]
         shared, confounds = make_confounds(np.random.default_rng([seed, _SUBJECT, i, 0]), p, n_vols)
         base = {k: v[list(CONFOUND_BASE)].to_numpy() for k, v in confounds.items()}
-        trials, _ = make_schedule(np.random.default_rng([seed, _SUBJECT, i, 1]), p, stim.table, sub, base)
+        trials, _ = make_schedule(np.random.default_rng([seed, _SUBJECT, i, 1]), p, stim.table, sub, base,
+                                  lay.test_only_runs)
+        sessions = {f"{s + 1:02d}": lay.session_label(s) for s in range(p.n_sessions)}
+        trials["session"] = trials["session"].map(sessions)
+        shared = {(sessions[s], r): v for (s, r), v in shared.items()}
+        confounds = {(sessions[s], r): v for (s, r), v in confounds.items()}
+        trials = lay.edit_schedule(trials, stim.table, np.random.default_rng([seed, _LAYOUT, i]))
         model = simulate_subject(
             p, anat, stim.images, stim.table, trials, n_vols, sub, shared, confounds,
-            np.random.default_rng([seed, _SUBJECT, i, 2]),
+            np.random.default_rng([seed, _SUBJECT, i, 2]), lay.stimulus_features(stim),
         )  # fmt: skip
         runs = trials[["session", "run"]].drop_duplicates().itertuples(index=False)
         for r, (ses, run) in enumerate(runs):
             data = bold_run(model, p, ses, run, np.random.default_rng([seed, _RUN, i, r]))
             vol = to_volume(data, model.mask, np.int16)
             events = trials[(trials["session"] == ses) & (trials["run"] == run)]
-            write_raw_run(tb, p, sub, ses, run, np.rint(block_mean(vol)).astype(np.int16), native_affine, events)
-            write_fmriprep_run(fmriprep_tmp, p, model, ses, run, vol, anat.affine)
+            task = lay.task(ses)
+            write_raw_run(tb, p, sub, ses, run, np.rint(block_mean(vol)).astype(np.int16), native_affine, events,
+                          task, lay.events(events, p, n_vols))
+            write_fmriprep_run(fmriprep_tmp, p, model, ses, run, vol, anat.affine, task)
         models.append(model)
     write_truth(tt, p, seed, stim, models)
+    lay.finish(LayoutContext(tmp[root], tb, tmp[stores_dir], tt, p, seed, stim, models, layout_rng,
+                             anat=anat))
 
     for final, t in tmp.items():
         if final.exists():
             final.rmdir()  # empty (checked above)
+        if final == stores_dir and not any(t.iterdir()):
+            t.rmdir()  # this layout keeps nothing outside the dataset
+            continue
         t.rename(final)
+    tasks = sorted({lay.task(lay.session_label(s)) for s in range(p.n_sessions)})
     return SimulatedDataset(
         bids_dir=bids_dir,
         fmriprep_dir=bids_dir / "derivatives" / "fmriprep",
         truth_dir=truth_dir,
         templateflow_dir=tf_dir,
         subjects=subjects,
-        task=TASK,
+        task=tasks[0] if len(tasks) == 1 else "".join(tasks),
         preset=p,
         seed=seed,
+        layout=lay.name,
+        stores_dir=stores_dir if stores_dir.exists() else None,
+        run_args=lay.run_args(bids_dir, stores_dir),
     )
 
 

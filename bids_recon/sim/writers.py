@@ -100,9 +100,9 @@ def block_mean(data: np.ndarray, f: int = 2) -> np.ndarray:
     return d
 
 
-def stem(subject: str, session: str, run: str) -> str:
+def stem(subject: str, session: str, run: str, task: str = TASK) -> str:
     """``sub-XX_ses-YY_task-images_run-ZZ``."""
-    return f"sub-{subject}_ses-{session}_task-{TASK}_run-{run}"
+    return f"sub-{subject}_ses-{session}_task-{task}_run-{run}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,7 +110,8 @@ def stem(subject: str, session: str, run: str) -> str:
 
 
 def write_raw_toplevel(
-    bids_dir: Path, preset: SimPreset, seed: int, stim: StimulusSet, subjects: list[str], rng: np.random.Generator
+    bids_dir: Path, preset: SimPreset, seed: int, stim: StimulusSet, subjects: list[str], rng: np.random.Generator,
+    write_stimuli: bool = True,
 ) -> None:
     """dataset_description.json, README, participants, events JSON, stimuli/ of the raw dataset."""
     write_json(
@@ -179,6 +180,8 @@ a TemplateFlow folder with the matching atlas in <this folder>_templateflow.
             "stim_file": {"Description": "The image shown, relative to the stimuli/ folder"},
         },
     )
+    if not write_stimuli:  # a dataset layout writes its own stores (bids_recon.sim.layouts)
+        return
     stim_dir = bids_dir / "stimuli"
     stim_dir.mkdir(parents=True, exist_ok=True)
     save_pngs(stim.images, list(stim.table["stim_file"]), stim_dir)
@@ -187,22 +190,22 @@ a TemplateFlow folder with the matching atlas in <this folder>_templateflow.
 
 def write_raw_run(
     bids_dir: Path, preset: SimPreset, subject: str, session: str, run: str, native: np.ndarray,
-    native_affine: np.ndarray, events: pd.DataFrame,
+    native_affine: np.ndarray, events: pd.DataFrame, task: str = TASK, table: pd.DataFrame | None = None,
 ) -> None:  # fmt: skip
-    """BOLD (native grid), sidecar and events of one raw run."""
+    """BOLD (native grid), sidecar and events of one raw run (``table``: the events as a layout writes them)."""
     func = bids_dir / f"sub-{subject}" / f"ses-{session}" / "func"
-    s = stem(subject, session, run)
+    s = stem(subject, session, run, task)
     save_nifti(native, native_affine, func / f"{s}_bold.nii.gz", tr=preset.tr, code=1)
     write_json(
         func / f"{s}_bold.json",
         {
             "RepetitionTime": preset.tr,
-            "TaskName": TASK,
+            "TaskName": task,
             "TaskDescription": "Passive viewing of natural-like images (simulated data).",
             "Instructions": "Look at the images and keep your eyes on the central fixation dot.",
         },
     )
-    ev = pd.DataFrame(
+    ev = table if table is not None else pd.DataFrame(
         {
             "onset": events["onset"].to_numpy(float),
             "duration": events["duration"].to_numpy(float),
@@ -249,7 +252,7 @@ def _resolution(preset: SimPreset) -> str:
 
 def write_fmriprep_run(
     fmriprep_dir: Path, preset: SimPreset, model: SubjectModel, session: str, run: str, bold: np.ndarray,
-    affine: np.ndarray,
+    affine: np.ndarray, task: str = TASK,
 ) -> None:  # fmt: skip
     """Preprocessed BOLD, brain mask, boldref and confounds of one run.
 
@@ -259,7 +262,7 @@ def write_fmriprep_run(
         Preprocessed BOLD in the template grid.
     """
     func = fmriprep_dir / f"sub-{model.subject}" / f"ses-{session}" / "func"
-    s = stem(model.subject, session, run)
+    s = stem(model.subject, session, run, task)
     raw_rel = f"bids:raw:sub-{model.subject}/ses-{session}/func/{s}_bold.nii.gz"
     pre = f"{s}_space-{SPACE}_res-2"
     save_nifti(bold, affine, func / f"{pre}_desc-preproc_bold.nii.gz", tr=preset.tr)
@@ -267,7 +270,7 @@ def write_fmriprep_run(
         func / f"{pre}_desc-preproc_bold.json",
         {
             "RepetitionTime": preset.tr,
-            "TaskName": TASK,
+            "TaskName": task,
             "SkullStripped": False,
             "Resolution": _resolution(preset),
             "Sources": [raw_rel],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from nipype import config as nipype_config
@@ -46,7 +47,7 @@ def nipype_plugin(config: Config) -> tuple[str, dict]:
     npp = config.nipype
     args = dict(npp.plugin_args)
     if npp.plugin == "MultiProc":
-        args.setdefault("n_procs", npp.nprocs)
+        args.setdefault("n_procs", npp.nprocs or os.cpu_count() or 1)
         if npp.mem_gb is not None:
             args.setdefault("memory_gb", npp.mem_gb)
         args.setdefault("raise_insufficient", False)

@@ -1,0 +1,97 @@
+"""Stimulus resolvers: one small module per way datasets name and store their images, behind one interface.
+
+``--stimuli KIND[:KEY=VALUE,...]`` (``[workflow.stimuli] resolver``) chooses one; a dataset preset
+(``--dataset``) chooses it for you. Each kind is a :class:`StimulusResolver` subclass in a module of this package,
+registered with :func:`register`:
+
+- ``files`` (:mod:`.files`): a column naming an image file (``stim_file``, ``file_path``, ``condition``,
+  ``ImgName``...), resolved in the dataset's ``stimuli/`` and in ``--stimuli-dir`` folders, with a fallback index
+  by bare file name for nested folders (BOLD5000, COCO, THINGS).
+- ``nsd`` (:mod:`.nsd`): ``73k_id`` (1-based) or ``nsdId`` (0-based) rows of ``nsd_stimuli.hdf5:/imgBrick``, read
+  lazily; ``nsd_stim_info_merged.csv`` for COCO ids and ``shared1000``.
+- ``imagenet`` (:mod:`.imagenet`): Kamitani-lab tables (GOD, Deeprecon): ``stimulus_name`` or the float
+  ``stimulus_id`` -> ``<name>.JPEG``; rest rows dropped, one-back repeats modelled but not decoded.
+
+Call sites build the resolver from the settings with :func:`resolver_for` and use only the interface. Nothing
+outside this package branches on a resolver's kind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pandas as pd
+
+from bids_recon.errors import UsageError
+from bids_recon.features.params import StimulusParams
+from bids_recon.features.resolvers.base import ROW_COLUMNS, StimulusResolver, parse_options
+
+#: Registered resolver classes by kind, in registration order.
+RESOLVERS: dict[str, type[StimulusResolver]] = {}
+
+
+def register(cls: type[StimulusResolver]) -> type[StimulusResolver]:
+    """Class decorator: add a resolver class to :data:`RESOLVERS` under its ``kind``."""
+    if not cls.kind or cls.kind in RESOLVERS and RESOLVERS[cls.kind] is not cls:
+        raise ValueError(f"stimulus resolver {cls.__name__} needs a unique kind (got '{cls.kind}')")
+    RESOLVERS[cls.kind] = cls
+    return cls
+
+
+def parse_resolver(spec: str) -> tuple[str, dict[str, str]]:
+    """``KIND[:KEY=VALUE,...]`` -> ``(kind, options)``.
+
+    Raises
+    ------
+    UsageError
+        Unknown kind or option, or an option that is not ``KEY=VALUE`` (exit 64).
+    """
+    kind, _, text = str(spec).partition(":")
+    kind = kind.strip()
+    if kind not in RESOLVERS:
+        raise UsageError(f"unknown stimulus resolver '{kind}' (known: {', '.join(RESOLVERS)})")
+    return kind, parse_options(kind, text, RESOLVERS[kind].options)
+
+
+def resolver_class(params: StimulusParams | None = None) -> type[StimulusResolver]:
+    """The class of the resolver ``params.resolver`` names."""
+    return RESOLVERS[parse_resolver((params or StimulusParams()).resolver)[0]]
+
+
+def resolver_for(bids_dir: Path | str, params: StimulusParams | None = None) -> StimulusResolver:
+    """The resolver the settings describe, for the dataset in ``bids_dir`` (reads no file).
+
+    Parameters
+    ----------
+    bids_dir : Path
+        Root of the raw dataset.
+    params : StimulusParams, optional
+        ``[workflow.stimuli]``; the defaults (``files`` in ``stimuli/``) when omitted.
+    """
+    params = params or StimulusParams()
+    return resolver_class(params)(Path(bids_dir), params)
+
+
+def trial_rows(events: pd.DataFrame, params: StimulusParams | None = None, source: Path | None = None
+               ) -> pd.DataFrame:
+    """The events rows that are trials, their stimulus ids and whether each is decoded (no file is read).
+
+    See :meth:`StimulusResolver.trial_rows`; the columns are :data:`ROW_COLUMNS`.
+    """
+    params = params or StimulusParams()
+    kind, options = parse_resolver(params.resolver)
+    return RESOLVERS[kind].trial_rows(events, params.column, options, source)
+
+
+def _import_all() -> None:
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "files", m.name)):
+        if module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()
+
+__all__ = ["RESOLVERS", "ROW_COLUMNS", "StimulusResolver", "parse_resolver", "register", "resolver_class",
+           "resolver_for", "trial_rows"]

@@ -1,0 +1,204 @@
+"""The single-trial beta stage of a participant: brain mask, one GLM per session, runs combined and split.
+
+Its outputs (``outputnode``): ``betas`` (z-scored single trials, ``.npy``), ``trials`` (the trial table),
+``mask_file`` (the brain mask), ``out_files`` (the derivatives it wrote). Its ``__desc__`` is :func:`methods`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.layout import SubjectInputs
+from bids_recon.config import Config
+from bids_recon.glm.hrf import default_library
+from bids_recon.glm.params import GlmParams
+from bids_recon.glm.trials import describe_split
+from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
+from bids_recon.params import to_dict
+from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, relative_to, sink
+
+#: Per-session maps of the beta stage (stat label -> description); see SessionBetas.
+SESSION_MAPS = {
+    "hrfindex": "Index (0-based) of each voxel's HRF in the library (see the documentation's method page)",
+    "rsquare": "Variance explained (fraction) by the single-trial model with the voxel's HRF",
+    "onoffrsquare": "Variance explained (fraction) by one regressor for all trials",
+    "fraction": "Fractional-ridge fraction of the OLS norm (1 = no regularisation)",
+}
+#: Per-participant maps computed from all sessions' betas (z-scored per session).
+SUBJECT_MAPS = {
+    "ncsnr": "Noise-ceiling SNR of single-trial betas (NSD's definition, from repeated stimuli)",
+    "noiseceiling": "Noise ceiling (% explainable variance) of the test-stimulus averages",
+}
+
+
+def _library_text() -> str:
+    library = default_library()
+    return (f"GLMsingle's library of {len(library)} HRFs derived from NSD (time to peak "
+            f"{library.time_to_peak.min():g}-{library.time_to_peak.max():g} s)")
+
+
+def _noise_text(glm: GlmParams) -> str:
+    count = {
+        "cv": "whose number was chosen by leave-one-run-out cross-validation of repeated trials (GLMsingle's rule)",
+        "parallel": "whose number was chosen by a parallel analysis of the noise pool (components explaining more "
+                    "variance than those of phase-randomised data)",
+        "auto": "whose number was chosen by leave-one-run-out cross-validation of repeated trials where the "
+                "repeats' betas predicted each other, and otherwise by a parallel analysis of the noise pool",
+    }[glm.noise_selection]
+    return (f"up to {glm.max_noise_components} noise regressors (principal components of a noise pool of voxels "
+            f"without task response) {count}")
+
+
+def _ridge_text(glm: GlmParams) -> str:
+    if glm.fraction_selection == "evidence":
+        return ("and ridge regression with each voxel's regularisation chosen by maximum marginal likelihood "
+                "(MacKay 1992), betas rescaled to the least-squares scale")
+    return ("and fractional ridge regression (Rokem & Kay 2020; fraction chosen per "
+            f"{glm.fraction_selection} by the same cross-validation, betas rescaled to the least-squares scale)")
+
+
+def methods(config: Config, n_runs: int, task: str) -> str:
+    """The methods paragraph of the beta stage, from the settings it runs with."""
+    wf, glm = config.workflow, config.workflow.glm
+    drift = (f"cosine drift regressors (high-pass {glm.high_pass_hz:g} Hz)" if glm.drift_model == "cosine" else
+             "Legendre polynomial drift regressors (degree round(run minutes / 2))")
+    nuisance = f"with a constant, {drift} and the fMRIPrep confounds {', '.join(glm.confounds)}."
+    estimator = {
+        "lsa": "with a least-squares-all GLM: one regressor per trial convolved with a canonical (Glover) HRF, ",
+        "lss": "with least-squares-separate GLMs (Mumford et al. 2012): for each trial, its regressor and one for "
+               "all other trials, canonical (Glover) HRF, ",
+        "fithrf": f"with a least-squares-all GLM whose HRF was chosen per voxel from {_library_text()} by variance "
+                  "explained, ",
+        "fithrf-denoise": f"with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from "
+                          f"{_library_text()}, plus {_noise_text(glm)}, ",
+        "fithrf-denoise-rr": f"with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from "
+                             f"{_library_text()}, {_noise_text(glm)}, {_ridge_text(glm)}, ",
+    }[glm.estimator]
+    zscore = ("Betas were z-scored per voxel within each session; the noise ceiling (NCSNR, Allen et al. 2022) "
+              "was computed from repeated stimuli." if glm.zscore_per_session else
+              "Betas were kept in percent signal change (not z-scored); the noise ceiling (NCSNR, Allen et al. "
+              "2022) was computed from repeated stimuli.")
+    return (f"Single-trial responses were estimated session by session for the {n_runs} runs of task '{task}' "
+            + estimator + nuisance
+            + f" The {wf.space} preprocessed BOLD was analysed in percent signal change within the intersection of "
+            f"the runs' brain masks. {zscore} "
+            + describe_split(wf.stimuli.test_min_repeats, wf.stimuli.test_split))
+
+
+#: ``space-`` labels of a participant's own spaces (not templates): masks in them need a SpatialReference.
+INDIVIDUAL_SPACES = ("T1w", "T2w", "func", "boldref", "anat", "orig", "scanner", "individual")
+
+
+def grid_sidecar(config: Config, inputs: SubjectInputs | None = None) -> dict[str, str]:
+    """What ``res-`` means, for files that carry it, and the reference image of an individual space (BIDS
+    validator: SIDECAR_KEY_REQUIRED)."""
+    wf = config.workflow
+    out = {}
+    if wf.resolution:
+        out["Resolution"] = (f"res-{wf.resolution}: the grid of the fMRIPrep {wf.space} res-{wf.resolution} "
+                             "preprocessed BOLD")
+    if inputs is not None and wf.space in INDIVIDUAL_SPACES and inputs.runs:
+        fmriprep_dir = Path(config.execution.derivatives["fmriprep"])
+        out["SpatialReference"] = bids_uri("fmriprep", relative_to(inputs.runs[0].preproc_bold, fmriprep_dir))
+    elif inputs is not None and inputs.imported is not None:  # imported betas: their own grid
+        plan = inputs.imported
+        out["SpatialReference"] = Path(plan.mask_file or plan.sessions[0].files[0].path).absolute().as_uri()
+    return out
+
+
+def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
+                  name: str = "betas_wf") -> pe.Workflow:
+    """Build the beta stage of one participant (see the module docstring)."""
+    ex, glm_cfg, stim_cfg = config.execution, config.workflow.glm, config.workflow.stimuli
+    bids_dir, out_dir, fmriprep_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.derivatives["fmriprep"])
+    grid = grid_sidecar(config, inputs)
+    wf = pe.Workflow(name=name)
+    wf.__desc__ = methods(config, len(inputs.runs), inputs.task)
+    outputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "out_files"]),
+                         name="outputnode")
+
+    mask_sources = [r.brain_mask or r.preproc_bold for r in inputs.runs]  # no mask: the BOLD's EPI mask
+    mask = pe.Node(SubjectMask(mask_files=[str(p) for p in mask_sources]), name="subject_mask")
+    ds_mask = sink(out_dir, names.sink("brain_mask"), "ds_brain_mask", {
+        "Type": "Brain", "Sources": [bids_uri("fmriprep", relative_to(p, fmriprep_dir)) for p in mask_sources],
+        "Description": "Voxels inside the brain mask of every run", **grid})
+    wf.connect(mask, "out_mask", ds_mask, "in_file")
+
+    written = [(ds_mask, "out_file")]
+    glms = []
+    common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "Confounds": glm_cfg.confounds,
+              **({"HighPassHz": glm_cfg.high_pass_hz} if glm_cfg.drift_model == "cosine" else {}), **grid}
+    for session in inputs.sessions:
+        runs = [r for r in inputs.runs if r.session == session]
+        key = f"ses{session}" if session else "session"
+        glm = pe.Node(SessionBetas(
+            bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
+            confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
+            runs=[r.run for r in runs], subject=inputs.subject, session=session, params=to_dict(glm_cfg),
+            stimuli=to_dict(stim_cfg.rows_only()), seed=ex.random_seed,
+        ), name=f"betas_{key}", mem_gb=1.0 + 0.1 * len(runs))
+        wf.connect(mask, "out_mask", glm, "mask_file")
+        glms.append(glm)
+        for position, run in enumerate(runs):
+            ds_betas = sink(out_dir, names.sink("betas", ses=run.session, run=run.run),
+                            f"ds_betas_{run.key.replace('-', '')}", {
+                                "Description": "Single-trial betas, percent signal change, one volume per trial; "
+                                               "rows of the .tsv beside it list the trials in volume order",
+                                "Units": "percent signal change", "RepetitionTime": run.repetition_time, **common,
+                                "Sources": [bids_uri("fmriprep", relative_to(run.preproc_bold, fmriprep_dir)),
+                                            bids_uri("fmriprep", relative_to(run.confounds, fmriprep_dir)),
+                                            bids_uri("raw", relative_to(run.events, bids_dir))]})
+            wf.connect([(glm, ds_betas, [(("betas_images", pick, position), "in_file"),
+                                         (("trials", pick_extra, position, ".tsv"), "extra_files")])])
+            written.append((ds_betas, "out_file"))
+        ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run), f"ds_design_{key}")
+        wf.connect(glm, "design", ds_design, "in_file")
+        written.append((ds_design, "out_file"))
+        for stat, description in SESSION_MAPS.items():
+            ds_map = sink(out_dir, names.sink("stat_map", ses=session, stat=stat), f"ds_{stat}_{key}",
+                          {"Description": description, **common})
+            wf.connect([(glm, ds_map, [(("maps", pick, stat), "in_file"),
+                                       (("info", as_extra, ".json"), "extra_files")])])
+            written.append((ds_map, "out_file"))
+
+    combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
+                                  events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
+                                                if r.session == s]),
+                      name="combine_runs")
+    run_betas = gather(wf, [(glm, "betas") for glm in glms], "merge_betas")
+    run_trials = gather(wf, [(glm, "trials") for glm in glms], "merge_trials")
+    wf.connect([(run_betas, combine, [("out", "betas")]), (run_trials, combine, [("out", "trials")]),
+                (mask, combine, [("out_mask", "mask_file")])])
+    ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
+        "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
+                       "earlier presentations. " + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
+        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
+    wf.connect(combine, "trials", ds_trials, "in_file")
+    written.append((ds_trials, "out_file"))
+    written += subject_map_sinks(wf, combine, out_dir, names, {"Estimator": glm_cfg.estimator, **grid})
+    connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
+    return wf
+
+
+def subject_map_sinks(wf: pe.Workflow, combine: pe.Node, out_dir: Path, names: SubjectOutputs,
+                      sidecar: dict) -> list[tuple[pe.Node, str]]:
+    """Sinks of the per-participant maps (:data:`SUBJECT_MAPS`) that ``combine`` computes."""
+    written = []
+    for stat, description in SUBJECT_MAPS.items():
+        ds_map = sink(out_dir, names.sink("stat_map", stat=stat), f"ds_{stat}", {"Description": description,
+                                                                                 **sidecar})
+        wf.connect(combine, ("maps", pick, stat), ds_map, "in_file")
+        written.append((ds_map, "out_file"))
+    return written
+
+
+def connect_outputs(wf: pe.Workflow, combine: pe.Node, mask: pe.Node, out_files: pe.Node,
+                    outputnode: pe.Node) -> None:
+    """The beta stage's ``outputnode``: betas and trials from ``combine``, the mask, the derivatives written."""
+    wf.connect([(combine, outputnode, [("betas", "betas"), ("trials", "trials")]),
+                (mask, outputnode, [("out_mask", "mask_file")]),
+                (out_files, outputnode, [("out", "out_files")])])
