@@ -39,8 +39,10 @@ def test_text_comes_from_the_workflow_descriptions(built):
     assert "test-run" in text
     keys = re.findall(r"^- \[(\w+)\]", text, flags=re.M)
     assert keys == [ref.key for ref in cited(config)]
-    assert {"takagi2023", "gorgolewski2011", "ciric2022", "desikan2006", "prince2022", "rokem2020"} <= set(keys)
+    assert {"takagi2023", "gorgolewski2011", "ciric2022", "desikan2006", "prince2022", "mackay1992",
+            "horn1965"} <= set(keys)
     assert "rombach2022" not in keys  # the linear generator ran, not latent diffusion
+    assert "rokem2020" not in keys  # the default ridge is the marginal likelihood's, not the fractional ridge
 
 
 def test_references_follow_the_configuration():

@@ -174,13 +174,17 @@ def test_evaluation_follows_its_settings_and_the_weights_on_disk(tiny_dataset, i
 
 def test_methods_come_from_the_settings_that_run(tiny_dataset, inputs, tmp_path):
     config = _config(tiny_dataset, tmp_path, **{"workflow.glm.estimator": "lss", "workflow.evaluate.image_size": 256,
-                                                "workflow.glm.high_pass_hz": 0.02})
+                                                "workflow.glm.high_pass_hz": 0.02,
+                                                "workflow.glm.drift_model": "cosine"})
     workflow = init_bids_recon_wf(config, {"01": inputs["01"]})
     paragraphs = _descriptions(workflow)
     assert paragraphs == participant_methods(config, inputs["01"])  # the report's text is the workflow's
     text = " ".join(paragraphs)
     assert "least-squares-separate" in text and "0.02 Hz" in text and "(256 px)" in text
     assert "425" not in text and "library of" not in text  # nothing the run did not do
+    default = " ".join(participant_methods(_config(tiny_dataset, tmp_path), inputs["01"]))
+    assert "Legendre polynomial drift" in default and "marginal likelihood" in default and "Hz)" not in default
+    assert "GLMsingle's library of 20 HRFs" in default and "parallel analysis" in default
 
 
 def test_every_registered_generator_is_complete():

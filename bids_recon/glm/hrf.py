@@ -1,24 +1,30 @@
-"""A library of haemodynamic response functions and single-trial regressors built from them.
+"""Libraries of haemodynamic response functions and single-trial regressors built from them.
 
-The library is a family of double-gamma functions (the SPM/Glover form
-``h(t) = g(t; a1, b) - c * g(t; a2, b)`` with ``g`` a gamma density of shape ``a`` and scale ``b``):
+The default library (:func:`default_library`) is GLMsingle's: 20 HRFs derived from NSD data by Prince et al.
+(2022), the library that made NSD's ``betas_fithrf_GLMdenoise_RR``; its impulse responses peak 2.7 to 5.7 s
+after onset (so 4.2 to 7.2 s for NSD's 3-s images), ordered from early (index 0, with a deep undershoot) to late
+(index 19, no undershoot). The numbers are packaged in ``bids_recon/data/hrf_library_glmsingle.tsv`` with their
+BSD-3 licence; they are resampled here from 0.1 s to :data:`FINE_DT` with a PCHIP interpolant, as GLMsingle
+resamples them to the TR.
 
-- time to peak spans 3.5 to 8.0 s (NSD's library, from the data of Prince et al. 2022, spans about 4-7 s;
-  we extend both ends for other populations and fast sequences);
-- the undershoot follows the peak by 6 to 10 s (longer for later peaks, as in measured HRFs) and its
-  depth ratio goes from 0.25 to 0.4;
-- 20 members, ordered by time to peak, so that the chosen index is interpretable as "latency".
+:func:`double_gamma_library` is the library of earlier versions: double gammas (the SPM/Glover form
+``h(t) = g(t; a1, b) - c * g(t; a2, b)``) whose impulse responses peak 3.5 to 8.0 s after onset. That range was
+meant to cover NSD's "4-7 s", which is the peak of the response to a 3-s image, not of the impulse response, so
+it sat about 1.5 s too late and with one fixed width per latency; on data whose HRFs come from measured shapes
+it chose HRFs that did not correlate with the true ones (see docs/benchmarks.md).
 
-Every member is normalised so that its response to an event of the design's duration peaks at 1: a beta
-is then the peak response in the data's units (percent signal change).
+Every member is normalised so that its response to an event of the design's duration peaks at 1: a beta is then
+the peak response in the data's units (percent signal change).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 from scipy import stats
+from scipy.interpolate import PchipInterpolator
 
 #: Sampling step (s) of the fine time grid on which HRFs and event responses are computed.
 FINE_DT = 0.05
@@ -36,13 +42,16 @@ class HrfLibrary:
         Unit-peak impulse responses.
     time_to_peak : ndarray, shape (n_hrfs,)
         Seconds from onset to the maximum of each HRF.
-    params : ndarray, shape (n_hrfs, 3)
-        Peak delay, undershoot delay and undershoot ratio of each double gamma.
+    params : ndarray, shape (n_hrfs, 3), optional
+        Peak delay, undershoot delay and undershoot ratio of each double gamma (None for measured shapes).
+    name : str
+        What the library is (recorded in the fit's ``info``).
     """
 
     hrfs: np.ndarray
     time_to_peak: np.ndarray
-    params: np.ndarray
+    params: np.ndarray | None = None
+    name: str = ""
 
     def __len__(self) -> int:
         return len(self.hrfs)
@@ -65,8 +74,37 @@ def double_gamma(t: np.ndarray, peak_delay: float, undershoot_delay: float, rati
     return h / np.max(np.abs(h))
 
 
+#: Sampling step (s) of GLMsingle's library as packaged.
+GLMSINGLE_DT = 0.1
+
+
+def glmsingle_hrfs() -> np.ndarray:
+    """GLMsingle's 20 impulse responses as packaged: ``(20, 501)``, every :data:`GLMSINGLE_DT` s from onset."""
+    path = resources.files("bids_recon.data").joinpath("hrf_library_glmsingle.tsv")
+    with resources.as_file(path) as file:
+        return np.loadtxt(file).T
+
+
 def default_library(n_hrfs: int = 20) -> HrfLibrary:
-    """The default library (see the module docstring for how it is built)."""
+    """GLMsingle's NSD-derived library (see the module docstring), resampled to :data:`FINE_DT`, 32 s long.
+
+    Parameters
+    ----------
+    n_hrfs : int
+        20 for the whole library; fewer keeps evenly spaced members (for quick tests).
+    """
+    raw = glmsingle_hrfs()
+    if not 1 <= n_hrfs <= len(raw):
+        raise ValueError(f"n_hrfs must be between 1 and {len(raw)}, got {n_hrfs}")
+    raw = raw[np.unique(np.round(np.linspace(0, len(raw) - 1, n_hrfs)).astype(int))]
+    times = np.arange(0, HRF_LENGTH, FINE_DT)
+    hrfs = PchipInterpolator(np.arange(raw.shape[1]) * GLMSINGLE_DT, raw, axis=1)(times)
+    hrfs /= np.abs(hrfs).max(axis=1, keepdims=True)
+    return HrfLibrary(hrfs=hrfs, time_to_peak=times[np.argmax(hrfs, axis=1)], name="glmsingle-nsd")
+
+
+def double_gamma_library(n_hrfs: int = 20) -> HrfLibrary:
+    """Double gammas with time to peak 3.5-8.0 s (the default library of earlier versions)."""
     times = np.arange(0, HRF_LENGTH, FINE_DT)
     # the double gamma with dispersion 0.9 peaks about 0.9 s before its delay parameter
     time_to_peak_target = np.linspace(3.5, 8.0, n_hrfs)
@@ -75,7 +113,7 @@ def default_library(n_hrfs: int = 20) -> HrfLibrary:
     ratio = np.linspace(0.25, 0.40, n_hrfs)
     hrfs = np.stack([double_gamma(times, p, p + g, r) for p, g, r in zip(peak_delay, gap, ratio, strict=True)])
     return HrfLibrary(hrfs=hrfs.astype(np.float64), time_to_peak=times[np.argmax(hrfs, axis=1)],
-                      params=np.column_stack([peak_delay, peak_delay + gap, ratio]))
+                      params=np.column_stack([peak_delay, peak_delay + gap, ratio]), name="double-gamma")
 
 
 def canonical_library() -> HrfLibrary:
@@ -83,7 +121,7 @@ def canonical_library() -> HrfLibrary:
     times = np.arange(0, HRF_LENGTH, FINE_DT)
     hrf = double_gamma(times, 6.0, 12.0, 0.35)
     return HrfLibrary(hrfs=hrf[None, :], time_to_peak=np.array([times[np.argmax(hrf)]]),
-                      params=np.array([[6.0, 12.0, 0.35]]))
+                      params=np.array([[6.0, 12.0, 0.35]]), name="glover")
 
 
 def trial_regressors(library: HrfLibrary, onsets: np.ndarray, durations: np.ndarray, frame_times: np.ndarray

@@ -8,6 +8,12 @@ from bids_recon.params import problem_of, setting
 
 #: Estimator names (``--glm``), simplest first.
 ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
+#: Drift models of the nuisance basis.
+DRIFT_MODELS = ("polynomial", "cosine")
+#: How the ridge is chosen: marginal likelihood per voxel, or a cross-validated fraction per session / voxel.
+FRACTION_SELECTIONS = ("evidence", "session", "voxel")
+#: How the number of noise components is chosen.
+NOISE_SELECTIONS = ("auto", "cv", "parallel")
 
 #: fMRIPrep confound columns regressed out of every run by default.
 DEFAULT_CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
@@ -25,14 +31,24 @@ class GlmParams:
 
     estimator: str = setting("fithrf-denoise-rr", choices=ESTIMATORS, doc=(
         "single-trial estimator: lsa (canonical HRF, least squares), lss (least-squares separate), fithrf (HRF per "
-        "voxel from a library), fithrf-denoise (+ noise regressors chosen by cross-validation), fithrf-denoise-rr "
-        "(+ fractional ridge; GLMsingle-class)"))
-    high_pass_hz: float = setting(0.01, gt=0, lt=1, doc="cut-off (Hz) of the drift regressors")
+        "voxel from GLMsingle's library), fithrf-denoise (+ noise regressors, see noise_selection), "
+        "fithrf-denoise-rr (+ ridge per voxel, see fraction_selection; GLMsingle-class)"))
+    drift_model: str = setting("polynomial", choices=DRIFT_MODELS, doc=(
+        "drift regressors: Legendre polynomials of degree round(run minutes / 2) as GLMsingle ('polynomial'), or a "
+        "discrete cosine basis with cut-off high_pass_hz ('cosine')"))
+    high_pass_hz: float = setting(0.01, gt=0, lt=1, doc="cut-off (Hz) of the cosine drift regressors "
+                                                       "(drift_model = 'cosine' only)")
     confounds: list[str] = setting(factory=lambda: list(DEFAULT_CONFOUNDS),
                                    doc="fMRIPrep confound columns regressed out of every run")
     max_noise_components: int = setting(10, ge=0, le=50, doc="largest number of noise regressors tried")
-    fraction_selection: str = setting("session", choices=("session", "voxel"), doc=(
-        "ridge fraction chosen once per session ('session') or per voxel as GLMsingle ('voxel')"))
+    noise_selection: str = setting("auto", choices=NOISE_SELECTIONS, doc=(
+        "number of noise regressors: GLMsingle's cross-validation over repeated stimuli ('cv'), a parallel "
+        "analysis of the noise pool that needs no repeats ('parallel'), or the cross-validation where the repeats "
+        "predict each other and the parallel analysis otherwise ('auto')"))
+    fraction_selection: str = setting("evidence", choices=FRACTION_SELECTIONS, doc=(
+        "ridge of fithrf-denoise-rr: per voxel by maximum marginal likelihood, no repeats needed ('evidence'), or a "
+        "cross-validated fraction of the least-squares norm once per session ('session') or per voxel as GLMsingle "
+        "('voxel'); the cross-validated choices fall back to 'evidence' with a warning when repeats are too few"))
     zscore_per_session: bool = setting(True, doc="z-score each voxel's betas within each session")
     betas: str = setting("", check=_check_betas, doc=(
         "FORMAT=PATH[:KEY=VALUE,...]: import published single-trial betas instead of running the GLM (formats: nsd, "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.features.params import StimulusParams
-from bids_recon.glm.estimators import SessionFit, SessionRun, cosine_drift, fit_session
+from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import (
@@ -147,10 +147,15 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list
     return run, trials, usable
 
 
-def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float) -> pd.DataFrame:
-    """Canonical-HRF single-trial design of a run with its nuisance regressors, as a table for the report."""
+def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float,
+                  drift_model: str = "polynomial") -> pd.DataFrame:
+    """Canonical-HRF single-trial design of a run with its nuisance regressors, as a table for the report.
+
+    The drift columns are those the estimators project out (``drift_model``, see
+    :func:`~bids_recon.glm.estimators.drift_regressors`).
+    """
     trials = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times)[0]
-    drift = cosine_drift(run.n_volumes, run.repetition_time, high_pass_hz)
+    drift = drift_regressors(run.n_volumes, run.repetition_time, high_pass_hz, drift_model)
     columns = {f"{TRIAL_PREFIX}{i:04d}": trials[:, i] for i in range(trials.shape[1])}
     if run.confounds is not None:
         columns.update({name: run.confounds[:, i] for i, name in enumerate(confound_names)})
@@ -165,6 +170,7 @@ def estimate_session_betas(
     params: GlmParams | None = None,
     stimuli: StimulusParams | str | None = None,
     seed: int = 0,
+    **fit_options,
 ) -> SessionBetas:
     """Single-trial betas of the runs of one session inside the brain mask.
 
@@ -178,21 +184,26 @@ def estimate_session_betas(
     mask_img : nibabel image
         Brain mask on the runs' grid; voxels inside it are estimated.
     params : GlmParams, optional
-        Estimator, drift cut-off, confounds, noise components, fraction selection (defaults when omitted).
+        Estimator, drift model and cut-off, confounds, noise components and their selection, ridge selection
+        (defaults when omitted).
     stimuli : StimulusParams or str, optional
         How events rows name stimuli (which rows are trials: every presented image gets a regressor); a string
         is the column of the ``files`` resolver. The defaults when omitted.
     seed : int
-        Seed of the random steps (noise-pool subset).
+        Seed of the random steps (noise-pool subset, parallel analysis).
+    **fit_options
+        Further keyword arguments of :func:`~bids_recon.glm.estimators.fit_session` (``polynomial_degree``,
+        ``reselect_hrf``, ...).
     """
     params = params or GlmParams()
     loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
     session_runs = [run for run, _, _ in loaded]
     usable = np.logical_and.reduce([u for _, _, u in loaded])
-    design = report_design(session_runs[0], list(params.confounds), params.high_pass_hz)
+    design = report_design(session_runs[0], list(params.confounds), params.high_pass_hz, params.drift_model)
     fit = fit_session(session_runs, params.estimator, high_pass_hz=params.high_pass_hz,
                       max_noise_components=params.max_noise_components,
-                      fraction_selection=params.fraction_selection, seed=seed)
+                      fraction_selection=params.fraction_selection, seed=seed, drift_model=params.drift_model,
+                      noise_selection=params.noise_selection, **fit_options)
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()))

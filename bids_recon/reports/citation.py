@@ -39,6 +39,10 @@ def _estimator(config: Config) -> str:
     return str(getattr(config.workflow.glm, "estimator", "lsa")).lower()
 
 
+def _glm(config: Config, key: str) -> str:
+    return str(getattr(config.workflow.glm, key, ""))
+
+
 def _encoding_used(config: Config) -> bool:
     from bids_recon.workflows.encoding import encoding_enabled
 
@@ -106,7 +110,21 @@ REFERENCES: list[Reference] = [
         "@article{rokem2020,\n  author = {Rokem, Ariel and Kay, Kendrick},\n  title = {Fractional ridge regression: "
         "a fast, interpretable reparameterization of ridge regression},\n  journal = {GigaScience},\n  volume = {9},"
         "\n  number = {12},\n  pages = {giaa133},\n  year = {2020},\n  doi = {10.1093/gigascience/giaa133}\n}",
-        lambda config: _estimator(config).endswith("-rr")),
+        lambda config: _estimator(config).endswith("-rr") and _glm(config, "fraction_selection") != "evidence"),
+    Reference(
+        "mackay1992", "MacKay DJC (1992). Bayesian interpolation. Neural Computation 4(3):415-447. "
+        "doi:10.1162/neco.1992.4.3.415",
+        "@article{mackay1992,\n  author = {MacKay, David J. C.},\n  title = {Bayesian interpolation},\n  journal = "
+        "{Neural Computation},\n  volume = {4},\n  number = {3},\n  pages = {415--447},\n  year = {1992},\n"
+        "  doi = {10.1162/neco.1992.4.3.415}\n}",
+        lambda config: _estimator(config).endswith("-rr") and _glm(config, "fraction_selection") == "evidence"),
+    Reference(
+        "horn1965", "Horn JL (1965). A rationale and test for the number of factors in factor analysis. "
+        "Psychometrika 30(2):179-185. doi:10.1007/BF02289447",
+        "@article{horn1965,\n  author = {Horn, John L.},\n  title = {A rationale and test for the number of factors "
+        "in factor analysis},\n  journal = {Psychometrika},\n  volume = {30},\n  number = {2},\n  pages = "
+        "{179--185},\n  year = {1965},\n  doi = {10.1007/BF02289447}\n}",
+        lambda config: "denoise" in _estimator(config) and _glm(config, "noise_selection") != "cv"),
     Reference(
         "ciric2022", "Ciric R, Thompson WH, Lorenz R, et al. (2022). TemplateFlow: FAIR-sharing of multi-scale, "
         "multi-species brain models. Nature Methods 19:1568-1571. doi:10.1038/s41592-022-01681-2",

@@ -28,6 +28,7 @@ __all__ = [
     "encoding_display",
     "plot_cv_scores",
     "plot_design_matrix",
+    "plot_glm_diagnostics",
     "plot_encoding_maps",
     "plot_encoding_rois",
     "plot_group_metrics",
@@ -756,6 +757,105 @@ def plot_map_mosaic(
                 ax.set_ylabel(label, fontsize=9)
         cax = fig.add_subplot(grid[row, -1])
         fig.colorbar(image, cax=cax)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+def plot_glm_diagnostics(
+    info: Mapping[str, object],
+    out_path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Draw a session's GLM choices: CV curves over noise components and ridge fractions, HRF-index histogram.
+
+    Parameters
+    ----------
+    info : mapping
+        The session's fit information as the beta stage writes it (``SessionFit.info``, e.g. the
+        ``..._stat-rsquare_statmap.json`` sidecar). Keys used when present: ``CVNoiseComponents`` (median CV R² per
+        count), ``NoiseComponents``, ``NoiseComponentsParallelAnalysis``, ``NoiseSelection``; ``Fractions``,
+        ``CVFractions``, ``CVChosenRidge``, ``FractionMedianTaskVoxels``, ``FractionSelection``;
+        ``HRFIndexHistogram``, ``HRFIndexHistogramTaskVoxels``, ``HRFTimeToPeak``. Missing curves are drawn as
+        a "not run" panel.
+    out_path : path-like
+        Output file (``.svg`` recommended).
+    title : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    fig = Figure(figsize=(13.0, 3.6), layout="constrained")
+    ax_noise, ax_frac, ax_hrf = fig.subplots(1, 3)
+
+    def not_run(ax, what: str) -> None:
+        ax.text(0.5, 0.5, f"{what}: not run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    def label(ax, xlabel: str, ylabel: str) -> None:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+
+    curve = info.get("CVNoiseComponents")
+    chosen = info.get("NoiseComponents")
+    if curve:
+        counts = np.arange(len(curve))
+        ax_noise.plot(counts, curve, "o-", color=_COLORS[0], label="median CV R\u00b2 (task voxels)")
+        ax_noise.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
+        if chosen is not None:
+            ax_noise.axvline(float(chosen), color=_COLORS[3], linestyle="--",
+                             label=f"chosen: {chosen} ({info.get('NoiseSelection', 'n/a')})")
+        parallel = info.get("NoiseComponentsParallelAnalysis")
+        if parallel is not None and parallel != chosen:
+            ax_noise.axvline(float(parallel), color=_COLORS[2], linestyle=":", label=f"parallel analysis: {parallel}")
+        ax_noise.set_xticks(counts)
+        label(ax_noise, "number of noise components", "cross-validated R\u00b2")
+    elif chosen is not None and info.get("NoiseSelection"):
+        not_run(ax_noise, f"noise CV ({chosen} components by {info.get('NoiseSelection')})")
+    else:
+        not_run(ax_noise, "noise components")
+    ax_noise.set_title("Noise components", fontsize=10)
+
+    curve = info.get("CVFractions")
+    fractions = info.get("Fractions")
+    if curve and fractions and len(fractions) == len(curve):
+        ax_frac.plot(fractions, curve, "o-", color=_COLORS[0], markersize=3, label="one fraction for all voxels")
+        ax_frac.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
+        chosen_score = info.get("CVChosenRidge")
+        if chosen_score is not None:
+            ax_frac.axhline(float(chosen_score), color=_COLORS[3], linestyle="--",
+                            label=f"chosen per voxel ({info.get('FractionSelection', 'n/a')})")
+        median = info.get("FractionMedianTaskVoxels")
+        if median is not None:
+            ax_frac.axvline(float(median), color=_COLORS[2], linestyle=":", label=f"median chosen: {float(median):.2f}")
+        ax_frac.set_xlim(1.02, 0.0)
+        label(ax_frac, "ridge fraction of the least-squares norm", "cross-validated R\u00b2")
+    else:
+        not_run(ax_frac, "ridge CV")
+    ax_frac.set_title("Ridge regularisation", fontsize=10)
+
+    histogram = info.get("HRFIndexHistogram")
+    if histogram and len(histogram) > 1:
+        index = np.arange(len(histogram))
+        total = np.asarray(histogram, dtype=float)
+        ax_hrf.bar(index - 0.2, total / max(total.sum(), 1.0), width=0.4, color=_COLORS[7], label="all voxels")
+        task = info.get("HRFIndexHistogramTaskVoxels")
+        if task:
+            task = np.asarray(task, dtype=float)
+            ax_hrf.bar(index + 0.2, task / max(task.sum(), 1.0), width=0.4, color=_COLORS[1], label="task voxels")
+        peaks = info.get("HRFTimeToPeak")
+        step = max(1, len(histogram) // 10)
+        ax_hrf.set_xticks(index[::step])
+        if peaks and len(peaks) == len(histogram):
+            ax_hrf.set_xticklabels([f"{i}\n{float(peaks[i]):.1f}s" for i in index[::step]], fontsize=7)
+        label(ax_hrf, "HRF index (time to peak)", "fraction of voxels")
+    else:
+        not_run(ax_hrf, "HRF library")
+    ax_hrf.set_title("Chosen HRFs", fontsize=10)
     if title:
         fig.suptitle(title)
     return _save(fig, out_path)

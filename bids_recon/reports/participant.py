@@ -21,6 +21,7 @@ from bids_recon.reports.figures import (
     plot_design_matrix,
     plot_encoding_maps,
     plot_encoding_rois,
+    plot_glm_diagnostics,
     plot_map_mosaic,
     plot_metrics,
     plot_reconstruction_grid,
@@ -62,13 +63,19 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
                      "median fraction": info.get("MedianFraction"), "median R²": info.get("MedianRSquare"),
                      "cross-validated trials": info.get("CrossValidatedTrials"),
                      "unusable voxels (NaN, constant; betas 0)": info.get("UnusableVoxels"),
-                     "note": info.get("CrossValidation", "")})
+                     "note": " ".join(info.get("Warnings") or [info.get("CrossValidation", "")])})
         labels = {"hrfindex": "HRF index", "rsquare": "R²", "fraction": "ridge fraction"}
         figures.append(Figure(
             plot_map_mosaic({labels[k]: v for k, v in paths.items()}, mask,
                             fig_dir / f"{prefix}_ses-{session or 'none'}_desc-glmmaps_plot.png"),
             f"Session {session or 'n/a'}: chosen HRF (index into the library, higher = later peak), variance "
             "explained by the single-trial model, and ridge fraction per voxel"))
+        if any(key in info for key in ("CVNoiseComponents", "CVFractions", "HRFIndexHistogram")):
+            figures.append(Figure(
+                plot_glm_diagnostics(info, fig_dir / f"{prefix}_ses-{session or 'none'}_desc-glmchoices_plot.svg"),
+                f"Session {session or 'n/a'}: cross-validated R² of repeated trials (a held-out run's unregularised "
+                "betas predicted from the other runs) over the number of noise components and the ridge fraction, "
+                "with the values chosen, and the histogram of the HRFs chosen (warnings: the table's note)."))
     ceiling = {"NCSNR": output_dir / names.stat_map(None, "ncsnr"),
                "noise ceiling (%)": output_dir / names.stat_map(None, "noiseceiling")}
     tables = [("Estimation per session", pd.DataFrame(rows))] if rows else []

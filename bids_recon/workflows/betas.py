@@ -15,6 +15,7 @@ from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.glm.hrf import default_library
+from bids_recon.glm.params import GlmParams
 from bids_recon.glm.trials import describe_split
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.params import to_dict
@@ -36,15 +37,36 @@ SUBJECT_MAPS = {
 
 def _library_text() -> str:
     library = default_library()
-    return (f"a library of {len(library)} double-gamma HRFs (time to peak {library.time_to_peak.min():g}-"
-            f"{library.time_to_peak.max():g} s)")
+    return (f"GLMsingle's library of {len(library)} HRFs derived from NSD (time to peak "
+            f"{library.time_to_peak.min():g}-{library.time_to_peak.max():g} s)")
+
+
+def _noise_text(glm: GlmParams) -> str:
+    count = {
+        "cv": "whose number was chosen by leave-one-run-out cross-validation of repeated trials (GLMsingle's rule)",
+        "parallel": "whose number was chosen by a parallel analysis of the noise pool (components explaining more "
+                    "variance than those of phase-randomised data)",
+        "auto": "whose number was chosen by leave-one-run-out cross-validation of repeated trials where the "
+                "repeats' betas predicted each other, and otherwise by a parallel analysis of the noise pool",
+    }[glm.noise_selection]
+    return (f"up to {glm.max_noise_components} noise regressors (principal components of a noise pool of voxels "
+            f"without task response) {count}")
+
+
+def _ridge_text(glm: GlmParams) -> str:
+    if glm.fraction_selection == "evidence":
+        return ("and ridge regression with each voxel's regularisation chosen by maximum marginal likelihood "
+                "(MacKay 1992), betas rescaled to the least-squares scale")
+    return ("and fractional ridge regression (Rokem & Kay 2020; fraction chosen per "
+            f"{glm.fraction_selection} by the same cross-validation, betas rescaled to the least-squares scale)")
 
 
 def methods(config: Config, n_runs: int, task: str) -> str:
     """The methods paragraph of the beta stage, from the settings it runs with."""
     wf, glm = config.workflow, config.workflow.glm
-    nuisance = (f"with cosine drift regressors (high-pass {glm.high_pass_hz:g} Hz) and the fMRIPrep confounds "
-                f"{', '.join(glm.confounds)}.")
+    drift = (f"cosine drift regressors (high-pass {glm.high_pass_hz:g} Hz)" if glm.drift_model == "cosine" else
+             "Legendre polynomial drift regressors (degree round(run minutes / 2))")
+    nuisance = f"with a constant, {drift} and the fMRIPrep confounds {', '.join(glm.confounds)}."
     estimator = {
         "lsa": "with a least-squares-all GLM: one regressor per trial convolved with a canonical (Glover) HRF, ",
         "lss": "with least-squares-separate GLMs (Mumford et al. 2012): for each trial, its regressor and one for "
@@ -52,15 +74,9 @@ def methods(config: Config, n_runs: int, task: str) -> str:
         "fithrf": f"with a least-squares-all GLM whose HRF was chosen per voxel from {_library_text()} by variance "
                   "explained, ",
         "fithrf-denoise": f"with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from "
-                          f"{_library_text()}, plus up to {glm.max_noise_components} noise regressors (principal "
-                          "components of a noise pool) whose number was chosen by leave-one-run-out "
-                          "cross-validation of repeated trials, ",
+                          f"{_library_text()}, plus {_noise_text(glm)}, ",
         "fithrf-denoise-rr": f"with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from "
-                             f"{_library_text()}, up to {glm.max_noise_components} noise regressors (principal "
-                             "components of a noise pool) chosen by leave-one-run-out cross-validation of repeated "
-                             "trials, and fractional ridge regression (Rokem & Kay 2020; fraction chosen per "
-                             f"{glm.fraction_selection} by the same cross-validation, betas rescaled to the "
-                             "least-squares scale), ",
+                             f"{_library_text()}, {_noise_text(glm)}, {_ridge_text(glm)}, ",
     }[glm.estimator]
     zscore = ("Betas were z-scored per voxel within each session; the noise ceiling (NCSNR, Allen et al. 2022) "
               "was computed from repeated stimuli." if glm.zscore_per_session else
@@ -114,8 +130,8 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
 
     written = [(ds_mask, "out_file")]
     glms = []
-    common = {"Estimator": glm_cfg.estimator, "HighPassHz": glm_cfg.high_pass_hz, "Confounds": glm_cfg.confounds,
-              **grid}
+    common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "Confounds": glm_cfg.confounds,
+              **({"HighPassHz": glm_cfg.high_pass_hz} if glm_cfg.drift_model == "cosine" else {}), **grid}
     for session in inputs.sessions:
         runs = [r for r in inputs.runs if r.session == session]
         key = f"ses{session}" if session else "session"
