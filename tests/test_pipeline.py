@@ -55,13 +55,19 @@ def test_outputs_exist_with_sidecars(tiny_run):
 def test_reconstructions_identify_the_stimuli(tiny_run):
     """On the tiny preset (8 test images), decoded images are identified far above chance (50%).
 
-    The >= 90% criterion is for the small preset (30 test images): see docs/benchmarks.md.
+    8 test images make 28 pairs, whose 2-way identification moves in steps of 1/28 and by about +-0.1 from one
+    GLM or solver change to the next (pixels 0.70-0.86 per subject so far): each subject must be above chance by
+    a margin, the two together clearly so. The >= 90% criterion is for the small preset (30 test images): see
+    docs/benchmarks.md.
     """
     out = tiny_run["out"]
+    pixels = []
     for subject in tiny_run["dataset"].subjects:
         metrics = read_tsv(out / _names(tiny_run, subject).metrics("linear")).set_index("metric")
-        assert metrics.loc["identification_pixels", "value"] >= 0.7, metrics  # 8 test images: steps of 1/28
+        pixels.append(metrics.loc["identification_pixels", "value"])
+        assert pixels[-1] >= 0.64, metrics  # chance 0.5: 4 pairs above it out of 28
         assert metrics.loc["identification_features", "value"] > 0.75, metrics
+    assert np.mean(pixels) >= 0.7, pixels
 
 
 def test_config_and_log_saved(tiny_run):

@@ -95,12 +95,13 @@ def test_identification_is_above_chance_with_fixed_random_networks(full_run, eva
     for metric in ("pixcorr", "ssim"):
         assert rows.loc[metric, "value"] > rows.loc[metric, "chance"] + 0.2
     # distances (lower is better): random deep networks barely tell a noisy copy from another grating (EffNet's
-    # matched and mismatched distances were 0.58 and 0.58), so identical images are the check: 0 for the matched
-    # pairs, well above it for the mismatched pairs that make the chance level
+    # matched and mismatched distances were 0.581 and 0.579; random SwAV's features of different gratings
+    # correlate at 0.998), so identical images are the check: 0 for the matched pairs, above it for the
+    # mismatched pairs that make the chance level
     distances = StandardEvaluator(("effnet", "swav"), batch_size=N, networks=evaluator.networks)
     same = distances.evaluate(truth, truth).table.set_index("metric")
     for metric in ("effnet", "swav"):
-        assert same.loc[metric, "value"] < 1e-4 < 0.05 < same.loc[metric, "chance"], metric
+        assert abs(same.loc[metric, "value"]) < 1e-6 and same.loc[metric, "chance"] > 1e-4, metric
         assert 0 < rows.loc[metric, "value"] < 2  # correlation distances of the noisy copies
     # retrieval with nearly exact decoded embeddings: all right (pool = the 8 items, one draw)
     assert rows.loc["retrieval_image", "value"] == 1.0 and rows.loc["retrieval_image", "chance"] == 1 / N

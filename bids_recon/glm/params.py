@@ -31,8 +31,8 @@ class GlmParams:
 
     estimator: str = setting("fithrf-denoise-rr", choices=ESTIMATORS, doc=(
         "single-trial estimator: lsa (canonical HRF, least squares), lss (least-squares separate), fithrf (HRF per "
-        "voxel from GLMsingle's library), fithrf-denoise (+ noise regressors, see noise_selection), "
-        "fithrf-denoise-rr (+ ridge per voxel, see fraction_selection; GLMsingle-class)"))
+        "voxel from GLMsingle's library), fithrf-denoise (+ noise regressors, see the noise_selection setting), "
+        "fithrf-denoise-rr (+ ridge per voxel, see the fraction_selection setting; GLMsingle-class)"))
     drift_model: str = setting("polynomial", choices=DRIFT_MODELS, doc=(
         "drift regressors: Legendre polynomials of degree round(run minutes / 2) as GLMsingle ('polynomial'), or a "
         "discrete cosine basis with cut-off high_pass_hz ('cosine')"))
