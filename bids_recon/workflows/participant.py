@@ -41,9 +41,18 @@ def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
         [encoding.methods(config)] if encoding.encoding_enabled(config) else [])
 
 
+def _cuda_impossible() -> bool:
+    """True on Linux without NVIDIA device nodes or driver: no CUDA GPU, known without importing torch (~3 s)."""
+    import glob
+    import sys
+
+    return (sys.platform.startswith("linux") and not glob.glob("/dev/nvidia[0-9]*")
+            and not Path("/proc/driver/nvidia").exists())
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is a usage error."""
-    if device == "cpu":
+    if device == "cpu" or (device == "auto" and _cuda_impossible()):
         return "cpu"
     try:
         import torch
