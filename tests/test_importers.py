@@ -489,6 +489,7 @@ def test_the_recipes_command_checks_on_a_mock_nsd_tree(layout_dataset, tiny_sd, 
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tests.test_pipeline")  # on the worker that has the session's tiny_run (no second run)
 def test_a_glm_runs_betas_exported_to_glmsingle_import_to_the_same_decoders_and_metrics(tiny_run, tmp_path):
     """Our GLM's betas written as GLMsingle's outputs and imported back (--betas glmsingle=) give the first run's
     decoder and metrics: float32 betas, the same events, so the tolerance is float rounding (1e-6)."""
