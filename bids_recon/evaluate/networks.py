@@ -412,10 +412,10 @@ def _clip_weights(folder: Path) -> Path | None:
 
 
 def _clip_network(spec: NetworkSpec, device: Any, allow_download: bool, hash_cache: Path | None) -> LoadedNetwork:
+    folder = clip_snapshot(spec.source, allow_download)  # before importing transformers (~3.5 s) for nothing
     from transformers import AutoConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
     from transformers.utils import logging as hf_logging
 
-    folder = clip_snapshot(spec.source, allow_download)
     weights = _clip_weights(folder)
     assert weights is not None  # clip_snapshot checked it
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
