@@ -18,6 +18,8 @@ import pkgutil
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bids_recon.registry import Registry
+
 
 class DatasetPreset:
     """One dataset's settings (subclass it, then decorate with :func:`register`).
@@ -53,25 +55,15 @@ class DatasetPreset:
         return "; ".join(f"{key.split('.')[-1]}={value!r}" for key, value in self.settings.items())
 
 
-#: Registered presets by name.
-PRESETS: dict[str, DatasetPreset] = {}
-
-
-def register(cls: type[DatasetPreset]) -> type[DatasetPreset]:
-    """Class decorator: add a preset to :data:`PRESETS` under its ``name``."""
-    if not cls.name or cls.name in PRESETS and type(PRESETS[cls.name]) is not cls:
-        raise ValueError(f"dataset preset {cls.__name__} needs a unique name (got '{cls.name}')")
-    PRESETS[cls.name] = cls()
-    return cls
+#: Registered presets by name (one instance each).
+PRESETS: dict[str, DatasetPreset] = Registry("dataset preset")
+#: Class decorator: add a preset to :data:`PRESETS` under its ``name``.
+register = PRESETS.register
 
 
 def get_preset(name: str) -> DatasetPreset:
     """The preset registered as ``name`` (UsageError, exit 64, naming the known ones)."""
-    if name not in PRESETS:
-        from bids_recon.errors import UsageError
-
-        raise UsageError(f"unknown dataset preset '{name}' (known: {', '.join(PRESETS)})")
-    return PRESETS[name]
+    return PRESETS.named(name)
 
 
 def sessions_matching(bids_dir: Path | None, prefixes: tuple[str, ...]) -> list[str]:

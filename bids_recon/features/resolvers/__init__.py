@@ -24,20 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bids_recon.errors import UsageError
 from bids_recon.features.params import StimulusParams
 from bids_recon.features.resolvers.base import ROW_COLUMNS, StimulusResolver, parse_options
+from bids_recon.registry import Registry
 
 #: Registered resolver classes by kind, in registration order.
-RESOLVERS: dict[str, type[StimulusResolver]] = {}
-
-
-def register(cls: type[StimulusResolver]) -> type[StimulusResolver]:
-    """Class decorator: add a resolver class to :data:`RESOLVERS` under its ``kind``."""
-    if not cls.kind or cls.kind in RESOLVERS and RESOLVERS[cls.kind] is not cls:
-        raise ValueError(f"stimulus resolver {cls.__name__} needs a unique kind (got '{cls.kind}')")
-    RESOLVERS[cls.kind] = cls
-    return cls
+RESOLVERS: dict[str, type[StimulusResolver]] = Registry("stimulus resolver", key="kind", instances=False)
+#: Class decorator: add a resolver class to :data:`RESOLVERS` under its ``kind``.
+register = RESOLVERS.register
 
 
 def parse_resolver(spec: str) -> tuple[str, dict[str, str]]:
@@ -50,9 +44,7 @@ def parse_resolver(spec: str) -> tuple[str, dict[str, str]]:
     """
     kind, _, text = str(spec).partition(":")
     kind = kind.strip()
-    if kind not in RESOLVERS:
-        raise UsageError(f"unknown stimulus resolver '{kind}' (known: {', '.join(RESOLVERS)})")
-    return kind, parse_options(kind, text, RESOLVERS[kind].options)
+    return kind, parse_options(kind, text, RESOLVERS.named(kind).options)
 
 
 def resolver_class(params: StimulusParams | None = None) -> type[StimulusResolver]:

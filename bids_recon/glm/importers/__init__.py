@@ -37,19 +37,16 @@ from bids_recon.glm.importers.base import (
     ImportPlan,
     split_betas_spec,
 )
+from bids_recon.registry import Registry
 
 #: Registered importer classes by format, in registration order.
-IMPORTERS: dict[str, type[BetaImporter]] = {}
+IMPORTERS: dict[str, type[BetaImporter]] = Registry("format", key="format", instances=False)
 #: ``--betas`` values that mean "no import: run the GLM".
 NO_IMPORT = ("", "none")
 
 
-def register(cls: type[BetaImporter]) -> type[BetaImporter]:
-    """Class decorator: add an importer class to :data:`IMPORTERS` under its ``format``."""
-    if not cls.format or cls.format in IMPORTERS and IMPORTERS[cls.format] is not cls:
-        raise ValueError(f"beta importer {cls.__name__} needs a unique format (got '{cls.format}')")
-    IMPORTERS[cls.format] = cls
-    return cls
+#: Class decorator: add an importer class to :data:`IMPORTERS` under its ``format``.
+register = IMPORTERS.register
 
 
 def parse_betas(spec: str | None) -> BetasSpec | None:
@@ -63,9 +60,7 @@ def parse_betas(spec: str | None) -> BetasSpec | None:
     if spec is None or str(spec).strip().lower() in NO_IMPORT:
         return None
     fmt, path, options = split_betas_spec(spec)
-    if fmt not in IMPORTERS:
-        raise UsageError(f"--betas: unknown format '{fmt}' (known: {', '.join(IMPORTERS)})")
-    allowed = {**COMMON_OPTIONS, **IMPORTERS[fmt].options}
+    allowed = {**COMMON_OPTIONS, **IMPORTERS.named(fmt, prefix="--betas: ").options}
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UsageError(f"--betas {fmt}: unknown option '{unknown[0]}' (options of {fmt}: {', '.join(allowed)})")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bids_recon.errors import UsageError
+from bids_recon.registry import Registry
 from bids_recon.sim.presets import TASK, SimPreset
 
 
@@ -128,23 +128,15 @@ class SimLayout:
         return []
 
 
-#: Registered layouts by name.
-LAYOUTS: dict[str, SimLayout] = {}
-
-
-def register(cls: type[SimLayout]) -> type[SimLayout]:
-    """Class decorator: add a layout to :data:`LAYOUTS`."""
-    if not cls.name or cls.name in LAYOUTS and type(LAYOUTS[cls.name]) is not cls:
-        raise ValueError(f"simulation layout {cls.__name__} needs a unique name (got '{cls.name}')")
-    LAYOUTS[cls.name] = cls()
-    return cls
+#: Registered layouts by name (one instance each).
+LAYOUTS: dict[str, SimLayout] = Registry("simulation layout")
+#: Class decorator: add a layout to :data:`LAYOUTS`.
+register = LAYOUTS.register
 
 
 def get_layout(name: str) -> SimLayout:
     """The layout registered as ``name`` (UsageError naming the known ones)."""
-    if name not in LAYOUTS:
-        raise UsageError(f"unknown simulation layout {name!r}; choose one of {sorted(LAYOUTS)}")
-    return LAYOUTS[name]
+    return LAYOUTS.named(name)
 
 
 @register

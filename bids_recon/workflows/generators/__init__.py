@@ -17,6 +17,8 @@ import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bids_recon.registry import Registry
+
 if TYPE_CHECKING:  # pragma: no cover
     from nipype.pipeline import engine as pe
 
@@ -110,25 +112,15 @@ class GeneratorSpec:
         raise NotImplementedError
 
 
-#: Registered generators by name, in registration order.
-GENERATORS: dict[str, GeneratorSpec] = {}
-
-
-def register(cls: type[GeneratorSpec]) -> type[GeneratorSpec]:
-    """Class decorator: add a spec to :data:`GENERATORS` under its ``name``."""
-    if not cls.name or cls.name in GENERATORS and type(GENERATORS[cls.name]) is not cls:
-        raise ValueError(f"generator spec {cls.__name__} needs a unique name (got '{cls.name}')")
-    GENERATORS[cls.name] = cls()
-    return cls
+#: Registered generators by name (one spec instance each), in registration order.
+GENERATORS: dict[str, GeneratorSpec] = Registry("generator")
+#: Class decorator: add a spec to :data:`GENERATORS` under its ``name``.
+register = GENERATORS.register
 
 
 def get_generator(name: str) -> GeneratorSpec:
     """The spec registered as ``name`` (raises UsageError, exit 64, naming the known ones)."""
-    if name not in GENERATORS:
-        from bids_recon.errors import UsageError
-
-        raise UsageError(f"unknown generator '{name}' (known: {', '.join(GENERATORS)})")
-    return GENERATORS[name]
+    return GENERATORS.named(name)
 
 
 def _import_all() -> None:

@@ -1,0 +1,54 @@
+"""One registry type for every kind that grows by adding a module: generators, dataset presets, simulator layouts,
+stimulus resolvers and beta importers.
+
+A registry is a dict from a class's key attribute (``name``, ``kind`` or ``format``) to the class or to one
+instance of it, filled by the :meth:`Registry.register` class decorator when the module defining the class is
+imported, in import order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from bids_recon.errors import UsageError
+
+T = TypeVar("T", bound=type)
+
+
+class Registry(dict):
+    """Registered classes (or one instance of each) by their key attribute.
+
+    Parameters
+    ----------
+    what : str
+        What is registered, for messages (``"generator"``, ``"dataset preset"``).
+    key : str
+        The class attribute that names an entry (``"name"``, ``"kind"``, ``"format"``).
+    instances : bool
+        Store one instance of each class (True) or the class itself (False).
+    """
+
+    def __init__(self, what: str, key: str = "name", instances: bool = True) -> None:
+        super().__init__()
+        self.what, self.key, self.instances = what, key, instances
+
+    def register(self, cls: T) -> T:
+        """Class decorator: add ``cls`` under its key; a second class with the same key is a ValueError."""
+        name = getattr(cls, self.key, "")
+        if name in self:
+            registered = self[name] if not self.instances else type(self[name])
+            if registered is not cls:
+                raise ValueError(f"{self.what} {cls.__name__} needs a unique {self.key} (got '{name}')")
+        if not name:
+            raise ValueError(f"{self.what} {cls.__name__} needs a unique {self.key} (got '{name}')")
+        self[name] = cls() if self.instances else cls
+        return cls
+
+    def named(self, name: str, prefix: str = "") -> Any:
+        """The entry registered as ``name``; a UsageError (exit 64) naming the known ones otherwise."""
+        if name not in self:
+            raise UsageError(f"{prefix}unknown {self.what} '{name}' (known: {', '.join(self)})")
+        return self[name]
+
+
+__all__ = ["Registry"]
