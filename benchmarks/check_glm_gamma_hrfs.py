@@ -24,6 +24,8 @@ from bids_recon.glm.estimators import SessionRun  # noqa: E402
 from bids_recon.glm.singletrial import percent_signal_change  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_glm import glmsingle_fit, median_r  # noqa: E402
+
 
 def hrf(t: np.ndarray, peak: float, under: float, ratio: float) -> np.ndarray:
     """SPM-like double gamma, its peak scaled to 1."""
@@ -89,12 +91,6 @@ def simulate(seed: int, n_runs: int = 2, n_vol: int = 200, tr: float = 1.5, soa:
     return runs, trial_amp, signal, tr, dur
 
 
-def median_r(betas: np.ndarray, amplitudes: np.ndarray, signal: np.ndarray) -> float:
-    b = betas[:, signal] - betas[:, signal].mean(0)
-    a = amplitudes[:, signal] - amplitudes[:, signal].mean(0)
-    return float(np.median((a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0) + 1e-12)))
-
-
 def session(runs, tr: float, dur: float) -> list[SessionRun]:
     out = []
     for raw, onsets, stims in runs:
@@ -123,8 +119,6 @@ def main() -> None:
                 fit = fit_session(session(runs, tr, dur), estimator)
                 row[estimator] = (median_r(np.concatenate(fit.betas), amplitudes, signal), time.perf_counter() - start)
             if "--glmsingle" in sys.argv:
-                from bench_glm import glmsingle_fit
-
                 ref = glmsingle_fit([r[0] for r in runs], [np.round(r[1] / tr).astype(int) for r in runs],
                                     [r[2] for r in runs], tr, dur)
                 row["glmsingle-D"] = (median_r(ref.get("typed", ref["typeb"]), amplitudes, signal), ref["fit_s"])

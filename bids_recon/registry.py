@@ -35,11 +35,10 @@ class Registry(dict):
     def register(self, cls: T) -> T:
         """Class decorator: add ``cls`` under its key; a second class with the same key is a ValueError."""
         name = getattr(cls, self.key, "")
-        if name in self:
-            registered = self[name] if not self.instances else type(self[name])
-            if registered is not cls:
-                raise ValueError(f"{self.what} {cls.__name__} needs a unique {self.key} (got '{name}')")
-        if not name:
+        registered = self.get(name)
+        if self.instances and registered is not None:
+            registered = type(registered)
+        if not name or registered not in (None, cls):
             raise ValueError(f"{self.what} {cls.__name__} needs a unique {self.key} (got '{name}')")
         self[name] = cls() if self.instances else cls
         return cls
