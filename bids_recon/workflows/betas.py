@@ -26,7 +26,7 @@ SESSION_MAPS = {
     "hrfindex": "Index (0-based) of each voxel's HRF in the library (see the documentation's method page)",
     "rsquare": "Variance explained (fraction) by the single-trial model with the voxel's HRF",
     "onoffrsquare": "Variance explained (fraction) by one regressor for all trials",
-    "fraction": "Fractional-ridge fraction of the OLS norm (1 = no regularisation)",
+    "fraction": "Norm of the ridge betas as a fraction of the least-squares betas' norm (1 = no regularisation)",
 }
 #: Per-participant maps computed from all sessions' betas (z-scored per session).
 SUBJECT_MAPS = {
