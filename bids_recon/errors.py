@@ -14,6 +14,8 @@ code    meaning
 65      bad data (files exist but their content is wrong)
 66      missing input (a file, template or model that must exist does not)
 69      service unavailable (``bids_recon-fetch`` cannot reach the network)
+70      internal error: an array or table that crosses a stage broke an invariant (a bug; see
+        :mod:`bids_recon.invariants`)
 ======  =====================================================================
 """
 
@@ -34,6 +36,7 @@ class ExitCode(IntEnum):
     BAD_DATA = 65
     MISSING_INPUT = 66
     UNAVAILABLE = 69
+    INTERNAL = 70
 
 
 class BidsReconError(Exception):
@@ -87,6 +90,16 @@ class ServiceUnavailableError(BidsReconError):
     """A network service that a command needs cannot be reached (no network, offline node)."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+class InvariantError(BidsReconError):
+    """An array or table crossing a stage broke an invariant (not finite, wrong shape, not standardised...).
+
+    Raised by :mod:`bids_recon.invariants`; the message names the node, the file and the invariant. This is a bug
+    or data the stage before should have refused: never a number to keep.
+    """
+
+    exit_code = ExitCode.INTERNAL
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
