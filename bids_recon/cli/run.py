@@ -179,17 +179,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"unknown analysis level '{level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
         config = build_config(args, parser)
         check_paths(config)
+        from bids_recon.cli.confine import confined
+
+        with confined(config.execution.work_dir) as changed:  # before matplotlib, nipype, torch are imported
+            return run_level(config, changed)
     except BidsReconError as exc:
         print(f"bids_recon: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
 
+
+def run_level(config: Config, confined: dict[str, str]) -> int:
+    """Log, save the configuration, run the analysis level; returns the exit code (errors logged)."""
     ex = config.execution
     ex.run_id = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
     from bids_recon.bids.derivatives import logs_dir
 
     log_dir = logs_dir(Path(ex.output_dir), ex.run_id)
     log_file = setup_logging(config, log_dir)
-    ex.templateflow_home = os.environ.get("TEMPLATEFLOW_HOME", "")
+    from bids_recon.rois.templates import templateflow_home
+
+    ex.templateflow_home = str(templateflow_home())  # read there, never written
+    LOGGER.log(15, "Caches and temporary files of this run: %s", ", ".join(f"{k}={v}" for k, v in confined.items()))
     config.save(log_dir / "bids_recon.toml")
     LOGGER.info("bids_recon %s, %s level; configuration saved to %s", __version__, ex.analysis_level,
                 log_dir / "bids_recon.toml")
