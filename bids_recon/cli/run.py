@@ -29,6 +29,9 @@ from bids_recon.errors import (
 
 LOGGER = logging.getLogger("bids_recon")
 
+#: The arguments of the running command (for the "incomplete" markers: how to run it again).
+_ARGV: list[str] = []
+
 
 def _is_within(path: Path, parent: Path) -> bool:
     path, parent = path.resolve(), parent.resolve()
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run bids_recon; returns the BIDS-App exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         level = getattr(args, "execution.analysis_level")
         if level not in ANALYSIS_LEVELS:
@@ -280,17 +284,60 @@ def run_participants(config: Config, log_dir: Path) -> None:
     # nipype's MultiProc runs gc.collect() before every submission and after every node it runs itself (33 passes of
     # 0.26 s each in a tiny run, cProfile); freezing moves the imported modules and the graph out of their view
     gc.freeze()
+    markers = mark_incomplete(config, inputs, log_file=log_dir / "bids_recon.log")
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)
     except Exception as exc:
+        unmark_complete(config, inputs, markers, finished=False)
         errors = read_errors(str(error_dir))
         if errors:
             for err in errors[1:]:  # the first one is reported as the run's error
                 LOGGER.error("also failed, %s: %s", err["where"], err["message"])
             raise _error_from_record(errors[0]) from exc
         raise
+    unmark_complete(config, inputs, markers, finished=True)
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
+
+
+def mark_incomplete(config: Config, inputs: dict, log_file: Path) -> dict[str, Path]:
+    """Write each participant's ``sub-<label>_INCOMPLETE.txt`` before the workflow writes any of its outputs.
+
+    Returns
+    -------
+    dict
+        Participant label -> marker path.
+    """
+    import shlex
+    import socket
+
+    from bids_recon.bids.derivatives import write_incomplete_marker
+
+    ex = config.execution
+    out = Path(ex.output_dir)
+    facts = dict(started=f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}", run_id=ex.run_id,
+                 version=__version__, pid=os.getpid(), host=socket.gethostname(),
+                 log=log_file.relative_to(out) if _is_within(log_file, out) else log_file,
+                 work_dir=Path(ex.work_dir).absolute(), command=shlex.join(["bids_recon", *_ARGV]))
+    return {subject: write_incomplete_marker(out, subject, **facts) for subject in inputs}
+
+
+def unmark_complete(config: Config, inputs: dict, markers: dict[str, Path], finished: bool) -> None:
+    """Remove the markers of the participants this run completed: all when the workflow ``finished``; otherwise
+    those whose report (the last node, run after every other output of the participant) was written after their
+    marker. A failed participant keeps its marker."""
+    from bids_recon.workflows.participant import subject_outputs
+
+    out = Path(config.execution.output_dir)
+    for subject, marker in markers.items():
+        report = out / subject_outputs(config, inputs[subject]).report()
+        done = finished or (report.is_file() and marker.is_file()
+                            and report.stat().st_mtime_ns > marker.stat().st_mtime_ns)
+        if done:
+            marker.unlink(missing_ok=True)
+        else:
+            LOGGER.error("sub-%s is incomplete (%s stays): rerun the participant level with the same -w %s",
+                         subject, marker.name, config.execution.work_dir)
 
 
 def _imported_source(config: Config) -> Path:
