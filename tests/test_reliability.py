@@ -23,7 +23,7 @@ import pytest
 
 from bids_recon.bids.derivatives import BIDSIGNORE
 from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, _one, _preproc_bold
-from tests.conftest import no_network_env, participant_files, run_cli
+from tests.conftest import bids_validator, no_network_env, participant_files, run_cli, validator_errors
 
 pytestmark = pytest.mark.slow  # every test here runs the command line in a subprocess
 
@@ -176,6 +176,7 @@ def resumed_run(unusable_voxels_dataset) -> dict:
     left = {"report": (out / "sub-01.html").exists(), "killed_mid_run": killed_mid_run,
             "workers": [p.pid for p in tree], "alive": alive,
             "marker": (out / "sub-01_INCOMPLETE.txt").read_text() if (out / "sub-01_INCOMPLETE.txt").exists() else None}
+    left["validator"] = validator_errors(out) if bids_validator() else None  # the marker is in .bidsignore
     group = [sys.executable, "-m", "bids_recon", str(d["bids"]), str(out), "group"]
     refused = subprocess.run(group, env=d["env"], capture_output=True, text=True, timeout=600)
     proc = subprocess.run(command, env=d["env"], capture_output=True, text=True, timeout=600)
@@ -230,6 +231,9 @@ def test_killed_run_leaves_no_process_and_looks_incomplete(resumed_run) -> None:
     marker = resumed_run["marker"]
     assert marker is not None, "a killed run left nothing saying that sub-01 is incomplete"
     assert "INCOMPLETE" in marker and f"-w {resumed_run['work']}" in marker and "bids_recon.log" in marker
+    if resumed_run["validator"] is not None:
+        code, errors = resumed_run["validator"]
+        assert code == 0 and not errors, errors[:5]
     refused = resumed_run["group_refused"]
     assert refused.returncode == 65, refused.stderr[-3000:]
     assert "sub-01" in refused.stderr and f"-w {resumed_run['work']}" in refused.stderr, refused.stderr[-3000:]
