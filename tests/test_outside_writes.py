@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bids_recon.cli.confine import CACHE_VARIABLES, confine_writes, confined
-from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.rois.atlas import templateflow_file
 from bids_recon.rois.templates import find_template_files, templateflow_home
 from tests.conftest import file_states
@@ -115,3 +115,9 @@ def test_confined_restores_the_environment_and_leaves_no_unused_work_dir(tmp_pat
     with confined(tmp_path / "used"):
         (tmp_path / "used" / "bids_recon_wf").mkdir()
     assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["bids_recon_wf", "cache", "tmp"]
+    (tmp_path / "file").write_text("")  # a work dir that cannot be made (as /work on a read-only container)
+    with pytest.raises(UsageError, match="choose another -w"), confined(tmp_path / "file" / "work"):
+        pass
+    with confined(tmp_path / "file" / "work", tmp_path / "out" / "logs" / ".cache-1") as changed:  # group level
+        assert changed["TMPDIR"] == str(tmp_path / "out" / "logs" / ".cache-1" / "tmp")
+    assert dict(os.environ) == before and [p.name for p in (tmp_path / "out" / "logs").iterdir()] == []

@@ -105,13 +105,21 @@ def confine_writes(work_dir: Path | str, environ: dict[str, str] | None = None) 
 
 
 @contextlib.contextmanager
-def confined(work_dir: Path | str) -> Iterator[dict[str, str]]:
+def confined(work_dir: Path | str, fallback: Path | str | None = None) -> Iterator[dict[str, str]]:
     """:func:`confine_writes` on ``os.environ`` for the time of a ``with`` block, then every variable it set back
     as it was (for callers that go on after a run: tests, notebooks; a command-line run just ends).
 
-    A work directory that this block created and that holds only ``cache/`` and ``tmp/`` at the end (no workflow
-    ran: ``--check-only``, the group level, inputs refused before any node) is removed, so that such runs leave no
-    work directory behind.
+    A folder that this block created and that holds only ``cache/`` and ``tmp/`` at the end (no workflow ran:
+    ``--check-only``, the group level, inputs refused before any node) is removed, so that such runs leave no work
+    directory behind.
+
+    Parameters
+    ----------
+    work_dir : Path or str
+        The run's work directory.
+    fallback : Path or str, optional
+        Where the caches go when ``work_dir`` cannot be created (the group level, whose default work directory
+        may be on a read-only file system, e.g. ``/work`` in a container); removed at the end.
 
     Yields
     ------
@@ -121,19 +129,22 @@ def confined(work_dir: Path | str) -> Iterator[dict[str, str]]:
     Raises
     ------
     UsageError
-        ``work_dir/cache`` or ``work_dir/tmp`` cannot be created (exit 64).
+        Neither ``work_dir`` nor ``fallback`` can hold ``cache/`` and ``tmp/`` (exit 64).
     """
-    work = Path(work_dir).absolute()
-    created = not work.exists()
     names = (*READ_HOMES, *CACHE_VARIABLES, *GENERIC_VARIABLES)
     previous = {name: os.environ.get(name) for name in names}
-    try:
-        changed = confine_writes(work)
-    except OSError as exc:
+    for folder in [Path(work_dir).absolute(), *([Path(fallback).absolute()] if fallback is not None else [])]:
+        created = not folder.exists()
+        try:
+            changed = confine_writes(folder)
+            break
+        except OSError as exc:
+            error = exc
+    else:
         from bids_recon.errors import UsageError
 
-        raise UsageError(f"cannot create the work directory's cache/ and tmp/ ({exc}): choose another -w",
-                         work_dir) from exc
+        raise UsageError(f"cannot create the work directory's cache/ and tmp/ ({error}): choose another -w",
+                         work_dir) from error
     try:
         yield changed
     finally:
@@ -144,7 +155,7 @@ def confined(work_dir: Path | str) -> Iterator[dict[str, str]]:
                 os.environ[name] = value
         tempfile.tempdir = None
         if created:
-            _remove_if_only_caches(work)
+            _remove_if_only_caches(folder)
 
 
 def _remove_if_only_caches(work: Path) -> None:

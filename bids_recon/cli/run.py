@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         check_paths(config)
         from bids_recon.cli.confine import confined
 
-        with confined(config.execution.work_dir) as changed:  # before matplotlib, nipype, torch are imported
+        ex = config.execution  # the group level needs no work dir: its caches may go in OUT/logs for the run
+        fallback = Path(ex.output_dir) / "logs" / f".cache-{os.getpid()}" if ex.analysis_level == "group" else None
+        with confined(ex.work_dir, fallback) as changed:  # before matplotlib, nipype, torch are imported
             return run_level(config, changed)
     except BidsReconError as exc:
         print(f"bids_recon: error: {exc}", file=sys.stderr)
