@@ -60,6 +60,8 @@ def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_p
     assert not (out / "sub-01.html").exists()
     nodes_run = list((out.parent / "work").rglob("result_*.pklz"))
     assert bool(nodes_run) == (case in FOUND_IN_A_NODE), nodes_run[:3]
+    # a run that failed in a node keeps its participant marked incomplete; one refused before any node wrote nothing
+    assert (out / "sub-01_INCOMPLETE.txt").is_file() == (case in FOUND_IN_A_NODE)
 
 
 # --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------

@@ -117,6 +117,7 @@ class GuardedMultiProcPlugin(MultiProcPlugin):
     def __init__(self, plugin_args: dict | None = None) -> None:
         super().__init__(plugin_args=plugin_args)
         self._guard: RunGuard | None = None
+        self._stopping = False
 
     def _start_pool(self) -> None:
         """Replace nipype's pool (no worker started yet) with one whose workers join the guard's group."""
@@ -133,9 +134,17 @@ class GuardedMultiProcPlugin(MultiProcPlugin):
         try:
             return super().run(graph, config, updatehash=updatehash)
         finally:
+            self._stopping = True
             if self._guard is not None:
                 self._guard.stop()
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _async_callback(self, args) -> None:
+        """nipype's: store a finished task's result; the tasks that :meth:`run` ended on its way out (their futures
+        broken or cancelled) are dropped instead of printing a traceback."""
+        if self._stopping and (args.cancelled() or args.exception() is not None):
+            return
+        super()._async_callback(args)
 
 
 def register_plugin() -> str:
