@@ -311,7 +311,7 @@ def resolve_confounds(columns: Sequence[str], spec: Sequence[str] | str,
 def _missing_message(missing: list[tuple[ConfoundItem, list[str]]], columns: list[str]) -> str:
     named, hints = [], []
     for item, lacking in missing:
-        named.append(item.name if item.group is None else f"{item.name} ({', '.join(lacking)})")
+        named.append(item.name if lacking == [item.name] else f"{item.name} ({', '.join(lacking)})")
         close = difflib.get_close_matches(item.name, [*columns, *FIXED_GROUPS, *PATTERN_GROUPS], n=1, cutoff=0.7)
         if item.group is None and close:
             hints.append(f"'{close[0]}' for '{item.name}'")
