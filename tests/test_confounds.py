@@ -31,8 +31,8 @@ FMRIPREP_21 = (
     "trans_x_power2 trans_x_derivative1_power2 trans_y trans_y_derivative1 trans_y_derivative1_power2 trans_y_power2 "
     "trans_z trans_z_derivative1 trans_z_power2 trans_z_derivative1_power2 rot_x rot_x_derivative1 rot_x_power2 "
     "rot_x_derivative1_power2 rot_y rot_y_derivative1 rot_y_power2 rot_y_derivative1_power2 rot_z rot_z_derivative1 "
-    "rot_z_power2 rot_z_derivative1_power2 motion_outlier00 motion_outlier01 motion_outlier02"
-).split()
+    "rot_z_power2 rot_z_derivative1_power2"
+).split() + [f"motion_outlier{i:02d}" for i in range(23)]
 # Its sidecar's Mask per component, as OpenNeuroDerivatives/ds002422-fmriprep (fMRIPrep 21.0.2) writes them.
 FMRIPREP_21_SIDECAR = {
     **{f"a_comp_cor_{i:02d}": {"Mask": "combined", "Method": "aCompCor", "Retained": True} for i in range(5)},
