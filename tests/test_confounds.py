@@ -102,13 +102,14 @@ def test_groups_resolve_on_real_fmriprep_headers():
 
 def test_legacy_names_and_na_cells(tmp_path):
     path = _table(tmp_path / "sub-CSI1_ses-01_task-5000scenes_run-01_bold_confounds.tsv", FMRIPREP_10)
-    values, choice = load_confounds(path, ["auto", "acompcor:6", "fd", "RotZ"], 4)
+    values, choice = load_confounds(path, ["auto", "acompcor:6", "fd", "RotZ", "tCompCor05"], 4)
     assert choice.columns[:8] == (*MOTION, "csf", "white_matter") and choice.used["nss"] == ()
     assert choice.columns[8:14] == tuple(f"a_comp_cor_{i:02d}" for i in range(6)) and "no Mask" in choice.notes[0]
     raw = pd.read_csv(path, sep="\t")
     assert values["trans_x"].tolist() == raw["X"].tolist() and values["rot_z"].tolist() == raw["RotZ"].tolist()
     assert values["framewise_displacement"].tolist() == [0.0, *raw["FramewiseDisplacement"][1:]]  # n/a -> 0
-    assert list(values.columns) == list(choice.columns) and values.shape == (4, 15)
+    assert list(values.columns) == list(choice.columns) and values.shape == (4, 16)
+    assert values["t_comp_cor_05"].tolist() == raw["tCompCor05"].tolist()
 
 
 def test_what_is_named_must_be_there_and_defaults_skip(tmp_path):

@@ -171,7 +171,7 @@ def parse_confounds(spec: Sequence[str] | str) -> list[ConfoundItem]:
         elif word in FIXED_GROUPS or word in PATTERN_GROUPS:
             items.append(ConfoundItem(word, word))
         else:
-            items.append(ConfoundItem(LEGACY_CONFOUNDS.get(word, word)))
+            items.append(ConfoundItem(current_confound_names([word]).get(word, word)))  # RotZ, aCompCor00: current
     by_name: dict[str, ConfoundItem] = {}
     for item in items:  # an item named twice (auto csf): the explicit one wins
         if item.name not in by_name or item.required:
