@@ -26,6 +26,10 @@ TRIAL_COLUMNS = [
 ]
 #: ``split`` of presented images that are modelled in the GLM but neither trained on nor tested.
 NOT_DECODED = "none"
+#: ``split`` when no split was made (``--betas-only`` without ``--test-split``).
+NOT_SPLIT = "n/a"
+#: Label of a missing session or run (BIDS ``n/a``): a dataset without sessions is one group labelled so.
+NO_LABEL = "n/a"
 #: Test sets a resolver knows by name (``--test-split shared1000``).
 NAMED_SPLITS = ("shared1000",)
 #: ``--test-split`` words meaning "by repeats" (the default).
@@ -141,8 +145,8 @@ def run_trials(
     chosen = events.iloc[rows["row"].to_numpy()].reset_index(drop=True)
     table = pd.DataFrame({
         "subject": subject,
-        "session": session if session is not None else "n/a",
-        "run": run if run is not None else "n/a",
+        "session": session if session is not None else NO_LABEL,
+        "run": run if run is not None else NO_LABEL,
         "trial_index": np.arange(len(chosen)),
         "onset": chosen["onset"].to_numpy(float),
         "duration": chosen["duration"].to_numpy(float),
@@ -320,8 +324,16 @@ def describe_split(test_min_repeats: int, test_split: str) -> str:
 
 
 def read_trials(path) -> pd.DataFrame:
-    """Read a trial table written by bids_recon, keeping labels (``01``) as strings."""
+    """Read a trial table written by bids_recon, keeping labels (``01``) as strings.
+
+    ``n/a`` in a text column (no session, no run, no split) stays the text ``n/a``: pandas reads it as NaN, and NaN
+    labels never equal each other, so trials grouped by them would silently fall out of every group.
+    """
     from bids_recon.io import read_tsv
 
-    text_columns = {c: str for c in ("subject", "session", "run", "stim_id", "stim_file", "split")}
-    return read_tsv(path, dtype=text_columns)
+    text_columns = ("subject", "session", "run", "stim_id", "stim_file", "split")
+    table = read_tsv(path, dtype={c: str for c in text_columns})
+    for column in text_columns:
+        if column in table:
+            table[column] = table[column].astype(object).where(table[column].notna(), NO_LABEL)
+    return table
