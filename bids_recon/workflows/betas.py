@@ -132,6 +132,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     glms = []
     common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "Confounds": glm_cfg.confounds,
               **({"HighPassHz": glm_cfg.high_pass_hz} if glm_cfg.drift_model == "cosine" else {}), **grid}
+    run_sinks = []  # (sink, position of the run among all runs): their tables come from combine_runs
     for session in inputs.sessions:
         runs = [r for r in inputs.runs if r.session == session]
         key = f"ses{session}" if session else "session"
@@ -152,8 +153,8 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                                 "Sources": [bids_uri("fmriprep", relative_to(run.preproc_bold, fmriprep_dir)),
                                             bids_uri("fmriprep", relative_to(run.confounds, fmriprep_dir)),
                                             bids_uri("raw", relative_to(run.events, bids_dir))]})
-            wf.connect([(glm, ds_betas, [(("betas_images", pick, position), "in_file"),
-                                         (("trials", pick_extra, position, ".tsv"), "extra_files")])])
+            wf.connect(glm, ("betas_images", pick, position), ds_betas, "in_file")
+            run_sinks.append((ds_betas, len(run_sinks)))
             written.append((ds_betas, "out_file"))
         ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run), f"ds_design_{key}")
         wf.connect(glm, "design", ds_design, "in_file")
@@ -173,6 +174,8 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     run_trials = gather(wf, [(glm, "trials") for glm in glms], "merge_trials")
     wf.connect([(run_betas, combine, [("out", "betas")]), (run_trials, combine, [("out", "trials")]),
                 (mask, combine, [("out_mask", "mask_file")])])
+    for ds_betas, position in run_sinks:  # each statmap's .tsv: its trials with the real split and repeat
+        wf.connect(combine, ("run_trials", pick_extra, position, ".tsv"), ds_betas, "extra_files")
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
         "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
                        "earlier presentations. " + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
