@@ -251,6 +251,43 @@ def apply_test_split(trials: pd.DataFrame, events: pd.DataFrame, stimuli: Stimul
     return mark_test_split(trials, events, params, resolver, source)
 
 
+#: Events column whose values name each trial's condition when the events name no stimulus (``--betas-only``).
+CONDITION_COLUMN = "trial_type"
+
+
+def betas_only_column(columns: Iterable[str], stimuli: StimulusParams, source: Path | None = None) -> str | None:
+    """The events column that names the trials of ``--betas-only``.
+
+    The stimulus column when there is one (``--stimulus-column`` or the resolver's own): returns ``None``, nothing to
+    change. Otherwise :data:`CONDITION_COLUMN` (``trial_type``): a block design's categories, each condition's
+    presentations numbered as repeats.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        The columns of a run's events.
+    stimuli : StimulusParams
+        The resolver settings (``column`` typed by the user wins).
+
+    Raises
+    ------
+    BadDataError
+        Neither a stimulus column nor ``trial_type`` (the message lists the columns there are and the flag).
+    """
+    from bids_recon.features.resolvers import resolver_class
+
+    columns = list(columns)
+    if stimuli.column:
+        return None
+    named = resolver_class(stimuli).columns
+    if any(c in columns for c in named):
+        return None
+    if CONDITION_COLUMN in columns:
+        return CONDITION_COLUMN
+    raise BadDataError(f"events name no stimulus ({' or '.join(named)}) and have no '{CONDITION_COLUMN}' column to "
+                       f"name the trials (have: {', '.join(columns)}); name the column with --stimulus-column", source)
+
+
 def decoded_trials(trials: pd.DataFrame) -> np.ndarray:
     """Rows that are decoded (trained on or tested): every row whose ``split`` is not :data:`NOT_DECODED`."""
     return (trials["split"].astype(str) != NOT_DECODED).to_numpy()
