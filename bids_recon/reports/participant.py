@@ -29,7 +29,13 @@ from bids_recon.reports.figures import (
 )
 from bids_recon.reports.html import Figure, Section, render_report
 from bids_recon.reports.imported import imported_betas_section
-from bids_recon.reports.metrics import comparison_text, metric_label, networks_text, published_layout
+from bids_recon.reports.metrics import (
+    comparison_text,
+    metric_label,
+    networks_text,
+    protocols_text,
+    published_layout,
+)
 
 #: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
 VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
@@ -132,7 +138,7 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
         paragraphs.append(f"Variants with several samples per image: {selection.get('Description', '')}. Every "
                           "sample's values are in the per-stimulus table ('selected' marks the picks of a best-of-n "
                           "rule).")
-    paragraphs.append(comparison_text(provenance.get("PublishedComparison")))
+    paragraphs.append(comparison_text(provenance.get("PublishedComparison")) + " " + protocols_text())
     paragraphs.append(networks_text(provenance))
     shown = table[["label", "method", "value", "chance", "sd", "samples", "selection", "status", "note"]
                   if "sd" in table else ["label", "method", "value", "chance", "status", "note"]]
@@ -144,8 +150,8 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
         title="Metrics",
         text="\n\n".join(p for p in paragraphs if p),
         figures=figures,
-        tables=[("The published table's layout: this run's rows, then the published NSD averages (Scotti et al. "
-                 "2024, MindEye2 paper; – = not reported)", published_layout(table, provenance.get(
+        tables=[("The published table's layout: this run's rows, then the published NSD averages of two tables "
+                 "with different protocols (the Data column; – = not reported)", published_layout(table, provenance.get(
                      "PublishedComparison"))),
                 ("Every metric", shown.rename(columns={"label": "metric"})),
                 ("Per test stimulus", item_table)],
