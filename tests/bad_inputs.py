@@ -76,6 +76,20 @@ def _late_trial(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _trial_duration_na(table: pd.DataFrame) -> pd.DataFrame:
+    table.loc[2, "duration"] = "n/a"  # BIDS allows n/a ("unavailable"), but a trial's regressor needs a duration
+    return table
+
+
+def _tr_in_milliseconds(bids: Path) -> tuple[Path, list[str]]:
+    sidecar = _one(bids, "*run-01_bold.json")
+    data = json.loads(sidecar.read_text())
+    seconds = data["RepetitionTime"]
+    data["RepetitionTime"] = seconds * 1000
+    sidecar.write_text(json.dumps(data))
+    return sidecar, ["looks like milliseconds", "BIDS wants seconds", f'"RepetitionTime": {seconds:g}']
+
+
 def _confounds_missing(bids: Path) -> tuple[Path, list[str]]:
     confounds = _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_desc-confounds_timeseries.tsv")
     confounds.unlink()
@@ -152,6 +166,8 @@ CASES = {
     "events-no-onset": (_edit_events(lambda t: t.drop(columns="onset"), ["lacks the 'onset' column"]), 65),
     "events-non-numeric-onset": (_edit_events(_non_numeric, ["non-numeric", "'onset'", "line 5"]), 65),
     "trial-after-run-end": (_edit_events(_late_trial, ["ends after the run"]), 65),
+    "trial-duration-na": (_edit_events(_trial_duration_na, ["duration n/a", "onset"]), 65),
+    "tr-in-milliseconds": (_tr_in_milliseconds, 65),
     "confounds-missing": (_confounds_missing, 66),
     "tr-mismatch": (_tr_mismatch, 65),
     "stim-file-missing": (_stim("nope.png", ["not found"]), 66),

@@ -353,7 +353,14 @@ def repetition_time(raw_bold: Path, metadata: dict[str, Any], preproc: Path, bid
     first, where = values[0]
     for value, other in values[1:]:
         if abs(value - first) > TR_TOLERANCE * first:
+            if abs(value * 1000 - first) <= TR_TOLERANCE * first:  # BIDS: seconds; a sidecar in milliseconds
+                raise BadDataError(
+                    f"RepetitionTime {first:g} in {where} looks like milliseconds ({value:g} s in {other}): BIDS "
+                    f"wants seconds; write \"RepetitionTime\": {value:g} in that sidecar", raw_json or raw_bold)
             raise BadDataError(f"RepetitionTime {first} s in {where} differs from {value} s in {other}", preproc)
+    if first > 100:  # no header or fMRIPrep sidecar to compare with: no fMRI TR is this long in seconds
+        raise BadDataError(f"RepetitionTime {first:g} in {where} is not in seconds (BIDS wants seconds: "
+                           f"{first / 1000:g}?)", raw_json or raw_bold)
     return float(tr)
 
 

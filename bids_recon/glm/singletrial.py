@@ -49,8 +49,11 @@ def load_events(path: Path, n_volumes: int | None = None, repetition_time: float
         if column not in events:
             raise BadDataError(f"events table lacks the '{column}' column (has: {', '.join(events.columns)})", path)
         values = pd.to_numeric(events[column], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0]) + 2
+        # BIDS: onset is a number on every row; duration may be n/a ("unavailable"), refused only on a trial's row
+        # (bids_recon.glm.trials.run_trials)
+        bad = values.isna() & (events[column].notna() if column == "duration" else True)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
             raise BadDataError(f"non-numeric or missing '{column}' on line {row}", path)
         events[column] = values.astype(float)
     if (events["duration"] < 0).any():

@@ -143,6 +143,12 @@ def run_trials(
 
     rows = trial_rows(events, _as_params(stimuli), source)
     chosen = events.iloc[rows["row"].to_numpy()].reset_index(drop=True)
+    unknown = ~np.isfinite(chosen["duration"].to_numpy(float))
+    if unknown.any():
+        first = int(np.flatnonzero(unknown)[0])
+        raise BadDataError(f"{int(unknown.sum())} trial(s) have duration n/a (first: onset {chosen['onset'][first]:g} "
+                           f"s, stimulus {rows['stim_file'].iloc[first]!r}): a trial's regressor needs its duration; "
+                           "n/a is accepted only on rows that are not trials", source)
     table = pd.DataFrame({
         "subject": subject,
         "session": session if session is not None else NO_LABEL,
