@@ -500,17 +500,17 @@ def test_voxel_selection_uses_training_repeats_only():
 RECIPE = Path(__file__).resolve().parents[1] / "docs" / "recipes" / "takagi2023.md"
 
 
-def _recipe_command() -> list[str]:
-    """The recipe's ``bids_recon`` command (its first bash block starting so), split into arguments."""
+def _recipe_command(page: Path = RECIPE) -> list[str]:
+    """A page's first ``bids_recon`` command (in its bash blocks), split into arguments."""
     import shlex
 
-    text = RECIPE.read_text()
+    text = page.read_text()
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             if line.strip().startswith("bids_recon "):
                 return shlex.split(line)[1:]
-    raise AssertionError("the recipe has no bids_recon command")
+    raise AssertionError(f"{page.name} has no bids_recon command")
 
 
 def _mock_nsd(layout_dataset, target: Path, n_sessions: int = 37) -> Path:
@@ -542,6 +542,13 @@ def test_the_recipes_command_checks_on_a_mock_nsd_tree(layout_dataset, tiny_sd, 
     assert "37 session(s)" in log and "inputs and workflow" in log and "nothing was computed" in log
     saved = next((tmp_path / "out" / "logs").rglob("bids_recon.toml")).read_text()
     assert 'solver = "himalaya"' in saved and 'betas = "nsd=' in saved and "streams.nii.gz:early" in saved
+    # the NSD page's import command, as written, on the same tree: NSD's own ROIs, counted in the log
+    page = [str(root) if a == "/data/NSD" else str(tmp_path / "out2") if a.startswith("/data/") else a
+            for a in _recipe_command(RECIPE.parents[1] / "datasets" / "nsd.md")]
+    assert main([*page, "--check-only", "-w", str(tmp_path / "work2")]) == 0
+    log = next((tmp_path / "out2" / "logs").rglob("bids_recon.log")).read_text()
+    assert "37 session(s)" in log and "nothing was computed" in log
+    assert "ROI earlyvisual: streams.nii.gz (label 1 (early))" in log and "brainmask.nii.gz keeps" in log
 
 
 @pytest.mark.slow

@@ -171,13 +171,16 @@ def find_output(files: list[DerivativeFile], raw: dict[str, object], suffix: str
 
 
 def spaces_of(files: list[DerivativeFile], suffix: str = "bold", desc: str | None = "preproc",
-              raw: dict[str, object] | None = None) -> list[tuple[str, str | None]]:
-    """The ``(space, res)`` pairs of the outputs of one kind (preprocessed BOLD by default), sorted; of one raw
+              raw: dict[str, object] | None = None, extensions: tuple[str, ...] = (".nii.gz", ".nii")
+              ) -> list[tuple[str, str | None]]:
+    """The ``(space, res)`` pairs of the outputs of one kind (preprocessed BOLD images by default), sorted; of one raw
     run's outputs when ``raw`` is given (its entities), else of every run's. ``res`` is ``None`` where the names
     have no ``res-``; files without ``space-`` are left out."""
     found = set()
     for candidate in files:
         if candidate.suffix != suffix or (desc is not None and candidate.entities.get("desc") != desc):
+            continue
+        if candidate.extension not in extensions:
             continue
         if raw is not None and matches_run(candidate, raw) is None:
             continue

@@ -263,10 +263,10 @@ def check_roi_fits(roi_img: nib.spatialimages.SpatialImage, resampled: np.ndarra
     BadDataError
         Naming both files, their grids and the fraction inside (exit 65).
     """
-    n_selected = int(resampled.sum())
-    if same_grid(roi_img, brain_mask) or not n_selected:  # nothing left: the size check says so, with the counts
+    if same_grid(roi_img, brain_mask):
         return
-    inside = float((resampled & brain).sum()) / n_selected
+    n_selected = int(resampled.sum())
+    inside = float((resampled & brain).sum()) / n_selected if n_selected else 0.0
     if inside >= MIN_ROI_INSIDE:
         return
     where = Path(brain_source).name if brain_source else "the brain mask"
