@@ -23,6 +23,7 @@ from bids_recon.rois.masks import (
     resample_mask,
     same_grid,
     union_of,
+    voxels_lost,
 )
 from bids_recon.rois.params import RoiParams, mask_specs
 
@@ -251,10 +252,16 @@ def build_rois(
     if from_atlas:
         unmasked, files = _atlas_masks(brain_mask, from_atlas, params)
         atlas_img = nib.load(files["atlas"])
+        on_grid = same_grid(atlas_img, brain_mask)
+        native = {} if on_grid else masks_from_atlas(np.asarray(atlas_img.dataobj).astype(np.int64),
+                                                     load_label_table(files["labels"]), from_atlas)
         for name, mask in unmasked.items():
             masks[name] = mask & brain
+            lost = (0, 0) if on_grid else voxels_lost(native[name], atlas_img.affine, mask, brain_mask.affine)
             sources[name] = RoiSource(name, "atlas", voxels=int(masks[name].sum()),
                                       outside_brain=int((mask & ~brain).sum()), atlas={
+                "AtlasVoxels": int(mask.sum()) if on_grid else int(native[name].sum()),
+                "VoxelsOutsideFieldOfView": lost[0], "VoxelsNotSampled": lost[1],
                 "Atlas": params.atlas, "AtlasDesc": params.atlas_desc, "Template": params.template,
                 "TemplateResolution": params.resolution, "AtlasLabels": from_atlas[name],
                 "Sources": [f"templateflow:tpl-{params.template}_res-{params.resolution:02d}_atlas-{params.atlas}"

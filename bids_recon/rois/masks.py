@@ -103,9 +103,14 @@ class RoiSource:
     def describe(self) -> str:
         """The log line of the ROI."""
         if self.kind == "atlas":
+            lost = [f"{self.atlas[key]} {what}" for key, what in (
+                ("VoxelsOutsideFieldOfView", "outside the BOLD grid's field of view"),
+                ("VoxelsNotSampled", "in BOLD voxels the nearest-neighbour resampling did not take"))
+                if self.atlas.get(key)]
             return (f"ROI {self.name}: {self.atlas.get('Atlas')} atlas ({self.atlas.get('Template')}), "
-                    f"{self.voxels + self.outside_brain} voxels of the BOLD grid, {self.voxels} inside the brain mask"
-                    + (f" ({self.outside_brain} outside it dropped)" if self.outside_brain else ""))
+                    f"{self.atlas.get('AtlasVoxels')} voxels on its grid -> {self.voxels + self.outside_brain} of "
+                    f"the BOLD grid" + (f" ({', '.join(lost)})" if lost else "") + f", {self.voxels} inside the "
+                    "brain mask" + (f" ({self.outside_brain} outside it dropped)" if self.outside_brain else ""))
         parts = "; ".join(f.describe() for f in self.files)
         if len(self.files) == 1:
             return f"ROI {self.name}: {parts}"
