@@ -352,13 +352,18 @@ def _glmsingle_events_mismatch(bids: Path, stores: Path) -> tuple[Path, str, lis
 
 
 def _import_flags(layout: str, bids: Path, stores: Path) -> list[str]:
-    """The flags that import a layout's betas (the NSD preset finds them itself from NSD's root)."""
+    """The flags that import a layout's betas (the NSD preset finds them itself from NSD's root; THINGS' and
+    BOLD5000's betas are in T1w, where the atlas does not apply: their ROI masks are given)."""
+    from bids_recon.sim.layouts import user_roi_args
+    from bids_recon.sim.layouts.bold5000 import spm_mask_args
+
     return {
         "nsd": ["--dataset", "nsd"],
         "bold5000": ["--dataset", "bold5000", "--betas", f"bold5000={stores / 'BOLD5000_GLMsingle_betas'}",
-                     "--stimuli-dir", str(stores / "BOLD5000_Stimuli" / "Scene_Stimuli" / "Presented_Stimuli")],
+                     "--stimuli-dir", str(stores / "BOLD5000_Stimuli" / "Scene_Stimuli" / "Presented_Stimuli"),
+                     *spm_mask_args(bids)],
         "things": ["--dataset", "things", "--betas", f"things={bids / 'derivatives'}", "--stimuli-dir",
-                   str(stores / "THINGS" / "images")],
+                   str(stores / "THINGS" / "images"), *user_roi_args(stores / "rois")],
         "bids": ["--betas", f"glmsingle={bids / 'derivatives' / 'GLMsingle'}"],
     }[layout]
 

@@ -201,21 +201,40 @@ def check_captions(resolver: StimulusResolver, stim_ids: list[str]) -> None:
             "captions", source)
 
 
+def bold_space(subject: SubjectInputs) -> str | None:
+    """The space of a participant's preprocessed BOLD, read from its file names (``space-T1w``; legacy names too);
+    ``None`` when a name has none."""
+    from bids_recon.bids.fmriprep import parse_derivative
+
+    spaces = set()
+    for run in subject.runs:
+        parsed = parse_derivative(run.preproc_bold)
+        spaces.add(None if parsed is None else parsed.entities.get("space"))
+    if len(spaces) != 1:
+        return None
+    found = spaces.pop()
+    return None if found is None else str(found)
+
+
 def check_rois(subject: SubjectInputs, rois: RoiParams) -> dict[str, int]:
     """Build the participant's ROIs in the intersection of its runs' brain masks; return their voxel counts.
+
+    The atlas is used only where the BOLD is in its space (read from the preprocessed BOLD's names).
 
     Raises
     ------
     MissingInputError
         TemplateFlow atlas or label table, or a ``--roi-mask`` file, missing (exit code 66).
     BadDataError
-        Masks on different grids, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
+        The atlas on BOLD of another space (naming the space and the ``--roi-mask`` to give), masks on different
+        grids, a user ROI in another space, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
     """
     masks = [run.brain_mask for run in subject.runs if run.brain_mask is not None]
     if len(masks) < len(subject.runs):  # no fMRIPrep mask: the EPI mask of one run stands for them (one BOLD read)
         masks.append(next(run.preproc_bold for run in subject.runs if run.brain_mask is None))
     brain = intersect_masks(masks)
-    masks, _ = build_rois(brain, rois, subject=subject.subject)
+    masks, _ = build_rois(brain, rois, brain_source=subject.runs[0].preproc_bold, subject=subject.subject,
+                          space=bold_space(subject))
     return {name: int(mask.sum()) for name, mask in masks.items()}
 
 
@@ -332,8 +351,8 @@ def check_imported_inputs(
             assign_repeats_and_split(trials, stimuli.test_min_repeats, rule is not None)
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", where) from exc
-        if rois is not None:
-            build_rois(brain, rois, brain_source=first, subject=subject.subject)
+        if rois is not None:  # the atlas only in the betas' space, when the format says which (NSD: func1pt8mm)
+            build_rois(brain, rois, brain_source=first, subject=subject.subject, space=plan.space or None)
         n_sessions, n_trials = n_sessions + len(plan.sessions), n_trials + len(trials)
         seen.update(trials["stim_id"])
     checked = CheckedInputs(n_runs=n_sessions, n_trials=n_trials, stim_ids=tuple(sorted(seen)))

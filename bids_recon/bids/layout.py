@@ -16,7 +16,15 @@ from typing import Any
 
 import nibabel as nib
 
-from bids_recon.bids.fmriprep import KEYS, RUN_ENTITIES, DerivativeFile, find_output, index_subject
+from bids_recon.bids.fmriprep import (
+    KEYS,
+    RUN_ENTITIES,
+    DerivativeFile,
+    describe_spaces,
+    find_output,
+    index_subject,
+    spaces_of,
+)
 from bids_recon.errors import (
     BadDataError,
     EmptySelectionError,
@@ -269,10 +277,15 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
                 return None
             wanted = (f"space-{space}" + (f"_res-{resolution}" if resolution else "") + "_" if with_space else "") \
                 + (f"desc-{desc}_" if desc else "") + suffix
+            own = spaces_of(files, suffix, desc, run_entities, extensions) if with_space else []
+            other = spaces_of(files, suffix, desc, None, extensions) if with_space and not own else []
+            found = (f"; this run's {what} is there in {describe_spaces(own)}" if own else
+                     f"; was fMRIPrep run with --output-spaces {space}" + (f":res-{resolution}" if resolution else "")
+                     + "?" + (" (this participant's other runs have it in " + ", ".join(
+                         f"space-{s}" + (f" res-{r}" if r else " (no res-)") for s, r in other) + ")" if other else ""))
             raise MissingInputError(
                 f"fMRIPrep {what} not found for {Path(bold.path).name} (looked for *{wanted}{extensions[0]} of run "
-                f"{_describe(run_entities)} in {fmriprep_dir}, as current or legacy fMRIPrep names it); was fMRIPrep "
-                f"run with --output-spaces {space}" + (f":res-{resolution}" if resolution else "") + "?",
+                f"{_describe(run_entities)} in {fmriprep_dir}, as current or legacy fMRIPrep names it){found}",
                 fmriprep_dir,
             )
         return found[0].path

@@ -28,6 +28,8 @@ class _RoisInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (BOLD grid)")
     params = params_trait(RoiParams)
     subject = traits.Str("", usedefault=True, desc="participant ({subject} in user mask paths)")
+    space = traits.Str("", usedefault=True, desc="space of the BOLD or imported betas (the atlas only in its own)")
+    datasets = traits.Dict(traits.Str, traits.Str, desc="dataset name -> root: user masks named by BIDS URIs")
     betas = File(exists=True, desc="z-scored betas (.npy): --voxel-selection rates voxels with them")
     trials = File(exists=True, desc="the trial table of the betas (--voxel-selection)")
 
@@ -47,17 +49,16 @@ class Rois(RecordingInterface):
         i = self.inputs
         params = load_params(RoiParams, i.params, "workflow.rois")
         brain = nib.load(i.mask_file)
-        masks, sources = build_rois(brain, params, subject=i.subject or None)
+        masks, sources = build_rois(brain, params, subject=i.subject or None, space=i.space or None)
         selected = apply_voxel_selection(masks, brain, params, i.betas if isdefined(i.betas) else None,
                                          i.trials if isdefined(i.trials) else None)
+        datasets = {k: Path(v) for k, v in (i.datasets or {}).items()} if isdefined(i.datasets) else {}
         cwd = Path(runtime.cwd)
         files, sidecars = {}, {}
         for name, mask in masks.items():
             img = nib.Nifti1Image(mask.astype(np.uint8), brain.affine)
             files[name] = str(atomic_write(cwd / f"roi-{name}.nii.gz", lambda tmp, img=img: nib.save(img, tmp)))
-            atlas = params.atlas_of(name)
-            info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": atlas,
-                    "AtlasLabels": list(params.labels[name]) if atlas else [], **selected.get(name, {})}
+            info = {**sources[name].sidecar(datasets), **selected.get(name, {}), "Voxels": int(mask.sum())}
             sidecars[name] = str(write_json(cwd / f"roi-{name}.json", info))
         self._results["roi_files"] = files
         self._results["roi_sidecars"] = sidecars
