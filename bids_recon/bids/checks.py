@@ -73,8 +73,8 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
     return n_volumes
 
 
-def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split: str | None = None
-                  ) -> pd.DataFrame:
+def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split: str | None = None,
+                  images: bool = True) -> pd.DataFrame:
     """Check that every decoded trial's stimulus resolves to a readable image (headers or bounds only).
 
     Parameters
@@ -86,6 +86,8 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split:
         outside its folders.
     test_split : str, optional
         ``--test-split`` (default: the resolver's settings); its column must be in every events file.
+    images : bool
+        Check that each stimulus names a readable image (``False``: ``--betas-only``, the trial table only).
 
     Returns
     -------
@@ -106,6 +108,8 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split:
         trials = run_trials(events, run.subject, run.session, run.run, params, run.events)
         trials = mark_test_split(trials, events, params, resolver, run.events)
         tables.append(trials)
+        if not images:
+            continue
         for stim_id, written in trials.loc[decoded_trials(trials), ["stim_id", "stim_file"]].itertuples(index=False):
             if stim_id in seen:
                 continue
@@ -207,6 +211,7 @@ def check_inputs(
     stimuli: StimulusParams | None = None,
     confound_columns: list[str] | None = None,
     rois: RoiParams | None = None,
+    betas_only: bool = False,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
 
@@ -225,6 +230,9 @@ def check_inputs(
     rois : RoiParams, optional
         When given, the ROIs are built in each participant's brain mask (the runs' intersection, as the
         workflow does) and their sizes checked: TemplateFlow files and user masks must exist.
+    betas_only : bool
+        ``--betas-only``: the trial table is formed (and a ``--test-split`` rule checked) but no image, train/test
+        set or ROI is needed.
 
     Returns
     -------
@@ -237,9 +245,13 @@ def check_inputs(
     for subject in inputs.values():
         for run in subject.runs:
             check_run_files(run, confound_columns or [])
-        trials = check_stimuli(subject.runs, resolver)
+        trials = check_stimuli(subject.runs, resolver, images=not betas_only)
         check_test_rule(trials, subject.runs, stimuli)
         trials = trials[decoded_trials(trials)]
+        if betas_only:  # no decoding: no train and test set needed, no ROI
+            n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)
+            seen.update(trials["stim_id"])
+            continue
         try:
             assign_repeats_and_split(trials, stimuli.test_min_repeats, parse_test_split(stimuli.test_split) is not None)
         except BadDataError as exc:

@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Exit codes: 0 success, 1 failure, 16 input not valid BIDS, 17 unknown analysis level, "
-            "18 filters selected nothing, 64 usage error, 65 bad data, 66 missing input. "
+            "18 filters selected nothing, 64 usage error, 65 bad data, 66 missing input, 70 internal error (an "
+            "invariant between stages broken: a bug, never a result). "
             "Example: bids_recon DS OUT participant -d fmriprep=DS/derivatives/fmriprep"
         ),
         formatter_class=_HelpFormatter,
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(sel, "--res", key="workflow.resolution", type=_resolution)
 
     method = parser.add_argument_group("Method")
+    _setting(method, "--betas-only", key="workflow.betas_only", action="store_const", const=True)
     _setting(method, "--glm", key="workflow.glm.estimator")
     _setting(method, "--betas", key="workflow.glm.betas", type=_betas, metavar="FORMAT=PATH[:KEY=VALUE,...]")
     _setting(method, "--roi-mask", key="workflow.rois.user_masks", action=_ToDict, type=_roi_mask,

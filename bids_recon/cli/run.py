@@ -231,6 +231,8 @@ def run_participants(config: Config, log_dir: Path) -> None:
                                 ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
         LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
     _resolution_of_inputs(config, inputs)
+    if config.workflow.betas_only:
+        _betas_only_trials(config, inputs)
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
     if ex.check_only:
@@ -306,6 +308,23 @@ def _collect_imported(config: Config) -> dict:
     return inputs
 
 
+def _betas_only_trials(config: Config, inputs: dict) -> None:
+    """``--betas-only`` on events that name no stimulus: the trials are the rows of their ``trial_type`` column
+    (recorded in the saved configuration, so that the run can be reproduced from it)."""
+    from bids_recon.glm.singletrial import load_events
+    from bids_recon.glm.trials import betas_only_column
+
+    if importing(config):
+        raise UsageError("--betas-only estimates single-trial betas with the GLM, --betas imports them: choose one")
+    stimuli = config.workflow.stimuli
+    first = next(run for subject in inputs.values() for run in subject.runs)
+    column = betas_only_column(load_events(first.events).columns, stimuli, first.events)
+    if column is not None:
+        LOGGER.info("--betas-only: the events name no stimulus; trials are the rows of their '%s' column (each "
+                    "condition's presentations counted as repeats)", column)
+        stimuli.column = column
+
+
 def _resolution_of_inputs(config: Config, inputs: dict) -> None:
     """Outputs carry the inputs' ``res-``: none when no preprocessed BOLD has one (``space-T1w``, legacy names), the
     inputs' when they all have the same one."""
@@ -333,7 +352,10 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
 
         checked = check_imported_inputs(inputs, Path(config.execution.bids_dir), wf.glm.betas, wf.stimuli, wf.rois)
     else:
-        checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds, wf.rois)
+        checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds,
+                               None if wf.betas_only else wf.rois, betas_only=wf.betas_only)
+    if wf.betas_only:  # no generator, features, metrics
+        return
     spec = get_generator(wf.generate.generator)
     spec.check_inputs(config, inputs, checked)
     spec.prepare(config)

@@ -147,16 +147,27 @@ def zscore_by_group(betas: np.ndarray, groups: np.ndarray) -> np.ndarray:
     ----------
     betas : ndarray, shape (n_trials, n_voxels)
     groups : ndarray, shape (n_trials,)
+        Group label of each trial; never missing (a dataset without sessions is one group, labelled ``n/a``).
 
     Returns
     -------
     ndarray, shape (n_trials, n_voxels), float32; constant voxels become 0.
+
+    Raises
+    ------
+    bids_recon.errors.InvariantError
+        A group label is missing (NaN, None, empty), or the shapes disagree.
     """
-    out = np.empty_like(betas, dtype=np.float32)
-    groups = np.asarray(groups)
-    for group in np.unique(groups):
-        rows = groups == group
-        block = betas[rows]
+    from bids_recon.invariants import check_labels, check_shape
+
+    groups = np.asarray(groups, dtype=object)
+    check_shape(groups, (betas.shape[0],), "z-scoring group labels", meaning=("rows = trials",))
+    check_labels(groups, "group", "z-scoring group labels")
+    _, inverse = np.unique(groups.astype(str), return_inverse=True)
+    out = np.zeros(betas.shape, dtype=np.float32)
+    for group in range(int(inverse.max()) + 1 if len(inverse) else 0):  # every row is in exactly one group
+        rows = inverse == group
+        block = np.asarray(betas[rows], dtype=np.float64)
         mean = block.mean(axis=0)
         sd = block.std(axis=0)
         out[rows] = np.where(sd > 0, (block - mean) / np.where(sd > 0, sd, 1.0), 0.0)

@@ -114,6 +114,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     generator = traits.Str("linear", usedefault=True)
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
+    zscored = traits.Bool(True, usedefault=True, desc="betas z-scored per session (workflow.glm)")
     waits_for = traits.List(desc="outputs that must be written before the report (ordering only)")
 
 
@@ -138,6 +139,6 @@ class ParticipantReport(RecordingInterface):
             output_dir=Path(i.output_dir), names=SubjectOutputs(**i.names),
             bids_dir=Path(i.bids_dir), stimuli=dict(i.stimuli), first_run=tuple(i.first_run),
             boldref=Path(i.boldref) if i.boldref else None, rois=dict(i.rois), decoders=list(i.decoders),
-            generator=i.generator, summary=dict(i.summary), methods=i.methods,
+            generator=i.generator, summary=dict(i.summary), methods=i.methods, zscored=i.zscored,
         )
         self._results["out_report"] = str(out)

@@ -29,7 +29,13 @@ from bids_recon.reports.figures import (
 )
 from bids_recon.reports.html import Figure, Section, render_report
 from bids_recon.reports.imported import imported_betas_section
-from bids_recon.reports.metrics import comparison_text, metric_label, networks_text, published_layout
+from bids_recon.reports.metrics import (
+    comparison_text,
+    metric_label,
+    networks_text,
+    protocols_text,
+    published_layout,
+)
 
 #: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
 VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
@@ -132,7 +138,7 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
         paragraphs.append(f"Variants with several samples per image: {selection.get('Description', '')}. Every "
                           "sample's values are in the per-stimulus table ('selected' marks the picks of a best-of-n "
                           "rule).")
-    paragraphs.append(comparison_text(provenance.get("PublishedComparison")))
+    paragraphs.append(comparison_text(provenance.get("PublishedComparison")) + " " + protocols_text())
     paragraphs.append(networks_text(provenance))
     shown = table[["label", "method", "value", "chance", "sd", "samples", "selection", "status", "note"]
                   if "sd" in table else ["label", "method", "value", "chance", "status", "note"]]
@@ -144,8 +150,8 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
         title="Metrics",
         text="\n\n".join(p for p in paragraphs if p),
         figures=figures,
-        tables=[("The published table's layout: this run's rows, then the published NSD averages (Scotti et al. "
-                 "2024, MindEye2 paper; – = not reported)", published_layout(table, provenance.get(
+        tables=[("The published table's layout: this run's rows, then the published NSD averages of two tables "
+                 "with different protocols (the Data column; – = not reported)", published_layout(table, provenance.get(
                      "PublishedComparison"))),
                 ("Every metric", shown.rename(columns={"label": "metric"})),
                 ("Per test stimulus", item_table)],
@@ -206,6 +212,7 @@ def build_participant_report(
     generator: str,
     summary: dict[str, str],
     methods: str,
+    zscored: bool = True,
 ) -> Path:
     """Write ``sub-<label>.html`` and its figures from the participant's outputs; return the HTML path.
 
@@ -220,6 +227,10 @@ def build_participant_report(
         ROI name -> atlas name (``None`` for a user mask).
     decoders : list of tuple
         ``(roi, target)`` of each decoder.
+    generator : str
+        The generator whose outputs are shown; empty for ``--betas-only`` (the betas' section only).
+    zscored : bool
+        Whether the betas were z-scored per session (the text says so).
     """
     output_dir = Path(output_dir)
     out_html = output_dir / names.report()
@@ -227,29 +238,28 @@ def build_participant_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"sub-{names.subject}_task-{names.task}"
     trial_table = read_trials(output_dir / names.trials())
-    table_metrics = read_tsv(output_dir / names.metrics(generator))
-    index = read_tsv(output_dir / names.recon_index(generator), dtype={"stimulus": str})
     design = output_dir / names.design(*first_run)
     mask_file = output_dir / names.brain_mask()
-    roi_files = {name: output_dir / names.roi_mask(name, atlas) for name, atlas in rois.items()}
-    roi_info = {
-        name: json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text()) for name, path in roi_files.items()
-    }
-    n_train = int((trial_table["split"] == "train").sum())
-    n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
+    sessions = sorted(set(trial_table["session"].astype(str)))
+    n_runs = len(trial_table.groupby(["session", "run"], dropna=False))
 
     beta_figures, beta_tables, glm_estimator = _beta_stage_maps(output_dir, names, trial_table, fig_dir, prefix)
     sections = []
     imported = imported_betas_section(output_dir, names, trial_table, beta_figures, beta_tables)  # --betas
     design_table = read_tsv(design) if imported is None else None
+    grouping = ("within each session" if sessions != ["n/a"] else
+                "over all runs (the dataset has no sessions: one group)")
     sections.append(
         imported or Section(
             title="Single-trial betas",
             text=(
-                f"{len(trial_table)} trials in {len(trial_table.groupby(['session', 'run'], dropna=False))} run(s) and "
-                f"{trial_table['session'].nunique()} session(s), estimated session by session with the "
-                f"'{glm_estimator}' estimator (the canonical-HRF design of the first run is shown). Betas are "
-                f"z-scored per voxel within each session; the noise ceiling is computed from repeated stimuli."
+                f"{len(trial_table)} trials in {n_runs} run(s) and "
+                + (f"{len(sessions)} session(s)" if sessions != ["n/a"] else "no session level")
+                + f", estimated session by session with the '{glm_estimator}' estimator (the canonical-HRF design of "
+                "the first run is shown). "
+                + (f"Betas are z-scored per voxel {grouping}" if zscored else
+                   "Betas are in percent signal change (not z-scored)")
+                + "; the noise ceiling is computed from repeated stimuli."
             ),
             figures=[
                 Figure(
@@ -264,6 +274,19 @@ def build_participant_report(
         )
     )
 
+    if not generator:  # --betas-only
+        facts = {**summary, "Trials": str(len(trial_table)), "Runs": str(n_runs)}
+        return render_report(f"bids_recon report: sub-{names.subject}", sections, out_html, summary=facts,
+                             methods=methods)
+
+    table_metrics = read_tsv(output_dir / names.metrics(generator))
+    index = read_tsv(output_dir / names.recon_index(generator), dtype={"stimulus": str})
+    roi_files = {name: output_dir / names.roi_mask(name, atlas) for name, atlas in rois.items()}
+    roi_info = {
+        name: json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text()) for name, path in roi_files.items()
+    }
+    n_train = int((trial_table["split"] == "train").sum())
+    n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
     roi_table = pd.DataFrame(
         [
             {

@@ -16,7 +16,7 @@ from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.glm.hrf import default_library
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.trials import describe_split
+from bids_recon.glm.trials import CONDITION_COLUMN, describe_split
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.params import to_dict
 from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, relative_to, sink
@@ -85,8 +85,16 @@ def methods(config: Config, n_runs: int, task: str) -> str:
     return (f"Single-trial responses were estimated session by session for the {n_runs} runs of task '{task}' "
             + estimator + nuisance
             + f" The {wf.space} preprocessed BOLD was analysed in percent signal change within the intersection of "
-            f"the runs' brain masks. {zscore} "
-            + describe_split(wf.stimuli.test_min_repeats, wf.stimuli.test_split))
+            f"the runs' brain masks. {zscore} " + split_text(config))
+
+
+def split_text(config: Config) -> str:
+    """How the trials were split (the methods text and the trial table's sidecar)."""
+    stimuli = config.workflow.stimuli
+    if config.workflow.betas_only and not stimuli.test_split:
+        return ("No training and test split was made (--betas-only); the presentations of each "
+                + ("condition" if stimuli.column == CONDITION_COLUMN else "stimulus") + " were numbered as repeats.")
+    return describe_split(stimuli.test_min_repeats, stimuli.test_split)
 
 
 #: ``space-`` labels of a participant's own spaces (not templates): masks in them need a SpatialReference.
@@ -132,6 +140,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     glms = []
     common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "Confounds": glm_cfg.confounds,
               **({"HighPassHz": glm_cfg.high_pass_hz} if glm_cfg.drift_model == "cosine" else {}), **grid}
+    run_sinks = []  # (sink, position of the run among all runs): their tables come from combine_runs
     for session in inputs.sessions:
         runs = [r for r in inputs.runs if r.session == session]
         key = f"ses{session}" if session else "session"
@@ -152,8 +161,8 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                                 "Sources": [bids_uri("fmriprep", relative_to(run.preproc_bold, fmriprep_dir)),
                                             bids_uri("fmriprep", relative_to(run.confounds, fmriprep_dir)),
                                             bids_uri("raw", relative_to(run.events, bids_dir))]})
-            wf.connect([(glm, ds_betas, [(("betas_images", pick, position), "in_file"),
-                                         (("trials", pick_extra, position, ".tsv"), "extra_files")])])
+            wf.connect(glm, ("betas_images", pick, position), ds_betas, "in_file")
+            run_sinks.append((ds_betas, len(run_sinks)))
             written.append((ds_betas, "out_file"))
         ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run), f"ds_design_{key}")
         wf.connect(glm, "design", ds_design, "in_file")
@@ -166,6 +175,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
             written.append((ds_map, "out_file"))
 
     combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
+                                  split=not config.workflow.betas_only,
                                   events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
                                                 if r.session == s]),
                       name="combine_runs")
@@ -173,9 +183,11 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     run_trials = gather(wf, [(glm, "trials") for glm in glms], "merge_trials")
     wf.connect([(run_betas, combine, [("out", "betas")]), (run_trials, combine, [("out", "trials")]),
                 (mask, combine, [("out_mask", "mask_file")])])
+    for ds_betas, position in run_sinks:  # each statmap's .tsv: its trials with the real split and repeat
+        wf.connect(combine, ("run_trials", pick_extra, position, ".tsv"), ds_betas, "extra_files")
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
         "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
-                       "earlier presentations. " + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
+                       "earlier presentations. " + split_text(config),
         "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
     wf.connect(combine, "trials", ds_trials, "in_file")
     written.append((ds_trials, "out_file"))
