@@ -37,25 +37,27 @@ TASKS = "tasks,missingrun,onerun"
 
 # Median over signal voxels of the per-voxel correlation (across trials) of the per-run betas statmaps with the true
 # single-trial amplitudes. Seen (tiny, seed 0, default GLM): the plain tiny preset 0.555 / 0.541 (sub-01 / sub-02);
-# COMBINED 0.494 / 0.378 (run with a config file naming the motion confounds, as --confounds could not yet);
-# BLOCKS 0.707 / 0.662 and TASKS 0.555 / 0.567 (the GLM in-process: estimate_session_betas on the written files).
+# COMBINED 0.494 / 0.378 (CSI1 / CSI2; run with a config file naming the six motion confounds, as the default list
+# needs csf and white_matter); BLOCKS 0.707 (--betas-only; 0.662 for a second subject); TASKS 0.555 / 0.567 (the
+# GLM in-process, estimate_session_betas on the written files: the command line refuses two tasks with the same run
+# labels).
 # Chance is 0 (one voxel's r over 36-192 trials has sd <= 0.17; the median over ~600 signal voxels, ~0.01). The floors
 # keep a margin below the lowest subject seen and stay far above chance.
 MIN_R = {COMBINED: 0.25, BLOCKS: 0.4, TASKS: 0.35}
+#: Subjects simulated (the preset's two, but one for the block design: 192 trials a subject, nothing a second adds).
+SUBJECTS = {BLOCKS: 1}
 
-CONFOUNDS_REQUIRED = ("the default confounds require csf and white_matter (bids_recon/glm/params.py "
-                      "DEFAULT_CONFOUNDS): 'confound column(s) csf, white_matter not in the table'")
-NO_BETAS_ONLY = "bids_recon has no --betas-only flag yet: 'unrecognized arguments: --betas-only'"
-XFAIL = {  # (dataset, check) -> why the pipeline fails it today
-    (COMBINED, "exit"): CONFOUNDS_REQUIRED,
-    (COMBINED, "trials"): CONFOUNDS_REQUIRED + "; run-1 is written as run '01' in the outputs and the trial table",
-    (COMBINED, "finite"): CONFOUNDS_REQUIRED + "; without a session the z-scored betas are uninitialised memory "
-                          "(zscore_by_group: NaN session never equals itself)",
-    (COMBINED, "per_run"): CONFOUNDS_REQUIRED + "; the per-run .tsv says split=train, repeat=0 on every row",
-    (COMBINED, "betas"): CONFOUNDS_REQUIRED,
-    **{(BLOCKS, check): NO_BETAS_ONLY for check in ("exit", "trials", "finite", "per_run", "betas")},
-    **{(TASKS, check): NO_BETAS_ONLY + "; two tasks with the same run label are refused ('have the same session and "
-       "run labels, so their outputs would collide')" for check in ("exit", "trials", "finite", "per_run", "betas")},
+CONFOUNDS_REQUIRED = ("the default confounds require csf and white_matter (bids_recon/glm/params.py:19 "
+                      "DEFAULT_CONFOUNDS): 'confound column(s) csf, white_matter not in the table', exit 65")
+TASKS_COLLIDE = ("two tasks with the same run label are refused (bids_recon/bids/layout.py:214): 'sub-01_ses-01_task-"
+                 "images_run-01_bold.nii.gz and sub-01_ses-01_task-objects_run-01_bold.nii.gz have the same session "
+                 "and run labels, so their outputs would collide', exit 64")
+XFAIL = {  # (dataset, check) -> why the pipeline fails it today (with the confounds named in a config file, COMBINED
+    # passes every check but "trials")
+    **{(COMBINED, check): CONFOUNDS_REQUIRED for check in ("exit", "finite", "per_run", "betas")},
+    (COMBINED, "trials"): CONFOUNDS_REQUIRED + "; and run-1 is written as run '01' in the trial table and the output "
+                          "names (bids_recon/bids/layout.py:295 zero-pads the run number pybids returns)",
+    **{(TASKS, check): TASKS_COLLIDE for check in ("exit", "trials", "finite", "per_run", "betas")},
 }
 
 
@@ -67,7 +69,8 @@ def shaped(tmp_path_factory):
     def make(shapes: str):
         if shapes not in made:
             folder = tmp_path_factory.mktemp("shape") / "ds"
-            made[shapes] = simulate_dataset(folder, preset="tiny", seed=0, shapes=shapes)
+            extra = {"n_subjects": SUBJECTS[shapes]} if shapes in SUBJECTS else {}
+            made[shapes] = simulate_dataset(folder, preset="tiny", seed=0, shapes=shapes, **extra)
         return made[shapes]
 
     return make
@@ -245,6 +248,13 @@ def test_written_data_are_the_truth(shapes, shaped):
             if "fewconfounds" in shapes:
                 assert not {"csf", "white_matter", "global_signal"} & set(confounds.columns)
                 assert {"trans_x", "rot_z", "framewise_displacement"} <= set(confounds.columns)
+            if "blocks" in shapes:  # Haxby: onset duration trial_type; one block of 12 rows per category and run
+                table = raw_table(ds.bids_dir / f"sub-{sub}" / f"{ses_part}func" / f"{name}_events.tsv")
+                assert list(table.columns) == ["onset", "duration", "trial_type"]
+                starts = table["trial_type"] != table["trial_type"].shift()
+                assert starts.sum() == 8 and (table.groupby(starts.cumsum())["trial_type"].size() == 12).all()
+                assert table["trial_type"].nunique() == 8 and set(table["duration"]) == {"0.500"}
+                assert set(np.diff(table["onset"].astype(float))) == {2.0, 14.0}  # 2 s apart, 12 s rest
             if "messyevents" in shapes:  # rows that are not trials, n/a cells, not sorted
                 table = raw_table(ds.bids_dir / f"sub-{sub}" / f"{ses_part}func" / f"{name}_events.tsv")
                 assert len(table) > len(expected) and (table == "n/a").any().any()
