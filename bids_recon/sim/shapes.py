@@ -247,8 +247,7 @@ class ShapeSpec:
             out["onset"] = np.round(out["onset"].to_numpy(float) + shift, 3)
         if self.durations is not None:
             lo, hi = self.durations
-            out["duration"] = np.round(rng.uniform(lo, hi, len(out)) / 0.1) * 0.1
-            out["duration"] = out["duration"].round(1)
+            out["duration"] = np.round(rng.uniform(lo, hi, len(out)), 1)  # on the model's 0.1-s lag grid
         return out
 
     # -- one run ---------------------------------------------------------------------------------------------------
