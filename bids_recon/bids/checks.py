@@ -22,8 +22,9 @@ from bids_recon.bids.layout import RunInputs, SubjectInputs
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
 from bids_recon.features.params import StimulusParams
 from bids_recon.features.stimuli import StimulusResolver, captions_path, resolver_for, stimulus_captions
+from bids_recon.glm.confounds import ConfoundChoice, load_confounds, skipped_line
 from bids_recon.glm.runs import intersect_masks, load_image, same_grid
-from bids_recon.glm.singletrial import load_confounds, load_events
+from bids_recon.glm.singletrial import load_events
 from bids_recon.glm.trials import (
     ColumnRule,
     SessionRule,
@@ -51,14 +52,27 @@ class CheckedInputs:
         return len(self.stim_ids)
 
 
-def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
-    """Check that a run's BOLD, brain mask and confounds fit together; return its number of volumes.
+def check_run_files(run: RunInputs, confound_columns: list[str]) -> tuple[int, ConfoundChoice]:
+    """Check that a run's BOLD, brain mask and confounds fit together.
+
+    Parameters
+    ----------
+    run : RunInputs
+    confound_columns : list of str
+        The ``--confounds`` setting (columns, groups, ``auto``), resolved against the run's table as the GLM will.
+
+    Returns
+    -------
+    n_volumes : int
+    confounds : ConfoundChoice
+        The columns the GLM will regress out and the default groups the table lacks.
 
     Raises
     ------
     BadDataError
         Mask and BOLD on different grids (shape or affine), confounds with another row count than the
-        BOLD's volumes, or without a chosen confound column (exit code 65).
+        BOLD's volumes, without a column or group named in ``--confounds``, or with a chosen column that is not
+        numeric or all ``n/a`` (exit code 65).
     """
     bold = load_image(run.preproc_bold, 4)  # headers only
     mask = load_image(run.brain_mask, 3) if run.brain_mask is not None else bold
@@ -69,8 +83,8 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
             run.brain_mask,
         )
     n_volumes = int(bold.shape[3])
-    load_confounds(run.confounds, confound_columns, n_volumes)
-    return n_volumes
+    _, confounds = load_confounds(run.confounds, confound_columns, n_volumes)
+    return n_volumes, confounds
 
 
 def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split: str | None = None,
@@ -226,7 +240,8 @@ def check_inputs(
         :func:`bids_recon.glm.trials.assign_repeats_and_split`); each participant must have training and test
         trials. The defaults when omitted.
     confound_columns : list of str, optional
-        fMRIPrep confound columns the GLM will use.
+        The ``--confounds`` setting the GLM will use (``None``: no confounds); default groups a participant's
+        tables lack are logged once per participant.
     rois : RoiParams, optional
         When given, the ROIs are built in each participant's brain mask (the runs' intersection, as the
         workflow does) and their sizes checked: TemplateFlow files and user masks must exist.
@@ -242,9 +257,12 @@ def check_inputs(
     stimuli = stimuli or StimulusParams()
     resolver = resolver_for(Path(bids_dir), stimuli)
     n_runs, seen, n_trials = 0, set(), 0
+    confound_setting = list(confound_columns) if confound_columns else ["none"]
     for subject in inputs.values():
-        for run in subject.runs:
-            check_run_files(run, confound_columns or [])
+        confounds = [check_run_files(run, confound_setting)[1] for run in subject.runs]
+        skipped = skipped_line(subject.subject, confounds, [run.confounds for run in subject.runs], confound_setting)
+        if skipped:  # once per participant, not per run
+            LOGGER.warning("%s", skipped)
         trials = check_stimuli(subject.runs, resolver, images=not betas_only)
         check_test_rule(trials, subject.runs, stimuli)
         trials = trials[decoded_trials(trials)]

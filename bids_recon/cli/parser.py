@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     method = parser.add_argument_group("Method")
     _setting(method, "--betas-only", key="workflow.betas_only", action="store_const", const=True)
     _setting(method, "--glm", key="workflow.glm.estimator")
+    _setting(method, "--confounds", key="workflow.glm.confounds", nargs="+", action=_CommaList, metavar="SPEC")
     _setting(method, "--betas", key="workflow.glm.betas", type=_betas, metavar="FORMAT=PATH[:KEY=VALUE,...]")
     _setting(method, "--roi-mask", key="workflow.rois.user_masks", action=_ToDict, type=_roi_mask,
              metavar="NAME=PATH[:LABELS]",

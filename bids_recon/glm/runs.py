@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -11,16 +11,11 @@ import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.features.params import StimulusParams
+from bids_recon.glm.confounds import ConfoundChoice, load_confounds
 from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.singletrial import (
-    TRIAL_PREFIX,
-    load_confounds,
-    load_events,
-    percent_signal_change,
-    zscore_by_group,
-)
+from bids_recon.glm.singletrial import TRIAL_PREFIX, load_events, percent_signal_change, zscore_by_group
 from bids_recon.glm.trials import assign_repeats_and_split, decoded_trials, run_trials
 from bids_recon.io import atomic_write
 
@@ -112,6 +107,8 @@ class SessionBetas:
         Per-voxel choices (HRF index, R², fraction) and the session's noise components.
     n_unusable_voxels : int
         Voxels with NaN, a constant or a non-positive mean in some run (their betas are 0).
+    confounds : list of ConfoundChoice
+        Per run: the confound columns regressed out and the default groups its table lacked.
     """
 
     betas: list[np.ndarray]
@@ -119,10 +116,12 @@ class SessionBetas:
     design: pd.DataFrame
     fit: SessionFit
     n_unusable_voxels: int
+    confounds: list[ConfoundChoice] = field(default_factory=list)
 
 
-def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list[str],
-              stimuli: StimulusParams | str | None) -> tuple[SessionRun, pd.DataFrame, np.ndarray]:
+def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: list[str],
+              stimuli: StimulusParams | str | None
+              ) -> tuple[SessionRun, pd.DataFrame, np.ndarray, ConfoundChoice]:
     bold = load_image(files.bold, ndim=4)
     if not same_grid(bold, mask_img):
         raise BadDataError(f"BOLD grid {bold.shape[:3]} differs from the brain mask's {mask_img.shape[:3]}",
@@ -137,14 +136,14 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list
     trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events)
     if trials.empty:
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
-    confounds = load_confounds(files.confounds, confound_columns, n_volumes)
+    confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)
     mean_intensity = data.mean(axis=0)
     psc, usable = percent_signal_change(data)
     del data
     run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
                      stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,
                      confounds=confounds.to_numpy(float), mean_intensity=mean_intensity)
-    return run, trials, usable
+    return run, trials, usable, choice
 
 
 def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float,
@@ -184,7 +183,8 @@ def estimate_session_betas(
     mask_img : nibabel image
         Brain mask on the runs' grid; voxels inside it are estimated.
     params : GlmParams, optional
-        Estimator, drift model and cut-off, confounds, noise components and their selection, ridge selection
+        Estimator, drift model and cut-off, confounds (resolved per run by
+        :func:`~bids_recon.glm.confounds.resolve_confounds`), noise components and their selection, ridge selection
         (defaults when omitted).
     stimuli : StimulusParams or str, optional
         How events rows name stimuli (which rows are trials: every presented image gets a regressor); a string
@@ -197,16 +197,16 @@ def estimate_session_betas(
     """
     params = params or GlmParams()
     loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
-    session_runs = [run for run, _, _ in loaded]
-    usable = np.logical_and.reduce([u for _, _, u in loaded])
-    design = report_design(session_runs[0], list(params.confounds), params.high_pass_hz, params.drift_model)
+    session_runs = [run for run, _, _, _ in loaded]
+    usable = np.logical_and.reduce([u for _, _, u, _ in loaded])
+    design = report_design(session_runs[0], list(loaded[0][3].columns), params.high_pass_hz, params.drift_model)
     fit = fit_session(session_runs, params.estimator, high_pass_hz=params.high_pass_hz,
                       max_noise_components=params.max_noise_components,
                       fraction_selection=params.fraction_selection, seed=seed, drift_model=params.drift_model,
                       noise_selection=params.noise_selection, **fit_options)
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
-    return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
-                        n_unusable_voxels=int((~usable).sum()))
+    return SessionBetas(betas=betas, trials=[t for _, t, _, _ in loaded], design=design, fit=fit,
+                        n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c in loaded])
 
 
 #: Bytes of betas z-scored at once by :func:`combine_runs` (a block of voxels over all trials).

@@ -68,7 +68,7 @@ class _SessionBetasOutputSpec(TraitedSpec):
     trials = traits.List(File(exists=True), desc="per run: trial table")
     design = File(exists=True, desc="design matrix TSV of the first run (canonical HRF)")
     maps = traits.Dict(traits.Str, File(exists=True), desc="hrfindex, rsquare, fraction maps (NIfTI)")
-    info = File(exists=True, desc="JSON: estimator, noise components, cross-validation")
+    info = File(exists=True, desc="JSON: estimator, noise components, cross-validation, each run's confounds")
 
 
 class SessionBetas(RecordingInterface):
@@ -105,7 +105,9 @@ class SessionBetas(RecordingInterface):
             image = betas_to_image(values[None, :], mask_img).slicer[..., 0]
             maps[name] = str(atomic_write(cwd / f"{name}.nii.gz", lambda tmp, image=image: nib.save(image, tmp)))
         info = {**fit.info, "NoiseComponents": fit.n_noise_components, "UnusableVoxels": result.n_unusable_voxels,
-                "MedianFraction": float(np.median(fit.fractions)), "MedianRSquare": float(np.median(fit.r2))}
+                "MedianFraction": float(np.median(fit.fractions)), "MedianRSquare": float(np.median(fit.r2)),
+                "RunConfounds": [{"Run": f.run, **choice.to_json()}  # the columns regressed out of each run
+                                 for f, choice in zip(files, result.confounds, strict=True)]}
         self._results.update(betas=betas, betas_images=images, trials=trials, maps=maps,
                              design=str(write_tsv(cwd / "design.tsv", result.design)),
                              info=str(write_json(cwd / "session_info.json", info)))

@@ -92,6 +92,23 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
     return figures, tables, estimator
 
 
+def confounds_sentence(output_dir: Path, names: SubjectOutputs, trial_table: pd.DataFrame) -> str:
+    """What the GLM regressed out of the participant's runs, read from the session maps' sidecars (the GLM's own
+    record, ``RunConfounds``), in the methods text's words; empty when the sidecars do not say (imported betas)."""
+    from bids_recon.glm.confounds import ConfoundChoice, describe_confounds
+
+    choices, setting = [], None
+    for session in sorted(trial_table["session"].dropna().astype(str).unique()) or [None]:
+        session = None if session in ("n/a", "nan") else session
+        info = _read_sidecar(Path(str(output_dir / names.stat_map(session, "rsquare")).replace(".nii.gz", ".json")))
+        choices += [ConfoundChoice.from_json(run) for run in info.get("RunConfounds", [])]
+        setting = info.get("ConfoundsSetting", setting)
+    if not choices or setting is None:
+        return ""
+    return f" Confounds regressed out (--confounds {' '.join(setting) or 'none'}): " \
+           f"{describe_confounds(choices, setting)}."
+
+
 def _resolver(bids_dir: Path, stimuli: StimulusParams | dict):
     from bids_recon.params import build
 
@@ -260,6 +277,7 @@ def build_participant_report(
                 + (f"Betas are z-scored per voxel {grouping}" if zscored else
                    "Betas are in percent signal change (not z-scored)")
                 + "; the noise ceiling is computed from repeated stimuli."
+                + confounds_sentence(output_dir, names, trial_table)
             ),
             figures=[
                 Figure(

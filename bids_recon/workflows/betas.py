@@ -14,6 +14,7 @@ from nipype.pipeline import engine as pe
 from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.glm.confounds import ConfoundChoice, choose_confounds, describe_confounds, parse_confounds
 from bids_recon.glm.hrf import default_library
 from bids_recon.glm.params import GlmParams
 from bids_recon.glm.trials import CONDITION_COLUMN, describe_split
@@ -61,12 +62,25 @@ def _ridge_text(glm: GlmParams) -> str:
             f"{glm.fraction_selection} by the same cross-validation, betas rescaled to the least-squares scale)")
 
 
-def methods(config: Config, n_runs: int, task: str) -> str:
-    """The methods paragraph of the beta stage, from the settings it runs with."""
+def confounds_text(glm: GlmParams, inputs: SubjectInputs | None = None) -> str:
+    """The confounds clause of the methods: what ``--confounds`` gave in the participant's runs' tables (without
+    ``inputs``: the setting)."""
+    setting = " ".join(glm.confounds) or "none"
+    if not parse_confounds(glm.confounds):
+        return f"no confounds (--confounds {setting})"
+    if inputs is None or not inputs.runs:
+        return f"the fMRIPrep confounds chosen by --confounds {setting}"
+    choices = [choose_confounds(run.confounds, glm.confounds) for run in inputs.runs]
+    return f"the fMRIPrep confounds (--confounds {setting}): {describe_confounds(choices, glm.confounds)}"
+
+
+def methods(config: Config, n_runs: int, task: str, inputs: SubjectInputs | None = None) -> str:
+    """The methods paragraph of the beta stage, from the settings it runs with (and the confounds that the
+    participant's tables give, with ``inputs``)."""
     wf, glm = config.workflow, config.workflow.glm
     drift = (f"cosine drift regressors (high-pass {glm.high_pass_hz:g} Hz)" if glm.drift_model == "cosine" else
              "Legendre polynomial drift regressors (degree round(run minutes / 2))")
-    nuisance = f"with a constant, {drift} and the fMRIPrep confounds {', '.join(glm.confounds)}."
+    nuisance = f"with a constant, {drift} and {confounds_text(glm, inputs)}."
     estimator = {
         "lsa": "with a least-squares-all GLM: one regressor per trial convolved with a canonical (Glover) HRF, ",
         "lss": "with least-squares-separate GLMs (Mumford et al. 2012): for each trial, its regressor and one for "
@@ -125,7 +139,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     bids_dir, out_dir, fmriprep_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.derivatives["fmriprep"])
     grid = grid_sidecar(config, inputs)
     wf = pe.Workflow(name=name)
-    wf.__desc__ = methods(config, len(inputs.runs), inputs.task)
+    wf.__desc__ = methods(config, len(inputs.runs), inputs.task, inputs)
     outputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "out_files"]),
                          name="outputnode")
 
@@ -138,7 +152,8 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
 
     written = [(ds_mask, "out_file")]
     glms = []
-    common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "Confounds": glm_cfg.confounds,
+    confounds = {run.key: choose_confounds(run.confounds, glm_cfg.confounds) for run in inputs.runs}
+    common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "ConfoundsSetting": glm_cfg.confounds,
               **({"HighPassHz": glm_cfg.high_pass_hz} if glm_cfg.drift_model == "cosine" else {}), **grid}
     run_sinks = []  # (sink, position of the run among all runs): their tables come from combine_runs
     for session in inputs.sessions:
@@ -158,6 +173,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                                 "Description": "Single-trial betas, percent signal change, one volume per trial; "
                                                "rows of the .tsv beside it list the trials in volume order",
                                 "Units": "percent signal change", "RepetitionTime": run.repetition_time, **common,
+                                **confounds_sidecar(confounds[run.key]),
                                 "Sources": [bids_uri("fmriprep", relative_to(run.preproc_bold, fmriprep_dir)),
                                             bids_uri("fmriprep", relative_to(run.confounds, fmriprep_dir)),
                                             bids_uri("raw", relative_to(run.events, bids_dir))]})
@@ -194,6 +210,17 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     written += subject_map_sinks(wf, combine, out_dir, names, {"Estimator": glm_cfg.estimator, **grid})
     connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
     return wf
+
+
+def confounds_sidecar(choice: ConfoundChoice) -> dict:
+    """A run's betas sidecar keys for its confounds: the columns regressed out, and the default groups its table
+    lacked (skipped) with how components were picked."""
+    out: dict = {"Confounds": list(choice.columns)}
+    if choice.skipped:
+        out["ConfoundsSkipped"] = {k: list(v) for k, v in choice.skipped.items()}
+    if choice.notes:
+        out["ConfoundsNotes"] = list(choice.notes)
+    return out
 
 
 def subject_map_sinks(wf: pe.Workflow, combine: pe.Node, out_dir: Path, names: SubjectOutputs,

@@ -38,7 +38,7 @@ def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
     """The methods paragraphs of a participant's workflow, in order (each part's ``__desc__``)."""
     spec = get_generator(config.workflow.generate.generator)
     beta_stage = (imported.methods(config, inputs) if inputs.imported is not None else
-                  betas.methods(config, len(inputs.runs), inputs.task))
+                  betas.methods(config, len(inputs.runs), inputs.task, inputs))
     if config.workflow.betas_only:
         return [introduction(config), beta_stage]
     return [introduction(config), beta_stage, rois.methods(config), spec.methods(config)] + (
