@@ -37,8 +37,8 @@ TASKS = "tasks,missingrun,onerun"
 
 # Median over signal voxels of the per-voxel correlation (across trials) of the per-run betas statmaps with the true
 # single-trial amplitudes. Seen (tiny, seed 0, default GLM): the plain tiny preset 0.555 / 0.541 (sub-01 / sub-02);
-# COMBINED 0.494 / 0.378 (CSI1 / CSI2; run with a config file naming the six motion confounds, as the default list
-# needs csf and white_matter); BLOCKS 0.707 (--betas-only; 0.662 for a second subject); TASKS 0.555 / 0.567 (the
+# COMBINED 0.512 / 0.370 (CSI1 / CSI2; the default confounds 'auto': motion and the non-steady-state columns);
+# BLOCKS 0.707 (--betas-only; 0.662 for a second subject); TASKS 0.555 / 0.567 (the
 # GLM in-process, estimate_session_betas on the written files: the command line refuses two tasks with the same run
 # labels).
 # Chance is 0 (one voxel's r over 36-192 trials has sd <= 0.17; the median over ~600 signal voxels, ~0.01). The floors
@@ -47,16 +47,12 @@ MIN_R = {COMBINED: 0.25, BLOCKS: 0.4, TASKS: 0.35}
 #: Subjects simulated (the preset's two, but one for the block design: 192 trials a subject, nothing a second adds).
 SUBJECTS = {BLOCKS: 1}
 
-CONFOUNDS_REQUIRED = ("the default confounds require csf and white_matter (bids_recon/glm/params.py:19 "
-                      "DEFAULT_CONFOUNDS): 'confound column(s) csf, white_matter not in the table', exit 65")
 TASKS_COLLIDE = ("two tasks with the same run label are refused (bids_recon/bids/layout.py:214): 'sub-01_ses-01_task-"
                  "images_run-01_bold.nii.gz and sub-01_ses-01_task-objects_run-01_bold.nii.gz have the same session "
                  "and run labels, so their outputs would collide', exit 64")
-XFAIL = {  # (dataset, check) -> why the pipeline fails it today (with the confounds named in a config file, COMBINED
-    # passes every check but "trials")
-    **{(COMBINED, check): CONFOUNDS_REQUIRED for check in ("exit", "finite", "per_run", "betas")},
-    (COMBINED, "trials"): CONFOUNDS_REQUIRED + "; and run-1 is written as run '01' in the trial table and the output "
-                          "names (bids_recon/bids/layout.py:295 zero-pads the run number pybids returns)",
+XFAIL = {  # (dataset, check) -> why the pipeline fails it today
+    (COMBINED, "trials"): "run-1 is written as run '01' in the trial table and the output names "
+                          "(bids_recon/bids/layout.py:295 zero-pads the run number pybids returns)",
     **{(TASKS, check): TASKS_COLLIDE for check in ("exit", "trials", "finite", "per_run", "betas")},
 }
 
