@@ -470,7 +470,8 @@ def _betas_per_count(runs: list[SessionRun], designs: list[np.ndarray], hrf_inde
     group instead of a QR of each projected design.
     """
     starts = np.concatenate([[0], np.cumsum([len(r.onsets) for r in runs])])
-    out = [np.empty((starts[-1], len(voxels)), dtype=np.float32) for _ in counts]
+    # NaN until filled: the HRF groups partition the voxels; a gap would be caught as non-finite betas
+    out = [np.full((starts[-1], len(voxels)), np.nan, dtype=np.float32) for _ in counts]
     groups = [(k, np.flatnonzero(hrf_index[voxels] == k)) for k in np.unique(hrf_index[voxels])]
     for r, (run, x) in enumerate(zip(runs, designs, strict=True)):
         y = run.data[:, voxels]
@@ -675,8 +676,9 @@ def _evidence_ridge(runs: list[SessionRun], designs: list[np.ndarray], hrf_index
     log_lam = np.where(above < len(lambdas), np.minimum(log_lam, log_cap), log_lam)
     lam = np.exp(log_lam)
 
-    betas = np.empty((starts[-1], n_voxels), dtype=np.float32)
-    task_ols = None if task is None else np.empty((starts[-1], len(task)), dtype=np.float32)
+    # NaN until filled by the HRF groups (they partition the voxels): a gap would be caught as non-finite betas
+    betas = np.full((starts[-1], n_voxels), np.nan, dtype=np.float32)
+    task_ols = None if task is None else np.full((starts[-1], len(task)), np.nan, dtype=np.float32)
     task_position = None if task is None else np.full(n_voxels, -1)
     if task is not None:
         task_position[task] = np.arange(len(task))
@@ -996,7 +998,7 @@ def _fraction_curve(runs: list[SessionRun], designs: list[np.ndarray], hrf_index
     starts = np.concatenate([[0], np.cumsum([len(r.onsets) for r in runs])])
     candidates = []
     for fraction in fractions:
-        out = np.empty((starts[-1], len(task)), dtype=np.float32)
+        out = np.full((starts[-1], len(task)), np.nan, dtype=np.float32)  # NaN until filled by the groups
         for r, per_group in enumerate(solvers):
             for cols, solver in per_group:
                 out[starts[r]:starts[r + 1], cols] = solver.betas(fraction)
@@ -1037,7 +1039,7 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
     def stacked_at(fraction: float | np.ndarray, voxels: np.ndarray) -> np.ndarray:
         """Betas ``(n_trials, len(voxels))`` of all trials at ``fraction`` for the (sorted) ``voxels``."""
         per_voxel = np.broadcast_to(np.asarray(fraction, dtype=float), (n_voxels,))
-        out = np.empty((starts[-1], len(voxels)), dtype=np.float32)
+        out = np.full((starts[-1], len(voxels)), np.nan, dtype=np.float32)  # NaN until filled by the groups
         contiguous = voxels[-1] - voxels[0] + 1 == len(voxels)
         for r, per_group in enumerate(solvers):
             for cols, solver in per_group:
@@ -1064,7 +1066,7 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
             chosen[voxels] = np.asarray(fractions, dtype=np.float32)[np.argmax(scores, axis=0)]
     else:  # one fraction for the session: the best median over the task-responsive voxels
         chosen = np.full(n_voxels, fractions[int(np.nanargmax(curve))], dtype=np.float32)
-    betas = np.empty((starts[-1], n_voxels), dtype=np.float32)
+    betas = np.full((starts[-1], n_voxels), np.nan, dtype=np.float32)  # every block of voxels fills its columns
     for voxels in blocks(step):
         ols, ridge = stacked_at(1.0, voxels), stacked_at(chosen, voxels)
         # rescale each voxel's ridge betas to the OLS betas (least squares with offset), keeping units
