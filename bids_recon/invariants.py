@@ -28,10 +28,10 @@ from bids_recon.errors import InvariantError
 #: Bytes of an array checked at once (memory maps are read a block of columns at a time).
 BLOCK_BYTES = 64 * 2**20
 #: Trial-table columns that label groups of trials: never missing (``n/a`` is the label of "none", e.g. no session).
-LABEL_COLUMNS = ("subject", "session", "run")
+LABEL_COLUMNS = ("subject", "session", "task", "run")
 #: Columns every trial table has (the contract in DESIGN.md; :data:`bids_recon.glm.trials.TRIAL_COLUMNS`).
-TABLE_COLUMNS = ("subject", "session", "run", "trial_index", "onset", "duration", "stim_id", "stim_file", "repeat",
-                 "split")
+TABLE_COLUMNS = ("subject", "session", "task", "run", "trial_index", "onset", "duration", "stim_id", "stim_file",
+                 "repeat", "split")
 #: ``split`` values: decoded trials are train or test; ``none`` = modelled, never decoded (catch images, one-back
 #: repeats); ``n/a`` = no split was made (``--betas-only`` without ``--test-split``).
 SPLITS = ("train", "test", "none", "n/a")

@@ -34,7 +34,7 @@ class EmptyMean(RecordingInterface):
 
 def _run_table(run: str, stims: list[str], session: str | None = None, split: list[str] | None = None):
     return pd.DataFrame({
-        "subject": "01", "session": session if session is not None else "n/a", "run": run,
+        "subject": "01", "session": session if session is not None else "n/a", "task": "x", "run": run,
         "trial_index": np.arange(len(stims)), "onset": 4.0 * np.arange(len(stims)), "duration": 1.0,
         "stim_id": stims, "stim_file": stims, "repeat": 0, "split": split or ["train"] * len(stims),
     })[TRIAL_COLUMNS]

@@ -38,23 +38,15 @@ TASKS = "tasks,missingrun,onerun"
 # Median over signal voxels of the per-voxel correlation (across trials) of the per-run betas statmaps with the true
 # single-trial amplitudes. Seen (tiny, seed 0, default GLM): the plain tiny preset 0.555 / 0.541 (sub-01 / sub-02);
 # COMBINED 0.512 / 0.370 (CSI1 / CSI2; the default confounds 'auto': motion and the non-steady-state columns);
-# BLOCKS 0.707 (--betas-only; 0.662 for a second subject); TASKS 0.555 / 0.567 (the
-# GLM in-process, estimate_session_betas on the written files: the command line refuses two tasks with the same run
-# labels).
+# BLOCKS 0.707 (--betas-only; 0.662 for a second subject); TASKS 0.555 / 0.567 (the GLM in-process on the written
+# files, before the command line accepted two tasks with the same run labels).
 # Chance is 0 (one voxel's r over 36-192 trials has sd <= 0.17; the median over ~600 signal voxels, ~0.01). The floors
 # keep a margin below the lowest subject seen and stay far above chance.
 MIN_R = {COMBINED: 0.25, BLOCKS: 0.4, TASKS: 0.35}
 #: Subjects simulated (the preset's two, but one for the block design: 192 trials a subject, nothing a second adds).
 SUBJECTS = {BLOCKS: 1}
 
-TASKS_COLLIDE = ("two tasks with the same run label are refused (bids_recon/bids/layout.py:214): 'sub-01_ses-01_task-"
-                 "images_run-01_bold.nii.gz and sub-01_ses-01_task-objects_run-01_bold.nii.gz have the same session "
-                 "and run labels, so their outputs would collide', exit 64")
-XFAIL = {  # (dataset, check) -> why the pipeline fails it today
-    (COMBINED, "trials"): "run-1 is written as run '01' in the trial table and the output names "
-                          "(bids_recon/bids/layout.py:295 zero-pads the run number pybids returns)",
-    **{(TASKS, check): TASKS_COLLIDE for check in ("exit", "trials", "finite", "per_run", "betas")},
-}
+XFAIL: dict[tuple[str, str], str] = {}  # (dataset, check) -> why the pipeline fails it today (none left)
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +100,15 @@ def _entity(name: str, key: str) -> str | None:
 
 def _trial_key(table: pd.DataFrame) -> pd.DataFrame:
     """The columns a trial is compared on, typed, sorted as the pipeline would list them."""
-    out = pd.DataFrame({"session": table["session"].astype(str), "run": table["run"].astype(str),
+    out = pd.DataFrame({"session": table["session"].astype(str), "task": table["task"].astype(str),
+                        "run": table["run"].astype(str),
                         "onset": table["onset"].astype(float).round(3), "duration": table["duration"].astype(float),
                         "stimulus": table["stimulus"].astype(str), "repeat": table["repeat"].astype(int)})
-    return out.sort_values(["session", "run", "onset"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["session", "task", "run", "onset"], kind="stable").reset_index(drop=True)
 
 
 def check_trials(ds, out: Path) -> None:
-    """The participant trial table is the truth's trials (session, run, onset, duration, stimulus, repeat)."""
+    """The participant trial table is the truth's trials (session, task, run, onset, duration, stimulus, repeat)."""
     for sub in ds.subjects:
         truth = load_truth(ds.truth_dir, sub)["trials"]
         found = sorted((out / f"sub-{sub}").glob("func/*_desc-singletrial_trials.tsv"))
@@ -149,7 +142,7 @@ def check_per_run(ds, out: Path) -> None:
         for statmap in sorted((out / f"sub-{sub}").rglob("*_stat-effect_statmap.nii.gz")):
             table = raw_table(statmap.with_name(statmap.name.replace(".nii.gz", ".tsv")))
             assert nib.load(statmap).shape[3] == len(table), statmap.name
-            merged = table.merge(trials, on=["session", "run", "onset", "stim_file"], suffixes=("", "_table"))
+            merged = table.merge(trials, on=["session", "task", "run", "onset", "stim_file"], suffixes=("", "_table"))
             assert len(merged) == len(table), f"{statmap.name}: rows not in the trial table"
             for column in ("split", "repeat"):
                 wrong = merged[merged[column] != merged[f"{column}_table"]]
@@ -270,11 +263,6 @@ def test_written_data_are_the_truth(shapes, shaped):
         assert ds.subjects == ["CSI1", "CSI2"]
 
 
-@pytest.mark.xfail(strict=True, reason="refused, but without the fix: the BIDS validator's REPETITION_TIME_MISMATCH "
-                   "stops it (exit 16, 'the BIDS validator found errors (see the log; --skip-bids-validation skips "
-                   "it)'); with --skip-bids-validation, exit 65 'RepetitionTime 1500.0 s in the raw sidecar ... "
-                   "differs from 1.5 s in the fMRIPrep sidecar': neither says the value is in milliseconds nor what to "
-                   "write")
 def test_tr_in_milliseconds_is_refused_with_the_fix(tmp_path):
     """``trms``: the raw sidecar says 1500 (ms) for a 1.5-s TR; the run must stop and say how to fix the sidecar."""
     sim = subprocess.run([sys.executable, "-m", "bids_recon.sim", str(tmp_path / "ds"), "--preset", "tiny",

@@ -119,7 +119,7 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split:
     tables = []
     for run in runs:
         events = load_events(run.events)
-        trials = run_trials(events, run.subject, run.session, run.run, params, run.events)
+        trials = run_trials(events, run.subject, run.session, run.run, params, run.events, task=run.task)
         trials = mark_test_split(trials, events, params, resolver, run.events)
         tables.append(trials)
         if not images:

@@ -137,9 +137,24 @@ def validate_bids(bids_dir: Path, tolerated: tuple[str, ...] = ()) -> None:
             return
         shown = "\n".join(f"[{i.get('code')}] {i.get('location', '')}" for i in (errors or [])[:50])
         LOGGER.error("BIDS validator output:\n%s", shown or proc.stdout[-5000:] + proc.stderr[-2000:])
-        raise InvalidBidsError("the BIDS validator found errors (see the log; --skip-bids-validation skips it)",
-                               bids_dir)
+        codes = sorted({str(i.get("code")) for i in errors or []})
+        raise InvalidBidsError("the BIDS validator found errors" + (f" ({', '.join(codes)})" if codes else "")
+                               + "".join(f"; {hint}" for hint in _validator_hints(bids_dir, errors or []))
+                               + " (see the log; --skip-bids-validation skips it)", bids_dir)
     LOGGER.info("BIDS validation passed")
+
+
+def _validator_hints(bids_dir: Path, errors: list[dict]) -> list[str]:
+    """How to fix the validator errors whose cause bids_recon can tell (a RepetitionTime in milliseconds)."""
+    from bids_recon.bids.layout import tr_unit_problem
+
+    hints = []
+    for error in errors:
+        if error.get("code") == "REPETITION_TIME_MISMATCH" and error.get("location"):
+            hint = tr_unit_problem(bids_dir / str(error["location"]).lstrip("/"), bids_dir)
+            if hint and hint not in hints:
+                hints.append(hint)
+    return hints[:3]
 
 
 def setup_logging(config: Config, log_dir: Path) -> Path:

@@ -89,6 +89,7 @@ class RunFiles:
     subject: str
     session: str | None
     run: str | None
+    task: str | None = None
 
 
 @dataclass
@@ -133,7 +134,7 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     except Exception as exc:  # truncated gzip streams, short files
         raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
     events = load_events(files.events, n_volumes, files.repetition_time)
-    trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events)
+    trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events, task=files.task)
     if trials.empty:
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
     confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)

@@ -22,7 +22,7 @@ from bids_recon.features.params import StimulusParams
 
 #: Columns of the trial table, in order.
 TRIAL_COLUMNS = [
-    "subject", "session", "run", "trial_index", "onset", "duration", "stim_id", "stim_file", "repeat", "split",
+    "subject", "session", "task", "run", "trial_index", "onset", "duration", "stim_id", "stim_file", "repeat", "split",
 ]
 #: ``split`` of presented images that are modelled in the GLM but neither trained on nor tested.
 NOT_DECODED = "none"
@@ -114,7 +114,7 @@ def _as_params(stimuli: StimulusParams | str | None) -> StimulusParams:
 def run_trials(
     events: pd.DataFrame, subject: str, session: str | None, run: str | None,
     stimuli: StimulusParams | str | None = None,
-    source: Path | None = None, test_split: str = "",
+    source: Path | None = None, test_split: str = "", task: str | None = None,
 ) -> pd.DataFrame:
     """Trial rows of one run (``repeat`` and the train/test ``split`` are filled by
     :func:`assign_repeats_and_split`).
@@ -132,6 +132,8 @@ def run_trials(
         A ``COLUMN=VALUE`` or ``ses-LABEL`` rule (see :func:`parse_test_split`) applied now; rules that need the
         stimuli (``shared1000``) are applied by :func:`mark_test_split`. Empty: every decoded trial is "train"
         until :func:`assign_repeats_and_split` decides by repeats.
+    task : str, optional
+        The run's task label (several tasks analysed together may share run labels); ``n/a`` when not given.
 
     Returns
     -------
@@ -152,6 +154,7 @@ def run_trials(
     table = pd.DataFrame({
         "subject": subject,
         "session": session if session is not None else NO_LABEL,
+        "task": task if task is not None else NO_LABEL,
         "run": run if run is not None else NO_LABEL,
         "trial_index": np.arange(len(chosen)),
         "onset": chosen["onset"].to_numpy(float),
@@ -374,8 +377,10 @@ def read_trials(path) -> pd.DataFrame:
     """
     from bids_recon.io import read_tsv
 
-    text_columns = ("subject", "session", "run", "stim_id", "stim_file", "split")
+    text_columns = ("subject", "session", "task", "run", "stim_id", "stim_file", "split")
     table = read_tsv(path, dtype={c: str for c in text_columns})
+    if "task" not in table and "session" in table:  # written before tables had a task column
+        table.insert(int(table.columns.get_loc("session")) + 1, "task", NO_LABEL)
     for column in text_columns:
         if column in table:
             table[column] = table[column].astype(object).where(table[column].notna(), NO_LABEL)

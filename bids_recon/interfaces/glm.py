@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, isdefined, traits
 
 from bids_recon.features.params import StimulusParams
 from bids_recon.glm import (
@@ -54,6 +54,7 @@ class _SessionBetasInputSpec(BaseInterfaceInputSpec):
     confounds_files = InputMultiObject(File(exists=True), mandatory=True, desc="fMRIPrep confounds of each run")
     repetition_times = traits.List(traits.Float, mandatory=True)
     runs = traits.List(traits.Either(None, traits.Str), mandatory=True, desc="run label of each run")
+    tasks = traits.List(traits.Str, desc="task label of each run (the trial table's task column)")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask")
     subject = traits.Str(mandatory=True)
     session = traits.Either(None, traits.Str, default=None, usedefault=True)
@@ -80,9 +81,10 @@ class SessionBetas(RecordingInterface):
     def _run(self, runtime):
         i = self.inputs
         mask_img = nib.load(i.mask_file)
-        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run)
-                 for b, e, c, tr, run in zip(i.bold_files, i.events_files, i.confounds_files, i.repetition_times,
-                                             i.runs, strict=True)]
+        tasks = list(i.tasks) if isdefined(i.tasks) and i.tasks else [None] * len(i.runs)
+        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run, task)
+                 for b, e, c, tr, run, task in zip(i.bold_files, i.events_files, i.confounds_files,
+                                                   i.repetition_times, i.runs, tasks, strict=True)]
         result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),
                                         load_params(StimulusParams, i.stimuli, "workflow.stimuli"), i.seed)
         cwd = Path(runtime.cwd)

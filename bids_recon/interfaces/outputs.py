@@ -107,7 +107,9 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
     bids_dir = traits.Str(mandatory=True)
     stimuli = traits.Dict(desc="StimulusParams fields (where the seen images are)")
-    first_run = traits.Tuple(traits.Either(None, traits.Str), traits.Either(None, traits.Str), mandatory=True)
+    first_run = traits.Tuple(traits.Either(None, traits.Str), traits.Either(None, traits.Str),
+                             traits.Either(None, traits.Str), mandatory=True, desc="(session, run, task) of the "
+                             "first run, whose design matrix is shown")
     boldref = traits.Either(None, File(exists=True), default=None, usedefault=True)
     rois = traits.Dict(traits.Str, traits.Either(None, traits.Str), mandatory=True)
     decoders = traits.List(traits.Tuple(traits.Str, traits.Str), mandatory=True)

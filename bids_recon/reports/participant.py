@@ -222,7 +222,7 @@ def build_participant_report(
     names: SubjectOutputs,
     bids_dir: Path,
     stimuli: StimulusParams | dict,
-    first_run: tuple[str | None, str | None],
+    first_run: tuple[str | None, str | None, str | None],
     boldref: Path | None,
     rois: dict[str, str | None],
     decoders: list[tuple[str, str]],
@@ -239,7 +239,7 @@ def build_participant_report(
     Parameters
     ----------
     first_run : tuple
-        ``(session, run)`` whose design matrix is shown.
+        ``(session, run, task)`` whose design matrix is shown.
     rois : dict
         ROI name -> atlas name (``None`` for a user mask).
     decoders : list of tuple

@@ -162,13 +162,14 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
         glm = pe.Node(SessionBetas(
             bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
             confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
-            runs=[r.run for r in runs], subject=inputs.subject, session=session, params=to_dict(glm_cfg),
+            runs=[r.run for r in runs], tasks=[r.task for r in runs], subject=inputs.subject, session=session,
+            params=to_dict(glm_cfg),
             stimuli=to_dict(stim_cfg.rows_only()), seed=ex.random_seed,
         ), name=f"betas_{key}", mem_gb=1.0 + 0.1 * len(runs))
         wf.connect(mask, "out_mask", glm, "mask_file")
         glms.append(glm)
         for position, run in enumerate(runs):
-            ds_betas = sink(out_dir, names.sink("betas", ses=run.session, run=run.run),
+            ds_betas = sink(out_dir, names.sink("betas", ses=run.session, run=run.run, task=run.task),
                             f"ds_betas_{run.key.replace('-', '')}", {
                                 "Description": "Single-trial betas, percent signal change, one volume per trial; "
                                                "rows of the .tsv beside it list the trials in volume order",
@@ -180,7 +181,8 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
             wf.connect(glm, ("betas_images", pick, position), ds_betas, "in_file")
             run_sinks.append((ds_betas, len(run_sinks)))
             written.append((ds_betas, "out_file"))
-        ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run), f"ds_design_{key}")
+        ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run, task=runs[0].task),
+                         f"ds_design_{key}")
         wf.connect(glm, "design", ds_design, "in_file")
         written.append((ds_design, "out_file"))
         for stat, description in SESSION_MAPS.items():

@@ -90,7 +90,8 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
     return dict(
         output_dir=config.execution.output_dir, bids_dir=config.execution.bids_dir,
         stimuli=to_dict(wf_cfg.stimuli),
-        first_run=(inputs.runs[0].session, inputs.runs[0].run) if inputs.runs else (None, None),
+        first_run=(inputs.runs[0].session, inputs.runs[0].run, inputs.runs[0].task) if inputs.runs else
+        (None, None, None),
         boldref=str(inputs.runs[0].boldref) if inputs.runs and inputs.runs[0].boldref else None,
         rois={} if only else {r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names},
         decoders=[] if only else spec.decoders(config), generator="" if only else spec.name,

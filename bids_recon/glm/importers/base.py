@@ -404,7 +404,7 @@ def session_trials(subject: str, session: str, runs: list[str] | np.ndarray, sti
     n = len(stim_ids)
     runs = np.asarray([str(r) for r in runs], dtype=object)
     table = pd.DataFrame({
-        "subject": subject, "session": session, "run": runs,
+        "subject": subject, "session": session, "task": "n/a", "run": runs,
         "onset": np.full(n, np.nan) if onsets is None else np.asarray(onsets, float),
         "duration": np.full(n, np.nan) if durations is None else np.asarray(durations, float),
         "stim_id": [str(s) for s in stim_ids],
