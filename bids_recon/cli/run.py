@@ -56,6 +56,7 @@ def build_config(args, parser) -> Config:
     preset = preset_layer(dict(merge(*layers)[0]))
     data, sources = merge(*([preset] if preset else []), *layers)
     config = Config.from_dict(data, sources)
+    config.given = frozenset(sources)  # the settings a preset, a file or a flag set (the others are defaults)
     ex = config.execution
     ex.check_only = bool(typed.get("execution.check_only", False))  # never from a file: a saved run must compute
     if not ex.work_dir:
@@ -242,6 +243,8 @@ def run_participants(config: Config, log_dir: Path) -> None:
     if imports:
         inputs = _collect_imported(config)
     else:
+        if config.workflow.betas_only:
+            _betas_only_space(config)
         inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
                                 ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
         LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
@@ -321,6 +324,27 @@ def _collect_imported(config: Config) -> dict:
     LOGGER.info("Participants: %s", ", ".join(f"{s} ({i.imported.n_trials} imported trials)"
                                               for s, i in inputs.items()))
     return inputs
+
+
+def _betas_only_space(config: Config) -> None:
+    """``--betas-only`` needs no atlas, so any space will do: where nobody chose ``--space`` and the derivatives have no
+    preprocessed BOLD in the default space but exactly one other (space, res-), that one is used (logged, and saved in
+    the run's configuration)."""
+    from bids_recon.bids.fmriprep import index_subject, spaces_of
+
+    wf, ex = config.workflow, config.execution
+    if "workflow.space" in getattr(config, "given", ()):
+        return
+    fmriprep_dir = Path(ex.derivatives["fmriprep"])
+    subjects = [s.removeprefix("sub-") for s in ex.participant_label] or sorted(
+        p.name.removeprefix("sub-") for p in fmriprep_dir.glob("sub-*") if p.is_dir())
+    pairs = {pair for subject in subjects for pair in spaces_of(index_subject(fmriprep_dir, subject))}
+    if not pairs or any(space == wf.space for space, _ in pairs) or len(pairs) != 1:
+        return
+    (space, res), = pairs
+    LOGGER.info("--betas-only: no preprocessed BOLD in space %s; the only one there is space-%s%s, used (choose "
+                "another with --space/--res)", wf.space, space, f" res-{res}" if res else " (no res-)")
+    wf.space, wf.resolution = space, res
 
 
 def _betas_only_trials(config: Config, inputs: dict) -> None:
