@@ -138,8 +138,9 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     if trials.empty:
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
     confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)
-    mean_intensity = data.mean(axis=0)
     psc, usable = percent_signal_change(data)
+    # NaN or constant voxels are never bright: one NaN voxel made the 99th percentile NaN and the noise pool empty
+    mean_intensity = np.where(usable, np.nanmean(np.where(np.isfinite(data), data, 0.0), axis=0), 0.0)
     del data
     run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
                      stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,
