@@ -84,6 +84,19 @@ def tiny_run(tiny_dataset, tmp_path_factory):
     return {"out": out, "work": work, "participant": participant, "group": group, "dataset": tiny_dataset}
 
 
+def cli_config(tmp_path: Path, *flags: str, toml: str | None = None, bids: Path | None = None):
+    """The configuration ``bids_recon BIDS OUT participant FLAGS [--config-file TOML]`` builds (nothing is run)."""
+    from bids_recon.cli.parser import build_parser
+    from bids_recon.cli.run import build_config
+
+    argv = [str(bids or tmp_path / "ds"), str(tmp_path / "out"), "participant", *flags]
+    if toml is not None:
+        (tmp_path / "c.toml").write_text(toml)
+        argv += ["--config-file", str(tmp_path / "c.toml")]
+    parser = build_parser()
+    return build_config(parser.parse_args(argv), parser)
+
+
 def validator_errors(folder: Path) -> tuple[int, list[dict]]:
     """Run bids-validator-deno on ``folder`` (skips the test when it is not installed): exit code, error issues."""
     import json

@@ -56,19 +56,16 @@ def test_the_group_level_says_a_betas_only_output_has_nothing_to_compare(tmp_pat
 
 def test_betas_only_takes_the_one_space_there_is_unless_one_was_chosen(tmp_path):
     """No atlas is needed: without --space, derivatives in one other space than the default are used as they are."""
-    from bids_recon.cli.parser import build_parser
-    from bids_recon.cli.run import _betas_only_space, build_config
+    from bids_recon.cli.run import _betas_only_space
+    from tests.conftest import cli_config
 
     func = tmp_path / "fmriprep" / "sub-01" / "func"
     func.mkdir(parents=True)
     for run in ("01", "02"):
         (func / f"sub-01_task-x_run-{run}_space-T1w_desc-preproc_bold.nii.gz").touch()
-    parser = build_parser()
 
     def config(*flags):
-        made = build_config(parser.parse_args([str(tmp_path / "ds"), str(tmp_path / "out"), "participant",
-                                               "--betas-only", "-d", f"fmriprep={tmp_path / 'fmriprep'}", *flags]),
-                            parser)
+        made = cli_config(tmp_path, "--betas-only", "-d", f"fmriprep={tmp_path / 'fmriprep'}", *flags)
         _betas_only_space(made)
         return made.workflow
 

@@ -19,6 +19,7 @@ import pytest
 
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
 from bids_recon.rois import RoiParams, build_rois, check_atlas_space
+from tests.conftest import cli_config
 
 
 def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
@@ -97,16 +98,7 @@ def test_the_atlas_is_refused_outside_its_space_naming_the_space_and_the_rois_to
                                                         "highervisual": str(grid["lh"])}))
 
 
-def _config(tmp_path, *flags, toml: str | None = None, bids: Path | None = None):
-    from bids_recon.cli.parser import build_parser
-    from bids_recon.cli.run import build_config
-
-    argv = [str(bids or tmp_path / "ds"), str(tmp_path / "out"), "participant", *flags]
-    if toml is not None:
-        (tmp_path / "c.toml").write_text(toml)
-        argv += ["--config-file", str(tmp_path / "c.toml")]
-    parser = build_parser()
-    return build_config(parser.parse_args(argv), parser)
+_config = cli_config
 
 
 def test_repeated_roi_mask_flags_are_a_union_and_a_flag_replaces_the_files_entry(tmp_path):

@@ -39,14 +39,19 @@ STREAMS_ROIS = {"earlyvisual": "early", "highervisual": "ventral"}
 NSD_MNI = "MNI152NLin6Asym"
 
 
-def nsd_data_root(bids_dir: Path | None) -> Path | None:
-    """NSD's download root of a raw route: ``bids_dir`` or its parent when it holds ``nsddata/ppdata``."""
+def _root_holding(bids_dir: Path | None, *folders: str) -> Path | None:
+    """``bids_dir`` or its parent (NSD's download root above ``nsddata_rawdata``) when it holds ``folders``."""
     if bids_dir is None:
         return None
     for candidate in (Path(bids_dir), Path(bids_dir).parent):
-        if (candidate / "nsddata" / "ppdata").is_dir():
+        if candidate.joinpath(*folders).is_dir():
             return candidate.absolute()
     return None
+
+
+def nsd_data_root(bids_dir: Path | None) -> Path | None:
+    """NSD's download root of a raw route: ``bids_dir`` or its parent when it holds ``nsddata/ppdata``."""
+    return _root_holding(bids_dir, "nsddata", "ppdata")
 
 
 def streams_masks(roi_dir: Path) -> dict[str, str]:
@@ -56,12 +61,7 @@ def streams_masks(roi_dir: Path) -> dict[str, str]:
 
 def nsd_root(bids_dir: Path | None) -> Path | None:
     """The NSD download root of ``bids_dir`` (itself or its parent) when it holds NSD's betas, else ``None``."""
-    if bids_dir is None:
-        return None
-    for candidate in (Path(bids_dir), Path(bids_dir).parent):
-        if (candidate / "nsddata_betas" / "ppdata").is_dir():
-            return candidate.absolute()
-    return None
+    return _root_holding(bids_dir, "nsddata_betas", "ppdata")
 
 
 @register
