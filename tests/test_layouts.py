@@ -163,6 +163,8 @@ def test_layout_end_to_end(layout, layout_dataset, tmp_path):
         if layout in ("god", "bold5000"):  # the masks ship inside the raw dataset: BIDS URIs
             assert all(s.startswith("bids:raw:") for s in info["Sources"]), info
         assert f"ROI {name}: " + (f"union of {n_files} files" if n_files > 1 else "") in log
+        report = (out / f"sub-{subject}.html").read_text()
+        assert ("union of " if n_files > 1 else "") + Path(info["Files"][0]["Source"]).name in report
 
 
 @pytest.mark.spread

@@ -109,6 +109,20 @@ def confounds_sentence(output_dir: Path, names: SubjectOutputs, trial_table: pd.
            f"{describe_confounds(choices, setting)}."
 
 
+def _roi_row(name: str, info: dict) -> dict:
+    """One row of the report's ROI table from the ROI's sidecar: the atlas and its labels, or the user's file(s)
+    (a union of several when given so), their labels, and the voxels the brain mask left out."""
+    files = info.get("Files") or []
+    if info.get("Atlas") or not files:
+        source, labels = info.get("Atlas") or "user mask", "; ".join(info.get("AtlasLabels", []))
+    else:
+        source = ("union of " if len(files) > 1 else "") + ", ".join(Path(str(f.get("Source", ""))).name
+                                                                   for f in files)
+        labels = "; ".join(str(f.get("Labels", "")) for f in files)
+    return {"ROI": name, "voxels": info.get("Voxels"), "source": source, "labels": labels,
+            "outside the brain mask (dropped)": info.get("VoxelsOutsideBrainMask", 0)}
+
+
 def _resolver(bids_dir: Path, stimuli: StimulusParams | dict):
     from bids_recon.params import build
 
@@ -305,17 +319,7 @@ def build_participant_report(
     }
     n_train = int((trial_table["split"] == "train").sum())
     n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
-    roi_table = pd.DataFrame(
-        [
-            {
-                "ROI": k,
-                "voxels": v.get("Voxels"),
-                "source": v.get("Atlas") or "user mask",
-                "labels": "; ".join(v.get("AtlasLabels", [])),
-            }
-            for k, v in roi_info.items()
-        ]
-    )
+    roi_table = pd.DataFrame([_roi_row(name, info) for name, info in roi_info.items()])
     background = boldref if boldref is not None else mask_file
     sections.append(
         Section(
