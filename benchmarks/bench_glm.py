@@ -144,7 +144,6 @@ def _inputs(bids: Path):
 
 def run_one(bids: Path, estimator: str, fit_options: dict | None = None) -> dict:
     from bids_recon.glm import RunFiles, fit_session
-    from bids_recon.glm.params import DEFAULT_CONFOUNDS
     from bids_recon.glm.runs import _load_run, load_image
     from bids_recon.sim import load_truth
 
@@ -152,7 +151,7 @@ def run_one(bids: Path, estimator: str, fit_options: dict | None = None) -> dict
     files = [RunFiles(r.preproc_bold, r.events, r.confounds, r.repetition_time, r.subject, r.session, r.run)
              for r in inputs.runs]
     start = time.perf_counter()
-    loaded = [_load_run(f, mask_img, list(DEFAULT_CONFOUNDS), "stim_file") for f in files]
+    loaded = [_load_run(f, mask_img, ["auto"], "stim_file")[:3] for f in files]  # the default confounds
     load_s = time.perf_counter() - start
     runs = [run for run, _, _ in loaded]
     trials = [t for _, t, _ in loaded]
@@ -211,14 +210,15 @@ def _nilearn_lsa(inputs, mask_img, trials):
     from nilearn.glm.first_level import FirstLevelModel
     from nilearn.maskers import NiftiMasker
 
-    from bids_recon.glm.params import DEFAULT_CONFOUNDS
+    from bids_recon.glm.confounds import choose_confounds
 
     masker = NiftiMasker(mask_img).fit()
     out = []
     for run, table in zip(inputs.runs, trials, strict=True):
         events = pd.DataFrame({"onset": table["onset"], "duration": table["duration"],
                                "trial_type": [f"t{i:04d}" for i in range(len(table))]})
-        confounds = pd.read_csv(run.confounds, sep="\t")[list(DEFAULT_CONFOUNDS)].fillna(0)
+        columns = list(choose_confounds(run.confounds, ["auto"]).columns)  # the default confounds
+        confounds = pd.read_csv(run.confounds, sep="\t")[columns].fillna(0)
         model = FirstLevelModel(t_r=run.repetition_time, hrf_model="glover", drift_model="cosine", high_pass=0.01,
                                 noise_model="ols", mask_img=mask_img, signal_scaling=0, minimize_memory=True)
         model.fit(str(run.preproc_bold), events=events, confounds=confounds)

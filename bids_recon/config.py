@@ -86,6 +86,11 @@ class WorkflowConfig:
     space: str = setting("MNI152NLin2009cAsym", doc="fMRIPrep output space of the preprocessed BOLD to use")
     resolution: str | None = setting("2", doc=(
         "'res-' label of the preprocessed BOLD ('none' when the files have no res- entity)"))
+    betas_only: bool = setting(False, doc=(
+        "stop after the single-trial betas (as fMRIPrep's --anat-only): per-run statmaps, the trial table, the GLM's "
+        "maps and a report of them; no stimuli, captions, test split or ROIs are needed. Without a stimulus column "
+        "in the events, trials are the rows of the 'trial_type' column (each condition's presentations are "
+        "'repeats'); the split is 'n/a' unless --test-split names one"))
     glm: GlmParams = field(default_factory=GlmParams)
     rois: RoiParams = field(default_factory=RoiParams)
     stimuli: StimulusParams = field(default_factory=StimulusParams)

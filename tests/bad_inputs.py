@@ -76,6 +76,20 @@ def _late_trial(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _trial_duration_na(table: pd.DataFrame) -> pd.DataFrame:
+    table.loc[2, "duration"] = "n/a"  # BIDS allows n/a ("unavailable"), but a trial's regressor needs a duration
+    return table
+
+
+def _tr_in_milliseconds(bids: Path) -> tuple[Path, list[str]]:
+    sidecar = _one(bids, "*run-01_bold.json")
+    data = json.loads(sidecar.read_text())
+    seconds = data["RepetitionTime"]
+    data["RepetitionTime"] = seconds * 1000
+    sidecar.write_text(json.dumps(data))
+    return sidecar, ["looks like milliseconds", "BIDS wants seconds", f'"RepetitionTime": {seconds:g}']
+
+
 def _confounds_missing(bids: Path) -> tuple[Path, list[str]]:
     confounds = _one(bids, "derivatives/fmriprep/sub-01/**/*run-01_desc-confounds_timeseries.tsv")
     confounds.unlink()
@@ -152,6 +166,8 @@ CASES = {
     "events-no-onset": (_edit_events(lambda t: t.drop(columns="onset"), ["lacks the 'onset' column"]), 65),
     "events-non-numeric-onset": (_edit_events(_non_numeric, ["non-numeric", "'onset'", "line 5"]), 65),
     "trial-after-run-end": (_edit_events(_late_trial, ["ends after the run"]), 65),
+    "trial-duration-na": (_edit_events(_trial_duration_na, ["duration n/a", "onset"]), 65),
+    "tr-in-milliseconds": (_tr_in_milliseconds, 65),
     "confounds-missing": (_confounds_missing, 66),
     "tr-mismatch": (_tr_mismatch, 65),
     "stim-file-missing": (_stim("nope.png", ["not found"]), 66),
@@ -336,13 +352,18 @@ def _glmsingle_events_mismatch(bids: Path, stores: Path) -> tuple[Path, str, lis
 
 
 def _import_flags(layout: str, bids: Path, stores: Path) -> list[str]:
-    """The flags that import a layout's betas (the NSD preset finds them itself from NSD's root)."""
+    """The flags that import a layout's betas (the NSD preset finds them itself from NSD's root; THINGS' and
+    BOLD5000's betas are in T1w, where the atlas does not apply: their ROI masks are given)."""
+    from bids_recon.sim.layouts import user_roi_args
+    from bids_recon.sim.layouts.bold5000 import spm_mask_args
+
     return {
         "nsd": ["--dataset", "nsd"],
         "bold5000": ["--dataset", "bold5000", "--betas", f"bold5000={stores / 'BOLD5000_GLMsingle_betas'}",
-                     "--stimuli-dir", str(stores / "BOLD5000_Stimuli" / "Scene_Stimuli" / "Presented_Stimuli")],
+                     "--stimuli-dir", str(stores / "BOLD5000_Stimuli" / "Scene_Stimuli" / "Presented_Stimuli"),
+                     *spm_mask_args(bids)],
         "things": ["--dataset", "things", "--betas", f"things={bids / 'derivatives'}", "--stimuli-dir",
-                   str(stores / "THINGS" / "images")],
+                   str(stores / "THINGS" / "images"), *user_roi_args(stores / "rois")],
         "bids": ["--betas", f"glmsingle={bids / 'derivatives' / 'GLMsingle'}"],
     }[layout]
 

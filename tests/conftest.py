@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")
+#: Pipeline runs in the tests treat numpy/pandas RuntimeWarnings as errors ("Mean of empty slice" once was the only
+#: sign that z-scored betas were uninitialised memory): in-process by pyproject's filterwarnings, in every
+#: subprocess a test starts by this variable.
+STRICT_WARNINGS = "error::RuntimeWarning"
+os.environ["PYTHONWARNINGS"] = STRICT_WARNINGS
 
 #: Caches the suite's command-line runs share, as a user's runs share their home's: without them every run's work
 #: dir would build matplotlib's font list and Deno's code cache anew (about 1 s each run). ``tiny_run`` runs without
@@ -72,10 +77,10 @@ def tiny_sd(tiny_dataset, tmp_path_factory):
 
 def run_cli(args: list[str], templateflow_dir: Path, env: dict[str, str | None] | None = None,
             **kwargs) -> subprocess.CompletedProcess:
-    """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set (``env``: variables added, or
-    removed where ``None``)."""
+    """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set and RuntimeWarnings errors
+    (``env``: variables added, or removed where ``None``)."""
     env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
-    env.update({"TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1"})
+    env.update({"TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1", "PYTHONWARNINGS": STRICT_WARNINGS})
     return subprocess.run([sys.executable, "-m", "bids_recon", *args], capture_output=True, text=True, env=env,
                           **kwargs)
 
@@ -111,6 +116,19 @@ def tiny_run(tiny_dataset, tmp_path_factory):
     return {"out": out, "work": work, "participant": participant, "group": group, "dataset": tiny_dataset,
             "outside": outside, "inputs_before": before,
             "inputs_after": {str(folder): file_states(folder) for folder in inputs}}
+
+
+def cli_config(tmp_path: Path, *flags: str, toml: str | None = None, bids: Path | None = None):
+    """The configuration ``bids_recon BIDS OUT participant FLAGS [--config-file TOML]`` builds (nothing is run)."""
+    from bids_recon.cli.parser import build_parser
+    from bids_recon.cli.run import build_config
+
+    argv = [str(bids or tmp_path / "ds"), str(tmp_path / "out"), "participant", *flags]
+    if toml is not None:
+        (tmp_path / "c.toml").write_text(toml)
+        argv += ["--config-file", str(tmp_path / "c.toml")]
+    parser = build_parser()
+    return build_config(parser.parse_args(argv), parser)
 
 
 def validator_errors(folder: Path) -> tuple[int, list[dict]]:

@@ -34,6 +34,7 @@ from bids_recon.glm.trials import (
     parse_test_split,
     run_trials,
 )
+from tests.conftest import cli_config
 
 
 def _events(text: str) -> pd.DataFrame:
@@ -352,16 +353,7 @@ def test_legacy_confound_columns_are_read_by_their_current_names(tmp_path):
 # presets
 
 
-def _config(tmp_path, *flags: str, toml: str | None = None):
-    from bids_recon.cli.parser import build_parser
-    from bids_recon.cli.run import build_config
-
-    argv = [str(tmp_path / "ds"), str(tmp_path / "out"), "participant", *flags]
-    if toml is not None:
-        (tmp_path / "c.toml").write_text(toml)
-        argv += ["--config-file", str(tmp_path / "c.toml")]
-    parser = build_parser()
-    return build_config(parser.parse_args(argv), parser)
+_config = cli_config
 
 
 def test_preset_fills_only_what_the_user_did_not_set(tmp_path):

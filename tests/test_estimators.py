@@ -110,6 +110,30 @@ def test_noise_components_chosen_only_when_there_is_shared_noise():
     assert fit_session(_synthetic_runs(2.0), "fithrf-denoise").n_noise_components > 0
 
 
+def test_a_voxel_without_intensity_leaves_the_noise_pool_and_its_components_alone():
+    """One NaN voxel once made the brightness percentile NaN: an empty noise pool, whose 'components' were
+    arbitrary single volumes, and CV candidates with betas of 1e24 (found by the strict RuntimeWarnings)."""
+    clean = fit_session(_synthetic_runs(2.0), "fithrf-denoise")
+    runs = _synthetic_runs(2.0)
+    for run in runs:
+        run.mean_intensity = run.mean_intensity.copy()
+        run.mean_intensity[:3] = np.nan  # an unusable voxel's mean (the pipeline now writes 0 for those)
+        run.mean_intensity[3:6] = 0.0
+    broken = fit_session(runs, "fithrf-denoise")
+    assert broken.info["NoisePoolVoxels"] >= clean.info["NoisePoolVoxels"] - 6 > 0
+    assert broken.n_noise_components == clean.n_noise_components > 0
+    assert max(np.abs(b).max() for b in broken.betas) < 10 * max(np.abs(b).max() for b in clean.betas)
+
+
+def test_normal_equations_leave_directions_the_data_cannot_estimate_at_zero():
+    from bids_recon.glm.estimators import _solve_normal
+
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    x[:, 3] = x[:, 0] + x[:, 1]  # not estimable apart
+    solution = _solve_normal(x.T @ x, x.T @ (x[:, :1] * 2.0))
+    assert np.abs(solution).max() < 3 and np.allclose((x @ solution).ravel(), 2 * x[:, 0], atol=1e-6)
+
+
 def test_fractional_ridge_matches_fracridge():
     fracridge = pytest.importorskip("fracridge")
     rng = np.random.default_rng(0)

@@ -234,12 +234,18 @@ def test_published_layout_marks_different_data_and_formats_as_papers():
     ours = layout.loc["this run: zc (mean of 5 samples)"]
     assert (ours["PixCorr"], ours["AlexNet(2)"], ours["EffNet-B"], ours["CLIP"], ours["SwAV"]) == \
         ("0.254", "83.1%", "0.712", "not computed", "–")
-    takagi = layout.loc["Takagi & Nishimoto 2023"]
-    assert (takagi["AlexNet(2)"], takagi["InceptionV3"], takagi["PixCorr"]) == ("83.0%", "76.0%", "–")
-    assert takagi["Data"].endswith("different data")
-    same = published_layout(table, {"Comparable": True}).set_index("Method")
-    assert not same.loc["Takagi & Nishimoto 2023", "Data"].endswith("different data")
-    assert "MindEye2 (Scotti et al. 2024)" in layout.index
+    # Takagi & Nishimoto twice, from two tables with different protocols, each labelled with its own
+    own = layout.loc["Takagi & Nishimoto 2023 (own evaluation)"]
+    assert (own["AlexNet(2)"], own["InceptionV3"], own["PixCorr"]) == ("83.0%", "76.0%", "–")
+    assert own["Data"] == "NSD shared1000, 982 images, 37 sessions (MindEye1 table): different data"
+    recomputed = layout.loc["Takagi & Nishimoto 2023"]
+    assert (recomputed["AlexNet(2)"], recomputed["PixCorr"], recomputed["SwAV"]) == ("78.9%", "0.246", "0.504")
+    assert recomputed["Data"] == "NSD shared1000, 1,000 images, 40 sessions (MindEye2 Table 1): different data"
+    same = published_layout(table.assign(n=982), {"Comparable": True}).set_index("Method")
+    assert same.loc["Takagi & Nishimoto 2023 (own evaluation)", "Data"] == \
+        "NSD shared1000, 982 images, 37 sessions (MindEye1 table)"
+    assert same.loc["Takagi & Nishimoto 2023", "Data"].endswith("other test images (1000 vs this run's 982)")
+    assert layout.loc["MindEye2 (Scotti et al. 2024)", "Image retrieval"] == "98.8%"
 
 
 def test_group_statistics_leave_out_what_was_not_computed():

@@ -84,7 +84,10 @@ def test_log_and_report_say_what_was_not_computed(metrics_run):
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "Image retrieval, Brain retrieval not computed: needs brain-decoded CLIP ViT-L/14" in text
     assert "The published table&#39;s layout" in text
-    assert "Takagi &amp; Nishimoto 2023 – – 83.0% 83.0% 76.0% 77.0%" in text
+    # the two published tables, each row with its protocol (REFERENCE.md)
+    assert "Takagi &amp; Nishimoto 2023 (own evaluation) – – 83.0% 83.0% 76.0% 77.0%" in text
+    assert "Takagi &amp; Nishimoto 2023 0.246 0.410 78.9% 85.6% 83.8% 82.1% 0.811 0.504" in text
+    assert "982 images, 37 sessions (MindEye1 table): different data" in text
     assert "different data" in text and "not the published files" in text
 
 

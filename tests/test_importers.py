@@ -108,12 +108,13 @@ def test_nsd_nifti_and_hdf5_give_the_ground_truth_and_the_same_decoders(layout_d
     _assert_same_decoding(betas, source, trials, trials, _features(truth["stimuli"]), atol=0.05)
 
 
-def _nsd_tree(root: Path, n_sessions: int = 2, per_session: int = 750, seed: int = 0) -> tuple[BetaSet, Path]:
-    """An NSD tree of 750-trial sessions on a tiny grid (the expdesign-only path assumes NSD's session size)."""
+def _nsd_tree(root: Path, n_sessions: int = 2, per_session: int = 750, seed: int = 0,
+              run_sizes: tuple[int, ...] = (63, 62) * 6) -> tuple[BetaSet, Path]:
+    """An NSD tree of ``per_session``-trial sessions on a tiny grid, in runs of ``run_sizes`` (NSD's: 63 and 62)."""
     rng = np.random.default_rng(seed)
     mask = np.zeros((4, 3, 3), bool)
     mask[1:3, :, 1:] = True
-    runs = np.repeat([f"{r:02d}" for r in range(1, 13)], [63, 62] * 6)[:per_session]
+    runs = np.repeat([f"{r:02d}" for r in range(1, len(run_sizes) + 1)], run_sizes)[:per_session]
     ids = rng.permutation(np.arange(1, 73001))[: n_sessions * per_session]
     betas = [rng.normal(0, 2, (per_session, int(mask.sum()))).astype(np.float32) for _ in range(n_sessions)]
     trials = [pd.DataFrame({"session": f"nsd{k + 1:02d}", "run": runs,
@@ -124,26 +125,81 @@ def _nsd_tree(root: Path, n_sessions: int = 2, per_session: int = 750, seed: int
     return beta_set, root / "nsddata_betas" / "ppdata" / "subj01" / "func1pt8mm" / "betas_fithrf_GLMdenoise_RR"
 
 
-@pytest.mark.parametrize("version", ["v5", "v7.3"])
-def test_nsd_trials_from_the_expdesign_alone(version, tmp_path):
-    import h5py
+def _stimpattern(sessions: list[list[int]], slots: int = 40) -> np.ndarray:
+    """NSD's ``stimpattern`` (sessions x runs x trial slots, 1 where an image is shown) for the given trials per
+    run of each session (blank slots between the trials, as NSD's runs have)."""
+    pattern = np.zeros((len(sessions), max(len(s) for s in sessions), slots), np.uint8)
+    for s, runs in enumerate(sessions):
+        for r, n in enumerate(runs):
+            pattern[s, r, 1:2 * n:2] = 1  # every other slot
+    return pattern
 
-    beta_set, _ = _nsd_tree(tmp_path, n_sessions=2)
+
+@pytest.mark.parametrize("version", ["v5", "v7.3"])
+def test_nsd_trials_per_session_come_from_the_design_or_the_betas_never_from_a_constant(version, tmp_path,
+                                                                                         caplog):
+    """Trials of a session from the expdesign's stimpattern (runs of 16 and 14 here, not NSD's 750 = 63/62 x 6), or
+    without one from the betas files' trial counts (runs n/a); a count that differs is refused stating both."""
+    import h5py
+    from scipy.io import loadmat, savemat
+
+    beta_set, folder = _nsd_tree(tmp_path, n_sessions=2, per_session=30, run_sizes=(16, 14))
     (tmp_path / "nsddata" / "ppdata" / "subj01" / "behav" / "responses.tsv").unlink()
     design = tmp_path / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat"
-    if version == "v7.3":  # MATLAB's HDF5 form: h5py sees the axes reversed
-        from scipy.io import loadmat
+    values = {k: v for k, v in loadmat(design).items() if not k.startswith("__")}
 
-        values = loadmat(design)
+    def write(pattern: np.ndarray | None) -> None:
         design.unlink()
-        with h5py.File(design, "w", userblock_size=512) as handle:
-            for name in ("masterordering", "subjectim", "sharedix"):
-                handle.create_dataset(name, data=np.asarray(values[name]).T)
+        chosen = {**values, **({"stimpattern": pattern} if pattern is not None else {})}
+        if version == "v5":
+            savemat(design, chosen)
+            return
+        with h5py.File(design, "w", userblock_size=512) as handle:  # MATLAB's HDF5 form: h5py sees the axes reversed
+            for name, value in chosen.items():
+                handle.create_dataset(name, data=np.asarray(value).T)
+
+    write(_stimpattern([[16, 14], [16, 14]]))
     plan, betas, trials, _ = _read_all(f"nsd={tmp_path}")
     assert plan.design_files[0].name == "nsd_expdesign.mat" and plan.session_labels == ["nsd01", "nsd02"]
     assert list(trials["stim_id"]) == list(beta_set.all_trials["stim_file"])
-    assert trials.groupby(["session", "run"]).size().tolist()[:3] == [63, 62, 63]  # NSD's runs
+    assert trials.groupby(["session", "run"]).size().tolist() == [16, 14, 16, 14]  # the design's runs
     assert np.abs(betas - np.concatenate(beta_set.betas)).max() <= INT16_ERROR
+    write(_stimpattern([[16, 15], [16, 13]]))  # session 1 lists 31 trials, its betas hold 30
+    with pytest.raises(BadDataError, match=r"betas_session01.nii.gz holds 30 trials but nsd_expdesign.mat lists 31 "
+                                           r"for session 1 \(its stimpattern\)"):
+        importer_for(f"nsd={tmp_path}").plan("01")
+    write(None)  # no stimpattern: each session's trials counted from its betas file, in order
+    with caplog.at_level("INFO", logger="bids_recon.glm.importers"):
+        plan, _, trials, _ = _read_all(f"nsd={tmp_path}")
+    assert trials.groupby("session").size().tolist() == [30, 30] and set(trials["run"]) == {"n/a"}
+    assert list(trials["stim_id"]) == list(beta_set.all_trials["stim_file"])
+    assert "session 1: 30, session 2: 30" in caplog.text
+    (folder / "betas_session01.nii.gz").unlink()
+    with pytest.raises(BadDataError, match="no stimpattern.*betas_session01 is absent"):
+        importer_for(f"nsd={tmp_path}").plan("01", ["2"])
+
+
+def test_nsd_without_brainmask_keeps_a_voxel_whose_first_trial_beta_is_zero(tmp_path, caplog):
+    """Without brainmask.nii.gz a voxel is outside the brain only when its beta is 0 in every trial of the first
+    session (not when the first trial's is); the voxels left out are counted in the log."""
+    rng = np.random.default_rng(3)
+    mask = np.zeros((4, 3, 3), bool)
+    mask[1:3, :, 1:] = True
+    betas = rng.normal(0, 2, (12, int(mask.sum()))).astype(np.float32)
+    betas[0, :3] = 0.0  # three brain voxels whose first trial's beta is exactly 0
+    betas[:, 5] = 0.0  # one brain voxel that is 0 in every trial
+    trials = pd.DataFrame({"session": "nsd01", "run": "01", "stim_file": [str(i) for i in range(1, 13)]})
+    write_nsd(tmp_path, [BetaSet("01", ["nsd01"], [betas], [trials], mask, np.eye(4))], forms=("nii",))
+    (tmp_path / "nsddata" / "ppdata" / "subj01" / "func1pt8mm" / "brainmask.nii.gz").unlink()
+    importer = importer_for(f"nsd={tmp_path}")
+    with caplog.at_level("INFO", logger="bids_recon.glm.importers"):
+        brain = np.asarray(importer.brain_mask(importer.plan("01")).dataobj) > 0
+    expected = mask.copy()
+    expected[tuple(np.argwhere(mask)[5])] = False
+    assert (brain == expected).all()  # the first-trial zeros kept, the all-zero voxel out
+    n_grid = mask.size
+    assert (f"{int(expected.sum())} of the {n_grid} voxels" in caplog.text and "12 trials of session nsd01" in
+            caplog.text and f"the {n_grid - int(expected.sum())} that are 0" in caplog.text), caplog.text
 
 
 def test_nsd_design_files_that_disagree_and_a_session_missing_are_refused(tmp_path):
@@ -444,17 +500,17 @@ def test_voxel_selection_uses_training_repeats_only():
 RECIPE = Path(__file__).resolve().parents[1] / "docs" / "recipes" / "takagi2023.md"
 
 
-def _recipe_command() -> list[str]:
-    """The recipe's ``bids_recon`` command (its first bash block starting so), split into arguments."""
+def _recipe_command(page: Path = RECIPE) -> list[str]:
+    """A page's first ``bids_recon`` command (in its bash blocks), split into arguments."""
     import shlex
 
-    text = RECIPE.read_text()
+    text = page.read_text()
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             if line.strip().startswith("bids_recon "):
                 return shlex.split(line)[1:]
-    raise AssertionError("the recipe has no bids_recon command")
+    raise AssertionError(f"{page.name} has no bids_recon command")
 
 
 def _mock_nsd(layout_dataset, target: Path, n_sessions: int = 37) -> Path:
@@ -486,6 +542,13 @@ def test_the_recipes_command_checks_on_a_mock_nsd_tree(layout_dataset, tiny_sd, 
     assert "37 session(s)" in log and "inputs and workflow" in log and "nothing was computed" in log
     saved = next((tmp_path / "out" / "logs").rglob("bids_recon.toml")).read_text()
     assert 'solver = "himalaya"' in saved and 'betas = "nsd=' in saved and "streams.nii.gz:early" in saved
+    # the NSD page's import command, as written, on the same tree: NSD's own ROIs, counted in the log
+    page = [str(root) if a == "/data/NSD" else str(tmp_path / "out2") if a.startswith("/data/") else a
+            for a in _recipe_command(RECIPE.parents[1] / "datasets" / "nsd.md")]
+    assert main([*page, "--check-only", "-w", str(tmp_path / "work2")]) == 0
+    log = next((tmp_path / "out2" / "logs").rglob("bids_recon.log")).read_text()
+    assert "37 session(s)" in log and "nothing was computed" in log
+    assert "ROI earlyvisual: streams.nii.gz (label 1 (early))" in log and "brainmask.nii.gz keeps" in log
 
 
 @pytest.mark.slow

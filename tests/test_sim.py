@@ -396,3 +396,77 @@ def test_cli(tmp_path, capsys):
         main(["--help"])
     assert exc.value.code == 0
     assert "--preset" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# shapes of real data (bids_recon-sim --shape; run through the pipeline in tests/test_shapes.py)
+
+
+@pytest.mark.parametrize(("shapes", "words"), [
+    ("blocks,durations", ["'blocks'", "'durations'", "0.5 s"]),
+    (["unequalruns", "blocks"], ["'unequalruns'", "'blocks'"]),
+    ("onerun,missingrun", ["'missingrun'", "'onerun'", "'tasks'"]),
+    ("onerun,unequalruns", ["'unequalruns'", "'onerun'"]),
+    ("nosessions,sessionless", ["'sessionless'", "known: nosessions"]),
+])
+def test_contradicting_or_unknown_shapes_are_refused_before_writing(shapes, words, tmp_path):
+    with pytest.raises(UsageError) as exc:
+        simulate_dataset(tmp_path / "ds", preset="tiny", shapes=shapes)
+    assert all(w in str(exc.value) for w in words), str(exc.value)
+    assert not any(tmp_path.iterdir())
+    assert main([str(tmp_path / "ds"), "--shape", shapes if isinstance(shapes, str) else ",".join(shapes)]) == 64
+
+
+def test_shapes_need_their_preset_and_layout(tmp_path, capsys):
+    with pytest.raises(UsageError, match="2 subjects"):
+        simulate_dataset(tmp_path / "ds", preset="tiny", shapes="missingrun", n_subjects=1)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "keep").write_text("x")
+    assert main([str(tmp_path / "ds"), "--shape", "labels", "--layout", "god", "--overwrite"]) == 64
+    assert "--layout god" in capsys.readouterr().err
+    assert (tmp_path / "ds" / "keep").exists()  # refused before --overwrite deleted anything
+
+
+def test_shape_spec_names_runs_confounds_and_events():
+    """The shapes' data, without simulating: labels, run lengths, confounds, events."""
+    from bids_recon.sim.model import confounds_table
+    from bids_recon.sim.shapes import SHAPES, resolve_shapes
+
+    assert resolve_shapes(None) is None and resolve_shapes("") is None
+    tiny = PRESETS["tiny"]
+    spec = resolve_shapes(["nosessions,labels", "tasks", "labels"])
+    assert spec.names == ("nosessions", "labels", "tasks")
+    p = tiny.with_overrides(**spec.preset_overrides(tiny))
+    assert (p.n_sessions, p.n_runs) == (1, 4)  # two tasks, two runs each
+    assert [tuple(spec.run_name(p, ("01", f"{r:02d}"))) for r in (1, 2, 3, 4)] == [
+        (None, "images", "1"), (None, "images", "2"), (None, "objects", "1"), (None, "objects", "2")]
+    assert spec.subject_label(0) == "CSI1"
+    assert resolve_shapes("labels").run_name(tiny, ("01", "02")) == ("perceptionA", "images", "2")
+
+    unequal = resolve_shapes("unequalruns")
+    counts = unequal.run_trials(tiny)
+    assert sum(counts) == tiny.n_trials and counts[0] > 1.5 * counts[1]
+
+    rng = np.random.default_rng(0)
+    table = confounds_table(rng, rng.standard_normal((20, 9)), 1.5, 1000.0, 0.05)
+    conf = resolve_shapes("dummyscans,fewconfounds").edit_confounds(table)
+    assert list(conf.columns) == ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
+                                  "framewise_displacement", "non_steady_state_outlier00",
+                                  "non_steady_state_outlier01", "non_steady_state_outlier02"]
+    assert conf.iloc[:4, -3:].to_numpy().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    bright = resolve_shapes("dummyscans").edit_confounds(table)
+    assert bright["csf"].iloc[0] > 1.7 * table["csf"].iloc[0] and bright["csf"].iloc[5] == table["csf"].iloc[5]
+
+    trials = pd.DataFrame({"onset": [6.0, 10.0, 14.0], "duration": 3.0, "stim_id": [1, 2, 3],
+                           "stim_file": ["a.png", "b.png", "c.png"]})
+    timed = resolve_shapes("jitter,durations").edit_timing(trials, rng)
+    assert not np.allclose(timed["onset"] % 1.5, 0) and (np.abs(timed["onset"] - trials["onset"]) <= 0.45).all()
+    assert timed["duration"].between(1.0, 3.0).all() and timed["duration"].nunique() > 1
+    messy = resolve_shapes("messyevents").events(trials, pd.DataFrame({"stim_id": [1, 2, 3], "category": "x"}),
+                                                 tiny, 40, np.random.default_rng(1))
+    assert {"event_type", "response_time"} <= set(messy.columns)
+    images = messy[messy["stim_file"].notna()]
+    assert images["onset"].tolist() == [6.0, 10.0, 14.0] and messy["stim_file"].isna().sum() >= 2
+    assert not messy["onset"].is_monotonic_increasing
+    assert (messy["onset"] + messy["duration"]).max() <= 40 * tiny.tr + 1e-9
+    assert not SHAPES["trms"].valid_bids and all(s.valid_bids for n, s in SHAPES.items() if n != "trms")

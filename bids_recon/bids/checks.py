@@ -22,8 +22,9 @@ from bids_recon.bids.layout import RunInputs, SubjectInputs
 from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
 from bids_recon.features.params import StimulusParams
 from bids_recon.features.stimuli import StimulusResolver, captions_path, resolver_for, stimulus_captions
+from bids_recon.glm.confounds import ConfoundChoice, load_confounds, skipped_line
 from bids_recon.glm.runs import intersect_masks, load_image, same_grid
-from bids_recon.glm.singletrial import load_confounds, load_events
+from bids_recon.glm.singletrial import load_events
 from bids_recon.glm.trials import (
     ColumnRule,
     SessionRule,
@@ -51,14 +52,27 @@ class CheckedInputs:
         return len(self.stim_ids)
 
 
-def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
-    """Check that a run's BOLD, brain mask and confounds fit together; return its number of volumes.
+def check_run_files(run: RunInputs, confound_columns: list[str]) -> tuple[int, ConfoundChoice]:
+    """Check that a run's BOLD, brain mask and confounds fit together.
+
+    Parameters
+    ----------
+    run : RunInputs
+    confound_columns : list of str
+        The ``--confounds`` setting (columns, groups, ``auto``), resolved against the run's table as the GLM will.
+
+    Returns
+    -------
+    n_volumes : int
+    confounds : ConfoundChoice
+        The columns the GLM will regress out and the default groups the table lacks.
 
     Raises
     ------
     BadDataError
         Mask and BOLD on different grids (shape or affine), confounds with another row count than the
-        BOLD's volumes, or without a chosen confound column (exit code 65).
+        BOLD's volumes, without a column or group named in ``--confounds``, or with a chosen column that is not
+        numeric or all ``n/a`` (exit code 65).
     """
     bold = load_image(run.preproc_bold, 4)  # headers only
     mask = load_image(run.brain_mask, 3) if run.brain_mask is not None else bold
@@ -69,12 +83,12 @@ def check_run_files(run: RunInputs, confound_columns: list[str]) -> int:
             run.brain_mask,
         )
     n_volumes = int(bold.shape[3])
-    load_confounds(run.confounds, confound_columns, n_volumes)
-    return n_volumes
+    _, confounds = load_confounds(run.confounds, confound_columns, n_volumes)
+    return n_volumes, confounds
 
 
-def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split: str | None = None
-                  ) -> pd.DataFrame:
+def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split: str | None = None,
+                  images: bool = True) -> pd.DataFrame:
     """Check that every decoded trial's stimulus resolves to a readable image (headers or bounds only).
 
     Parameters
@@ -86,6 +100,8 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split:
         outside its folders.
     test_split : str, optional
         ``--test-split`` (default: the resolver's settings); its column must be in every events file.
+    images : bool
+        Check that each stimulus names a readable image (``False``: ``--betas-only``, the trial table only).
 
     Returns
     -------
@@ -103,9 +119,11 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split:
     tables = []
     for run in runs:
         events = load_events(run.events)
-        trials = run_trials(events, run.subject, run.session, run.run, params, run.events)
+        trials = run_trials(events, run.subject, run.session, run.run, params, run.events, task=run.task)
         trials = mark_test_split(trials, events, params, resolver, run.events)
         tables.append(trials)
+        if not images:
+            continue
         for stim_id, written in trials.loc[decoded_trials(trials), ["stim_id", "stim_file"]].itertuples(index=False):
             if stim_id in seen:
                 continue
@@ -183,21 +201,40 @@ def check_captions(resolver: StimulusResolver, stim_ids: list[str]) -> None:
             "captions", source)
 
 
+def bold_space(subject: SubjectInputs) -> str | None:
+    """The space of a participant's preprocessed BOLD, read from its file names (``space-T1w``; legacy names too);
+    ``None`` when a name has none."""
+    from bids_recon.bids.fmriprep import parse_derivative
+
+    spaces = set()
+    for run in subject.runs:
+        parsed = parse_derivative(run.preproc_bold)
+        spaces.add(None if parsed is None else parsed.entities.get("space"))
+    if len(spaces) != 1:
+        return None
+    found = spaces.pop()
+    return None if found is None else str(found)
+
+
 def check_rois(subject: SubjectInputs, rois: RoiParams) -> dict[str, int]:
     """Build the participant's ROIs in the intersection of its runs' brain masks; return their voxel counts.
+
+    The atlas is used only where the BOLD is in its space (read from the preprocessed BOLD's names).
 
     Raises
     ------
     MissingInputError
         TemplateFlow atlas or label table, or a ``--roi-mask`` file, missing (exit code 66).
     BadDataError
-        Masks on different grids, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
+        The atlas on BOLD of another space (naming the space and the ``--roi-mask`` to give), masks on different
+        grids, a user ROI in another space, or an ROI with fewer than ``rois.min_voxels`` voxels (exit code 65).
     """
     masks = [run.brain_mask for run in subject.runs if run.brain_mask is not None]
     if len(masks) < len(subject.runs):  # no fMRIPrep mask: the EPI mask of one run stands for them (one BOLD read)
         masks.append(next(run.preproc_bold for run in subject.runs if run.brain_mask is None))
     brain = intersect_masks(masks)
-    masks, _ = build_rois(brain, rois, subject=subject.subject)
+    masks, _ = build_rois(brain, rois, brain_source=subject.runs[0].preproc_bold, subject=subject.subject,
+                          space=bold_space(subject))
     return {name: int(mask.sum()) for name, mask in masks.items()}
 
 
@@ -207,6 +244,7 @@ def check_inputs(
     stimuli: StimulusParams | None = None,
     confound_columns: list[str] | None = None,
     rois: RoiParams | None = None,
+    betas_only: bool = False,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
 
@@ -221,10 +259,14 @@ def check_inputs(
         :func:`bids_recon.glm.trials.assign_repeats_and_split`); each participant must have training and test
         trials. The defaults when omitted.
     confound_columns : list of str, optional
-        fMRIPrep confound columns the GLM will use.
+        The ``--confounds`` setting the GLM will use (``None``: no confounds); default groups a participant's
+        tables lack are logged once per participant.
     rois : RoiParams, optional
         When given, the ROIs are built in each participant's brain mask (the runs' intersection, as the
         workflow does) and their sizes checked: TemplateFlow files and user masks must exist.
+    betas_only : bool
+        ``--betas-only``: the trial table is formed (and a ``--test-split`` rule checked) but no image, train/test
+        set or ROI is needed.
 
     Returns
     -------
@@ -234,12 +276,19 @@ def check_inputs(
     stimuli = stimuli or StimulusParams()
     resolver = resolver_for(Path(bids_dir), stimuli)
     n_runs, seen, n_trials = 0, set(), 0
+    confound_setting = list(confound_columns) if confound_columns else ["none"]
     for subject in inputs.values():
-        for run in subject.runs:
-            check_run_files(run, confound_columns or [])
-        trials = check_stimuli(subject.runs, resolver)
+        confounds = [check_run_files(run, confound_setting)[1] for run in subject.runs]
+        skipped = skipped_line(subject.subject, confounds, [run.confounds for run in subject.runs], confound_setting)
+        if skipped:  # once per participant, not per run
+            LOGGER.warning("%s", skipped)
+        trials = check_stimuli(subject.runs, resolver, images=not betas_only)
         check_test_rule(trials, subject.runs, stimuli)
         trials = trials[decoded_trials(trials)]
+        if betas_only:  # no decoding: no train and test set needed, no ROI
+            n_runs, n_trials = n_runs + len(subject.runs), n_trials + len(trials)
+            seen.update(trials["stim_id"])
+            continue
         try:
             assign_repeats_and_split(trials, stimuli.test_min_repeats, parse_test_split(stimuli.test_split) is not None)
         except BadDataError as exc:
@@ -302,8 +351,8 @@ def check_imported_inputs(
             assign_repeats_and_split(trials, stimuli.test_min_repeats, rule is not None)
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", where) from exc
-        if rois is not None:
-            build_rois(brain, rois, brain_source=first, subject=subject.subject)
+        if rois is not None:  # the atlas only in the betas' space, when the format says which (NSD: func1pt8mm)
+            build_rois(brain, rois, brain_source=first, subject=subject.subject, space=plan.space or None)
         n_sessions, n_trials = n_sessions + len(plan.sessions), n_trials + len(trials)
         seen.update(trials["stim_id"])
     checked = CheckedInputs(n_runs=n_sessions, n_trials=n_trials, stim_ids=tuple(sorted(seen)))

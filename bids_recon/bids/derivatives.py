@@ -219,17 +219,20 @@ class SubjectOutputs:
         spec = OUTPUTS[kind]
         return {"kind": kind, "entities": self.entities(kind, **entities), "extension": spec.extension}
 
-    def betas(self, session: str | None, run: str | int | None, extension: str = ".nii.gz") -> Path:
-        """Single-trial betas of one run: 4D statmap (one volume per trial), TSV of volumes, JSON."""
-        return self.path("betas", extension, ses=session, run=run)
+    def betas(self, session: str | None, run: str | int | None, extension: str = ".nii.gz",
+              task: str | None = None) -> Path:
+        """Single-trial betas of one run: 4D statmap (one volume per trial), TSV of volumes, JSON; ``task``: the run's
+        own (see :meth:`design`)."""
+        return self.path("betas", extension, ses=session, run=run, **({"task": task} if task else {}))
 
     def stat_map(self, session: str | None, stat: str, extension: str = ".nii.gz") -> Path:
         """A map of the beta stage (per session, or per participant when ``session`` is None)."""
         return self.path("stat_map", extension, ses=session, stat=stat)
 
-    def design(self, session: str | None, run: str | int | None) -> Path:
-        """Design matrix of one run's single-trial GLM (volumes x regressors)."""
-        return self.path("design", ses=session, run=run)
+    def design(self, session: str | None, run: str | int | None, task: str | None = None) -> Path:
+        """Design matrix of one run's single-trial GLM (volumes x regressors); ``task``: the run's own (several tasks
+        analysed together name their runs by their own task)."""
+        return self.path("design", ses=session, run=run, **({"task": task} if task else {}))
 
     def trials(self) -> Path:
         """The participant's trial table (all runs, with repeat and train/test split), rows = beta order."""

@@ -168,3 +168,46 @@ def find_output(files: list[DerivativeFile], raw: dict[str, object], suffix: str
         unwanted_res = (res is not None) if resolution is None else (res is None)
         ranked.append((-score, unwanted_res, candidate.legacy, str(candidate.path), candidate))
     return [entry[-1] for entry in sorted(ranked, key=lambda e: e[:4])]
+
+
+def spaces_of(files: list[DerivativeFile], suffix: str = "bold", desc: str | None = "preproc",
+              raw: dict[str, object] | None = None, extensions: tuple[str, ...] = (".nii.gz", ".nii")
+              ) -> list[tuple[str, str | None]]:
+    """The ``(space, res)`` pairs of the outputs of one kind (preprocessed BOLD images by default), sorted; of one raw
+    run's outputs when ``raw`` is given (its entities), else of every run's. ``res`` is ``None`` where the names
+    have no ``res-``; files without ``space-`` are left out."""
+    found = set()
+    for candidate in files:
+        if candidate.suffix != suffix or (desc is not None and candidate.entities.get("desc") != desc):
+            continue
+        if candidate.extension not in extensions:
+            continue
+        if raw is not None and matches_run(candidate, raw) is None:
+            continue
+        space = candidate.entities.get("space")
+        if space is None:
+            continue
+        res = candidate.entities.get("res")
+        found.add((str(space), None if res is None else str(res)))
+    return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
+
+
+def describe_spaces(pairs: list[tuple[str, str | None]]) -> str:
+    """``space-T1w (no res-), space-MNI152NLin2009cAsym res-2: select one with --space T1w --res none or --space
+    MNI152NLin2009cAsym --res 2``, for messages (``none`` when the list is empty)."""
+    if not pairs:
+        return "no space- label in any preprocessed BOLD name"
+    there = ", ".join(f"space-{s} " + (f"res-{r}" if r else "(no res-)") for s, r in pairs)
+    flags = " or ".join(f"--space {s} --res {r or 'none'}" for s, r in pairs)
+    return f"{there}: select one with {flags}"
+
+
+def scan_spaces(fmriprep_dir: Path, suffix: str = "bold", desc: str | None = "preproc") -> list[tuple[str, str | None]]:
+    """``(space, res)`` of the outputs of one kind anywhere in an fMRIPrep folder (every participant), from names
+    only; empty when the folder does not exist."""
+    root = Path(fmriprep_dir)
+    if not root.is_dir():
+        return []
+    files = [parsed for path in sorted(root.glob("sub-*/**/func/*")) if path.is_file()
+             and (parsed := parse_derivative(path)) is not None]
+    return spaces_of(files, suffix, desc)

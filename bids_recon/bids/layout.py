@@ -16,7 +16,15 @@ from typing import Any
 
 import nibabel as nib
 
-from bids_recon.bids.fmriprep import KEYS, RUN_ENTITIES, DerivativeFile, find_output, index_subject
+from bids_recon.bids.fmriprep import (
+    KEYS,
+    RUN_ENTITIES,
+    DerivativeFile,
+    describe_spaces,
+    find_output,
+    index_subject,
+    spaces_of,
+)
 from bids_recon.errors import (
     BadDataError,
     EmptySelectionError,
@@ -50,9 +58,16 @@ class RunInputs:
 
     @property
     def key(self) -> str:
-        """A short readable identifier, e.g. ``ses-01_run-02``."""
-        parts = [f"ses-{self.session}" if self.session else "", f"run-{self.run}" if self.run else ""]
-        return "_".join(p for p in parts if p) or "run"
+        """A short readable identifier, unique among a participant's runs, e.g. ``ses-01_task-images_run-02``."""
+        parts = [f"ses-{self.session}" if self.session else "", f"task-{self.task}",
+                 f"run-{self.run}" if self.run else ""]
+        return "_".join(p for p in parts if p)
+
+    @property
+    def order(self) -> tuple:
+        """Sort key: session, task, then run by number (``run-2`` before ``run-10``; labels as written)."""
+        run = self.run or ""
+        return (self.session or "", self.task, (0, int(run), run) if run.isdigit() else (1, 0, run))
 
 
 @dataclass
@@ -192,7 +207,7 @@ def collect_inputs(
             continue
         files = index_subject(fmriprep_dir, subject)
         runs = [_collect_run(raw, files, fmriprep_dir, b, space, resolution) for b in bolds]
-        runs.sort(key=lambda r: (r.session or "", r.run or ""))
+        runs.sort(key=lambda r: r.order)
         _check_distinct(runs)
         result[subject] = SubjectInputs(subject=subject, task=task, runs=runs)
     if not result:
@@ -206,12 +221,13 @@ def collect_inputs(
 
 
 def _check_distinct(runs: list[RunInputs]) -> None:
-    """Outputs are named by session and run: two runs (of two tasks, or acquisitions) must not share both."""
+    """Outputs are named by session, task and run: two runs (acquisitions, echoes of other kinds) must not share
+    all three."""
     seen: dict[str, RunInputs] = {}
     for run in runs:
         if run.key in seen:
-            raise UsageError(f"{seen[run.key].raw_bold.name} and {run.raw_bold.name} have the same session and run "
-                             "labels, so their outputs would collide: select one with --task-id, --session-label or "
+            raise UsageError(f"{seen[run.key].raw_bold.name} and {run.raw_bold.name} have the same session, task and "
+                             "run labels, so their outputs would collide: select one with --session-label or "
                              "--bids-filter-file")
         seen[run.key] = run
 
@@ -269,10 +285,15 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
                 return None
             wanted = (f"space-{space}" + (f"_res-{resolution}" if resolution else "") + "_" if with_space else "") \
                 + (f"desc-{desc}_" if desc else "") + suffix
+            own = spaces_of(files, suffix, desc, run_entities, extensions) if with_space else []
+            other = spaces_of(files, suffix, desc, None, extensions) if with_space and not own else []
+            found = (f"; this run's {what} is there in {describe_spaces(own)}" if own else
+                     f"; was fMRIPrep run with --output-spaces {space}" + (f":res-{resolution}" if resolution else "")
+                     + "?" + (" (this participant's other runs have it in " + ", ".join(
+                         f"space-{s}" + (f" res-{r}" if r else " (no res-)") for s, r in other) + ")" if other else ""))
             raise MissingInputError(
                 f"fMRIPrep {what} not found for {Path(bold.path).name} (looked for *{wanted}{extensions[0]} of run "
-                f"{_describe(run_entities)} in {fmriprep_dir}, as current or legacy fMRIPrep names it); was fMRIPrep "
-                f"run with --output-spaces {space}" + (f":res-{resolution}" if resolution else "") + "?",
+                f"{_describe(run_entities)} in {fmriprep_dir}, as current or legacy fMRIPrep names it){found}",
                 fmriprep_dir,
             )
         return found[0].path
@@ -292,10 +313,19 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
     run = ents.get("run")
     return RunInputs(
         subject=ents["subject"], session=ents.get("session"), task=ents["task"],
-        run=None if run is None else str(run).zfill(2) if isinstance(run, int) else str(run),
+        run=_run_label(Path(bold.path).name, run),
         raw_bold=Path(bold.path), events=events, preproc_bold=preproc, brain_mask=mask,
         boldref=boldref, confounds=confounds, repetition_time=tr,
     )
+
+
+def _run_label(name: str, run: Any) -> str | None:
+    """The run label as the raw file writes it (``run-1`` stays ``1``, ``run-01`` stays ``01``): outputs and the trial
+    table name runs as the input does."""
+    found = re.search(r"_run-([a-zA-Z0-9]+)", name)
+    if found:
+        return found.group(1)
+    return None if run is None else str(run)
 
 
 def _describe(entities: dict[str, Any]) -> str:
@@ -353,8 +383,31 @@ def repetition_time(raw_bold: Path, metadata: dict[str, Any], preproc: Path, bid
     first, where = values[0]
     for value, other in values[1:]:
         if abs(value - first) > TR_TOLERANCE * first:
+            if abs(value * 1000 - first) <= TR_TOLERANCE * first:  # BIDS: seconds; a sidecar in milliseconds
+                raise BadDataError(
+                    f"RepetitionTime {first:g} in {where} looks like milliseconds ({value:g} s in {other}): BIDS "
+                    f"wants seconds; write \"RepetitionTime\": {value:g} in that sidecar", raw_json or raw_bold)
             raise BadDataError(f"RepetitionTime {first} s in {where} differs from {value} s in {other}", preproc)
+    if first > 100:  # no header or fMRIPrep sidecar to compare with: no fMRI TR is this long in seconds
+        raise BadDataError(f"RepetitionTime {first:g} in {where} is not in seconds (BIDS wants seconds: "
+                           f"{first / 1000:g}?)", raw_json or raw_bold)
     return float(tr)
+
+
+def tr_unit_problem(raw_bold: Path, bids_root: Path) -> str | None:
+    """Why a raw BOLD's sidecar ``RepetitionTime`` disagrees with its NIfTI header when the reason is units (a sidecar
+    in milliseconds; BIDS wants seconds), with the value to write; ``None`` otherwise. Reads a header and JSONs."""
+    task = re.search(r"_task-([a-zA-Z0-9]+)", raw_bold.name)
+    sidecar = _raw_sidecar(raw_bold, bids_root, task.group(1) if task else None)
+    try:
+        tr = float(json.loads(sidecar.read_text()).get("RepetitionTime")) if sidecar else None
+        header = _header_tr(raw_bold)
+    except (BadDataError, TypeError, ValueError, json.JSONDecodeError, OSError):
+        return None
+    if tr is None or header <= 0 or abs(tr - header * 1000) > TR_TOLERANCE * tr:
+        return None
+    return (f"{sidecar}: RepetitionTime {tr:g} looks like milliseconds ({header:g} s in the NIfTI header of "
+            f"{raw_bold.name}): BIDS wants seconds; write \"RepetitionTime\": {header:g}")
 
 
 def collect_imported(

@@ -64,7 +64,7 @@ def _default(action: argparse.Action) -> Any:
 
 def _describe(action: argparse.Action) -> str:
     text = (action.help or "").replace("%%", "%")
-    if action.nargs is None and action.option_strings and type(action).__name__ == "_ToDict":
+    if action.nargs is None and action.option_strings and type(action).__name__ in ("_ToDict", "_RoiMasks"):
         text += " (repeatable on the command line; one value in this descriptor)"
     if type(action).__name__ == "_Verbosity":
         text += " (the descriptor passes it once)"

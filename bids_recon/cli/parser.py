@@ -143,6 +143,17 @@ class _ToDict(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
+class _RoiMasks(argparse.Action):
+    """``--roi-mask NAME=PATH`` repeated: one NAME given several times is the union of its files (a list)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = dict(getattr(namespace, self.dest, None) or {})
+        for name, spec in values if isinstance(values, list) else [values]:
+            before = current.get(name)
+            current[name] = spec if before is None else [*([before] if isinstance(before, str) else before), spec]
+        setattr(namespace, self.dest, current)
+
+
 class _CommaList(argparse.Action):
     """``nargs='+'`` whose items may also be comma lists: ``--metrics alexnet2,clip ssim``."""
 
@@ -206,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Exit codes: 0 success, 1 failure, 16 input not valid BIDS, 17 unknown analysis level, "
-            "18 filters selected nothing, 64 usage error, 65 bad data, 66 missing input. "
+            "18 filters selected nothing, 64 usage error, 65 bad data, 66 missing input, 70 internal error (an "
+            "invariant between stages broken: a bug, never a result). "
             "Example: bids_recon DS OUT participant -d fmriprep=DS/derivatives/fmriprep"
         ),
         formatter_class=_HelpFormatter,
@@ -233,13 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(sel, "--res", key="workflow.resolution", type=_resolution)
 
     method = parser.add_argument_group("Method")
+    _setting(method, "--betas-only", key="workflow.betas_only", action="store_const", const=True)
     _setting(method, "--glm", key="workflow.glm.estimator")
+    _setting(method, "--confounds", key="workflow.glm.confounds", nargs="+", action=_CommaList, metavar="SPEC")
     _setting(method, "--betas", key="workflow.glm.betas", type=_betas, metavar="FORMAT=PATH[:KEY=VALUE,...]")
-    _setting(method, "--roi-mask", key="workflow.rois.user_masks", action=_ToDict, type=_roi_mask,
+    _setting(method, "--roi-mask", key="workflow.rois.user_masks", action=_RoiMasks, type=_roi_mask,
              metavar="NAME=PATH[:LABELS]",
-             help="use a label volume for ROI NAME instead of the atlas: LABELS = numbers or colour-table names "
-                  "(1,2 or early,ventral), or >0 (the default); voxels == k or > 0, never != 0; {subject} in PATH is "
-                  "the participant; repeatable, e.g. --roi-mask earlyvisual=roi/streams.nii.gz:early")
+             help="use a label volume for ROI NAME instead of the atlas (needed where the data are not in the atlas's "
+                  "space, e.g. T1w): LABELS = numbers or colour-table names (1,2 or early,ventral), or >0 (the "
+                  "default); voxels == k or > 0, never != 0; {subject} in PATH is the participant; resampled "
+                  "(nearest) to the BOLD grid. Repeat the flag for several ROIs; one NAME given several times is the "
+                  "union of its files (left and right hemisphere masks), e.g. --roi-mask earlyvisual=lh_V1.nii.gz "
+                  "--roi-mask earlyvisual=rh_V1.nii.gz. A NAME typed here replaces that ROI of --config-file and of "
+                  "the --dataset preset (in a config file: earlyvisual = [\"lh.nii.gz\", \"rh.nii.gz\"])")
     _setting(method, "--voxel-selection", key="workflow.rois.voxel_selection", metavar="ncsnr>T|top:K")
     _setting(method, "--stimuli", key="workflow.stimuli.resolver", metavar="KIND[:KEY=VALUE,...]")
     _setting(method, "--stimulus-column", key="workflow.stimuli.column")

@@ -59,6 +59,7 @@ def build_config(args, parser) -> Config:
     preset = preset_layer(dict(merge(*layers)[0]))
     data, sources = merge(*([preset] if preset else []), *layers)
     config = Config.from_dict(data, sources)
+    config.given = frozenset(sources)  # the settings a preset, a file or a flag set (the others are defaults)
     ex = config.execution
     ex.check_only = bool(typed.get("execution.check_only", False))  # never from a file: a saved run must compute
     if not ex.work_dir:
@@ -140,9 +141,24 @@ def validate_bids(bids_dir: Path, tolerated: tuple[str, ...] = ()) -> None:
             return
         shown = "\n".join(f"[{i.get('code')}] {i.get('location', '')}" for i in (errors or [])[:50])
         LOGGER.error("BIDS validator output:\n%s", shown or proc.stdout[-5000:] + proc.stderr[-2000:])
-        raise InvalidBidsError("the BIDS validator found errors (see the log; --skip-bids-validation skips it)",
-                               bids_dir)
+        codes = sorted({str(i.get("code")) for i in errors or []})
+        raise InvalidBidsError("the BIDS validator found errors" + (f" ({', '.join(codes)})" if codes else "")
+                               + "".join(f"; {hint}" for hint in _validator_hints(bids_dir, errors or []))
+                               + " (see the log; --skip-bids-validation skips it)", bids_dir)
     LOGGER.info("BIDS validation passed")
+
+
+def _validator_hints(bids_dir: Path, errors: list[dict]) -> list[str]:
+    """How to fix the validator errors whose cause bids_recon can tell (a RepetitionTime in milliseconds)."""
+    from bids_recon.bids.layout import tr_unit_problem
+
+    hints = []
+    for error in errors:
+        if error.get("code") == "REPETITION_TIME_MISMATCH" and error.get("location"):
+            hint = tr_unit_problem(bids_dir / str(error["location"]).lstrip("/"), bids_dir)
+            if hint and hint not in hints:
+                hints.append(hint)
+    return hints[:3]
 
 
 def setup_logging(config: Config, log_dir: Path) -> Path:
@@ -243,10 +259,14 @@ def run_participants(config: Config, log_dir: Path) -> None:
     if imports:
         inputs = _collect_imported(config)
     else:
+        if config.workflow.betas_only:
+            _betas_only_space(config)
         inputs = collect_inputs(bids_dir, Path(ex.derivatives["fmriprep"]), ex.participant_label, ex.session_label,
                                 ex.task_id, ex.bids_filters, config.workflow.space, config.workflow.resolution)
         LOGGER.info("Participants: %s", ", ".join(f"{s} ({len(i.runs)} runs)" for s, i in inputs.items()))
     _resolution_of_inputs(config, inputs)
+    if config.workflow.betas_only:
+        _betas_only_trials(config, inputs)
     if not ex.reports_only:
         check_collected_inputs(config, inputs)
     if ex.check_only:
@@ -365,6 +385,44 @@ def _collect_imported(config: Config) -> dict:
     return inputs
 
 
+def _betas_only_space(config: Config) -> None:
+    """``--betas-only`` needs no atlas, so any space will do: where nobody chose ``--space`` and the derivatives have no
+    preprocessed BOLD in the default space but exactly one other (space, res-), that one is used (logged, and saved in
+    the run's configuration)."""
+    from bids_recon.bids.fmriprep import index_subject, spaces_of
+
+    wf, ex = config.workflow, config.execution
+    if "workflow.space" in getattr(config, "given", ()):
+        return
+    fmriprep_dir = Path(ex.derivatives["fmriprep"])
+    subjects = [s.removeprefix("sub-") for s in ex.participant_label] or sorted(
+        p.name.removeprefix("sub-") for p in fmriprep_dir.glob("sub-*") if p.is_dir())
+    pairs = {pair for subject in subjects for pair in spaces_of(index_subject(fmriprep_dir, subject))}
+    if not pairs or any(space == wf.space for space, _ in pairs) or len(pairs) != 1:
+        return
+    (space, res), = pairs
+    LOGGER.info("--betas-only: no preprocessed BOLD in space %s; the only one there is space-%s%s, used (choose "
+                "another with --space/--res)", wf.space, space, f" res-{res}" if res else " (no res-)")
+    wf.space, wf.resolution = space, res
+
+
+def _betas_only_trials(config: Config, inputs: dict) -> None:
+    """``--betas-only`` on events that name no stimulus: the trials are the rows of their ``trial_type`` column
+    (recorded in the saved configuration, so that the run can be reproduced from it)."""
+    from bids_recon.glm.singletrial import load_events
+    from bids_recon.glm.trials import betas_only_column
+
+    if importing(config):
+        raise UsageError("--betas-only estimates single-trial betas with the GLM, --betas imports them: choose one")
+    stimuli = config.workflow.stimuli
+    first = next(run for subject in inputs.values() for run in subject.runs)
+    column = betas_only_column(load_events(first.events).columns, stimuli, first.events)
+    if column is not None:
+        LOGGER.info("--betas-only: the events name no stimulus; trials are the rows of their '%s' column (each "
+                    "condition's presentations counted as repeats)", column)
+        stimuli.column = column
+
+
 def _resolution_of_inputs(config: Config, inputs: dict) -> None:
     """Outputs carry the inputs' ``res-``: none when no preprocessed BOLD has one (``space-T1w``, legacy names), the
     inputs' when they all have the same one."""
@@ -392,7 +450,10 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
 
         checked = check_imported_inputs(inputs, Path(config.execution.bids_dir), wf.glm.betas, wf.stimuli, wf.rois)
     else:
-        checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds, wf.rois)
+        checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds,
+                               None if wf.betas_only else wf.rois, betas_only=wf.betas_only)
+    if wf.betas_only:  # no generator, features, metrics
+        return
     spec = get_generator(wf.generate.generator)
     spec.check_inputs(config, inputs, checked)
     spec.prepare(config)

@@ -74,6 +74,76 @@ def sessions_matching(bids_dir: Path | None, prefixes: tuple[str, ...]) -> list[
     return sorted(label for label in labels if label.startswith(prefixes))
 
 
+def chosen_value(chosen: dict[str, Any], key: str) -> Any:
+    """The value of dotted ``key`` in the user's choices (nested tables of the file and the flags), or ``None``."""
+    value: Any = chosen
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def fmriprep_dir_of(chosen: dict[str, Any]) -> Path | None:
+    """The fMRIPrep folder the run will read: ``-d fmriprep=``, else ``BIDS_DIR/derivatives/fmriprep`` when it
+    exists (``None``: none)."""
+    given = (chosen_value(chosen, "execution.derivatives") or {}).get("fmriprep")
+    if given:
+        return Path(given)
+    bids_dir = chosen_value(chosen, "execution.bids_dir")
+    default = Path(bids_dir) / "derivatives" / "fmriprep" if bids_dir else None
+    return default if default is not None and default.is_dir() else None
+
+
+def fmriprep_spaces(chosen: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """``(space, res)`` of the preprocessed BOLD in the run's fMRIPrep folder (names only; empty when none)."""
+    from bids_recon.bids.fmriprep import scan_spaces
+
+    folder = fmriprep_dir_of(chosen)
+    return scan_spaces(folder) if folder is not None else []
+
+
+def resolution_in(found: list[tuple[str, str | None]], space: str, default: str | None = None) -> str | None:
+    """The ``res-`` of ``space``'s files among ``found``: the only one, else ``default`` when it is there, else the
+    first (``None``: the files have no ``res-``)."""
+    values = [res for name, res in found if name == space]
+    if len(values) == 1 or (values and default not in values):
+        return values[0]
+    return default
+
+
+def native_space_masks(values: dict[str, Any], chosen: dict[str, Any], native: str, template: str
+                       ) -> dict[str, Any]:
+    """A preset whose ROI masks (``workflow.rois.user_masks``) are in the participants' ``native`` space (GOD's and
+    Deeprecon's T1w masks): keep them with BOLD in that space; where the user chose another space, or the fMRIPrep
+    folder has no ``native`` BOLD but has the atlas's ``template``, drop the masks (the atlas serves in its own
+    space) and take that space.
+
+    Returns
+    -------
+    dict
+        The preset's values with ``workflow.space``, ``workflow.resolution`` and ``workflow.rois.user_masks`` decided.
+    """
+    out = dict(values)
+    typed = chosen_value(chosen, "workflow.space")
+    if typed is not None:
+        if typed != native:
+            out.pop("workflow.rois.user_masks", None)
+        out.pop("workflow.space", None)
+        return out
+    found = fmriprep_spaces(chosen)
+    spaces = {space for space, _ in found}
+    if native in spaces or not found:
+        if found:
+            out["workflow.resolution"] = resolution_in(found, native)
+        return out
+    if template in spaces:  # no native BOLD: the atlas in its own space, not native masks on template data
+        out.pop("workflow.rois.user_masks", None)
+        out["workflow.space"] = template
+        out["workflow.resolution"] = resolution_in(found, template, "2")
+    return out
+
+
 def _import_all() -> None:
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{module.name}")
@@ -81,4 +151,5 @@ def _import_all() -> None:
 
 _import_all()
 
-__all__ = ["PRESETS", "DatasetPreset", "get_preset", "register", "sessions_matching"]
+__all__ = ["PRESETS", "DatasetPreset", "chosen_value", "fmriprep_dir_of", "fmriprep_spaces", "get_preset",
+           "native_space_masks", "register", "resolution_in", "sessions_matching"]

@@ -11,6 +11,16 @@ When NSD's own betas are there (``nsddata_betas/`` in the folder given or beside
 (:mod:`bids_recon.glm.importers.nsd`, reading only the ROIs' voxels), the ROIs from NSD's ``streams`` atlas
 (early visual = ``early``, higher visual = ``ventral``), outputs in ``space-func1pt8mm``. The folder given may then
 be NSD's download root itself: no raw data are needed.
+
+NSD's ROI volumes and the spaces of the two routes: the betas and ``ppdata/subjNN/func1pt8mm/roi/`` are in NSD's
+own functional space (func1pt8mm), which no fMRIPrep output shares (fMRIPrep's T1w is not NSD's anatomical
+preparation either: NSD registers its functional and anatomical data non-linearly). NSD also ships each
+participant's ROIs in MNI space (``ppdata/subjNN/MNI/roi/``, on FSL's 1 mm MNI152 template: TemplateFlow's
+``MNI152NLin6Asym``). So on the raw route (``-d fmriprep=``, our GLM) the preset uses them where fMRIPrep wrote
+``space-MNI152NLin6Asym`` BOLD (``fmriprep --output-spaces MNI152NLin6Asym:res-2``): ``--space MNI152NLin6Asym``
+and ``--roi-mask`` NSD's MNI ``streams`` (resampled to the BOLD grid). With BOLD only in MNI152NLin2009cAsym the
+atlas serves (in its own space); with BOLD only in T1w the atlas is refused (exit 65) and the message says which
+``--roi-mask`` to give.
 """
 
 from __future__ import annotations
@@ -18,23 +28,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bids_recon.datasets import DatasetPreset, register
+from bids_recon.datasets import DatasetPreset, chosen_value, fmriprep_spaces, register, resolution_in
 
 #: Settings the preset adds to import NSD's betas (dropped when the user runs the GLM: ``--betas none`` or
 #: ``-d fmriprep=``).
 IMPORT_KEYS = ("workflow.glm.betas", "workflow.rois.user_masks", "workflow.space", "workflow.resolution")
 #: NSD's streams ROIs (``nsddata/ppdata/subjNN/func1pt8mm/roi/streams.nii.gz``) used for each bids_recon ROI.
 STREAMS_ROIS = {"earlyvisual": "early", "highervisual": "ventral"}
+#: The TemplateFlow name of NSD's MNI space (FSL's MNI152, ``ppdata/subjNN/MNI/``).
+NSD_MNI = "MNI152NLin6Asym"
+
+
+def _root_holding(bids_dir: Path | None, *folders: str) -> Path | None:
+    """``bids_dir`` or its parent (NSD's download root above ``nsddata_rawdata``) when it holds ``folders``."""
+    if bids_dir is None:
+        return None
+    for candidate in (Path(bids_dir), Path(bids_dir).parent):
+        if candidate.joinpath(*folders).is_dir():
+            return candidate.absolute()
+    return None
+
+
+def nsd_data_root(bids_dir: Path | None) -> Path | None:
+    """NSD's download root of a raw route: ``bids_dir`` or its parent when it holds ``nsddata/ppdata``."""
+    return _root_holding(bids_dir, "nsddata", "ppdata")
+
+
+def streams_masks(roi_dir: Path) -> dict[str, str]:
+    """``workflow.rois.user_masks`` from NSD's ``streams.nii.gz`` in ``roi_dir`` (``{subject}`` in the path)."""
+    return {name: f"{roi_dir / 'streams.nii.gz'}:{label}" for name, label in STREAMS_ROIS.items()}
 
 
 def nsd_root(bids_dir: Path | None) -> Path | None:
     """The NSD download root of ``bids_dir`` (itself or its parent) when it holds NSD's betas, else ``None``."""
-    if bids_dir is None:
-        return None
-    for candidate in (Path(bids_dir), Path(bids_dir).parent):
-        if (candidate / "nsddata_betas" / "ppdata").is_dir():
-            return candidate.absolute()
-    return None
+    return _root_holding(bids_dir, "nsddata_betas", "ppdata")
 
 
 @register
@@ -59,17 +86,33 @@ class Nsd(DatasetPreset):
         roi_dir = root / "nsddata" / "ppdata" / "subj{subject}" / "func1pt8mm" / "roi"
         out.update({
             "workflow.glm.betas": f"nsd={root}:voxels=rois",
-            "workflow.rois.user_masks": {name: f"{roi_dir / 'streams.nii.gz'}:{label}"
-                                         for name, label in STREAMS_ROIS.items()},
+            "workflow.rois.user_masks": streams_masks(roi_dir),
             "workflow.space": "func1pt8mm",
             "workflow.resolution": None,
         })
         return out
 
     def adapt(self, values: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
-        """No import when the user asked for the GLM: ``--betas none`` (or another import), or fMRIPrep outputs."""
+        """No import when the user asked for the GLM: ``--betas none`` (or another import), or fMRIPrep outputs;
+        then NSD's MNI ROIs where the BOLD is in their space (see the module docstring)."""
         glm = (chosen.get("workflow") or {}).get("glm") or {}
         derivatives = (chosen.get("execution") or {}).get("derivatives") or {}
-        if str(glm.get("betas", "import")).strip().lower() in ("", "none") or "fmriprep" in derivatives:
-            return {k: v for k, v in values.items() if k not in IMPORT_KEYS}
-        return values
+        typed = glm.get("betas")
+        if str(typed if typed is not None else "import").strip().lower() in ("", "none") or "fmriprep" in derivatives:
+            values = {k: v for k, v in values.items() if k not in IMPORT_KEYS}
+        if "workflow.glm.betas" in values or typed not in (None, "", "none"):
+            return values
+        return {**values, **self.raw_route(chosen)}
+
+    def raw_route(self, chosen: dict[str, Any]) -> dict[str, Any]:
+        """Space and ROIs of our GLM on NSD's raw data: NSD's MNI ``streams`` with ``space-MNI152NLin6Asym`` BOLD."""
+        root = nsd_data_root(chosen_value(chosen, "execution.bids_dir"))
+        if root is None or not any(root.glob("nsddata/ppdata/subj*/MNI/roi/streams.nii*")):
+            return {}
+        typed = chosen_value(chosen, "workflow.space")
+        found = fmriprep_spaces(chosen)
+        if typed != NSD_MNI and (typed is not None or NSD_MNI not in {space for space, _ in found}):
+            return {}
+        roi_dir = root / "nsddata" / "ppdata" / "subj{subject}" / "MNI" / "roi"
+        return {"workflow.space": NSD_MNI, "workflow.resolution": resolution_in(found, NSD_MNI, "2"),
+                "workflow.rois.user_masks": streams_masks(roi_dir)}

@@ -29,6 +29,7 @@ from bids_recon.decoding.params import EncodingParams
 from bids_recon.decoding.ridge import average_repeats
 from bids_recon.decoding.solver import EigenRidge
 from bids_recon.errors import BadDataError, UsageError
+from bids_recon.invariants import check_features, check_finite
 from bids_recon.params import default_of
 
 #: candidate penalties for kernels of trace n_train per feature space (mean eigenvalue 1): 10^-2..10^4, 13 values
@@ -317,6 +318,7 @@ def stimulus_betas(betas: Any, trials: pd.DataFrame, split: str, voxel_indices: 
     for start in range(0, len(columns), block):
         part = columns[start:start + block]
         out[:, start:start + len(part)] = average_repeats(np.asarray(betas[:, part])[rows], stims)[0]
+    check_finite(out, f"repeat-averaged betas of the {split} stimuli")
     return stim_ids, out
 
 
@@ -499,6 +501,7 @@ def encoding_analysis(
         ids[split], averaged[split] = stimulus_betas(betas, trials, split, voxel_indices, block, out)
     spaces = {}
     for name, (stim_ids, array) in features.items():
+        check_features(stim_ids, array, f"encoding feature space '{name}'")
         row_of = {s: i for i, s in enumerate(np.asarray(stim_ids).astype(str))}
         missing = [s for split in ids.values() for s in split if s not in row_of]
         if missing:

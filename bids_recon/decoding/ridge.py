@@ -13,6 +13,7 @@ import pandas as pd
 from bids_recon.decoding.params import DecodingParams
 from bids_recon.decoding.solver import EigenRidge
 from bids_recon.errors import BadDataError, UsageError
+from bids_recon.invariants import check_finite
 from bids_recon.io import save_npz, write_json
 
 
@@ -292,6 +293,8 @@ def train_and_decode(
     target_rows = np.array([row_of[s] for s in trial_stims[train]], dtype=np.int64)
     voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
     roi_betas = np.asarray(betas[:, voxel_indices], dtype=np.float32)  # (n_trials, n_roi): all that is held
+    check_finite(roi_betas, "betas of the decoder's ROI voxels")
+    check_finite(features, "decoding targets")
     in_roi = np.arange(len(voxel_indices))
     decoder = fit_ridge_decoder(roi_betas[train], features, in_roi, alphas, cv_folds, device, cv=cv, solver=solver,
                                 target_rows=target_rows, backend=backend, batch_size=batch_size,
@@ -299,6 +302,7 @@ def train_and_decode(
     test = ~train
     mean_betas, test_ids, counts = average_repeats(roi_betas[test], trial_stims[test])
     decoded = decoder.predict(mean_betas)
+    check_finite(decoded, "decoded test features")
     true = np.asarray(features[[row_of[s] for s in test_ids]])
     decoder = replace(decoder, voxel_indices=voxel_indices)  # saved as columns of the whole-brain betas
     return decoder, DecodedTest(test_ids.astype(str), counts, decoded, true.astype(np.float32))

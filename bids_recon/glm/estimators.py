@@ -470,24 +470,39 @@ def _betas_per_count(runs: list[SessionRun], designs: list[np.ndarray], hrf_inde
     group instead of a QR of each projected design.
     """
     starts = np.concatenate([[0], np.cumsum([len(r.onsets) for r in runs])])
-    out = [np.empty((starts[-1], len(voxels)), dtype=np.float32) for _ in counts]
+    # NaN until filled: the HRF groups partition the voxels; a gap would be caught as non-finite betas
+    out = [np.full((starts[-1], len(voxels)), np.nan, dtype=np.float32) for _ in counts]
     groups = [(k, np.flatnonzero(hrf_index[voxels] == k)) for k in np.unique(hrf_index[voxels])]
     for r, (run, x) in enumerate(zip(runs, designs, strict=True)):
         y = run.data[:, voxels]
         q = components[r] if components is not None else np.zeros((run.n_volumes, 0))
         d = (q.T.astype(np.float32) @ y).astype(np.float64)
+        q64 = q.astype(np.float64)
         for k, cols in groups:
-            xtx, b = x[k].T @ x[k], x[k].T @ q
+            xk = x[k].astype(np.float64)  # X'X - B B' cancels: float32 left it indefinite (betas of 1e24)
+            xtx, b = xk.T @ xk, xk.T @ q64
             xty = (x[k].T.astype(np.float32) @ y[:, cols]).astype(np.float64)
             for i, count in enumerate(counts):
                 lhs = xtx - b[:, :count] @ b[:, :count].T
                 rhs = xty - b[:, :count] @ d[:count][:, cols]
-                try:
-                    solution = np.linalg.solve(lhs, rhs)
-                except np.linalg.LinAlgError:
-                    solution = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
-                out[i][starts[r]:starts[r + 1], cols] = solution
+                out[i][starts[r]:starts[r + 1], cols] = _solve_normal(lhs, rhs)
     return out
+
+
+#: Eigenvalues of normal equations below this fraction of the largest are directions the data cannot estimate.
+NORMAL_RCOND = 1e-10
+
+
+def _solve_normal(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve symmetric positive semi-definite normal equations ``lhs @ b = rhs``.
+
+    Directions whose eigenvalue is below :data:`NORMAL_RCOND` of the largest (a trial regressor inside the span of
+    the noise components: not estimable) get no weight, instead of the huge one a plain solve gives them.
+    """
+    values, vectors = np.linalg.eigh(lhs)
+    keep = values > NORMAL_RCOND * max(float(values[-1]), 0.0)
+    kept = vectors[:, keep]
+    return kept @ ((kept.T @ rhs) / values[keep, None])
 
 
 @dataclass
@@ -558,9 +573,13 @@ def _noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.n
     components, counts, spectrum, null_spectrum = [], [], [], []
     for r, (run, basis) in enumerate(zip(runs, bases, strict=True)):
         z = _unit_columns(run.data[:, pool].astype(np.float32))
+        if z.shape[1] < 2:  # no pool: no component (the eigenvectors of a zero matrix would be arbitrary volumes)
+            components.append(np.zeros((run.n_volumes, 0)))
+            counts.append(0)
+            continue
         values, vectors = np.linalg.eigh((z @ z.T).astype(np.float64))
         values, vectors = values[::-1], vectors[:, ::-1]
-        components.append(vectors[:, :n_max])
+        components.append(vectors[:, :min(n_max, z.shape[1])])  # beyond the pool's rank: arbitrary directions
         if z.shape[1] > PARALLEL_VOXELS:  # the test runs on a random subset of the pool
             z = z[:, np.sort(rng.choice(z.shape[1], PARALLEL_VOXELS, replace=False))]
             values, vectors = np.linalg.eigh((z @ z.T).astype(np.float64))
@@ -571,7 +590,7 @@ def _noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.n
             left = z - leading[:, :i] @ (leading[:, :i].T @ z) if i else z
             null = _top_eigenvalue(residualise(_phase_randomised(left, rng), basis))
             for _ in range(n_draws - 1):  # more draws only where one draw leaves the decision close
-                if not 0.8 < values[i] / (PARALLEL_RATIO * null) < 1.25:
+                if null <= 0 or not 0.8 < values[i] / (PARALLEL_RATIO * null) < 1.25:
                     break
                 null = max(null, _top_eigenvalue(residualise(_phase_randomised(left, rng), basis)))
             nulls.append(null)
@@ -675,8 +694,9 @@ def _evidence_ridge(runs: list[SessionRun], designs: list[np.ndarray], hrf_index
     log_lam = np.where(above < len(lambdas), np.minimum(log_lam, log_cap), log_lam)
     lam = np.exp(log_lam)
 
-    betas = np.empty((starts[-1], n_voxels), dtype=np.float32)
-    task_ols = None if task is None else np.empty((starts[-1], len(task)), dtype=np.float32)
+    # NaN until filled by the HRF groups (they partition the voxels): a gap would be caught as non-finite betas
+    betas = np.full((starts[-1], n_voxels), np.nan, dtype=np.float32)
+    task_ols = None if task is None else np.full((starts[-1], len(task)), np.nan, dtype=np.float32)
     task_position = None if task is None else np.full(n_voxels, -1)
     if task is not None:
         task_position[task] = np.arange(len(task))
@@ -889,7 +909,9 @@ def fit_session(
     if denoise:
         mean_intensity = (np.mean([r.mean_intensity for r in runs], axis=0) if runs[0].mean_intensity is not None
                           else np.ones(n_voxels))
-        bright = mean_intensity >= 0.5 * np.percentile(mean_intensity, 99)
+        finite = np.isfinite(mean_intensity) & (mean_intensity > 0)
+        bright = finite & (mean_intensity >= 0.5 * np.percentile(mean_intensity[finite], 99)) if finite.any() \
+            else np.zeros(n_voxels, bool)
         pool = np.flatnonzero(bright & (r2 <= np.median(r2)))
         if len(pool) > noise_pool_max:
             pool = np.sort(rng.choice(pool, noise_pool_max, replace=False))
@@ -996,7 +1018,7 @@ def _fraction_curve(runs: list[SessionRun], designs: list[np.ndarray], hrf_index
     starts = np.concatenate([[0], np.cumsum([len(r.onsets) for r in runs])])
     candidates = []
     for fraction in fractions:
-        out = np.empty((starts[-1], len(task)), dtype=np.float32)
+        out = np.full((starts[-1], len(task)), np.nan, dtype=np.float32)  # NaN until filled by the groups
         for r, per_group in enumerate(solvers):
             for cols, solver in per_group:
                 out[starts[r]:starts[r + 1], cols] = solver.betas(fraction)
@@ -1037,7 +1059,7 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
     def stacked_at(fraction: float | np.ndarray, voxels: np.ndarray) -> np.ndarray:
         """Betas ``(n_trials, len(voxels))`` of all trials at ``fraction`` for the (sorted) ``voxels``."""
         per_voxel = np.broadcast_to(np.asarray(fraction, dtype=float), (n_voxels,))
-        out = np.empty((starts[-1], len(voxels)), dtype=np.float32)
+        out = np.full((starts[-1], len(voxels)), np.nan, dtype=np.float32)  # NaN until filled by the groups
         contiguous = voxels[-1] - voxels[0] + 1 == len(voxels)
         for r, per_group in enumerate(solvers):
             for cols, solver in per_group:
@@ -1064,7 +1086,7 @@ def _ridge_session(runs: list[SessionRun], designs: list[np.ndarray], hrf_index:
             chosen[voxels] = np.asarray(fractions, dtype=np.float32)[np.argmax(scores, axis=0)]
     else:  # one fraction for the session: the best median over the task-responsive voxels
         chosen = np.full(n_voxels, fractions[int(np.nanargmax(curve))], dtype=np.float32)
-    betas = np.empty((starts[-1], n_voxels), dtype=np.float32)
+    betas = np.full((starts[-1], n_voxels), np.nan, dtype=np.float32)  # every block of voxels fills its columns
     for voxels in blocks(step):
         ols, ridge = stacked_at(1.0, voxels), stacked_at(chosen, voxels)
         # rescale each voxel's ridge betas to the OLS betas (least squares with offset), keeping units

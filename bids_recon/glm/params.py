@@ -15,8 +15,15 @@ FRACTION_SELECTIONS = ("evidence", "session", "voxel")
 #: How the number of noise components is chosen.
 NOISE_SELECTIONS = ("auto", "cv", "parallel")
 
-#: fMRIPrep confound columns regressed out of every run by default.
-DEFAULT_CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
+#: The confound groups of the default setting ``auto`` (see :mod:`bids_recon.glm.confounds`): each is regressed out
+#: of a run where its confounds table has it, and skipped (logged, reported) where it does not.
+DEFAULT_CONFOUNDS = ("motion6", "csf", "wm", "nss")
+
+
+def _check_confounds(spec: list[str]) -> str | None:
+    from bids_recon.glm.confounds import check_confounds_setting
+
+    return check_confounds_setting(spec)
 
 
 def _check_betas(spec: str) -> str | None:
@@ -38,8 +45,12 @@ class GlmParams:
         "discrete cosine basis with cut-off high_pass_hz ('cosine')"))
     high_pass_hz: float = setting(0.01, gt=0, lt=1, doc="cut-off (Hz) of the cosine drift regressors "
                                                        "(drift_model = 'cosine' only)")
-    confounds: list[str] = setting(factory=lambda: list(DEFAULT_CONFOUNDS),
-                                   doc="fMRIPrep confound columns regressed out of every run")
+    confounds: list[str] = setting(factory=lambda: ["auto"], check=_check_confounds, doc=(
+        "fMRIPrep confounds regressed out of every run: column names or groups motion6, motion12, motion24 (with "
+        "_derivative1, _power2), csf, wm, global, fd, nss (every non_steady_state_outlier column), cosine, "
+        "acompcor:K (the combined mask's first K a_comp_cor, by the confounds sidecar's Mask when it has one), "
+        "tcompcor:K; 'none'; or 'auto' = " + " ".join(DEFAULT_CONFOUNDS) + ", each where the run's table has it "
+        "(skipped groups are logged and reported). What is named must be in every run's table (else exit 65)"))
     max_noise_components: int = setting(10, ge=0, le=50, doc="largest number of noise regressors tried")
     noise_selection: str = setting("auto", choices=NOISE_SELECTIONS, doc=(
         "number of noise regressors: GLMsingle's cross-validation over repeated stimuli ('cv'), a parallel "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -11,16 +11,11 @@ import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.features.params import StimulusParams
+from bids_recon.glm.confounds import ConfoundChoice, load_confounds
 from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.singletrial import (
-    TRIAL_PREFIX,
-    load_confounds,
-    load_events,
-    percent_signal_change,
-    zscore_by_group,
-)
+from bids_recon.glm.singletrial import TRIAL_PREFIX, load_events, percent_signal_change, zscore_by_group
 from bids_recon.glm.trials import assign_repeats_and_split, decoded_trials, run_trials
 from bids_recon.io import atomic_write
 
@@ -94,6 +89,7 @@ class RunFiles:
     subject: str
     session: str | None
     run: str | None
+    task: str | None = None
 
 
 @dataclass
@@ -112,6 +108,8 @@ class SessionBetas:
         Per-voxel choices (HRF index, R², fraction) and the session's noise components.
     n_unusable_voxels : int
         Voxels with NaN, a constant or a non-positive mean in some run (their betas are 0).
+    confounds : list of ConfoundChoice
+        Per run: the confound columns regressed out and the default groups its table lacked.
     """
 
     betas: list[np.ndarray]
@@ -119,10 +117,12 @@ class SessionBetas:
     design: pd.DataFrame
     fit: SessionFit
     n_unusable_voxels: int
+    confounds: list[ConfoundChoice] = field(default_factory=list)
 
 
-def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list[str],
-              stimuli: StimulusParams | str | None) -> tuple[SessionRun, pd.DataFrame, np.ndarray]:
+def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: list[str],
+              stimuli: StimulusParams | str | None
+              ) -> tuple[SessionRun, pd.DataFrame, np.ndarray, ConfoundChoice]:
     bold = load_image(files.bold, ndim=4)
     if not same_grid(bold, mask_img):
         raise BadDataError(f"BOLD grid {bold.shape[:3]} differs from the brain mask's {mask_img.shape[:3]}",
@@ -134,17 +134,18 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confound_columns: list
     except Exception as exc:  # truncated gzip streams, short files
         raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
     events = load_events(files.events, n_volumes, files.repetition_time)
-    trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events)
+    trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events, task=files.task)
     if trials.empty:
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
-    confounds = load_confounds(files.confounds, confound_columns, n_volumes)
-    mean_intensity = data.mean(axis=0)
+    confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)
     psc, usable = percent_signal_change(data)
+    # NaN or constant voxels are never bright: one NaN voxel made the 99th percentile NaN and the noise pool empty
+    mean_intensity = np.where(usable, np.nanmean(np.where(np.isfinite(data), data, 0.0), axis=0), 0.0)
     del data
     run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
                      stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,
                      confounds=confounds.to_numpy(float), mean_intensity=mean_intensity)
-    return run, trials, usable
+    return run, trials, usable, choice
 
 
 def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float,
@@ -184,7 +185,8 @@ def estimate_session_betas(
     mask_img : nibabel image
         Brain mask on the runs' grid; voxels inside it are estimated.
     params : GlmParams, optional
-        Estimator, drift model and cut-off, confounds, noise components and their selection, ridge selection
+        Estimator, drift model and cut-off, confounds (resolved per run by
+        :func:`~bids_recon.glm.confounds.resolve_confounds`), noise components and their selection, ridge selection
         (defaults when omitted).
     stimuli : StimulusParams or str, optional
         How events rows name stimuli (which rows are trials: every presented image gets a regressor); a string
@@ -197,16 +199,16 @@ def estimate_session_betas(
     """
     params = params or GlmParams()
     loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
-    session_runs = [run for run, _, _ in loaded]
-    usable = np.logical_and.reduce([u for _, _, u in loaded])
-    design = report_design(session_runs[0], list(params.confounds), params.high_pass_hz, params.drift_model)
+    session_runs = [run for run, _, _, _ in loaded]
+    usable = np.logical_and.reduce([u for _, _, u, _ in loaded])
+    design = report_design(session_runs[0], list(loaded[0][3].columns), params.high_pass_hz, params.drift_model)
     fit = fit_session(session_runs, params.estimator, high_pass_hz=params.high_pass_hz,
                       max_noise_components=params.max_noise_components,
                       fraction_selection=params.fraction_selection, seed=seed, drift_model=params.drift_model,
                       noise_selection=params.noise_selection, **fit_options)
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
-    return SessionBetas(betas=betas, trials=[t for _, t, _ in loaded], design=design, fit=fit,
-                        n_unusable_voxels=int((~usable).sum()))
+    return SessionBetas(betas=betas, trials=[t for _, t, _, _ in loaded], design=design, fit=fit,
+                        n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c in loaded])
 
 
 #: Bytes of betas z-scored at once by :func:`combine_runs` (a block of voxels over all trials).
@@ -217,11 +219,14 @@ def combine_runs(
     betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = StimulusParams.test_min_repeats,
     zscore: bool = GlmParams.zscore_per_session,
     split_from_events: bool = False, out_file: Path | None = None, block_bytes: int = COMBINE_BLOCK_BYTES,
+    split: bool = True,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack runs in acquisition order, z-score per session, number repeats and assign the split.
 
     Rows that are modelled but not decoded (``split`` ``none``: catch images, one-back repeats) are dropped here,
-    from the betas and the table alike.
+    from the betas and the table alike. What crosses is checked (:mod:`bids_recon.invariants`): each run's betas
+    finite and as many rows as its trial table, the result finite and z-scored within each session (a dataset without
+    sessions is one group, ``n/a``), the trial table's labels never missing.
 
     Parameters
     ----------
@@ -237,13 +242,25 @@ def combine_runs(
         the whole brain would not fit). Without it, the result is an array in memory.
     block_bytes : int
         Size of the blocks of voxels z-scored at once.
+    split : bool
+        Assign train/test (the default). ``False`` (``--betas-only`` without ``--test-split``): only repeats are
+        numbered, ``split`` is ``n/a`` and no train/test set is required.
 
     Returns
     -------
     betas : ndarray or memmap, shape (n_trials, n_voxels), float32
     trials : pandas.DataFrame
         The subject's trial table (see :data:`bids_recon.glm.TRIAL_COLUMNS`).
+
+    Raises
+    ------
+    BadDataError
+        Runs that do not fit together (voxel counts, rows against their tables).
+    InvariantError
+        Betas not finite, labels missing, z-scores not standardised (exit 70).
     """
+    from bids_recon.invariants import check_finite, check_standardised, check_trial_table
+
     if len(betas) != len(trials) or not betas:
         raise BadDataError(f"need one trial table per beta array and at least one run ({len(betas)} beta arrays, "
                            f"{len(trials)} trial tables)")
@@ -255,20 +272,26 @@ def combine_runs(
             raise BadDataError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
     keep = [decoded_trials(t) for t in trials]
     table = pd.concat([t[k] for t, k in zip(trials, keep, strict=True)], ignore_index=True)
-    table = assign_repeats_and_split(table, test_min_repeats, split_from_events)
+    table = (assign_repeats_and_split(table, test_min_repeats, split_from_events) if split else
+             number_repeats(table))
     shape = (len(table), n_voxels.pop())
+    check_trial_table(table, "participant trial table", out_file, n_rows=shape[0])
     sessions = table["session"].astype(str).to_numpy()
-    block = max(1, block_bytes // (4 * shape[0]))
+    block = max(1, block_bytes // (4 * max(shape[0], 1)))
 
     def fill(target: np.ndarray) -> None:
         for start in range(0, shape[1], block):
             stop = min(start + block, shape[1])
             stacked = np.concatenate([np.asarray(b[:, start:stop], dtype=np.float32)[k]
                                       for b, k in zip(betas, keep, strict=True)])
-            target[:, start:stop] = zscore_by_group(stacked, sessions) if zscore else stacked
+            check_finite(stacked, f"single-trial betas of the runs (voxels {start}-{stop - 1})", out_file)
+            done = zscore_by_group(stacked, sessions) if zscore else stacked
+            if zscore:
+                check_standardised(done, sessions, "betas z-scored per session", out_file, start)
+            target[:, start:stop] = done
 
     if out_file is None:
-        result = np.empty(shape, dtype=np.float32)
+        result = np.zeros(shape, dtype=np.float32)  # every column block is filled by ``fill``
         fill(result)
         return result, table
 
@@ -280,6 +303,84 @@ def combine_runs(
 
     atomic_write(Path(out_file), write)
     return np.load(out_file, mmap_mode="r"), table
+
+
+def number_repeats(trials: pd.DataFrame) -> pd.DataFrame:
+    """``repeat`` numbered per stimulus in acquisition order and ``split`` ``n/a``: the trial table of
+    ``--betas-only`` without a test split (no train and test set needed)."""
+    from bids_recon.glm.trials import NOT_SPLIT
+
+    out = trials.copy()
+    out["repeat"] = out.groupby("stim_id", sort=False).cumcount().astype(int)
+    out["split"] = NOT_SPLIT
+    return out
+
+
+def run_tables(run_trials: list[pd.DataFrame], table: pd.DataFrame) -> list[pd.DataFrame]:
+    """Each run's trial table with the participant table's ``split`` and ``repeat`` (the rows of its statmap).
+
+    Parameters
+    ----------
+    run_trials : list of pandas.DataFrame
+        Every run's table, one row per volume of its betas statmap (modelled trials included), in the order given
+        to :func:`combine_runs`.
+    table : pandas.DataFrame
+        The participant's table (:func:`combine_runs`): the runs' decoded rows, in that order, with ``split`` and
+        ``repeat``.
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        Copies of ``run_trials`` whose decoded rows carry their ``split`` and ``repeat``; rows that are modelled but
+        never decoded keep ``split`` ``none`` and get no repeat number (``n/a``).
+
+    Raises
+    ------
+    InvariantError
+        The participant table is not the runs' decoded rows in order (counts or stimuli differ).
+    """
+    from bids_recon.errors import InvariantError
+
+    decoded = [decoded_trials(run) for run in run_trials]
+    if sum(int(d.sum()) for d in decoded) != len(table):
+        raise InvariantError(f"participant trial table: invariant 'rows' broken: {len(table)} rows but the runs have "
+                             f"{sum(int(d.sum()) for d in decoded)} decoded trials")
+    out, offset = [], 0
+    for run, rows in zip(run_trials, decoded, strict=True):
+        part = table.iloc[offset:offset + int(rows.sum())]
+        offset += int(rows.sum())
+        if (part["stim_id"].astype(str).to_numpy() != run.loc[rows, "stim_id"].astype(str).to_numpy()).any():
+            raise InvariantError("participant trial table: invariant 'rows' broken: its rows are not the runs' "
+                                 "decoded trials in order")
+        copy = run.copy()
+        copy["repeat"] = pd.array([pd.NA] * len(copy), dtype="Int64")
+        copy.loc[rows, "repeat"] = part["repeat"].to_numpy()
+        copy.loc[rows, "split"] = part["split"].to_numpy()
+        out.append(copy)
+    return out
+
+
+def read_betas(betas_file: Path, trials_file: Path, mask_file: Path | None = None,
+               what: str = "z-scored betas") -> tuple[np.ndarray, pd.DataFrame]:
+    """Read betas another stage wrote, as a read-only memory map, with their trial table, checked where they are read:
+    the table's contract, as many rows as the table, as many columns as the mask has voxels
+    (:mod:`bids_recon.invariants`; values are checked by the reader on the columns it uses).
+
+    Returns
+    -------
+    betas : memmap, shape (n_trials, n_voxels)
+    trials : pandas.DataFrame
+    """
+    from bids_recon.glm.trials import read_trials
+    from bids_recon.invariants import check_shape, check_trial_table
+
+    betas = np.load(betas_file, mmap_mode="r")
+    trials = read_trials(trials_file)
+    check_trial_table(trials, "trial table", trials_file, n_rows=betas.shape[0])
+    n_voxels = None if mask_file is None else int((np.asarray(nib.load(mask_file).dataobj) > 0).sum())
+    check_shape(betas, (len(trials), n_voxels), what, betas_file,
+                ("rows = trials of the trial table", "columns = voxels of the brain mask"))
+    return betas, trials
 
 
 def betas_to_image(betas: np.ndarray, mask_img: nib.Nifti1Image) -> nib.Nifti1Image:

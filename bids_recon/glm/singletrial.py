@@ -13,7 +13,11 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.glm.confounds import LEGACY_CONFOUNDS, current_confound_names
 from bids_recon.io import read_tsv
+
+__all__ = ["LEGACY_CONFOUNDS", "TRIAL_PREFIX", "current_confound_names", "load_confounds", "load_events",
+           "percent_signal_change", "zscore_by_group"]
 
 #: Prefix of the per-trial regressors in the design matrix (zero-padded index follows).
 TRIAL_PREFIX = "trial_"
@@ -45,8 +49,11 @@ def load_events(path: Path, n_volumes: int | None = None, repetition_time: float
         if column not in events:
             raise BadDataError(f"events table lacks the '{column}' column (has: {', '.join(events.columns)})", path)
         values = pd.to_numeric(events[column], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0]) + 2
+        # BIDS: onset is a number on every row; duration may be n/a ("unavailable"), refused only on a trial's row
+        # (bids_recon.glm.trials.run_trials)
+        bad = values.isna() & (events[column].notna() if column == "duration" else True)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
             raise BadDataError(f"non-numeric or missing '{column}' on line {row}", path)
         events[column] = values.astype(float)
     if (events["duration"] < 0).any():
@@ -60,61 +67,31 @@ def load_events(path: Path, n_volumes: int | None = None, repetition_time: float
     return events.sort_values("onset", kind="stable").reset_index(drop=True)
 
 
-#: Confound columns of fMRIPrep before 1.2 (``*_bold_confounds.tsv``) -> their current names.
-LEGACY_CONFOUNDS = {
-    "CSF": "csf", "WhiteMatter": "white_matter", "GlobalSignal": "global_signal", "stdDVARS": "std_dvars",
-    "non-stdDVARS": "dvars", "FramewiseDisplacement": "framewise_displacement", "X": "trans_x", "Y": "trans_y",
-    "Z": "trans_z", "RotX": "rot_x", "RotY": "rot_y", "RotZ": "rot_z",
-}
-_LEGACY_NUMBERED = {"aCompCor": "a_comp_cor_", "tCompCor": "t_comp_cor_", "Cosine": "cosine",
-                    "NonSteadyStateOutlier": "non_steady_state_outlier"}
-
-
-def current_confound_names(columns: list[str]) -> dict[str, str]:
-    """Legacy fMRIPrep confound names among ``columns`` -> current names (``aCompCor00`` -> ``a_comp_cor_00``)."""
-    renamed = {}
-    for column in columns:
-        if column in LEGACY_CONFOUNDS:
-            renamed[column] = LEGACY_CONFOUNDS[column]
-            continue
-        for old, new in _LEGACY_NUMBERED.items():
-            if column.startswith(old) and column[len(old):].isdigit():
-                renamed[column] = new + column[len(old):]
-    return {old: new for old, new in renamed.items() if new not in columns}
-
-
 def load_confounds(path: Path, columns: list[str], n_volumes: int) -> pd.DataFrame:
-    """Read the chosen fMRIPrep confound columns, ``n/a`` (first row of derivatives) set to 0.
+    """Read the fMRIPrep confounds that the setting ``columns`` selects, ``n/a`` (first row of derivatives) set to 0.
 
-    Tables of fMRIPrep before 1.2 (``CSF``, ``WhiteMatter``, ``X`` ... ``RotZ``, ``aCompCor00``) are read with
-    their columns renamed to the current names (:data:`LEGACY_CONFOUNDS`).
+    ``columns`` is a ``--confounds`` setting: column names, groups (``motion24``, ``acompcor:5``...), ``auto`` or
+    ``none``; :func:`bids_recon.glm.confounds.load_confounds` also returns which columns each item gave. Tables of
+    fMRIPrep before 1.2 (``CSF``, ``WhiteMatter``, ``X`` ... ``RotZ``, ``aCompCor00``) are read with their columns
+    renamed to the current names (:data:`~bids_recon.glm.confounds.LEGACY_CONFOUNDS`).
 
     Parameters
     ----------
     path : Path
         ``*_desc-confounds_timeseries.tsv``.
     columns : list of str
-        Columns to keep; missing ones are an error naming them.
+        The setting; a column or group it names that the table lacks is an error naming it.
     n_volumes : int
         Number of BOLD volumes; the table must have as many rows.
 
     Returns
     -------
     pandas.DataFrame
-        ``(n_volumes, len(columns))`` float confounds.
+        ``(n_volumes, n_columns)`` float confounds.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError("confounds file does not exist", path)
-    table = read_tsv(path)
-    table = table.rename(columns=current_confound_names(list(table.columns)))
-    if len(table) != n_volumes:
-        raise BadDataError(f"confounds table has {len(table)} rows but the BOLD run has {n_volumes} volumes", path)
-    absent = [c for c in columns if c not in table]
-    if absent:
-        raise BadDataError(f"confound column(s) {', '.join(absent)} not in the table", path)
-    selected = table[columns].apply(pd.to_numeric, errors="coerce")
-    return selected.fillna(0.0).astype(float)
+    from bids_recon.glm.confounds import load_confounds as load
+
+    return load(path, columns, n_volumes)[0]
 
 
 def percent_signal_change(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,16 +124,27 @@ def zscore_by_group(betas: np.ndarray, groups: np.ndarray) -> np.ndarray:
     ----------
     betas : ndarray, shape (n_trials, n_voxels)
     groups : ndarray, shape (n_trials,)
+        Group label of each trial; never missing (a dataset without sessions is one group, labelled ``n/a``).
 
     Returns
     -------
     ndarray, shape (n_trials, n_voxels), float32; constant voxels become 0.
+
+    Raises
+    ------
+    bids_recon.errors.InvariantError
+        A group label is missing (NaN, None, empty), or the shapes disagree.
     """
-    out = np.empty_like(betas, dtype=np.float32)
-    groups = np.asarray(groups)
-    for group in np.unique(groups):
-        rows = groups == group
-        block = betas[rows]
+    from bids_recon.invariants import check_labels, check_shape
+
+    groups = np.asarray(groups, dtype=object)
+    check_shape(groups, (betas.shape[0],), "z-scoring group labels", meaning=("rows = trials",))
+    check_labels(groups, "group", "z-scoring group labels")
+    _, inverse = np.unique(groups.astype(str), return_inverse=True)
+    out = np.zeros(betas.shape, dtype=np.float32)
+    for group in range(int(inverse.max()) + 1 if len(inverse) else 0):  # every row is in exactly one group
+        rows = inverse == group
+        block = np.asarray(betas[rows], dtype=np.float64)
         mean = block.mean(axis=0)
         sd = block.std(axis=0)
         out[rows] = np.where(sd > 0, (block - mean) / np.where(sd > 0, sd, 1.0), 0.0)

@@ -22,10 +22,14 @@ from bids_recon.features.params import StimulusParams
 
 #: Columns of the trial table, in order.
 TRIAL_COLUMNS = [
-    "subject", "session", "run", "trial_index", "onset", "duration", "stim_id", "stim_file", "repeat", "split",
+    "subject", "session", "task", "run", "trial_index", "onset", "duration", "stim_id", "stim_file", "repeat", "split",
 ]
 #: ``split`` of presented images that are modelled in the GLM but neither trained on nor tested.
 NOT_DECODED = "none"
+#: ``split`` when no split was made (``--betas-only`` without ``--test-split``).
+NOT_SPLIT = "n/a"
+#: Label of a missing session or run (BIDS ``n/a``): a dataset without sessions is one group labelled so.
+NO_LABEL = "n/a"
 #: Test sets a resolver knows by name (``--test-split shared1000``).
 NAMED_SPLITS = ("shared1000",)
 #: ``--test-split`` words meaning "by repeats" (the default).
@@ -110,7 +114,7 @@ def _as_params(stimuli: StimulusParams | str | None) -> StimulusParams:
 def run_trials(
     events: pd.DataFrame, subject: str, session: str | None, run: str | None,
     stimuli: StimulusParams | str | None = None,
-    source: Path | None = None, test_split: str = "",
+    source: Path | None = None, test_split: str = "", task: str | None = None,
 ) -> pd.DataFrame:
     """Trial rows of one run (``repeat`` and the train/test ``split`` are filled by
     :func:`assign_repeats_and_split`).
@@ -128,6 +132,8 @@ def run_trials(
         A ``COLUMN=VALUE`` or ``ses-LABEL`` rule (see :func:`parse_test_split`) applied now; rules that need the
         stimuli (``shared1000``) are applied by :func:`mark_test_split`. Empty: every decoded trial is "train"
         until :func:`assign_repeats_and_split` decides by repeats.
+    task : str, optional
+        The run's task label (several tasks analysed together may share run labels); ``n/a`` when not given.
 
     Returns
     -------
@@ -139,10 +145,17 @@ def run_trials(
 
     rows = trial_rows(events, _as_params(stimuli), source)
     chosen = events.iloc[rows["row"].to_numpy()].reset_index(drop=True)
+    unknown = ~np.isfinite(chosen["duration"].to_numpy(float))
+    if unknown.any():
+        first = int(np.flatnonzero(unknown)[0])
+        raise BadDataError(f"{int(unknown.sum())} trial(s) have duration n/a (first: onset {chosen['onset'][first]:g} "
+                           f"s, stimulus {rows['stim_file'].iloc[first]!r}): a trial's regressor needs its duration; "
+                           "n/a is accepted only on rows that are not trials", source)
     table = pd.DataFrame({
         "subject": subject,
-        "session": session if session is not None else "n/a",
-        "run": run if run is not None else "n/a",
+        "session": session if session is not None else NO_LABEL,
+        "task": task if task is not None else NO_LABEL,
+        "run": run if run is not None else NO_LABEL,
         "trial_index": np.arange(len(chosen)),
         "onset": chosen["onset"].to_numpy(float),
         "duration": chosen["duration"].to_numpy(float),
@@ -247,6 +260,43 @@ def apply_test_split(trials: pd.DataFrame, events: pd.DataFrame, stimuli: Stimul
     return mark_test_split(trials, events, params, resolver, source)
 
 
+#: Events column whose values name each trial's condition when the events name no stimulus (``--betas-only``).
+CONDITION_COLUMN = "trial_type"
+
+
+def betas_only_column(columns: Iterable[str], stimuli: StimulusParams, source: Path | None = None) -> str | None:
+    """The events column that names the trials of ``--betas-only``.
+
+    The stimulus column when there is one (``--stimulus-column`` or the resolver's own): returns ``None``, nothing to
+    change. Otherwise :data:`CONDITION_COLUMN` (``trial_type``): a block design's categories, each condition's
+    presentations numbered as repeats.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        The columns of a run's events.
+    stimuli : StimulusParams
+        The resolver settings (``column`` typed by the user wins).
+
+    Raises
+    ------
+    BadDataError
+        Neither a stimulus column nor ``trial_type`` (the message lists the columns there are and the flag).
+    """
+    from bids_recon.features.resolvers import resolver_class
+
+    columns = list(columns)
+    if stimuli.column:
+        return None
+    named = resolver_class(stimuli).columns
+    if any(c in columns for c in named):
+        return None
+    if CONDITION_COLUMN in columns:
+        return CONDITION_COLUMN
+    raise BadDataError(f"events name no stimulus ({' or '.join(named)}) and have no '{CONDITION_COLUMN}' column to "
+                       f"name the trials (have: {', '.join(columns)}); name the column with --stimulus-column", source)
+
+
 def decoded_trials(trials: pd.DataFrame) -> np.ndarray:
     """Rows that are decoded (trained on or tested): every row whose ``split`` is not :data:`NOT_DECODED`."""
     return (trials["split"].astype(str) != NOT_DECODED).to_numpy()
@@ -320,8 +370,18 @@ def describe_split(test_min_repeats: int, test_split: str) -> str:
 
 
 def read_trials(path) -> pd.DataFrame:
-    """Read a trial table written by bids_recon, keeping labels (``01``) as strings."""
+    """Read a trial table written by bids_recon, keeping labels (``01``) as strings.
+
+    ``n/a`` in a text column (no session, no run, no split) stays the text ``n/a``: pandas reads it as NaN, and NaN
+    labels never equal each other, so trials grouped by them would silently fall out of every group.
+    """
     from bids_recon.io import read_tsv
 
-    text_columns = {c: str for c in ("subject", "session", "run", "stim_id", "stim_file", "split")}
-    return read_tsv(path, dtype=text_columns)
+    text_columns = ("subject", "session", "task", "run", "stim_id", "stim_file", "split")
+    table = read_tsv(path, dtype={c: str for c in text_columns})
+    if "task" not in table and "session" in table:  # written before tables had a task column
+        table.insert(int(table.columns.get_loc("session")) + 1, "task", NO_LABEL)
+    for column in text_columns:
+        if column in table:
+            table[column] = table[column].astype(object).where(table[column].notna(), NO_LABEL)
+    return table

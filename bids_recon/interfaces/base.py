@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 
 from nipype.interfaces.base import SimpleInterface, traits
 from threadpoolctl import threadpool_limits
 
-from bids_recon.errors import BidsReconError, record_error
+from bids_recon.errors import BidsReconError, InvariantError, record_error
+
+#: Modules whose RuntimeWarnings inside a node are errors (exit 70): numpy's "Mean of empty slice" or "invalid value
+#: encountered" mean a number was computed from nothing or became NaN. Other libraries' warnings are logged.
+STRICT_WARNING_MODULES = r"(bids_recon|numpy|pandas|scipy)(\.|$)"
+
+
+def node_name(cwd: str | Path) -> str:
+    """A node's dotted name from its working directory (``.../bids_recon_wf/sub_01_wf/betas_wf/combine_runs`` ->
+    ``bids_recon_wf.sub_01_wf.betas_wf.combine_runs``)."""
+    parts = Path(cwd).parts
+    top = next((i for i, part in enumerate(parts) if part == "bids_recon_wf"), len(parts) - 1)
+    return ".".join(parts[top:])
 
 
 class RecordingInterface(SimpleInterface):
@@ -29,12 +43,24 @@ class RecordingInterface(SimpleInterface):
         # OMP_NUM_THREADS: apply --omp-nthreads here (on small machines OpenBLAS SVDs are 10-30x slower
         # with 2 threads than with 1)
         threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
-        with threadpool_limits(limits=threads):
+        node = node_name(runtime.cwd)
+        with threadpool_limits(limits=threads), warnings.catch_warnings():
+            warnings.filterwarnings("error", category=RuntimeWarning, module=STRICT_WARNING_MODULES)
             try:
                 self._run(runtime)
+            except InvariantError as exc:
+                located = InvariantError(f"node {node}: {exc}")
+                record_error(located, node)
+                raise located from exc
             except BidsReconError as exc:
-                record_error(exc, type(self).__name__)
+                record_error(exc, node)
                 raise
+            except RuntimeWarning as exc:  # a number computed from nothing, or NaN created: never kept
+                located = InvariantError(f"node {node}: numerical warning turned error ({exc}): a NaN or an empty "
+                                         "average was about to cross into the outputs; this is a bug, please report "
+                                         "it with the log")
+                record_error(located, node)
+                raise located from exc
         return runtime
 
 

@@ -19,6 +19,7 @@ from bids_recon.generate.diffusion import DiffusionParams
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
+from bids_recon.invariants import check_features, check_finite
 from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_tsv
 
 
@@ -63,6 +64,8 @@ class StimulusLatents(RecordingInterface):
                                   components, cache, params.latent_image_size, params.batch_size, params.progress)
         cwd = Path(runtime.cwd)
         n = len(stim_ids)
+        check_features(feats.stim_ids, feats.z, "VAE latents z", cwd / "z_features.npz")
+        check_features(feats.stim_ids, feats.c, "caption embeddings c", cwd / "c_features.npz")
         self._results["z_features"] = str(save_npz(cwd / "z_features.npz", stim_ids=feats.stim_ids,
                                                    features=feats.z.reshape(n, -1), shape=np.asarray(feats.z.shape)))
         self._results["c_features"] = str(save_npz(cwd / "c_features.npz", stim_ids=feats.stim_ids,
@@ -120,6 +123,7 @@ class DiffusionReconstruct(RecordingInterface):
         rows = []
         for item in generator.generate(z, c, np.load(i.uncond), on_batch=bar.update if bar else None):
             path = folder / f"{item.index:05d}_{item.variant}_{item.sample}.png"
+            check_finite(item.image, f"reconstruction ({item.variant}, sample {item.sample})", path)
             pixels = (np.clip(item.image, 0, 1) * 255).round().astype(np.uint8)
             atomic_write(path, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
             rows.append({"stimulus": str(dz.stim_ids[item.index]), "trials": int(dz.n_trials[item.index]),

@@ -10,7 +10,7 @@ import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from bids_recon.decoding.params import EncodingParams
-from bids_recon.glm.trials import read_trials
+from bids_recon.glm.runs import read_betas
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_tsv
 
@@ -109,8 +109,9 @@ class EncodingModels(RecordingInterface):
             with np.load(i.features[space]) as data:
                 features[space] = (data["stim_ids"].astype(str), data["features"])
         cwd = Path(runtime.cwd)
+        betas, trials = read_betas(i.betas, i.trials, i.mask_file)
         result = encoding_analysis(
-            np.load(i.betas, mmap_mode="r"), read_trials(i.trials), voxel_indices, features, params, rois=rois,
+            betas, trials, voxel_indices, features, params, rois=rois,
             partition=list(i.partition), seed=i.seed, device=i.device,
             scratch_dir=cwd / "scratch" if params.mask == "brain" else None)
         inside = np.asarray(brain.dataobj) > 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, isdefined, traits
 
 from bids_recon.features.params import StimulusParams
 from bids_recon.glm import (
@@ -18,9 +18,11 @@ from bids_recon.glm import (
     noise_ceiling_for_trials,
 )
 from bids_recon.glm.params import GlmParams
+from bids_recon.glm.runs import run_tables
 from bids_recon.glm.singletrial import load_events
 from bids_recon.glm.trials import mark_test_split, parse_test_split, read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
+from bids_recon.invariants import check_betas, check_shape, check_trial_table
 from bids_recon.io import atomic_write, write_json, write_tsv
 
 
@@ -52,6 +54,7 @@ class _SessionBetasInputSpec(BaseInterfaceInputSpec):
     confounds_files = InputMultiObject(File(exists=True), mandatory=True, desc="fMRIPrep confounds of each run")
     repetition_times = traits.List(traits.Float, mandatory=True)
     runs = traits.List(traits.Either(None, traits.Str), mandatory=True, desc="run label of each run")
+    tasks = traits.List(traits.Str, desc="task label of each run (the trial table's task column)")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask")
     subject = traits.Str(mandatory=True)
     session = traits.Either(None, traits.Str, default=None, usedefault=True)
@@ -66,7 +69,7 @@ class _SessionBetasOutputSpec(TraitedSpec):
     trials = traits.List(File(exists=True), desc="per run: trial table")
     design = File(exists=True, desc="design matrix TSV of the first run (canonical HRF)")
     maps = traits.Dict(traits.Str, File(exists=True), desc="hrfindex, rsquare, fraction maps (NIfTI)")
-    info = File(exists=True, desc="JSON: estimator, noise components, cross-validation")
+    info = File(exists=True, desc="JSON: estimator, noise components, cross-validation, each run's confounds")
 
 
 class SessionBetas(RecordingInterface):
@@ -78,15 +81,21 @@ class SessionBetas(RecordingInterface):
     def _run(self, runtime):
         i = self.inputs
         mask_img = nib.load(i.mask_file)
-        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run)
-                 for b, e, c, tr, run in zip(i.bold_files, i.events_files, i.confounds_files, i.repetition_times,
-                                             i.runs, strict=True)]
+        tasks = list(i.tasks) if isdefined(i.tasks) and i.tasks else [None] * len(i.runs)
+        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run, task)
+                 for b, e, c, tr, run, task in zip(i.bold_files, i.events_files, i.confounds_files,
+                                                   i.repetition_times, i.runs, tasks, strict=True)]
         result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),
                                         load_params(StimulusParams, i.stimuli, "workflow.stimuli"), i.seed)
         cwd = Path(runtime.cwd)
+        n_voxels = int((np.asarray(mask_img.dataobj) > 0).sum())
         betas, images, trials = [], [], []
         for index, (run_betas, run_trials) in enumerate(zip(result.betas, result.trials, strict=True)):
-            betas.append(str(atomic_write(cwd / f"betas_{index:02d}.npy", lambda tmp, b=run_betas: np.save(tmp, b))))
+            target = cwd / f"betas_{index:02d}.npy"
+            check_trial_table(run_trials, "run trial table", files[index].events, n_rows=len(run_betas))
+            check_betas(run_betas, f"single-trial betas of {Path(files[index].bold).name}", target, len(run_trials),
+                        n_voxels)
+            betas.append(str(atomic_write(target, lambda tmp, b=run_betas: np.save(tmp, b))))
             image = betas_to_image(run_betas, mask_img)
             images.append(str(atomic_write(cwd / f"betas_{index:02d}.nii.gz",
                                            lambda tmp, image=image: nib.save(image, tmp))))
@@ -98,7 +107,9 @@ class SessionBetas(RecordingInterface):
             image = betas_to_image(values[None, :], mask_img).slicer[..., 0]
             maps[name] = str(atomic_write(cwd / f"{name}.nii.gz", lambda tmp, image=image: nib.save(image, tmp)))
         info = {**fit.info, "NoiseComponents": fit.n_noise_components, "UnusableVoxels": result.n_unusable_voxels,
-                "MedianFraction": float(np.median(fit.fractions)), "MedianRSquare": float(np.median(fit.r2))}
+                "MedianFraction": float(np.median(fit.fractions)), "MedianRSquare": float(np.median(fit.r2)),
+                "RunConfounds": [{"Run": f.run, **choice.to_json()}  # the columns regressed out of each run
+                                 for f, choice in zip(files, result.confounds, strict=True)]}
         self._results.update(betas=betas, betas_images=images, trials=trials, maps=maps,
                              design=str(write_tsv(cwd / "design.tsv", result.design)),
                              info=str(write_json(cwd / "session_info.json", info)))
@@ -114,11 +125,15 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (grid of the maps)")
     split_set = traits.Bool(False, usedefault=True, desc=(
         "the trial tables' split was set by the --test-split rule already (imported betas: ImportSplit)"))
+    split = traits.Bool(True, usedefault=True, desc=(
+        "assign train/test (False: --betas-only without --test-split, split 'n/a', no train/test set needed)"))
 
 
 class _CombineRunsOutputSpec(TraitedSpec):
     betas = File(exists=True, desc="(n_trials, n_voxels) z-scored per session, .npy")
     trials = File(exists=True, desc="the participant's trial table")
+    run_trials = traits.List(File(exists=True), desc=(
+        "per run: its trial table (all modelled trials, the rows of its statmap) with the real split and repeat"))
     maps = traits.Dict(traits.Str, File(exists=True), desc="ncsnr and noise-ceiling maps (NIfTI)")
 
 
@@ -133,6 +148,11 @@ class CombineRuns(RecordingInterface):
         stimuli = load_params(StimulusParams, i.stimuli, "workflow.stimuli")
         betas = [np.load(p, mmap_mode="r") for p in i.betas]  # read a block of voxels at a time
         trials = [read_trials(p) for p in i.trials]
+        n_voxels = int((np.asarray(nib.load(i.mask_file).dataobj) > 0).sum())
+        for path, run_betas, run_trials in zip(i.betas, betas, trials, strict=True):  # what is read: shapes
+            check_trial_table(run_trials, "run trial table", path, n_rows=run_betas.shape[0])
+            check_shape(run_betas, (len(run_trials), n_voxels), "single-trial betas", path,
+                        ("rows = trials of the run's table", "columns = voxels of the brain mask"))
         if stimuli.test_split and not i.split_set:
             from bids_recon.features import resolver_for
 
@@ -140,11 +160,13 @@ class CombineRuns(RecordingInterface):
             trials = [mark_test_split(t, load_events(Path(e)), stimuli, resolver, Path(e))
                       for t, e in zip(trials, i.events_files, strict=True)]
         cwd = Path(runtime.cwd)
-        stacked, table = combine_runs(betas, trials, stimuli.test_min_repeats, i.zscore,
-                                      parse_test_split(stimuli.test_split) is not None,
-                                      out_file=cwd / "betas_zscored.npy")
+        split_rule = parse_test_split(stimuli.test_split) is not None
+        stacked, table = combine_runs(betas, trials, stimuli.test_min_repeats, i.zscore, split_rule,
+                                      out_file=cwd / "betas_zscored.npy", split=i.split or split_rule)
         self._results["betas"] = str(cwd / "betas_zscored.npy")
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))
+        self._results["run_trials"] = [str(write_tsv(cwd / f"trials_run{index:02d}.tsv", run_table))
+                                       for index, run_table in enumerate(run_tables(trials, table))]
         mask_img = nib.load(self.inputs.mask_file)
         ncsnr, nc = noise_ceiling_for_trials(stacked, table)
         maps = {}

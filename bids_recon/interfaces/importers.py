@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, traits
 
 from bids_recon.features.params import StimulusParams
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
+from bids_recon.invariants import check_betas, check_trial_table
 from bids_recon.io import atomic_write, read_tsv, write_json, write_tsv
 from bids_recon.rois.params import RoiParams
 
@@ -80,8 +82,11 @@ class ImportSession(RecordingInterface):
 
         i = self.inputs
         cwd = Path(runtime.cwd)
-        _, trials, metadata = import_session(i.betas, i.subject, i.session, nib.load(i.mask_file), _context(i),
-                                             cwd / "betas.npy")
+        mask = nib.load(i.mask_file)
+        _, trials, metadata = import_session(i.betas, i.subject, i.session, mask, _context(i), cwd / "betas.npy")
+        check_trial_table(trials, "imported trial table", i.beta_files[0] if i.beta_files else None)
+        check_betas(np.load(cwd / "betas.npy", mmap_mode="r"), f"imported betas of session {i.session}",
+                    cwd / "betas.npy", len(trials), int((np.asarray(mask.dataobj) > 0).sum()))
         self._results["betas"] = str(cwd / "betas.npy")
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", trials))
         self._results["metadata"] = str(write_tsv(cwd / "metadata.tsv", metadata))

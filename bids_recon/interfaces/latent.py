@@ -18,6 +18,7 @@ from bids_recon.generate.latent import LatentParams, generate_images, load_recor
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.interfaces.stages import Evaluate, EvaluationOutputSpec, evaluation_options, write_evaluation
+from bids_recon.invariants import check_features, check_finite
 from bids_recon.io import atomic_write, save_npz, write_json
 from bids_recon.rois import roi_union
 
@@ -56,6 +57,7 @@ class LatentTargets(RecordingInterface):
         stim_ids = read_trials(i.trials)["stim_id"].astype(str).unique().tolist()
         found = stimulus_latents(params, stim_ids, i.bids_dir, resolver.load_images, i.device, dict(i.identity))
         cwd = Path(runtime.cwd)
+        check_features(found.stim_ids, found.latents, "latent targets", cwd / "targets.npz")
         self._results["features"] = str(save_npz(cwd / "targets.npz", stim_ids=found.stim_ids,
                                                  features=found.latents, source=found.source))
         self._results["provenance"] = str(write_json(cwd / "targets.json", {**dict(i.identity), **found.provenance}))
@@ -110,6 +112,7 @@ class GenerateFromLatents(RecordingInterface):
         generator = load_recorded(params.generator, dict(i.identity), i.bids_dir, i.device)
         images = generate_images(generator, decoded.decoded, params.output_range, params.batch_size, params.progress,
                                  params.output_size)
+        check_finite(images, "generated images", Path(runtime.cwd) / "reconstructions.npz")
         out = save_npz(Path(runtime.cwd) / "reconstructions.npz", stim_ids=decoded.stim_ids,
                        n_trials=decoded.n_trials, images=images)
         self._results["reconstructions"] = str(out)

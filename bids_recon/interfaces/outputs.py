@@ -107,13 +107,16 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
     bids_dir = traits.Str(mandatory=True)
     stimuli = traits.Dict(desc="StimulusParams fields (where the seen images are)")
-    first_run = traits.Tuple(traits.Either(None, traits.Str), traits.Either(None, traits.Str), mandatory=True)
+    first_run = traits.Tuple(traits.Either(None, traits.Str), traits.Either(None, traits.Str),
+                             traits.Either(None, traits.Str), mandatory=True, desc="(session, run, task) of the "
+                             "first run, whose design matrix is shown")
     boldref = traits.Either(None, File(exists=True), default=None, usedefault=True)
     rois = traits.Dict(traits.Str, traits.Either(None, traits.Str), mandatory=True)
     decoders = traits.List(traits.Tuple(traits.Str, traits.Str), mandatory=True)
     generator = traits.Str("linear", usedefault=True)
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
+    zscored = traits.Bool(True, usedefault=True, desc="betas z-scored per session (workflow.glm)")
     waits_for = traits.List(desc="outputs that must be written before the report (ordering only)")
 
 
@@ -138,6 +141,6 @@ class ParticipantReport(RecordingInterface):
             output_dir=Path(i.output_dir), names=SubjectOutputs(**i.names),
             bids_dir=Path(i.bids_dir), stimuli=dict(i.stimuli), first_run=tuple(i.first_run),
             boldref=Path(i.boldref) if i.boldref else None, rois=dict(i.rois), decoders=list(i.decoders),
-            generator=i.generator, summary=dict(i.summary), methods=i.methods,
+            generator=i.generator, summary=dict(i.summary), methods=i.methods, zscored=i.zscored,
         )
         self._results["out_report"] = str(out)

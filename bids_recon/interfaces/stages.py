@@ -15,8 +15,10 @@ from bids_recon.evaluate.params import EvaluationParams
 from bids_recon.features import ImageBasis, image_targets, resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.linear import LinearImageGenerator, LinearParams
+from bids_recon.glm.runs import read_betas
 from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
+from bids_recon.invariants import check_features, check_finite, check_metric_table
 from bids_recon.io import atomic_write, save_npz, write_json, write_tsv
 from bids_recon.rois import RoiParams, build_rois, roi_columns
 from bids_recon.rois.selection import apply_voxel_selection
@@ -26,6 +28,8 @@ class _RoisInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask (BOLD grid)")
     params = params_trait(RoiParams)
     subject = traits.Str("", usedefault=True, desc="participant ({subject} in user mask paths)")
+    space = traits.Str("", usedefault=True, desc="space of the BOLD or imported betas (the atlas only in its own)")
+    datasets = traits.Dict(traits.Str, traits.Str, desc="dataset name -> root: user masks named by BIDS URIs")
     betas = File(exists=True, desc="z-scored betas (.npy): --voxel-selection rates voxels with them")
     trials = File(exists=True, desc="the trial table of the betas (--voxel-selection)")
 
@@ -45,17 +49,16 @@ class Rois(RecordingInterface):
         i = self.inputs
         params = load_params(RoiParams, i.params, "workflow.rois")
         brain = nib.load(i.mask_file)
-        masks, sources = build_rois(brain, params, subject=i.subject or None)
+        masks, sources = build_rois(brain, params, subject=i.subject or None, space=i.space or None)
         selected = apply_voxel_selection(masks, brain, params, i.betas if isdefined(i.betas) else None,
                                          i.trials if isdefined(i.trials) else None)
+        datasets = {k: Path(v) for k, v in (i.datasets or {}).items()} if isdefined(i.datasets) else {}
         cwd = Path(runtime.cwd)
         files, sidecars = {}, {}
         for name, mask in masks.items():
             img = nib.Nifti1Image(mask.astype(np.uint8), brain.affine)
             files[name] = str(atomic_write(cwd / f"roi-{name}.nii.gz", lambda tmp, img=img: nib.save(img, tmp)))
-            atlas = params.atlas_of(name)
-            info = {"Voxels": int(mask.sum()), "Sources": sources[name], "Atlas": atlas,
-                    "AtlasLabels": list(params.labels[name]) if atlas else [], **selected.get(name, {})}
+            info = {**sources[name].sidecar(datasets), **selected.get(name, {}), "Voxels": int(mask.sum())}
             sidecars[name] = str(write_json(cwd / f"roi-{name}.json", info))
         self._results["roi_files"] = files
         self._results["roi_sidecars"] = sidecars
@@ -87,6 +90,7 @@ class ImageFeatures(RecordingInterface):
         basis, stim_ids, coefficients = image_targets(resolver, read_trials(i.trials), params.image_size,
                                                       params.n_components, i.seed)
         cwd = Path(runtime.cwd)
+        check_features(stim_ids, coefficients, "image PCA coefficients", cwd / "features.npz")
         self._results["basis"] = str(basis.save(cwd / "basis.npz"))
         self._results["features"] = str(save_npz(cwd / "features.npz", stim_ids=stim_ids, features=coefficients))
 
@@ -124,9 +128,10 @@ class Decode(RecordingInterface):
         voxel_indices = roi_columns(nib.load(i.mask_file), nib.load(i.roi_files[i.roi]))
         with np.load(i.features) as data:
             stim_ids, features = data["stim_ids"].astype(str), data["features"]
-        betas = np.load(i.betas, mmap_mode="r")  # only the ROI's columns are read
+        check_features(stim_ids, features, f"'{i.target}' features", i.features)
+        betas, trials = read_betas(i.betas, i.trials, i.mask_file)  # only the ROI's columns are read
         decoder, decoded = train_and_decode(
-            betas, read_trials(i.trials), voxel_indices, stim_ids, features, list(params.alphas), params.cv_folds,
+            betas, trials, voxel_indices, stim_ids, features, list(params.alphas), params.cv_folds,
             i.device, cv=params.cv, solver=params.solver, backend=params.backend,
             batch_size=params.batch_size or None, eigh_threads=params.eigh_threads or None)
         cwd = Path(runtime.cwd)
@@ -154,6 +159,7 @@ class Reconstruct(RecordingInterface):
         decoded = DecodedTest.load(self.inputs.decoded)
         generator = LinearImageGenerator(ImageBasis.load(self.inputs.basis))
         images = generator.generate(decoded.decoded)
+        check_finite(images, "reconstructed images", Path(runtime.cwd) / "reconstructions.npz")
         out = save_npz(Path(runtime.cwd) / "reconstructions.npz", stim_ids=decoded.stim_ids,
                        n_trials=decoded.n_trials, images=images.astype(np.float32))
         self._results["reconstructions"] = str(out)
@@ -186,7 +192,9 @@ def evaluation_options(inputs) -> dict:
 
 
 def write_evaluation(cwd: Path, result: MetricsResult, per_item=None) -> dict[str, str]:
-    """``metrics.tsv`` with its ``metrics.json`` provenance, and ``per_item.tsv``, in a node's folder."""
+    """``metrics.tsv`` with its ``metrics.json`` provenance, and ``per_item.tsv``, in a node's folder (the table
+    checked: every computed metric finite)."""
+    check_metric_table(result.table, "metrics table", cwd / "metrics.tsv")
     metrics = write_tsv(cwd / "metrics.tsv", result.table)
     write_json(cwd / "metrics.json", result.provenance)
     return {"metrics": str(metrics),

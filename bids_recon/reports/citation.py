@@ -233,7 +233,16 @@ def cited(config: Config) -> list[Reference]:
     from bids_recon.workflows.generators import get_generator
 
     by_generator = set(get_generator(config.workflow.generate.generator).references)
-    return [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)]
+    found = [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)]
+    if config.workflow.betas_only:  # the betas only: no reconstruction, atlas, decoder or encoding model ran
+        return [ref for ref in found if ref.key in BETAS_ONLY_KEYS or ref.key in _GLM_KEYS]
+    return found
+
+
+#: References of a ``--betas-only`` run besides the estimator's own: nipype, fMRIPrep, nilearn.
+BETAS_ONLY_KEYS = ("gorgolewski2011", "esteban2019", "abraham2014")
+#: The single-trial estimators' references (cited when the estimator and its settings ran).
+_GLM_KEYS = ("glover1999", "mumford2012", "prince2022", "rokem2020", "mackay1992", "horn1965")
 
 
 def participant_methods_texts(workflow: Any) -> list[tuple[str, str]]:

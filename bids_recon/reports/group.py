@@ -13,7 +13,7 @@ from bids_recon import __version__
 from bids_recon.bids.derivatives import group_figures_dir
 from bids_recon.reports.figures import encoding_display, plot_encoding_maps, plot_encoding_rois, plot_group_metrics
 from bids_recon.reports.html import Figure, Section, render_report
-from bids_recon.reports.metrics import comparison_text, metric_label, published_layout
+from bids_recon.reports.metrics import comparison_text, metric_label, protocols_text, published_layout
 
 
 def _computed(rows: pd.DataFrame) -> pd.Series:
@@ -56,7 +56,9 @@ def _layout(rows: pd.DataFrame, stats: pd.DataFrame, method: str, comparison: Ma
     means = stats.assign(method=method, value=stats["mean"], status=np.where(stats["participants"] > 0, "ok",
                                                                             "not computed"),
                          samples=first.get("samples", 1), selection=first.get("selection", "single"))
-    return published_layout(means, comparison, spread=True, ours="group mean")
+    counts = pd.to_numeric(rows["n"], errors="coerce").dropna() if "n" in rows else pd.Series(dtype=float)
+    return published_layout(means, comparison, spread=True, ours="group mean",
+                            test_images=int(counts.max()) if len(counts) else None)
 
 
 def build_group_report(output_dir: Path, table: pd.DataFrame, out_html: Path,
@@ -98,7 +100,7 @@ def build_group_report(output_dir: Path, table: pd.DataFrame, out_html: Path,
                 "whose value was computed, with the standard deviation across participants (sd) and their number "
                 "(n). Identification and retrieval in %, chance 50% for identification; the chance level of a "
                 "similarity metric or distance is its mean over mismatched pairs.",
-                *notes, comparison_text(comparison)]),
+                *notes, comparison_text(comparison) + " " + protocols_text()]),
             figures=figures,
             tables=[("The published table's layout: the group mean ± sd (n), then the published NSD averages "
                      "(– = not reported)", _layout(rows, stats, str(method), comparison)),

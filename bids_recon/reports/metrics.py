@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bids_recon.evaluate.published import LAYOUT, published_table
+from bids_recon.evaluate.published import LAYOUT, PROTOCOLS, published_table, row_note
 from bids_recon.evaluate.standard import METRICS
 from bids_recon.evaluate.variants import DIAGNOSTICS
 
 #: Shown for a metric the run selected but could not compute, and for one a paper did not report.
 NOT_COMPUTED, NOT_REPORTED = "not computed", "–"
-#: Data of the published rows.
+#: Who the published rows average over.
 PUBLISHED_DATA = "NSD shared1000 (subjects 1, 2, 5, 7)"
 
 
@@ -66,7 +66,7 @@ def _method_name(rows: pd.DataFrame, method: str) -> str:
 
 
 def published_layout(table: pd.DataFrame, comparison: Mapping[str, Any] | None = None,
-                     spread: bool = False, ours: str = "this run") -> pd.DataFrame:
+                     spread: bool = False, ours: str = "this run", test_images: int | None = None) -> pd.DataFrame:
     """The published table's columns (:data:`~bids_recon.evaluate.published.LAYOUT`): the run's rows, then the
     published ones.
 
@@ -81,6 +81,8 @@ def published_layout(table: pd.DataFrame, comparison: Mapping[str, Any] | None =
         Print ``mean ± sd (n=participants)``.
     ours : str
         What the run's rows are (their ``Method`` prefix and ``Data``).
+    test_images : int, optional
+        The run's number of test images (default: the metrics table's ``n`` column when it has one).
 
     Returns
     -------
@@ -89,6 +91,9 @@ def published_layout(table: pd.DataFrame, comparison: Mapping[str, Any] | None =
     """
     labels = [metric_label(m) for m in LAYOUT]
     comparable = bool((comparison or {}).get("Comparable", False))
+    if test_images is None and "n" in table and not spread:
+        counts = pd.to_numeric(table["n"], errors="coerce").dropna()
+        test_images = int(counts.max()) if len(counts) else None
     records = []
     for method, rows in table.groupby("method", sort=False):
         records.append({"Method": f"{ours}: {_method_name(rows, str(method))}",
@@ -97,7 +102,7 @@ def published_layout(table: pd.DataFrame, comparison: Mapping[str, Any] | None =
     for row in published_table():
         records.append({"Method": row["method"],
                         **{label: format_value(m, row[m]) for label, m in zip(labels, LAYOUT, strict=True)},
-                        "Data": PUBLISHED_DATA + ("" if comparable else ": different data")})
+                        "Data": row_note(row["protocol"], comparable, test_images)})
     return pd.DataFrame(records, columns=["Method", *labels, "Data"])
 
 
@@ -111,6 +116,12 @@ def comparison_text(comparison: Mapping[str, Any] | None) -> str:
             "numbers.")
 
 
+def protocols_text() -> str:
+    """The published tables' protocols, one sentence each (the reports print it under the table)."""
+    return " ".join(f"{spec.label}: {spec.source}, {spec.description}, averaged over {PUBLISHED_DATA}."
+                    for spec in PROTOCOLS.values())
+
+
 def networks_text(provenance: Mapping[str, Any]) -> str:
     """A sentence naming the networks whose weights are not the published files (sha256 differs), or ''."""
     differ = [info.get("Network", name) for name, info in (provenance.get("Networks") or {}).items()
@@ -122,4 +133,4 @@ def networks_text(provenance: Mapping[str, Any]) -> str:
 
 
 __all__ = ["NOT_COMPUTED", "NOT_REPORTED", "comparison_text", "format_value", "metric_label", "networks_text",
-           "published_layout"]
+           "protocols_text", "published_layout"]

@@ -29,7 +29,13 @@ from bids_recon.reports.figures import (
 )
 from bids_recon.reports.html import Figure, Section, render_report
 from bids_recon.reports.imported import imported_betas_section
-from bids_recon.reports.metrics import comparison_text, metric_label, networks_text, published_layout
+from bids_recon.reports.metrics import (
+    comparison_text,
+    metric_label,
+    networks_text,
+    protocols_text,
+    published_layout,
+)
 
 #: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
 VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
@@ -86,6 +92,37 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
     return figures, tables, estimator
 
 
+def confounds_sentence(output_dir: Path, names: SubjectOutputs, trial_table: pd.DataFrame) -> str:
+    """What the GLM regressed out of the participant's runs, read from the session maps' sidecars (the GLM's own
+    record, ``RunConfounds``), in the methods text's words; empty when the sidecars do not say (imported betas)."""
+    from bids_recon.glm.confounds import ConfoundChoice, describe_confounds
+
+    choices, setting = [], None
+    for session in sorted(trial_table["session"].dropna().astype(str).unique()) or [None]:
+        session = None if session in ("n/a", "nan") else session
+        info = _read_sidecar(Path(str(output_dir / names.stat_map(session, "rsquare")).replace(".nii.gz", ".json")))
+        choices += [ConfoundChoice.from_json(run) for run in info.get("RunConfounds", [])]
+        setting = info.get("ConfoundsSetting", setting)
+    if not choices or setting is None:
+        return ""
+    return f" Confounds regressed out (--confounds {' '.join(setting) or 'none'}): " \
+           f"{describe_confounds(choices, setting)}."
+
+
+def _roi_row(name: str, info: dict) -> dict:
+    """One row of the report's ROI table from the ROI's sidecar: the atlas and its labels, or the user's file(s)
+    (a union of several when given so), their labels, and the voxels the brain mask left out."""
+    files = info.get("Files") or []
+    if info.get("Atlas") or not files:
+        source, labels = info.get("Atlas") or "user mask", "; ".join(info.get("AtlasLabels", []))
+    else:
+        source = ("union of " if len(files) > 1 else "") + ", ".join(Path(str(f.get("Source", ""))).name
+                                                                   for f in files)
+        labels = "; ".join(str(f.get("Labels", "")) for f in files)
+    return {"ROI": name, "voxels": info.get("Voxels"), "source": source, "labels": labels,
+            "outside the brain mask (dropped)": info.get("VoxelsOutsideBrainMask", 0)}
+
+
 def _resolver(bids_dir: Path, stimuli: StimulusParams | dict):
     from bids_recon.params import build
 
@@ -132,7 +169,7 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
         paragraphs.append(f"Variants with several samples per image: {selection.get('Description', '')}. Every "
                           "sample's values are in the per-stimulus table ('selected' marks the picks of a best-of-n "
                           "rule).")
-    paragraphs.append(comparison_text(provenance.get("PublishedComparison")))
+    paragraphs.append(comparison_text(provenance.get("PublishedComparison")) + " " + protocols_text())
     paragraphs.append(networks_text(provenance))
     shown = table[["label", "method", "value", "chance", "sd", "samples", "selection", "status", "note"]
                   if "sd" in table else ["label", "method", "value", "chance", "status", "note"]]
@@ -144,8 +181,8 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
         title="Metrics",
         text="\n\n".join(p for p in paragraphs if p),
         figures=figures,
-        tables=[("The published table's layout: this run's rows, then the published NSD averages (Scotti et al. "
-                 "2024, MindEye2 paper; – = not reported)", published_layout(table, provenance.get(
+        tables=[("The published table's layout: this run's rows, then the published NSD averages of two tables "
+                 "with different protocols (the Data column; – = not reported)", published_layout(table, provenance.get(
                      "PublishedComparison"))),
                 ("Every metric", shown.rename(columns={"label": "metric"})),
                 ("Per test stimulus", item_table)],
@@ -199,13 +236,14 @@ def build_participant_report(
     names: SubjectOutputs,
     bids_dir: Path,
     stimuli: StimulusParams | dict,
-    first_run: tuple[str | None, str | None],
+    first_run: tuple[str | None, str | None, str | None],
     boldref: Path | None,
     rois: dict[str, str | None],
     decoders: list[tuple[str, str]],
     generator: str,
     summary: dict[str, str],
     methods: str,
+    zscored: bool = True,
 ) -> Path:
     """Write ``sub-<label>.html`` and its figures from the participant's outputs; return the HTML path.
 
@@ -215,11 +253,15 @@ def build_participant_report(
     Parameters
     ----------
     first_run : tuple
-        ``(session, run)`` whose design matrix is shown.
+        ``(session, run, task)`` whose design matrix is shown.
     rois : dict
         ROI name -> atlas name (``None`` for a user mask).
     decoders : list of tuple
         ``(roi, target)`` of each decoder.
+    generator : str
+        The generator whose outputs are shown; empty for ``--betas-only`` (the betas' section only).
+    zscored : bool
+        Whether the betas were z-scored per session (the text says so).
     """
     output_dir = Path(output_dir)
     out_html = output_dir / names.report()
@@ -227,29 +269,29 @@ def build_participant_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"sub-{names.subject}_task-{names.task}"
     trial_table = read_trials(output_dir / names.trials())
-    table_metrics = read_tsv(output_dir / names.metrics(generator))
-    index = read_tsv(output_dir / names.recon_index(generator), dtype={"stimulus": str})
     design = output_dir / names.design(*first_run)
     mask_file = output_dir / names.brain_mask()
-    roi_files = {name: output_dir / names.roi_mask(name, atlas) for name, atlas in rois.items()}
-    roi_info = {
-        name: json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text()) for name, path in roi_files.items()
-    }
-    n_train = int((trial_table["split"] == "train").sum())
-    n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
+    sessions = sorted(set(trial_table["session"].astype(str)))
+    n_runs = len(trial_table.groupby(["session", "run"], dropna=False))
 
     beta_figures, beta_tables, glm_estimator = _beta_stage_maps(output_dir, names, trial_table, fig_dir, prefix)
     sections = []
     imported = imported_betas_section(output_dir, names, trial_table, beta_figures, beta_tables)  # --betas
     design_table = read_tsv(design) if imported is None else None
+    grouping = ("within each session" if sessions != ["n/a"] else
+                "over all runs (the dataset has no sessions: one group)")
     sections.append(
         imported or Section(
             title="Single-trial betas",
             text=(
-                f"{len(trial_table)} trials in {len(trial_table.groupby(['session', 'run'], dropna=False))} run(s) and "
-                f"{trial_table['session'].nunique()} session(s), estimated session by session with the "
-                f"'{glm_estimator}' estimator (the canonical-HRF design of the first run is shown). Betas are "
-                f"z-scored per voxel within each session; the noise ceiling is computed from repeated stimuli."
+                f"{len(trial_table)} trials in {n_runs} run(s) and "
+                + (f"{len(sessions)} session(s)" if sessions != ["n/a"] else "no session level")
+                + f", estimated session by session with the '{glm_estimator}' estimator (the canonical-HRF design of "
+                "the first run is shown). "
+                + (f"Betas are z-scored per voxel {grouping}" if zscored else
+                   "Betas are in percent signal change (not z-scored)")
+                + "; the noise ceiling is computed from repeated stimuli."
+                + confounds_sentence(output_dir, names, trial_table)
             ),
             figures=[
                 Figure(
@@ -264,17 +306,20 @@ def build_participant_report(
         )
     )
 
-    roi_table = pd.DataFrame(
-        [
-            {
-                "ROI": k,
-                "voxels": v.get("Voxels"),
-                "source": v.get("Atlas") or "user mask",
-                "labels": "; ".join(v.get("AtlasLabels", [])),
-            }
-            for k, v in roi_info.items()
-        ]
-    )
+    if not generator:  # --betas-only
+        facts = {**summary, "Trials": str(len(trial_table)), "Runs": str(n_runs)}
+        return render_report(f"bids_recon report: sub-{names.subject}", sections, out_html, summary=facts,
+                             methods=methods)
+
+    table_metrics = read_tsv(output_dir / names.metrics(generator))
+    index = read_tsv(output_dir / names.recon_index(generator), dtype={"stimulus": str})
+    roi_files = {name: output_dir / names.roi_mask(name, atlas) for name, atlas in rois.items()}
+    roi_info = {
+        name: json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text()) for name, path in roi_files.items()
+    }
+    n_train = int((trial_table["split"] == "train").sum())
+    n_test_stim = int(trial_table.loc[trial_table["split"] == "test", "stim_id"].nunique())
+    roi_table = pd.DataFrame([_roi_row(name, info) for name, info in roi_info.items()])
     background = boldref if boldref is not None else mask_file
     sections.append(
         Section(

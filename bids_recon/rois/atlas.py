@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
 from bids_recon.io import read_tsv
 from bids_recon.rois.labels import split_roi_spec
-from bids_recon.rois.params import RoiParams
+from bids_recon.rois.masks import (
+    MIN_ROI_INSIDE,
+    RoiSource,
+    check_atlas_space,
+    check_roi_fits,
+    grid_text,
+    load_mask_file,
+    resample_mask,
+    same_grid,
+    union_of,
+    voxels_lost,
+)
+from bids_recon.rois.params import RoiParams, mask_specs
+
+LOGGER = logging.getLogger("bids_recon.rois")
 
 HOW_TO_PROVIDE_TEMPLATES = (
     "bids_recon never downloads at run time and never writes into TEMPLATEFLOW_HOME. On a machine with internet, "
@@ -101,17 +116,6 @@ def masks_from_atlas(
     return masks
 
 
-def resample_mask(mask_img: nib.spatialimages.SpatialImage, target: nib.spatialimages.SpatialImage) -> np.ndarray:
-    """Resample a mask/label image to the grid of ``target`` (nearest neighbour); returns the data array."""
-    from nilearn.image import resample_to_img
-
-    if mask_img.shape[:3] == target.shape[:3] and np.allclose(mask_img.affine, target.affine, atol=1e-4):
-        return np.asarray(mask_img.dataobj)
-    resampled = resample_to_img(mask_img, target, interpolation="nearest", force_resample=True,
-                                copy_header=True)
-    return np.asarray(resampled.dataobj)
-
-
 def atlas_rois(
     brain_mask: nib.Nifti1Image,
     definitions: dict[str, list[str]],
@@ -135,21 +139,27 @@ def atlas_rois(
     sources : dict
         ``atlas`` and ``labels`` -> the TemplateFlow files used.
     """
-    p = params or RoiParams()
+    unmasked, files = _atlas_masks(brain_mask, definitions, params or RoiParams())
+    brain = np.asarray(brain_mask.dataobj).reshape(brain_mask.shape[:3]) > 0
+    return {name: m & brain for name, m in unmasked.items()}, files
+
+
+def _atlas_masks(brain_mask: nib.Nifti1Image, definitions: dict[str, list[str]], p: RoiParams
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+    """The atlas ROIs resampled to the brain mask's grid, before the brain mask (voxels outside it are counted)."""
     atlas_path = templateflow_file(p.template, resolution=p.resolution, atlas=p.atlas, desc=p.atlas_desc,
                                    suffix="dseg", extension=".nii.gz")
     table_path = templateflow_file(p.label_table_template, atlas=p.atlas, suffix="dseg", extension=".tsv")
-    atlas_data = resample_mask(nib.load(atlas_path), brain_mask).astype(np.int64)
-    brain = np.asarray(brain_mask.dataobj) > 0
-    masks = {name: m & brain for name, m in masks_from_atlas(atlas_data, load_label_table(table_path),
-                                                            definitions).items()}
-    return masks, {"atlas": atlas_path, "labels": table_path}
+    atlas_img = nib.load(atlas_path)
+    atlas_data = resample_mask(atlas_img, brain_mask).astype(np.int64)
+    files = {"atlas": atlas_path, "labels": table_path}
+    return masks_from_atlas(atlas_data, load_label_table(table_path), definitions), files
 
 
 def user_roi(path: Path, brain_mask: nib.Nifti1Image, label: int | str | None = None,
              brain_source: Path | None = None) -> np.ndarray:
     """A user label volume resampled to the BOLD (or imported betas') grid: the voxels of the chosen labels, within
-    the brain mask.
+    the brain mask (see :func:`bids_recon.rois.masks.load_mask_file` for the counts).
 
     Parameters
     ----------
@@ -162,80 +172,29 @@ def user_roi(path: Path, brain_mask: nib.Nifti1Image, label: int | str | None = 
         ``early``), or ``>0``/``None`` for every positive label. NSD-style files use -1 outside cortex and 0 for "not
         in ROI", so the selection is ``== k`` or ``> 0``, never ``!= 0``.
     brain_source : Path, optional
-        The file the brain mask's grid comes from (imported betas): an ROI on another grid must then overlap the
-        brain mask (:func:`check_roi_fits`).
+        The file the brain mask's grid comes from (named when the ROI does not fit it).
 
     Raises
     ------
     BadDataError
-        With ``brain_source``: the ROI's grid differs from the target's and most of its voxels fall outside the
-        brain mask (another space).
+        The ROI's grid differs from the target's and most of its voxels fall outside the brain mask (another space).
     """
-    from bids_recon.rois.labels import parse_labels
-
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError("ROI mask does not exist", path)
-    try:
-        img = nib.load(path)
-        own = np.asarray(img.dataobj)
-    except Exception as exc:  # nibabel raises several types
-        raise BadDataError(f"cannot read ROI mask ({exc})", path) from exc
-    selection = parse_labels(label, path)
-    selected_img = nib.Nifti1Image(selection.select(own).astype(np.uint8), img.affine)
-    brain = np.asarray(brain_mask.dataobj) > 0
-    data = resample_mask(selected_img, brain_mask) > 0
-    if brain_source is not None:  # imported betas: an ROI of another space is refused naming both files
-        check_roi_fits(selected_img, data, brain, path, brain_mask, brain_source)
-    return data & brain
+    resampled, _ = load_mask_file(Path(path), brain_mask, label, brain_source)
+    return resampled & (np.asarray(brain_mask.dataobj).reshape(brain_mask.shape[:3]) > 0)
 
 
-def grid_text(img: nib.spatialimages.SpatialImage) -> str:
-    """``81x104x83 (1.8x1.8x1.8 mm)``: an image's grid, for messages."""
-    zooms = "x".join(f"{z:.3g}" for z in img.header.get_zooms()[:3])
-    return f"{'x'.join(map(str, img.shape[:3]))} ({zooms} mm)"
-
-
-#: Fraction of an ROI's voxels (resampled to another grid) that must fall inside the brain mask.
-MIN_ROI_INSIDE = 0.5
-
-
-def check_roi_fits(roi_img: nib.spatialimages.SpatialImage, resampled: np.ndarray, brain: np.ndarray, roi_path: Path,
-                   brain_mask: nib.spatialimages.SpatialImage, brain_source: Path | None = None) -> None:
-    """Refuse an ROI on another grid than the betas' that does not overlap their brain mask (another space).
-
-    An ROI on the same grid is taken as it is; on another grid (another resolution of the same space, e.g.
-    NSD's func1mm ROIs for func1pt8mm betas) it is resampled, and at least :data:`MIN_ROI_INSIDE` of its voxels
-    must then lie inside the brain mask.
-
-    Raises
-    ------
-    BadDataError
-        Naming both files, their grids and the fraction inside (exit 65).
-    """
-    if roi_img.shape[:3] == brain_mask.shape[:3] and np.allclose(roi_img.affine, brain_mask.affine, atol=1e-3):
-        return
-    n_selected = int(resampled.sum())
-    inside = float((resampled & brain).sum()) / n_selected if n_selected else 0.0
-    if inside >= MIN_ROI_INSIDE:
-        return
-    raise BadDataError(
-        f"ROI grid {grid_text(roi_img)} differs from the betas' grid {grid_text(brain_mask)} of "
-        f"{Path(brain_source).name if brain_source else 'the brain mask'}, and only {100 * inside:.0f}% of the "
-        f"ROI's voxels fall inside its brain mask after resampling: the ROI is in another space (give the ROI "
-        "volume of the betas' space, e.g. NSD's func1pt8mm/roi/)", roi_path)
-
-
-def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict[str, Path] | None = None) -> None:
-    """Refuse ROIs with fewer than ``min_voxels`` voxels in the BOLD grid (exit code 65)."""
+def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict[str, Path] | None = None,
+                    details: dict[str, str] | None = None) -> None:
+    """Refuse ROIs with fewer than ``min_voxels`` voxels in the BOLD grid (exit code 65); ``details`` (ROI name ->
+    how its voxels were counted) go into the message."""
     for name, mask in masks.items():
         count = int(mask.sum())
         if count < min_voxels:
+            said = (details or {}).get(name)
             raise BadDataError(
                 f"ROI '{name}' has {count} voxels in the BOLD grid after resampling and masking "
-                f"(minimum {min_voxels}); check that the mask and the BOLD data share a space",
-                (sources or {}).get(name),
-            )
+                f"(minimum {min_voxels}); check that the mask and the BOLD data share a space"
+                + (f" ({said})" if said else ""), (sources or {}).get(name))
 
 
 def build_rois(
@@ -243,50 +202,92 @@ def build_rois(
     params: RoiParams | None = None,
     brain_source: Path | None = None,
     subject: str | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """Every ROI in the BOLD grid: atlas ROIs by label names, replaced by user masks where given; sizes checked.
+    space: str | None = None,
+    log: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, RoiSource]]:
+    """Every ROI in the BOLD grid: atlas ROIs by label names, replaced by user masks (one file or the union of
+    several) where given; every voxel dropped counted and logged; sizes checked.
 
     Parameters
     ----------
     brain_mask : nibabel image
         The participant's brain mask (the BOLD grid).
     params : RoiParams, optional
-        ``labels`` (ROI name -> atlas label names), ``user_masks`` (ROI name -> ``PATH[:LABELS]``, replacing the
-        atlas ROI of that name), the atlas and ``min_voxels``; the defaults when omitted.
+        ``labels`` (ROI name -> atlas label names), ``user_masks`` (ROI name -> ``PATH[:LABELS]`` or a list of
+        them, replacing the atlas ROI of that name), the atlas and ``min_voxels``; the defaults when omitted.
     brain_source : Path, optional
-        The file the brain mask's grid comes from (named when a user ROI does not fit it).
+        The file the brain mask's grid comes from (named when an ROI does not fit it).
     subject : str, optional
         The participant: ``{subject}`` in a user mask's path is replaced by its label (NSD's ROIs are per
         participant: ``nsddata/ppdata/subj{subject}/func1pt8mm/roi/streams.nii.gz``).
+    space : str, optional
+        The data's space (``T1w``, ``func1pt8mm``...): the atlas is refused unless it is the atlas's template
+        (:func:`bids_recon.rois.masks.check_atlas_space`); ``None``: not checked.
+    log : bool
+        Log each ROI's counts (file by file, the union, the voxels outside the brain mask).
 
     Returns
     -------
     masks : dict
         ROI name -> boolean array, shape (X, Y, Z).
     sources : dict
-        ROI name -> the files it came from.
+        ROI name -> :class:`~bids_recon.rois.masks.RoiSource` (files, labels, sha256, counts; or the atlas).
 
     Raises
     ------
     MissingInputError
         TemplateFlow files or a user mask missing (exit code 66).
     BadDataError
-        An ROI with fewer than ``min_voxels`` voxels after resampling and masking (exit code 65).
+        The atlas on data of another space, a user ROI in another space, or an ROI with fewer than ``min_voxels``
+        voxels after resampling and masking (exit code 65).
     """
     params = params or RoiParams()
-    user = dict(params.user_masks)
-    from_atlas = {name: names for name, names in params.labels.items() if name not in user}
+    from_atlas = {name: list(params.labels[name]) for name in params.atlas_names}
+    check_atlas_space(list(from_atlas), params.template, params.atlas, space, brain_source)
+    brain = np.asarray(brain_mask.dataobj).reshape(brain_mask.shape[:3]) > 0
     masks: dict[str, np.ndarray] = {}
-    sources: dict[str, list[str]] = {}
+    sources: dict[str, RoiSource] = {}
+    where: dict[str, Path] = {}
     if from_atlas:
-        atlas_masks, files = atlas_rois(brain_mask, from_atlas, params)
-        masks.update(atlas_masks)
-        sources.update({name: [str(files["atlas"]), str(files["labels"])] for name in atlas_masks})
-    for name, spec in user.items():
-        path, labels = split_roi_spec(subject_path(spec, subject))
-        masks[name] = user_roi(Path(path), brain_mask, labels or None, brain_source)
-        sources[name] = [path]
-    check_roi_sizes(masks, params.min_voxels, {name: Path(files[0]) for name, files in sources.items()})
+        unmasked, files = _atlas_masks(brain_mask, from_atlas, params)
+        atlas_img = nib.load(files["atlas"])
+        on_grid = same_grid(atlas_img, brain_mask)
+        native = {} if on_grid else masks_from_atlas(np.asarray(atlas_img.dataobj).astype(np.int64),
+                                                     load_label_table(files["labels"]), from_atlas)
+        for name, mask in unmasked.items():
+            masks[name] = mask & brain
+            lost = (0, 0) if on_grid else voxels_lost(native[name], atlas_img.affine, mask, brain_mask.affine)
+            sources[name] = RoiSource(name, "atlas", voxels=int(masks[name].sum()),
+                                      outside_brain=int((mask & ~brain).sum()), atlas={
+                "AtlasVoxels": int(mask.sum()) if on_grid else int(native[name].sum()),
+                "VoxelsOutsideFieldOfView": lost[0], "VoxelsNotSampled": lost[1],
+                "Atlas": params.atlas, "AtlasDesc": params.atlas_desc, "Template": params.template,
+                "TemplateResolution": params.resolution, "AtlasLabels": from_atlas[name],
+                "Sources": [f"templateflow:tpl-{params.template}_res-{params.resolution:02d}_atlas-{params.atlas}"
+                            f"_desc-{params.atlas_desc}_dseg.nii.gz",
+                            f"templateflow:tpl-{params.label_table_template}_atlas-{params.atlas}_dseg.tsv"],
+                "Resampling": "none: the atlas is on the BOLD grid" if same_grid(atlas_img, brain_mask) else
+                f"nearest neighbour from the atlas grid {grid_text(atlas_img)} to the BOLD grid"})
+            where[name] = Path(files["atlas"])
+    for name, value in params.user_masks.items():
+        parts, records = [], []
+        for spec in mask_specs(value):
+            path, labels = split_roi_spec(subject_path(spec, subject))
+            try:
+                resampled, record = load_mask_file(Path(path), brain_mask, labels or None, brain_source)
+            except BidsReconError as exc:  # name the ROI the file was given for
+                raise type(exc)(f"ROI '{name}': {exc}") from exc
+            parts.append(resampled)
+            records.append(record)
+        union = union_of(parts)
+        masks[name] = union & brain
+        sources[name] = RoiSource(name, "user", voxels=int(masks[name].sum()),
+                                  outside_brain=int((union & ~brain).sum()), files=records)
+        where[name] = Path(records[0].path)
+    if log:
+        for source in sources.values():
+            LOGGER.info("%s", source.describe())
+    check_roi_sizes(masks, params.min_voxels, where, {name: source.describe() for name, source in sources.items()})
     return masks, sources
 
 
@@ -337,3 +338,8 @@ def roi_union(roi_masks: list[nib.spatialimages.SpatialImage]) -> nib.Nifti1Imag
                                getattr(img, "get_filename", lambda: None)())
         union |= np.asarray(img.dataobj).reshape(union.shape) > 0
     return nib.Nifti1Image(union.astype(np.uint8), first.affine)
+
+
+__all__ = ["MIN_ROI_INSIDE", "atlas_rois", "build_rois", "check_roi_fits", "check_roi_sizes", "grid_text",
+           "load_label_table", "masks_from_atlas", "resample_mask", "roi_columns", "roi_union", "subject_path",
+           "templateflow_file", "user_roi"]

@@ -26,16 +26,25 @@ DEFAULT_ROI_LABELS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_user_masks(masks: dict[str, str]) -> str | None:
+def mask_specs(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The ``PATH[:LABELS]`` files of one user ROI: a single text, or a list of them whose union is the ROI."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _check_user_masks(masks: dict[str, str | list[str]]) -> str | None:
     from bids_recon.rois.labels import label_problem, split_roi_spec
 
-    for name, spec in masks.items():
-        path, labels = split_roi_spec(spec)
-        if not name or not path:
-            return f"'{name}={spec}' must be NAME=PATH[:LABELS]"
-        problem = label_problem(labels)
-        if problem:
-            return f"ROI '{name}': {problem}"
+    for name, value in masks.items():
+        specs = mask_specs(value)
+        if not specs:
+            return f"ROI '{name}' lists no file (give PATH[:LABELS] or a list of them)"
+        for spec in specs:
+            path, labels = split_roi_spec(spec)
+            if not name or not path:
+                return f"'{name}={spec}' must be NAME=PATH[:LABELS]"
+            problem = label_problem(labels)
+            if problem:
+                return f"ROI '{name}': {problem}"
     return None
 
 
@@ -57,11 +66,12 @@ class RoiParams:
     labels: dict[str, list[str]] = setting(
         factory=lambda: {k: list(v) for k, v in DEFAULT_ROI_LABELS.items()}, min_items=1,
         doc="ROI name -> atlas label names")
-    user_masks: dict[str, str] = setting(factory=dict, check=_check_user_masks, doc=(
-        "ROI name -> PATH[:LABELS] of a label volume replacing the atlas ROI: LABELS = numbers or names from its "
-        "colour table (1,2 or early,ventral; STEM.mgz.ctab found beside it or in NSD's freesurfer/ folder), or >0 "
-        "(the default); voxels == k or > 0 are taken, never != 0 (NSD codes -1 outside cortex); resampled "
-        "(nearest) to the betas' grid"))
+    user_masks: dict[str, str | list[str]] = setting(factory=dict, check=_check_user_masks, doc=(
+        "ROI name -> PATH[:LABELS] of a label volume replacing the atlas ROI, or a list of them whose union is the "
+        "ROI (left and right hemisphere masks: earlyvisual = [\"lh.nii.gz\", \"rh.nii.gz\"]): LABELS = numbers or "
+        "names from its colour table (1,2 or early,ventral; STEM.mgz.ctab found beside it or in NSD's freesurfer/ "
+        "folder), or >0 (the default); voxels == k or > 0 are taken, never != 0 (NSD codes -1 outside cortex); "
+        "{subject} in PATH is the participant; resampled (nearest) to the betas' grid"))
     voxel_selection: str = setting("", check=_check_voxel_selection, doc=(
         "keep only reliable voxels of each ROI: ncsnr>T (noise-ceiling SNR above T) or top:K (the K voxels of "
         "highest NCSNR), NCSNR computed from the repeated training stimuli only (never from the test set); empty: "
@@ -76,3 +86,8 @@ class RoiParams:
     def atlas_of(self, name: str) -> str | None:
         """The atlas an ROI comes from, ``None`` for a user mask."""
         return None if name in self.user_masks else self.atlas
+
+    @property
+    def atlas_names(self) -> list[str]:
+        """The ROIs taken from the template atlas (no user mask replaces them)."""
+        return [name for name in self.labels if name not in self.user_masks]

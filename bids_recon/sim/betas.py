@@ -368,6 +368,7 @@ def write_bids_outputs(output_dir: Path, beta_set: BetaSet, task: str = "images"
             written.append(_save(beta_set.volume(betas[rows]), beta_set.affine, path))
             table = trials.iloc[rows].reset_index(drop=True).copy()
             table["subject"], table["trial_index"] = beta_set.subject, np.arange(len(rows))
+            table["task"] = table["task"] if "task" in table else task
             table["stim_id"] = table.get("stim_id", table["stim_file"]).astype(str)
             table["split"] = np.where(table.get("kind", pd.Series([""] * len(rows))).astype(str) == "catch", "none",
                                       "train")

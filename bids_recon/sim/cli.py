@@ -13,7 +13,8 @@ from bids_recon import __version__
 from bids_recon.errors import BidsReconError, ExitCode
 from bids_recon.sim.layouts import LAYOUTS
 from bids_recon.sim.presets import PRESETS
-from bids_recon.sim.simulate import output_paths, simulate_dataset, stores_path
+from bids_recon.sim.shapes import SHAPES, parse_shapes
+from bids_recon.sim.simulate import output_paths, resolve_simulation, simulate_dataset, stores_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
             "the matching Harvard-Oxford atlas in OUT_templateflow."
         ),
         epilog=f"Presets: {presets}. Layouts: " + "; ".join(f"{n}: {lay.summary}" for n, lay in LAYOUTS.items())
-               + ".",
+               + ". Shapes: " + "; ".join(f"{n}: {shape.summary}" for n, shape in SHAPES.items()) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out", metavar="OUT", type=Path, help="folder of the raw BIDS dataset to write")
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "their formats, fMRIPrep naming); 'nsd' writes OUT as NSD's download root")
     parser.add_argument("--subjects", type=int, default=None, metavar="N", help="number of subjects (the preset's "
                         "by default)")
+    parser.add_argument("--shape", action="append", default=None, metavar="NAME[,NAME...]",
+                        help="write the data in shapes real BIDS datasets come in (composable; see the list below), "
+                             f"e.g. --shape nosessions,jitter; one of: {', '.join(SHAPES)}")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -71,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seed must be >= 0")
     if args.subjects is not None and args.subjects < 1:
         parser.error("--subjects must be >= 1")
+    shapes = parse_shapes(args.shape)
+    extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
+    try:  # before anything is deleted
+        resolve_simulation(args.preset, args.layout, shapes or None, **extra)
+    except BidsReconError as exc:
+        print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
     bids_dir, truth_dir, tf_dir = output_paths(args.out)
     targets = [d for d in (bids_dir, truth_dir, tf_dir, stores_path(args.out))
                if d.exists() and (not d.is_dir() or any(d.iterdir()))]
@@ -85,15 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             d.unlink()
     start = time.perf_counter()
     try:
-        extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
-        ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed, layout=args.layout, **extra)
+        ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed, layout=args.layout, shapes=shapes or None,
+                              **extra)
     except BidsReconError as exc:
         print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     took = time.perf_counter() - start
+    invalid = [n for n in ds.shapes if not SHAPES[n].valid_bids]
     print(
         f"Simulated dataset (preset {args.preset}, layout {args.layout}, seed {args.seed}, {len(ds.subjects)} "
-        f"subjects) in {took:.1f} s:\n"
+        f"subjects{', shapes ' + ','.join(ds.shapes) if ds.shapes else ''}) in {took:.1f} s:\n"
         f"  raw BIDS dataset:      {ds.bids_dir}\n"
         f"  fMRIPrep derivatives:  {ds.fmriprep_dir}\n"
         + (f"  outside the dataset:   {ds.stores_dir}\n" if ds.stores_dir else "")
@@ -103,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"export TEMPLATEFLOW_HOME={ds.templateflow_dir}\n"
         f"bids_recon {ds.bids_dir} {bids_dir}_output participant -d fmriprep={ds.fmriprep_dir}"
         + "".join(f" {a}" for a in ds.run_args or [])
+        + "".join(f"\n(shape {n}: {SHAPES[n].summary})" for n in invalid)
     )
     return int(ExitCode.SUCCESS)
 

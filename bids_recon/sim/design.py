@@ -11,8 +11,15 @@ from scipy import special
 from bids_recon.sim.presets import SimPreset
 
 
-def run_length(preset: SimPreset) -> tuple[int, int]:
+def run_length(preset: SimPreset, n_trials: int | None = None) -> tuple[int, int]:
     """Trial slots and volumes per run.
+
+    Parameters
+    ----------
+    preset : SimPreset
+        Timing and counts.
+    n_trials : int, optional
+        Trials of this run (default: the preset's trials spread evenly over its runs).
 
     Returns
     -------
@@ -22,7 +29,7 @@ def run_length(preset: SimPreset) -> tuple[int, int]:
         Volumes per run.
     """
     n_runs = preset.n_sessions * preset.n_runs
-    per_run = math.ceil(preset.n_trials / n_runs)
+    per_run = math.ceil(preset.n_trials / n_runs) if n_trials is None else int(n_trials)
     n_slots = math.ceil(per_run / (1.0 - preset.blank_fraction))
     n_slots = max(n_slots, per_run + (1 if preset.blank_fraction > 0 else 0))
     duration = preset.lead_in + (n_slots - 1) * preset.soa + preset.stim_duration + preset.lead_out
@@ -30,17 +37,24 @@ def run_length(preset: SimPreset) -> tuple[int, int]:
 
 
 def _assign_runs(
-    rng: np.random.Generator, preset: SimPreset, stim_table: pd.DataFrame, test_only_runs: int = 0
+    rng: np.random.Generator, preset: SimPreset, stim_table: pd.DataFrame, test_only_runs: int = 0,
+    capacity: list[int] | None = None,
 ) -> list[list[int]]:
     """Stimulus ids presented in each run (unordered), test repeats in different runs where possible.
 
     With ``test_only_runs``, the test presentations go to the last runs only (a test session, as in GOD), and
-    training stimuli fill the other runs first.
+    training stimuli fill the other runs first. ``capacity`` gives the trials of each run (summing to the preset's
+    trials; default: as even as possible).
     """
     n_runs = preset.n_sessions * preset.n_runs
     n_trials = preset.n_trials
-    capacity = np.full(n_runs, n_trials // n_runs)
-    capacity[rng.permutation(n_runs)[: n_trials % n_runs]] += 1
+    if capacity is None:
+        capacity = np.full(n_runs, n_trials // n_runs)
+        capacity[rng.permutation(n_runs)[: n_trials % n_runs]] += 1
+    else:
+        capacity = np.asarray(capacity, dtype=int)
+        if len(capacity) != n_runs or int(capacity.sum()) != n_trials:
+            raise ValueError(f"run capacities {list(capacity)} do not give {n_trials} trials in {n_runs} runs")
     runs: list[list[int]] = [[] for _ in range(n_runs)]
     test_ids = stim_table.loc[stim_table["split"] == "test", "stim_id"].to_numpy()
     train_ids = stim_table.loc[stim_table["split"] == "train", "stim_id"].to_numpy()
@@ -142,7 +156,8 @@ def make_schedule(
     subject: str,
     confounds: dict[tuple[str, str], np.ndarray] | None = None,
     test_only_runs: int = 0,
-) -> tuple[pd.DataFrame, int]:
+    run_trials: list[int] | None = None,
+) -> tuple[pd.DataFrame, int | dict[tuple[str, str], int]]:
     """Trial table of one subject.
 
     Parameters
@@ -165,21 +180,24 @@ def make_schedule(
         One row per trial, in (session, run, trial_index) order, with columns subject, session, run,
         trial_index (0-based within the run), onset, duration (s), stim_id, stim_file, repeat (0-based
         count of earlier presentations of the stimulus to this subject), split.
-    n_vols : int
-        Volumes per run (all runs have the same length).
+    n_vols : int or dict
+        Volumes per run (all runs have the same length); with ``run_trials``, ``(session, run) -> volumes``.
     test_only_runs : int
         Put the test presentations in the last runs only (see :func:`_assign_runs`).
+    run_trials : list of int, optional
+        Trials of each run (runs of unequal length; see :func:`run_plan_volumes`).
     """
     n_slots, n_vols = run_length(preset)
-    runs = _assign_runs(rng, preset, stim_table, test_only_runs)
+    runs = _assign_runs(rng, preset, stim_table, test_only_runs, run_trials)
     files = dict(zip(stim_table["stim_id"], stim_table["stim_file"], strict=True))
     splits = dict(zip(stim_table["stim_id"], stim_table["split"], strict=True))
     rows = []
     for r, ids in enumerate(runs):
         ses, run = divmod(r, preset.n_runs)
-        slots = _trial_slots(rng, n_slots, len(ids))
+        slots_r, vols_r = (n_slots, n_vols) if run_trials is None else run_length(preset, run_trials[r])
+        slots = _trial_slots(rng, slots_r, len(ids))
         conf = None if confounds is None else confounds.get((f"{ses + 1:02d}", f"{run + 1:02d}"))
-        ids = _order_run(rng, preset, slots, n_vols, ids, splits, conf)
+        ids = _order_run(rng, preset, slots, vols_r, ids, splits, conf)
         for k, (slot, sid) in enumerate(zip(slots, ids, strict=True)):
             rows.append(
                 {
@@ -196,7 +214,24 @@ def make_schedule(
             )
     trials = pd.DataFrame(rows)
     trials.insert(8, "repeat", trials.groupby("stim_id").cumcount().astype(int))
+    if run_trials is not None:
+        return trials, run_plan_volumes(preset, run_trials)
     return trials, n_vols
+
+
+def run_plan_volumes(preset: SimPreset, run_trials: list[int]) -> dict[tuple[str, str], int]:
+    """Volumes of each run when run ``r`` (0-based, sessions first) has ``run_trials[r]`` trials.
+
+    Returns
+    -------
+    dict
+        ``(session, run) -> n_vols`` with the schedule's zero-padded labels.
+    """
+    out = {}
+    for r, n in enumerate(run_trials):
+        ses, run = divmod(r, preset.n_runs)
+        out[(f"{ses + 1:02d}", f"{run + 1:02d}")] = run_length(preset, n)[1]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,7 +307,7 @@ def fmriprep_cosines(n_vols: int, tr: float, period_cut: float = 128.0) -> np.nd
 
 
 def canonical_design(
-    onsets: np.ndarray, duration: float, n_vols: int, tr: float, confounds: np.ndarray | None
+    onsets: np.ndarray, duration: float | np.ndarray, n_vols: int, tr: float, confounds: np.ndarray | None
 ) -> np.ndarray:
     """LSA design as a standard analysis builds it (Glover HRF, cosine drift, confounds, constant).
 
@@ -280,8 +315,8 @@ def canonical_design(
     ----------
     onsets : ndarray, shape (n_trials,)
         Trial onsets (s).
-    duration : float
-        Trial duration (s).
+    duration : float or ndarray, shape (n_trials,)
+        Trial duration (s), one for all trials or one per trial.
     n_vols : int
         Volumes.
     tr : float
@@ -296,6 +331,8 @@ def canonical_design(
     """
     ft = np.arange(n_vols) * tr
     tau = ft[None, :] - np.asarray(onsets, float)[:, None]
+    if np.ndim(duration):  # one duration per trial, repeated along its row of lags
+        duration = np.broadcast_to(np.asarray(duration, float)[:, None], tau.shape).ravel()
     # nilearn's Glover HRF: delay 6, undershoot 12, dispersions 0.9, ratio 0.35; a long block reaches 1
     resp = boxcar_response(tau.ravel(), duration, np.array([6.0]), np.array([12.0]), np.array([0.35]))
     trial_cols = resp.reshape(tau.shape).T / (1 - 0.35)

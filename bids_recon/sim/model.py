@@ -15,6 +15,7 @@ low-order cosines that a standard cosine drift model (high-pass 0.01 Hz) spans.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ from bids_recon.sim.design import (
     cosine_drift,
     fmriprep_cosines,
     gamma_difference,
+    gamma_difference_integral,
 )
 from bids_recon.sim.presets import SimPreset
 from bids_recon.sim.stimuli import CATEGORIES
@@ -66,7 +68,10 @@ class SubjectModel:
     ground-truth README (:data:`bids_recon.sim.writers.TRUTH_README`) describes each of them. Not written
     to the npz: ``kernels`` (n_vox, n_lag), the response of each voxel to one trial of unit amplitude at
     lags ``arange(n_lag) * KERNEL_DT``; ``confounds`` and ``shared``, per (session, run), the confounds
-    table and the standardised shared noise series (n_vols, 9).
+    table and the standardised shared noise series (n_vols, 9); ``hrf_params`` (n_vox, 4), each voxel's double-gamma
+    delay, undershoot delay, ratio and the gain that makes the response to one ``stim_duration`` image peak at 1
+    (trials of other durations are simulated from them). ``n_vols`` is one number for every run or, when runs differ
+    in length, ``(session, run) -> volumes``.
     """
 
     subject: str
@@ -92,10 +97,15 @@ class SubjectModel:
     baseline: np.ndarray
     shared_loadings: np.ndarray
     trials: pd.DataFrame
-    n_vols: int
+    n_vols: int | Mapping[tuple[str, str], int]
     kernels: np.ndarray
     confounds: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     shared: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    hrf_params: np.ndarray | None = None
+
+    def run_volumes(self, session: str, run: str) -> int:
+        """Volumes of one run."""
+        return self.n_vols[(session, run)] if isinstance(self.n_vols, Mapping) else int(self.n_vols)
 
     def truth_arrays(self) -> dict[str, np.ndarray]:
         """The arrays written to ``sub-XX_truth.npz`` (see the ground-truth README)."""
@@ -256,7 +266,7 @@ def confounds_table(
 
 
 def make_confounds(
-    rng: np.random.Generator, preset: SimPreset, n_vols: int
+    rng: np.random.Generator, preset: SimPreset, n_vols: int | Mapping[tuple[str, str], int]
 ) -> tuple[dict[tuple[str, str], np.ndarray], dict[tuple[str, str], pd.DataFrame]]:
     """Shared noise series and confounds tables of every run of one subject.
 
@@ -266,8 +276,8 @@ def make_confounds(
         Randomness of the series.
     preset : SimPreset
         Sessions, runs, TR, measurement noise.
-    n_vols : int
-        Volumes per run.
+    n_vols : int or mapping
+        Volumes per run, or ``(session, run) -> volumes``.
 
     Returns
     -------
@@ -282,7 +292,7 @@ def make_confounds(
     for ses in range(preset.n_sessions):
         for run in range(preset.n_runs):
             key = (f"{ses + 1:02d}", f"{run + 1:02d}")
-            shared[key] = _confound_series(rng, n_vols)
+            shared[key] = _confound_series(rng, n_vols[key] if isinstance(n_vols, Mapping) else n_vols)
             tables[key] = confounds_table(rng, shared[key], preset.tr, level, preset.confound_noise)
     return shared, tables
 
@@ -302,7 +312,8 @@ class _DesignStats:
 
 
 def _design_stats(
-    runs: list[tuple[np.ndarray, np.ndarray]], duration: float, n_vols: int, tr: float
+    runs: list[tuple[np.ndarray, np.ndarray]], duration: float | list[np.ndarray], n_vols: int | list[int],
+    tr: float,
 ) -> _DesignStats:
     """Statistics of the LSA estimator ``beta = P y`` for the runs of one subject.
 
@@ -311,16 +322,19 @@ def _design_stats(
     runs : list of (onsets, base_confounds)
         Per run: trial onsets (n_trials_run,) and confound regressors (n_vols, n_conf).
     duration, n_vols, tr : float, int, float
-        Trial duration, volumes per run, TR.
+        Trial duration, volumes per run, TR; ``duration`` may be a list of per-trial durations per run and
+        ``n_vols`` a list of volumes per run.
     """
-    ft = np.arange(n_vols) * tr
     n_lag = int(round(KERNEL_LENGTH / KERNEL_DT))
-    lags = np.abs(np.arange(n_vols)[:, None] - np.arange(n_vols)[None, :])
     diags, totals, ar = [], [], []
     gram = np.zeros((n_lag, n_lag))
-    for onsets, conf in runs:
+    for r, (onsets, conf) in enumerate(runs):
+        nv = n_vols if isinstance(n_vols, int) else n_vols[r]
+        dur = duration[r] if isinstance(duration, list) else duration
+        ft = np.arange(nv) * tr
+        lags = np.abs(np.arange(nv)[:, None] - np.arange(nv)[None, :])
         n_tr = len(onsets)
-        x = canonical_design(onsets, duration, n_vols, tr, conf)
+        x = canonical_design(onsets, dur, nv, tr, conf)
         p = np.linalg.pinv(x)[:n_tr]  # (n_tr, n_vols)
         idx, ok = _lag_index(ft, onsets)
         u = np.zeros((n_tr, n_tr, n_lag))
@@ -396,7 +410,7 @@ def simulate_subject(
     images: np.ndarray,
     stim_table: pd.DataFrame,
     trials: pd.DataFrame,
-    n_vols: int,
+    n_vols: int | Mapping[tuple[str, str], int],
     subject: str,
     shared: dict[tuple[str, str], np.ndarray],
     confounds: dict[tuple[str, str], pd.DataFrame],
@@ -416,9 +430,10 @@ def simulate_subject(
     stim_table : DataFrame
         Stimulus table (category, size...).
     trials : DataFrame
-        The subject's trial table.
-    n_vols : int
-        Volumes per run.
+        The subject's trial table (trials whose ``duration`` is not the preset's ``stim_duration`` respond with
+        the voxel's HRF integrated over their own duration).
+    n_vols : int or mapping
+        Volumes per run, or ``(session, run) -> volumes`` when runs differ in length.
     subject : str
         Label.
     shared, confounds : dict
@@ -541,13 +556,18 @@ def simulate_subject(
         *preset.ncsnr_range,
     )
     baseline = 1000.0 * (1 + 0.1 * _smooth(rng, shape, 3.0).ravel()[vox]) * rng.uniform(0.9, 1.1)
+    groups = list(trials.groupby(["session", "run"], sort=True))
     calib_runs = [
         (tr_run["onset"].to_numpy(float), confounds[key][list(CONFOUND_BASE)].to_numpy())
-        for key, tr_run in trials.groupby(["session", "run"], sort=True)
+        for key, tr_run in groups
     ]
+    calib_vols: int | list[int] = n_vols if not isinstance(n_vols, Mapping) else [n_vols[k] for k, _ in groups]
+    calib_dur: float | list[np.ndarray] = preset.stim_duration
+    if not np.allclose(trials["duration"].to_numpy(float), preset.stim_duration):
+        calib_dur = [g["duration"].to_numpy(float) for _, g in groups]
     noise_sd = np.zeros(n_vox)
     if signal.any():
-        stats = _design_stats(calib_runs, preset.stim_duration, n_vols, preset.tr)
+        stats = _design_stats(calib_runs, calib_dur, calib_vols, preset.tr)
         s_idx = np.flatnonzero(signal)
         sig, achieved = _calibrate_noise(
             stats, kernels[s_idx], rho[s_idx], response_sd[s_idx], jitter_sd[s_idx], evoked[s_idx], target[s_idx]
@@ -601,6 +621,7 @@ def simulate_subject(
         confounds=confounds,
         shared=shared,
         kernels=kernels,
+        hrf_params=np.stack([delay, under, ratio, norm], axis=1),
     )
 
 
@@ -625,21 +646,36 @@ def bold_run(
     ndarray, shape (n_vols, n_vox), float32
         Intensities (baseline ~1000).
     """
-    n_vols = model.n_vols
+    n_vols = model.run_volumes(session, run)
     ft = np.arange(n_vols) * preset.tr
     sel = (model.trials["session"] == session) & (model.trials["run"] == run)
     rows = np.flatnonzero(sel.to_numpy())
     onsets = model.trials["onset"].to_numpy(float)[rows]
+    durations = model.trials["duration"].to_numpy(float)[rows]
     active = np.flatnonzero(np.any(model.amplitudes != 0, axis=0))
     pct = np.zeros((n_vols, model.mask.sum()), dtype=np.float64)
     if active.size:
         idx, ok = _lag_index(ft, onsets)
         kern = model.kernels[active]
+        own = {}  # trials of another duration than the preset's: the HRF integrated over their own duration
+        if model.hrf_params is not None and not np.allclose(durations, preset.stim_duration):
+            n_lag = model.kernels.shape[1]
+            lags = np.arange(n_lag) * KERNEL_DT
+            delay, under, ratio, gain = model.hrf_params[active].T
+            running = gamma_difference_integral(lags, delay, under, ratio)  # int_0^lag h
+            for d in np.unique(durations):
+                steps = float(d) / KERNEL_DT
+                if abs(steps - round(steps)) < 1e-6:  # on the lag grid: int_{lag-d}^{lag} h by a shift
+                    shifted = np.zeros_like(running)
+                    shifted[:, int(round(steps)):] = running[:, : n_lag - int(round(steps))]
+                    own[d] = (running - shifted) * gain[:, None]
+                else:
+                    own[d] = boxcar_response(lags, float(d), delay, under, ratio) * gain[:, None]
         amps = model.amplitudes[rows][:, active].astype(np.float64)
         sig = np.zeros((n_vols, active.size))
         for k in range(len(rows)):
             t = np.flatnonzero(ok[:, k])
-            sig[t] += kern[:, idx[t, k]].T * amps[k][None, :]
+            sig[t] += own.get(durations[k], kern)[:, idx[t, k]].T * amps[k][None, :]
         pct[:, active] = sig
     # AR(1) noise with marginal sd noise_sd
     sd = model.noise_sd.astype(np.float64)

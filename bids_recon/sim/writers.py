@@ -100,9 +100,16 @@ def block_mean(data: np.ndarray, f: int = 2) -> np.ndarray:
     return d
 
 
-def stem(subject: str, session: str, run: str, task: str = TASK) -> str:
-    """``sub-XX_ses-YY_task-images_run-ZZ``."""
+def stem(subject: str, session: str | None, run: str, task: str = TASK) -> str:
+    """``sub-XX_ses-YY_task-images_run-ZZ`` (no ``ses-`` entity when ``session`` is None)."""
+    if session is None:
+        return f"sub-{subject}_task-{task}_run-{run}"
     return f"sub-{subject}_ses-{session}_task-{task}_run-{run}"
+
+
+def func_dir(root: Path, subject: str, session: str | None) -> Path:
+    """``root/sub-XX/ses-YY/func`` (``root/sub-XX/func`` when ``session`` is None)."""
+    return root / f"sub-{subject}" / (f"ses-{session}" if session is not None else "") / "func"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,9 +118,12 @@ def stem(subject: str, session: str, run: str, task: str = TASK) -> str:
 
 def write_raw_toplevel(
     bids_dir: Path, preset: SimPreset, seed: int, stim: StimulusSet, subjects: list[str], rng: np.random.Generator,
-    write_stimuli: bool = True,
+    write_stimuli: bool = True, design: str | None = None,
 ) -> None:
-    """dataset_description.json, README, participants, events JSON, stimuli/ of the raw dataset."""
+    """dataset_description.json, README, participants, events JSON, stimuli/ of the raw dataset.
+
+    ``design`` replaces the README's paragraph on what the subjects saw (the shapes' designs differ).
+    """
     write_json(
         bids_dir / "dataset_description.json",
         {
@@ -132,18 +142,20 @@ def write_raw_toplevel(
         },
     )
     n_runs = preset.n_sessions * preset.n_runs
+    if design is None:
+        design = f"""{len(subjects)} subjects each saw {preset.n_stimuli} synthetic images (a coloured object of one of
+{len(CATEGORIES)} categories on a textured background): {preset.n_train} training images once and
+{preset.n_test} test images {preset.n_test_repeats} times, in {n_runs} runs ({preset.n_sessions} session(s) x
+{preset.n_runs} runs) of task "{TASK}" (TR {preset.tr} s, {preset.stim_duration:g} s per image, one image
+every {preset.soa:g} s, about {round(preset.blank_fraction * 100)}% of the slots blank). The images are in
+stimuli/ (events.tsv column stim_file), with 2-3 captions per image in stimuli/captions.tsv."""
     (bids_dir / "README").write_text(
         f"""# Simulated image-viewing fMRI dataset
 
 This dataset is SIMULATED. It was written by {SIM_NAME} {__version__} (the simulator of bids_recon) with
 preset "{preset.name}" and seed {seed}. No person was scanned.
 
-{len(subjects)} subjects each saw {preset.n_stimuli} synthetic images (a coloured object of one of
-{len(CATEGORIES)} categories on a textured background): {preset.n_train} training images once and
-{preset.n_test} test images {preset.n_test_repeats} times, in {n_runs} runs ({preset.n_sessions} session(s) x
-{preset.n_runs} runs) of task "{TASK}" (TR {preset.tr} s, {preset.stim_duration:g} s per image, one image
-every {preset.soa:g} s, about {round(preset.blank_fraction * 100)}% of the slots blank). The images are in
-stimuli/ (events.tsv column stim_file), with 2-3 captions per image in stimuli/captions.tsv.
+{design}
 
 Preprocessed, fMRIPrep-like derivatives (in a simulated {SPACE} 2 mm grid) are in derivatives/fmriprep.
 The raw BOLD files are the same time series on a coarser (4 mm) "native" grid. The ground truth (voxel
@@ -189,11 +201,12 @@ a TemplateFlow folder with the matching atlas in <this folder>_templateflow.
 
 
 def write_raw_run(
-    bids_dir: Path, preset: SimPreset, subject: str, session: str, run: str, native: np.ndarray,
+    bids_dir: Path, preset: SimPreset, subject: str, session: str | None, run: str, native: np.ndarray,
     native_affine: np.ndarray, events: pd.DataFrame, task: str = TASK, table: pd.DataFrame | None = None,
 ) -> None:  # fmt: skip
-    """BOLD (native grid), sidecar and events of one raw run (``table``: the events as a layout writes them)."""
-    func = bids_dir / f"sub-{subject}" / f"ses-{session}" / "func"
+    """BOLD (native grid), sidecar and events of one raw run (``table``: the events as a layout writes them;
+    ``session`` None: no ``ses-`` level)."""
+    func = func_dir(bids_dir, subject, session)
     s = stem(subject, session, run, task)
     save_nifti(native, native_affine, func / f"{s}_bold.nii.gz", tr=preset.tr, code=1)
     write_json(
@@ -251,19 +264,23 @@ def _resolution(preset: SimPreset) -> str:
 
 
 def write_fmriprep_run(
-    fmriprep_dir: Path, preset: SimPreset, model: SubjectModel, session: str, run: str, bold: np.ndarray,
-    affine: np.ndarray, task: str = TASK,
+    fmriprep_dir: Path, preset: SimPreset, model: SubjectModel, session: str | None, run: str, bold: np.ndarray,
+    affine: np.ndarray, task: str = TASK, confounds: pd.DataFrame | None = None,
 ) -> None:  # fmt: skip
     """Preprocessed BOLD, brain mask, boldref and confounds of one run.
 
     Parameters
     ----------
+    session : str or None
+        Session label (None: no ``ses-`` level).
     bold : ndarray, shape (nx, ny, nz, n_vols), int16
         Preprocessed BOLD in the template grid.
+    confounds : DataFrame, optional
+        The confounds table to write (default: the model's for ``(session, run)``).
     """
-    func = fmriprep_dir / f"sub-{model.subject}" / f"ses-{session}" / "func"
+    func = func_dir(fmriprep_dir, model.subject, session)
     s = stem(model.subject, session, run, task)
-    raw_rel = f"bids:raw:sub-{model.subject}/ses-{session}/func/{s}_bold.nii.gz"
+    raw_rel = f"bids:raw:{func_dir(Path(), model.subject, session).as_posix()}/{s}_bold.nii.gz"
     pre = f"{s}_space-{SPACE}_res-2"
     save_nifti(bold, affine, func / f"{pre}_desc-preproc_bold.nii.gz", tr=preset.tr)
     write_json(
@@ -285,7 +302,7 @@ def write_fmriprep_run(
     ref = bold.mean(axis=-1, dtype=np.float64).astype(np.float32)
     save_nifti(ref, affine, func / f"{pre}_boldref.nii.gz")
     write_json(func / f"{pre}_boldref.json", {"Resolution": _resolution(preset), "Sources": [raw_rel]})
-    conf = model.confounds[(session, run)]
+    conf = model.confounds[(session, run)] if confounds is None else confounds
     write_tsv(func / f"{s}_desc-confounds_timeseries.tsv", conf, float_format="%.8g")
     meta: dict[str, dict[str, str]] = {}
     descriptions = {
@@ -309,6 +326,8 @@ def write_fmriprep_run(
                 text = f"Square of: {text}"
         elif col == "framewise_displacement":
             text = "Framewise displacement (Power et al. 2012, radius 50 mm)"
+        elif col.startswith("non_steady_state_outlier"):
+            text = "Non-steady-state volume at the start of the run (one-hot)"
         else:
             text = "Discrete cosine basis regressor (128 s high-pass)"
         meta[col] = {"Description": text}

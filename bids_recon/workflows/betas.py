@@ -14,9 +14,10 @@ from nipype.pipeline import engine as pe
 from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.glm.confounds import ConfoundChoice, choose_confounds, describe_confounds, parse_confounds
 from bids_recon.glm.hrf import default_library
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.trials import describe_split
+from bids_recon.glm.trials import CONDITION_COLUMN, describe_split
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.params import to_dict
 from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, relative_to, sink
@@ -61,12 +62,25 @@ def _ridge_text(glm: GlmParams) -> str:
             f"{glm.fraction_selection} by the same cross-validation, betas rescaled to the least-squares scale)")
 
 
-def methods(config: Config, n_runs: int, task: str) -> str:
-    """The methods paragraph of the beta stage, from the settings it runs with."""
+def confounds_text(glm: GlmParams, inputs: SubjectInputs | None = None) -> str:
+    """The confounds clause of the methods: what ``--confounds`` gave in the participant's runs' tables (without
+    ``inputs``: the setting)."""
+    setting = " ".join(glm.confounds) or "none"
+    if not parse_confounds(glm.confounds):
+        return f"no confounds (--confounds {setting})"
+    if inputs is None or not inputs.runs:
+        return f"the fMRIPrep confounds chosen by --confounds {setting}"
+    choices = [choose_confounds(run.confounds, glm.confounds) for run in inputs.runs]
+    return f"the fMRIPrep confounds (--confounds {setting}): {describe_confounds(choices, glm.confounds)}"
+
+
+def methods(config: Config, n_runs: int, task: str, inputs: SubjectInputs | None = None) -> str:
+    """The methods paragraph of the beta stage, from the settings it runs with (and the confounds that the
+    participant's tables give, with ``inputs``)."""
     wf, glm = config.workflow, config.workflow.glm
     drift = (f"cosine drift regressors (high-pass {glm.high_pass_hz:g} Hz)" if glm.drift_model == "cosine" else
              "Legendre polynomial drift regressors (degree round(run minutes / 2))")
-    nuisance = f"with a constant, {drift} and the fMRIPrep confounds {', '.join(glm.confounds)}."
+    nuisance = f"with a constant, {drift} and {confounds_text(glm, inputs)}."
     estimator = {
         "lsa": "with a least-squares-all GLM: one regressor per trial convolved with a canonical (Glover) HRF, ",
         "lss": "with least-squares-separate GLMs (Mumford et al. 2012): for each trial, its regressor and one for "
@@ -85,8 +99,16 @@ def methods(config: Config, n_runs: int, task: str) -> str:
     return (f"Single-trial responses were estimated session by session for the {n_runs} runs of task '{task}' "
             + estimator + nuisance
             + f" The {wf.space} preprocessed BOLD was analysed in percent signal change within the intersection of "
-            f"the runs' brain masks. {zscore} "
-            + describe_split(wf.stimuli.test_min_repeats, wf.stimuli.test_split))
+            f"the runs' brain masks. {zscore} " + split_text(config))
+
+
+def split_text(config: Config) -> str:
+    """How the trials were split (the methods text and the trial table's sidecar)."""
+    stimuli = config.workflow.stimuli
+    if config.workflow.betas_only and not stimuli.test_split:
+        return ("No training and test split was made (--betas-only); the presentations of each "
+                + ("condition" if stimuli.column == CONDITION_COLUMN else "stimulus") + " were numbered as repeats.")
+    return describe_split(stimuli.test_min_repeats, stimuli.test_split)
 
 
 #: ``space-`` labels of a participant's own spaces (not templates): masks in them need a SpatialReference.
@@ -117,7 +139,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     bids_dir, out_dir, fmriprep_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.derivatives["fmriprep"])
     grid = grid_sidecar(config, inputs)
     wf = pe.Workflow(name=name)
-    wf.__desc__ = methods(config, len(inputs.runs), inputs.task)
+    wf.__desc__ = methods(config, len(inputs.runs), inputs.task, inputs)
     outputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "out_files"]),
                          name="outputnode")
 
@@ -130,32 +152,37 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
 
     written = [(ds_mask, "out_file")]
     glms = []
-    common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "Confounds": glm_cfg.confounds,
+    confounds = {run.key: choose_confounds(run.confounds, glm_cfg.confounds) for run in inputs.runs}
+    common = {"Estimator": glm_cfg.estimator, "DriftModel": glm_cfg.drift_model, "ConfoundsSetting": glm_cfg.confounds,
               **({"HighPassHz": glm_cfg.high_pass_hz} if glm_cfg.drift_model == "cosine" else {}), **grid}
+    run_sinks = []  # (sink, position of the run among all runs): their tables come from combine_runs
     for session in inputs.sessions:
         runs = [r for r in inputs.runs if r.session == session]
         key = f"ses{session}" if session else "session"
         glm = pe.Node(SessionBetas(
             bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
             confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
-            runs=[r.run for r in runs], subject=inputs.subject, session=session, params=to_dict(glm_cfg),
+            runs=[r.run for r in runs], tasks=[r.task for r in runs], subject=inputs.subject, session=session,
+            params=to_dict(glm_cfg),
             stimuli=to_dict(stim_cfg.rows_only()), seed=ex.random_seed,
         ), name=f"betas_{key}", mem_gb=1.0 + 0.1 * len(runs))
         wf.connect(mask, "out_mask", glm, "mask_file")
         glms.append(glm)
         for position, run in enumerate(runs):
-            ds_betas = sink(out_dir, names.sink("betas", ses=run.session, run=run.run),
+            ds_betas = sink(out_dir, names.sink("betas", ses=run.session, run=run.run, task=run.task),
                             f"ds_betas_{run.key.replace('-', '')}", {
                                 "Description": "Single-trial betas, percent signal change, one volume per trial; "
                                                "rows of the .tsv beside it list the trials in volume order",
                                 "Units": "percent signal change", "RepetitionTime": run.repetition_time, **common,
+                                **confounds_sidecar(confounds[run.key]),
                                 "Sources": [bids_uri("fmriprep", relative_to(run.preproc_bold, fmriprep_dir)),
                                             bids_uri("fmriprep", relative_to(run.confounds, fmriprep_dir)),
                                             bids_uri("raw", relative_to(run.events, bids_dir))]})
-            wf.connect([(glm, ds_betas, [(("betas_images", pick, position), "in_file"),
-                                         (("trials", pick_extra, position, ".tsv"), "extra_files")])])
+            wf.connect(glm, ("betas_images", pick, position), ds_betas, "in_file")
+            run_sinks.append((ds_betas, len(run_sinks)))
             written.append((ds_betas, "out_file"))
-        ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run), f"ds_design_{key}")
+        ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run, task=runs[0].task),
+                         f"ds_design_{key}")
         wf.connect(glm, "design", ds_design, "in_file")
         written.append((ds_design, "out_file"))
         for stat, description in SESSION_MAPS.items():
@@ -166,6 +193,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
             written.append((ds_map, "out_file"))
 
     combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
+                                  split=not config.workflow.betas_only,
                                   events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
                                                 if r.session == s]),
                       name="combine_runs")
@@ -173,15 +201,28 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     run_trials = gather(wf, [(glm, "trials") for glm in glms], "merge_trials")
     wf.connect([(run_betas, combine, [("out", "betas")]), (run_trials, combine, [("out", "trials")]),
                 (mask, combine, [("out_mask", "mask_file")])])
+    for ds_betas, position in run_sinks:  # each statmap's .tsv: its trials with the real split and repeat
+        wf.connect(combine, ("run_trials", pick_extra, position, ".tsv"), ds_betas, "extra_files")
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
         "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
-                       "earlier presentations. " + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
+                       "earlier presentations. " + split_text(config),
         "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
     wf.connect(combine, "trials", ds_trials, "in_file")
     written.append((ds_trials, "out_file"))
     written += subject_map_sinks(wf, combine, out_dir, names, {"Estimator": glm_cfg.estimator, **grid})
     connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
     return wf
+
+
+def confounds_sidecar(choice: ConfoundChoice) -> dict:
+    """A run's betas sidecar keys for its confounds: the columns regressed out, and the default groups its table
+    lacked (skipped) with how components were picked."""
+    out: dict = {"Confounds": list(choice.columns)}
+    if choice.skipped:
+        out["ConfoundsSkipped"] = {k: list(v) for k, v in choice.skipped.items()}
+    if choice.notes:
+        out["ConfoundsNotes"] = list(choice.notes)
+    return out
 
 
 def subject_map_sinks(wf: pe.Workflow, combine: pe.Node, out_dir: Path, names: SubjectOutputs,

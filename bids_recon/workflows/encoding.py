@@ -100,7 +100,7 @@ def init_encoding_wf(config: Config, inputs: SubjectInputs, names: SubjectOutput
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
     models = pe.Node(EncodingModels(params=to_dict(enc), spaces=spaces, partition=encoding_partition(config),
                                     seed=ex.random_seed, device=device), name="encoding_models", mem_gb=4.0)
-    sources = [bids_uri("bids_recon", names.betas(r.session, r.run).as_posix()) for r in inputs.runs]
+    sources = [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix()) for r in inputs.runs]
     sources += [bids_uri("bids_recon", p.as_posix()) for p in (names.trials(), names.brain_mask())]
     write = pe.Node(WriteEncodingMaps(
         output_dir=str(Path(ex.output_dir)), names=vars(names), descriptions={s: offered[s] for s in spaces},

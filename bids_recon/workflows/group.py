@@ -37,8 +37,12 @@ def collect_group_metrics(output_dir: Path, participants: list[str] | None = Non
         table.insert(1, "task", entities.get("task", "n/a"))
         frames.append(table)
     if not frames:
-        raise EmptySelectionError("no participant metrics found (sub-*/recon/*_metrics.tsv): run the participant "
-                                  "level first", output_dir)
+        betas_only = any(True for _ in find_outputs(output_dir, "trials"))
+        raise EmptySelectionError(
+            "no participant metrics found (sub-*/recon/*_metrics.tsv): "
+            + ("the participant level ran with --betas-only (betas, no reconstructions): the group level compares "
+               "reconstructions; run the participant level without --betas-only" if betas_only else
+               "run the participant level first"), output_dir)
     return pd.concat(frames, ignore_index=True)
 
 

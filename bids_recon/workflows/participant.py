@@ -29,6 +29,8 @@ def subject_outputs(config: Config, inputs: SubjectInputs) -> SubjectOutputs:
 
 def introduction(config: Config) -> str:
     """The first sentence of the methods text."""
+    if config.workflow.betas_only:
+        return f"Single-trial betas were estimated with bids_recon {__version__} (--betas-only)."
     return f"Images were reconstructed with bids_recon {__version__}."
 
 
@@ -36,7 +38,9 @@ def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
     """The methods paragraphs of a participant's workflow, in order (each part's ``__desc__``)."""
     spec = get_generator(config.workflow.generate.generator)
     beta_stage = (imported.methods(config, inputs) if inputs.imported is not None else
-                  betas.methods(config, len(inputs.runs), inputs.task))
+                  betas.methods(config, len(inputs.runs), inputs.task, inputs))
+    if config.workflow.betas_only:
+        return [introduction(config), beta_stage]
     return [introduction(config), beta_stage, rois.methods(config), spec.methods(config)] + (
         [encoding.methods(config)] if encoding.encoding_enabled(config) else [])
 
@@ -73,7 +77,8 @@ def report_summary(config: Config, inputs: SubjectInputs) -> dict[str, str]:
             str(len(inputs.runs)))
     return {"Participant": inputs.subject, "Task": inputs.task,
             "Sessions": ", ".join(s or "n/a" for s in inputs.sessions), "Runs": runs,
-            "Space": config.workflow.space, "Generator": config.workflow.generate.generator,
+            "Space": config.workflow.space,
+            "Generator": "none (--betas-only)" if config.workflow.betas_only else config.workflow.generate.generator,
             "bids_recon": __version__}
 
 
@@ -81,14 +86,17 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
     """What the participant report is built from (the same for the workflow and ``--reports-only``)."""
     wf_cfg = config.workflow
     spec = get_generator(wf_cfg.generate.generator)
+    only = wf_cfg.betas_only
     return dict(
         output_dir=config.execution.output_dir, bids_dir=config.execution.bids_dir,
         stimuli=to_dict(wf_cfg.stimuli),
-        first_run=(inputs.runs[0].session, inputs.runs[0].run) if inputs.runs else (None, None),
+        first_run=(inputs.runs[0].session, inputs.runs[0].run, inputs.runs[0].task) if inputs.runs else
+        (None, None, None),
         boldref=str(inputs.runs[0].boldref) if inputs.runs and inputs.runs[0].boldref else None,
-        rois={r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names}, decoders=spec.decoders(config),
-        generator=spec.name, summary=report_summary(config, inputs),
-        methods=" ".join(participant_methods(config, inputs)),
+        rois={} if only else {r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names},
+        decoders=[] if only else spec.decoders(config), generator="" if only else spec.name,
+        summary=report_summary(config, inputs), methods=" ".join(participant_methods(config, inputs)),
+        zscored=wf_cfg.glm.zscore_per_session,
     )
 
 
@@ -108,6 +116,10 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
     wf.__desc__ = introduction(config)
     beta_stage = imported.init_import_wf if inputs.imported is not None else betas.init_betas_wf
     betas_wf = beta_stage(config, inputs, names)
+    if config.workflow.betas_only:  # --betas-only: the betas, their maps and the report's beta section
+        report = pe.Node(ParticipantReport(names=vars(names), **_report_inputs(config, inputs)), name="report")
+        wf.connect(betas_wf, "outputnode.out_files", report, "waits_for")
+        return wf
     rois_wf = rois.init_rois_wf(config, names, inputs=inputs)
     generator_wf = spec.init_wf(config, inputs, names, resolve_device(config.execution.device), f"{spec.name}_wf")
     wf.connect([
@@ -144,7 +156,8 @@ def rebuild_report(config: Config, inputs: SubjectInputs) -> Path:
     names = subject_outputs(config, inputs)
     out_dir = Path(config.execution.output_dir)
     refuse_incomplete(out_dir, [inputs.subject], "--reports-only")
-    metrics = out_dir / names.metrics(config.workflow.generate.generator)
+    metrics = out_dir / (names.trials() if config.workflow.betas_only else
+                         names.metrics(config.workflow.generate.generator))
     if not metrics.is_file():
         raise MissingInputError(f"no outputs of sub-{inputs.subject} to report on: run without --reports-only first",
                                 metrics)

@@ -155,7 +155,7 @@ class ImportPlan:
     units : str
         The betas' units after scaling.
     mask_file : Path or None
-        The brain mask the format ships (``None``: voxels non-zero in the first volume).
+        The brain mask the format ships (``None``: the voxels non-zero in some trial of the first session).
     design_files : list of Path
         Files that name the trials (``nsd_expdesign.mat``, ``responses.tsv``, ``imgnames.txt``...).
     space, task : str
@@ -404,7 +404,7 @@ def session_trials(subject: str, session: str, runs: list[str] | np.ndarray, sti
     n = len(stim_ids)
     runs = np.asarray([str(r) for r in runs], dtype=object)
     table = pd.DataFrame({
-        "subject": subject, "session": session, "run": runs,
+        "subject": subject, "session": session, "task": "n/a", "run": runs,
         "onset": np.full(n, np.nan) if onsets is None else np.asarray(onsets, float),
         "duration": np.full(n, np.nan) if durations is None else np.asarray(durations, float),
         "stim_id": [str(s) for s in stim_ids],
@@ -527,15 +527,20 @@ class BetaImporter:
         return path
 
     def brain_mask(self, plan: ImportPlan) -> nib.Nifti1Image:
-        """The brain mask on the betas' grid: the format's mask file (or ``mask=``), else the voxels that are finite
-        and non-zero in the first stored trial.
+        """The brain mask on the betas' grid: the format's mask file (or ``mask=``), else the voxels whose betas are
+        finite and non-zero in at least one trial of the first session (a voxel is outside only when it is 0, or not
+        finite, in every one of them: one trial's beta can be exactly 0 inside the brain). Either way the voxels
+        left out are counted and logged.
 
         Raises
         ------
         BadDataError
             The mask's grid differs from the betas' (naming both files), or it is empty.
         """
-        first = plan.sessions[0].files[0]
+        session = plan.sessions[0]
+        first = session.files[0]
+        everything = np.ones(plan.shape, dtype=bool)
+        n_grid = int(everything.sum())
         if plan.mask_file is not None:
             img = nib.load(plan.mask_file)
             if tuple(img.shape[:3]) != tuple(plan.shape) or not np.allclose(img.affine, plan.affine, atol=1e-3):
@@ -543,11 +548,22 @@ class BetaImporter:
                     f"brain mask grid {'x'.join(map(str, img.shape[:3]))} differs from the betas' grid "
                     f"{'x'.join(map(str, plan.shape))} of {first.name} (shape or affine)", plan.mask_file)
             data = np.asarray(img.dataobj).reshape(img.shape[:3]) > 0
+            LOGGER.info("sub-%s: brain mask %s keeps %d of the %d voxels of the betas' grid; the %d outside it are "
+                        "not read", plan.subject, plan.mask_file.name, int(data.sum()), n_grid,
+                        n_grid - int(data.sum()))
         else:
-            everything = np.ones(plan.shape, dtype=bool)
-            block = next(self.read_file(plan, first, fortran_columns(everything), everything, READ_BLOCK_BYTES))
-            values = np.asarray(block[0], dtype=np.float32).reshape(plan.shape)  # C order, as the columns
-            data = np.isfinite(values) & (values != 0)
+            data = np.zeros(plan.shape, dtype=bool)
+            n_trials = 0
+            for beta_file in session.files:
+                for block in self.read_file(plan, beta_file, fortran_columns(everything), everything,
+                                            READ_BLOCK_BYTES):
+                    values = np.asarray(block, dtype=np.float32)
+                    data |= (np.isfinite(values) & (values != 0)).any(axis=0).reshape(plan.shape)
+                    n_trials += len(values)
+            LOGGER.info("sub-%s: no brain mask file: %d of the %d voxels of the betas' grid are non-zero in at least "
+                        "one of the %d trials of session %s and are read; the %d that are 0 (or not finite) in every "
+                        "one of them are left out", plan.subject, int(data.sum()), n_grid, n_trials, session.label,
+                        n_grid - int(data.sum()))
         if not data.any():
             raise BadDataError("the brain mask has no voxel", plan.mask_file or first.path)
         return nib.Nifti1Image(data.astype(np.uint8), plan.affine)

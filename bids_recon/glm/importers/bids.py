@@ -91,7 +91,7 @@ class BidsImporter(BetaImporter):
             trials["split"] = np.where(trials["split"].astype(str) == NOT_DECODED, NOT_DECODED, "train")
             trials["repeat"] = 0
             out.append(ImportedSession(label if label != "n/a" else "n/a", files, trials,
-                                       table.drop(columns=["subject", "session", "run", "trial_index"])))
+                                       table.drop(columns=["subject", "session", "task", "run", "trial_index"])))
         sample = next(iter_nifti_blocks(out[0].files[0].path, 1))[1]
         scale, note = self.decide_scale(dtype0, sample[:1], out[0].files[0].path)
         return ImportPlan(self.format, subject, self.path, out, tuple(shape0[:3]), affine0, scale, note, self.units,

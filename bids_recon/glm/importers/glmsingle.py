@@ -121,7 +121,7 @@ class GlmsingleImporter(BetaImporter):
         for path in events_files:
             ents = _entities(path.name)
             events = load_events(path)
-            table = run_trials(events, subject, ents.get("ses"), ents.get("run"), stimuli, path)
+            table = run_trials(events, subject, ents.get("ses"), ents.get("run"), stimuli, path, task=ents.get("task"))
             rows = trial_rows(events, stimuli, path)
             tables.append(table)
             metadata.append(events.iloc[rows["row"].to_numpy()].reset_index(drop=True))

@@ -8,9 +8,14 @@ side by side; the raw dataset's folder or any folder under the root works too):
   same integers with the axes reversed: 750 x Z x Y x X; its grid's affine is the brain mask's);
 - trials: ``nsddata/ppdata/subjNN/behav/responses.tsv`` (``SESSION``, ``RUN``, ``TRIAL``, ``73KID``, 1-based), as
   Takagi & Nishimoto read them, else ``nsddata/experiments/nsd/nsd_expdesign.mat`` (trial ``t`` of the subject shows
-  73k image ``subjectim[s, masterordering[t] - 1]``, 750 trials a session, runs of 63 and 62 trials); when both are
-  there they must agree;
-- brain mask: ``nsddata/ppdata/subjNN/func1pt8mm/brainmask.nii.gz``.
+  73k image ``subjectim[s, masterordering[t] - 1]``); when both are there they must agree. The trials of each
+  session are read from the data, never assumed: the responses' ``SESSION`` and ``RUN``; else the design's
+  ``stimpattern`` (sessions x runs x trial slots, 1 where an image was shown: NSD's 750 trials a session in runs of
+  63 and 62); else, without it, the trial count of each session's betas file, in session order (runs unknown:
+  ``n/a``). A session whose betas file holds another number of trials than the design lists is refused, with
+  both counts;
+- brain mask: ``nsddata/ppdata/subjNN/func1pt8mm/brainmask.nii.gz`` (without it, the voxels that are non-zero in
+  some trial of the first session: see :meth:`~bids_recon.glm.importers.base.BetaImporter.brain_mask`).
 
 Participants ``subjNN`` are ``sub-NN``; sessions ``nsdNN`` (as the raw BIDS dataset names them); stimulus ids the
 1-based 73k ids the ``nsd`` resolver reads; ``--session-label 1-37`` chooses sessions (Takagi & Nishimoto: 37).
@@ -18,6 +23,7 @@ Participants ``subjNN`` are ``sub-NN``; sessions ``nsdNN`` (as the raw BIDS data
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -33,15 +39,14 @@ from bids_recon.glm.importers.base import (
     ImportedSession,
     ImportPlan,
     check_series,
+    fortran_columns,
     iter_nifti_blocks,
     nifti_header,
     session_trials,
     wanted_sessions,
 )
 
-#: Trials of one NSD session, and of each of its 12 runs (odd runs 63, even runs 62).
-TRIALS_PER_SESSION = 750
-RUN_SIZES = (63, 62) * 6
+LOGGER = logging.getLogger("bids_recon.glm.importers")
 BETA_TYPE = "betas_fithrf_GLMdenoise_RR"
 _SESSION_FILE = re.compile(r"^betas_session(\d+)\.(nii\.gz|nii|hdf5)$")
 
@@ -57,8 +62,9 @@ def find_root(path: Path) -> Path | None:
     return None
 
 
-def expdesign_trials(path: Path, subject_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 73k ids (1-based) of a subject's trials in ``nsd_expdesign.mat`` order, and the shared images.
+def expdesign_trials(path: Path, subject_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The 73k ids (1-based) of a subject's trials in ``nsd_expdesign.mat`` order, the shared images and the trial
+    pattern.
 
     Parameters
     ----------
@@ -71,10 +77,12 @@ def expdesign_trials(path: Path, subject_index: int) -> tuple[np.ndarray, np.nda
         ``subjectim[subject - 1, masterordering - 1]``.
     shared : ndarray of int
         ``sharedix`` (1-based 73k ids).
+    pattern : ndarray of bool, shape (n_sessions, n_runs, n_slots), or None
+        ``stimpattern`` (1 where a trial shows an image), when the file has it.
     """
     from bids_recon.io import read_matlab
 
-    found = read_matlab(path, ["masterordering", "subjectim", "sharedix"])
+    found = read_matlab(path, ["masterordering", "subjectim", "sharedix", "stimpattern"])
     missing = [name for name in ("masterordering", "subjectim") if name not in found]
     if missing:
         raise BadDataError(f"no {' or '.join(missing)} variable: not NSD's experimental design", path)
@@ -86,7 +94,24 @@ def expdesign_trials(path: Path, subject_index: int) -> tuple[np.ndarray, np.nda
         raise BadDataError(f"masterordering holds {order.min()}..{order.max()}, outside subjectim's 1.."
                            f"{images.shape[1]} (both are 1-based)", path)
     shared = np.asarray(found.get("sharedix", np.zeros(0))).ravel().astype(np.int64)
-    return images[subject_index - 1, order - 1], shared
+    pattern = found.get("stimpattern")
+    if pattern is not None:
+        pattern = np.asarray(pattern)
+        if pattern.ndim != 3:
+            raise BadDataError(f"stimpattern has shape {pattern.shape}: expected sessions x runs x trial slots", path)
+        pattern = pattern > 0
+    return images[subject_index - 1, order - 1], shared, pattern
+
+
+def pattern_positions(pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Session and run (1-based) of every trial in order, from ``stimpattern`` (sessions x runs x slots).
+
+    Returns
+    -------
+    session, run : ndarray of int, shape (n_trials,)
+    """
+    sessions, runs, _ = np.nonzero(pattern)  # C order: session, then run, then slot, as the trials were shown
+    return sessions.astype(np.int64) + 1, runs.astype(np.int64) + 1
 
 
 def responses_trials(path: Path) -> pd.DataFrame:
@@ -194,15 +219,22 @@ class NsdImporter(BetaImporter):
         if chosen is None:
             check_series(files, "betas_session{n:02d}" + _extension(files), self.beta_dir(subject), design)
             chosen = list(labels)
-        trials = self._trials(subject, kind, design, other)
         mask_file = self.mask_option() or _existing(self.root / "nsddata" / "ppdata" / f"subj{subject}" / self.grid
                                                     / "brainmask.nii.gz")
+        headers: dict[int, tuple] = {}
+
+        def header(number: int) -> tuple:
+            if number not in headers:
+                headers[number] = self._header(files[number], mask_file)
+            return headers[number]
+
+        trials, counted = self._trials(subject, kind, design, other, files, lambda n: header(n)[0])
         shape, affine, dtype, sample = None, None, None, None
         out = []
         for label in chosen:
             number = labels[label]
             path = files[number]
-            n_volumes, grid, file_affine, file_dtype = self._header(path, mask_file)
+            n_volumes, grid, file_affine, file_dtype = header(number)
             if shape is None:
                 shape, affine, dtype, first = grid, file_affine, file_dtype, path
             elif grid != shape or not np.allclose(file_affine, affine, atol=1e-3):
@@ -213,7 +245,7 @@ class NsdImporter(BetaImporter):
             rows = trials[trials["session"] == number]
             if len(rows) != n_volumes:
                 raise BadDataError(f"{path.name} holds {n_volumes} trials but {design.name} lists {len(rows)} for "
-                                   f"session {number}: trials the betas lack, or the reverse", path)
+                                   f"session {number} ({counted}): trials the betas lack, or the reverse", path)
             table = session_trials(subject, label, rows["run"].to_numpy(), [str(i) for i in rows["73k"]])
             metadata = pd.DataFrame({"73k_id": rows["73k"].to_numpy(), "shared1000": rows["shared"].to_numpy()})
             out.append(ImportedSession(label, [BetaFile(path, n_volumes, "hdf5" if path.suffix == ".hdf5" else
@@ -227,25 +259,38 @@ class NsdImporter(BetaImporter):
                           design_files, self.space if self.grid == "func1pt8mm" else self.grid, self.task,
                           str(dtype))
 
-    def _trials(self, subject: str, kind: str, design: Path, other: Path | None) -> pd.DataFrame:
-        """Every trial of the subject: session, run (1-based), 73k id, whether the image is shared."""
+    def _trials(self, subject: str, kind: str, design: Path, other: Path | None, files: dict[int, Path],
+                n_trials_of) -> tuple[pd.DataFrame, str]:
+        """Every trial of the subject: session, run (1-based), 73k id, whether the image is shared; and where each
+        session's trials were counted from (for messages).
+
+        Sessions (and runs) are read from the data: the responses' ``SESSION``/``RUN``, else the design's
+        ``stimpattern``, else the trial counts of the betas files (``n_trials_of(session number)``), in order.
+        """
         index = int(subject) if subject.isdigit() else 0
         expdesign = design if kind == "expdesign" else other
-        ids, shared = (expdesign_trials(expdesign, index) if expdesign is not None and index
-                       else (None, np.zeros(0, np.int64)))
+        ids, shared, pattern = (expdesign_trials(expdesign, index) if expdesign is not None and index
+                                else (None, np.zeros(0, np.int64), None))
         if kind == "expdesign":
             if ids is None:
                 raise BadDataError(f"participant '{subject}' is not an NSD subject number (subj01..subj08)", design)
-            n = len(ids)
-            session = np.arange(n) // TRIALS_PER_SESSION + 1
-            within = np.arange(n) % TRIALS_PER_SESSION
-            run = np.searchsorted(np.cumsum(RUN_SIZES), within, side="right") + 1
+            if pattern is not None:
+                session, run = pattern_positions(pattern)
+                if len(session) != len(ids):
+                    raise BadDataError(f"stimpattern marks {len(session)} trials but masterordering lists {len(ids)}",
+                                       design)
+                counted = "its stimpattern"
+            else:
+                session, counted = self._sessions_from_betas(files, n_trials_of, len(ids), design), \
+                    "the betas files' trial counts, in session order: the design has no stimpattern"
+                ids, run = ids[:len(session)], np.zeros(len(session), np.int64)
             table = pd.DataFrame({"session": session, "run": run, "73k": ids})
         else:
             responses = responses_trials(design)
             table = pd.DataFrame({"session": responses["SESSION"].astype(int).to_numpy(),
                                   "run": responses["RUN"].astype(int).to_numpy() if "RUN" in responses else 0,
                                   "73k": responses["73KID"].astype(int).to_numpy()})
+            counted = "its SESSION column"
             if ids is not None:
                 n = min(len(ids), len(table))
                 differ = np.flatnonzero(ids[:n] != table["73k"].to_numpy()[:n])
@@ -259,7 +304,27 @@ class NsdImporter(BetaImporter):
             raise BadDataError("73k ids count from 1: a 0 or negative id is not an NSD image", design)
         table["run"] = table["run"].map(lambda r: f"{int(r):02d}" if int(r) > 0 else "n/a")
         table["shared"] = np.isin(table["73k"].to_numpy(), shared)
-        return table
+        return table, counted
+
+    @staticmethod
+    def _sessions_from_betas(files: dict[int, Path], n_trials_of, n_design: int, design: Path) -> np.ndarray:
+        """Session number of each design trial when the design has no ``stimpattern``: the betas files' trial
+        counts, session 1 first (every session up to the last file is needed to know where each begins)."""
+        numbers = sorted(files)
+        gaps = [n for n in range(1, numbers[-1] + 1) if n not in files]
+        if gaps:
+            raise BadDataError(f"{design.name} has no stimpattern, so each session's trials are counted from the "
+                               f"betas files in order, which needs every session from 1: betas_session{gaps[0]:02d} "
+                               "is absent (give responses.tsv, or NSD's nsd_expdesign.mat with its stimpattern)",
+                               design)
+        counts = [int(n_trials_of(n)) for n in numbers]
+        if sum(counts) > n_design:
+            raise BadDataError(f"the betas files of sessions 1-{numbers[-1]} hold {sum(counts)} trials but "
+                               f"{design.name} lists {n_design} (masterordering)", design)
+        LOGGER.info("%s has no stimpattern: trials assigned to sessions by the betas files' trial counts (%s); runs "
+                    "unknown (n/a)", design.name, ", ".join(f"session {n}: {c}" for n, c in zip(numbers, counts,
+                                                                                               strict=True)))
+        return np.repeat(np.asarray(numbers, dtype=np.int64), counts)
 
     def _header(self, path: Path, mask_file: Path | None) -> tuple[int, tuple[int, int, int], np.ndarray, np.dtype]:
         """``(n_trials, grid, affine, dtype)`` of one session file (HDF5: the affine is the brain mask's)."""
@@ -288,6 +353,22 @@ class NsdImporter(BetaImporter):
             raise BadDataError(f"'betas' has shape {shape}: expected trials x Z x Y x X of the brain mask's grid "
                                f"{'x'.join(map(str, mask.shape[:3]))} ({mask_file.name}), NSD's axes reversed", path)
         return int(shape[0]), grid, np.asarray(mask.affine), dtype
+
+    def brain_mask(self, plan: ImportPlan):
+        """The brain mask (see :meth:`BetaImporter.brain_mask`); with ``brainmask.nii.gz``, the voxels outside it that
+        hold a non-zero beta in the first trial are counted too (NSD's betas are 0 outside its mask: a count above
+        0 means a mask of another participant or grid)."""
+        img = super().brain_mask(plan)
+        if plan.mask_file is not None:
+            first = plan.sessions[0].files[0]
+            everything = np.ones(plan.shape, dtype=bool)
+            block = next(self.read_file(plan, first, fortran_columns(everything), everything, READ_BLOCK_BYTES))
+            values = np.asarray(block[0], dtype=np.float32).reshape(plan.shape)  # C order, as the columns
+            outside = int((np.isfinite(values) & (values != 0) & ~(np.asarray(img.dataobj) > 0)).sum())
+            (LOGGER.warning if outside else LOGGER.info)(
+                "sub-%s: %d voxels outside %s have a non-zero beta in the first trial of %s (not read)", plan.subject,
+                outside, plan.mask_file.name, first.name)
+        return img
 
     # -- reading -----------------------------------------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ def import_mask(betas: str, subject: str, sessions: list[str] | None, context: I
         data &= union
         what = f"the voxels of the ROIs {', '.join(masks)} (voxels=rois)"
     provenance = {**plan.provenance(), "Voxels": what, "VoxelCount": int(data.sum()),
-                  "MaskFile": str(plan.mask_file) if plan.mask_file else "voxels non-zero in the first trial"}
+                  "MaskFile": str(plan.mask_file) if plan.mask_file else
+                  "voxels non-zero in some trial of the first session"}
     return nib.Nifti1Image(data.astype(np.uint8), plan.affine), provenance
 
 

@@ -262,6 +262,62 @@ def legacy_confounds(path: Path) -> None:
     table[keep].rename(columns=renamed).to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
 
 
+def visual_rois(anat: Any) -> dict[str, np.ndarray]:
+    """The simulated template's visual areas (boolean, its grid): ``early`` and ``higher`` (the atlas labels the
+    default ROIs take), for layouts that ship ROI masks as their dataset does."""
+    return {"early": np.isin(anat.atlas, anat.early_labels), "higher": np.isin(anat.atlas, anat.higher_labels)}
+
+
+def hemispheres(anat: Any) -> dict[str, np.ndarray]:
+    """``LH`` and ``RH``: the template's voxels left (x < 0, RAS) and right of the midline."""
+    x = (np.indices(anat.atlas.shape).reshape(3, -1).T @ anat.affine[:3, :3].T + anat.affine[:3, 3])[:, 0]
+    left = (x < 0).reshape(anat.atlas.shape)
+    return {"LH": left, "RH": ~left}
+
+
+def split_by(mask: np.ndarray, axis: int, parts: int) -> list[np.ndarray]:
+    """``mask`` cut into ``parts`` pieces of about equal size along ``axis`` (by the voxels' rank on it)."""
+    index = np.argwhere(mask)
+    order = np.argsort(index[:, axis], kind="stable")
+    out = []
+    for chunk in np.array_split(order, parts):
+        piece = np.zeros(mask.shape, dtype=bool)
+        piece[tuple(index[chunk].T)] = True
+        out.append(piece)
+    return out
+
+
+def save_mask(mask: np.ndarray, affine: np.ndarray, path: Path, upsample: int = 1) -> Path:
+    """Write a 0/1 mask (uint8 NIfTI); ``upsample`` > 1 writes it on a grid that many times finer (the same
+    region, as masks drawn on an anatomical image are)."""
+    import nibabel as nib
+
+    data, out_affine = mask.astype(np.uint8), np.asarray(affine, dtype=float).copy()
+    if upsample > 1:
+        for axis in range(3):
+            data = np.repeat(data, upsample, axis=axis)
+        out_affine[:3, :3] = affine[:3, :3] / upsample
+        out_affine[:3, 3] = affine[:3, 3] - np.diag(affine)[:3] * (upsample - 1) / (2 * upsample)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, out_affine), path)
+    return path
+
+
+def write_user_rois(ctx: LayoutContext, folder: Path) -> None:
+    """Each subject's ``sub-XX_desc-earlyvisual_mask.nii.gz`` and ``..._desc-highervisual_mask.nii.gz`` on the BOLD
+    grid: the ROI masks a user gives with ``--roi-mask`` where the dataset ships none in the BIDS tree."""
+    rois = visual_rois(ctx.anat)
+    for model in ctx.models:
+        for name, key in (("earlyvisual", "early"), ("highervisual", "higher")):
+            save_mask(rois[key], ctx.anat.affine, folder / f"sub-{model.subject}_desc-{name}_mask.nii.gz")
+
+
+def user_roi_args(folder: Path) -> list[str]:
+    """The ``--roi-mask`` flags of :func:`write_user_rois`'s masks."""
+    return [flag for name in ("earlyvisual", "highervisual") for flag in
+            ("--roi-mask", f"{name}={folder / f'sub-{{subject}}_desc-{name}_mask.nii.gz'}")]
+
+
 def synset_number(category_index: int) -> int:
     """A made-up ImageNet synset number per simulated category (n02000000, n02001111, ...)."""
     return 2_000_000 + 1111 * int(category_index)

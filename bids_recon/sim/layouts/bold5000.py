@@ -9,7 +9,8 @@
 - the release-2 single-trial betas (:mod:`bids_recon.sim.betas`) in ``OUT_stimuli/BOLD5000_GLMsingle_betas/``:
   ``CSI{n}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-NN.nii.gz``, ``CSI{n}_imgnames.txt``, ``CSI{n}_brainmask.nii.gz``;
 - fMRIPrep 1.0's legacy names: ``_bold_space-T1w_preproc.nii.gz``, ``_bold_space-T1w_brainmask.nii.gz``,
-  ``_bold_confounds.tsv`` with CamelCase columns, no sidecars, no ``dataset_description.json``.
+  ``_bold_confounds.tsv`` with CamelCase columns, no sidecars, no ``dataset_description.json``;
+- the ROI masks as ds001499 ships them: ``derivatives/spm/sub-XX/sub-XX_mask-{LH,RH}{EarlyVis,LOC,PPA}.nii.gz``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from bids_recon.sim.layouts import (
     captions_by_stimulus,
     coco_captions_file,
     drop_bids_stimuli,
+    hemispheres,
     register,
     rename_fmriprep,
     save_image,
+    save_mask,
+    split_by,
     synset_number,
+    visual_rois,
     write_events_sidecar,
     write_synset_words,
 )
@@ -88,6 +93,7 @@ class Bold5000Layout(SimLayout):
         coco_captions_file(ctx.stores_dir / "annotations" / "captions_train2014.json", coco, "train2014")
         write_synset_words(ctx.stores_dir / "synset_words.txt", list(CATEGORIES))
         rename_fmriprep(ctx.fmriprep_dir, space="T1w", legacy=True, description=False)
+        write_spm_masks(ctx)
         from bids_recon.sim.betas import write_bold5000
 
         for beta_set in ctx.published_betas():
@@ -96,4 +102,28 @@ class Bold5000Layout(SimLayout):
     def run_args(self, bids_dir: Path, stores_dir: Path) -> list[str]:
         return ["--dataset", "bold5000",
                 "--stimuli-dir", str(stores_dir / "BOLD5000_Stimuli" / "Scene_Stimuli" / "Presented_Stimuli"),
-                "--captions", str(stores_dir / "annotations"), "--synset-words", str(stores_dir / "synset_words.txt")]
+                "--captions", str(stores_dir / "annotations"), "--synset-words", str(stores_dir / "synset_words.txt"),
+                *spm_mask_args(bids_dir)]
+
+
+#: BOLD5000's ROI masks (``derivatives/spm/sub-XX/sub-XX_mask-<hemisphere><area>.nii.gz``) of each ROI.
+SPM_AREAS = {"earlyvisual": ("EarlyVis",), "highervisual": ("LOC", "PPA")}
+
+
+def write_spm_masks(ctx: LayoutContext) -> None:
+    """BOLD5000's ROI masks as ds001499 ships them, per hemisphere: EarlyVis, LOC, PPA (LOC and PPA cut from the
+    higher-visual area), on the BOLD grid."""
+    rois, sides = visual_rois(ctx.anat), hemispheres(ctx.anat)
+    for model in ctx.models:
+        folder = ctx.bids_dir / "derivatives" / "spm" / f"sub-{model.subject}"
+        for side, half in sides.items():
+            loc, ppa = split_by(rois["higher"] & half, 1, 2)
+            for area, mask in (("EarlyVis", rois["early"] & half), ("LOC", loc), ("PPA", ppa)):
+                save_mask(mask, ctx.anat.affine, folder / f"sub-{model.subject}_mask-{side}{area}.nii.gz")
+
+
+def spm_mask_args(bids_dir: Path) -> list[str]:
+    """``--roi-mask`` flags of BOLD5000's masks, both hemispheres of each area (their union)."""
+    folder = bids_dir / "derivatives" / "spm" / "sub-{subject}"
+    return [flag for name, areas in SPM_AREAS.items() for area in areas for side in ("LH", "RH") for flag in
+            ("--roi-mask", f"{name}={folder / f'sub-{{subject}}_mask-{side}{area}.nii.gz'}")]

@@ -8,7 +8,12 @@
 - one-back repeats: in each run one presentation shows the previous image again;
 - no per-run BOLD sidecar: ``task-perception_bold.json`` at the root;
 - ImageNet-style JPEGs (``<stimulus_name>.JPEG``), one greyscale and one CMYK as in ImageNet, outside the dataset
-  (``OUT_stimuli/imagenet/``), with a ``synset_words.txt``.
+  (``OUT_stimuli/imagenet/``), with a ``synset_words.txt``;
+- the ROI masks as GOD ships them, one per hemisphere and area, on a grid twice as fine as the BOLD's:
+  ``sourcedata/sub-XX/anat/sub-XX_mask_{LH,RH}_{V1d,V1v,V2d,V2v,V3d,V3v,LOC,FFA,PPA,HVC}.nii.gz`` (V1-V3 cut from
+  the early-visual area, LOC/FFA/PPA from the higher-visual one, HVC = their union);
+- fMRIPrep's outputs in ``space-T1w`` without ``res-`` (GOD ships none: those of ``fmriprep --output-spaces T1w``;
+  the simulated T1w space coincides with the template).
 """
 
 from __future__ import annotations
@@ -23,9 +28,14 @@ from bids_recon.sim.layouts import (
     LayoutContext,
     SimLayout,
     drop_bids_stimuli,
+    hemispheres,
     register,
+    rename_fmriprep,
     save_image,
+    save_mask,
+    split_by,
     synset_number,
+    visual_rois,
     write_events_sidecar,
     write_synset_words,
 )
@@ -51,6 +61,23 @@ def one_back(trials: pd.DataFrame, rng: np.random.Generator, per_run: int = 1) -
             out.loc[row, "kind"] = "repeat"
     out["repeat"] = out.groupby("stim_id").cumcount().astype(int)
     return out
+
+
+def write_kamitani_masks(ctx: LayoutContext, upsample: int = 2) -> None:
+    """GOD's (and Deeprecon's) ROI masks: ``sourcedata/sub-XX/anat/sub-XX_mask_<hemisphere>_<area>.nii.gz``."""
+    rois, sides = visual_rois(ctx.anat), hemispheres(ctx.anat)
+    for model in ctx.models:
+        folder = ctx.bids_dir / "sourcedata" / f"sub-{model.subject}" / "anat"
+        for side, half in sides.items():
+            areas = {}
+            for number, part in enumerate(split_by(rois["early"] & half, 1, 3), start=1):  # posterior to anterior
+                dorsal, ventral = split_by(part, 2, 2)[::-1]
+                areas.update({f"V{number}d": dorsal, f"V{number}v": ventral})
+            higher = rois["higher"] & half
+            areas.update(zip(("LOC", "FFA", "PPA"), split_by(higher, 1, 3), strict=True))
+            areas["HVC"] = higher
+            for area, mask in areas.items():
+                save_mask(mask, ctx.anat.affine, folder / f"sub-{model.subject}_mask_{side}_{area}.nii.gz", upsample)
 
 
 @register
@@ -102,6 +129,8 @@ class GodLayout(SimLayout):
         for i, (image, name) in enumerate(zip(ctx.stim.images, ctx.stim.table["stim_file"], strict=True)):
             save_image(image, folder / f"{name}.JPEG", mode={0: "L", 1: "CMYK"}.get(i, "RGB"))
         write_synset_words(ctx.stores_dir / "synset_words.txt", list(CATEGORIES))
+        rename_fmriprep(ctx.fmriprep_dir, space="T1w")
+        write_kamitani_masks(ctx)
 
     def run_args(self, bids_dir: Path, stores_dir: Path) -> list[str]:
         return ["--dataset", "god", "--stimuli-dir", str(stores_dir / "imagenet"), "--synset-words",

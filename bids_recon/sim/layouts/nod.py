@@ -27,8 +27,10 @@ from bids_recon.sim.layouts import (
     rename_fmriprep,
     save_image,
     synset_number,
+    user_roi_args,
     write_events_sidecar,
     write_synset_words,
+    write_user_rois,
 )
 from bids_recon.sim.stimuli import CATEGORIES
 
@@ -89,7 +91,8 @@ class NodLayout(SimLayout):
         coco_captions_file(ctx.stores_dir / "coco" / "annotations" / "captions_train2017.json", coco, "train2017")
         rename_fmriprep(ctx.fmriprep_dir, space="T1w", unpadded_runs=True, keep=("preproc", "confounds", "sidecars"),
                         description=False)
+        write_user_rois(ctx, ctx.stores_dir / "rois")  # NOD ships no volume ROIs: a user's masks
 
     def run_args(self, bids_dir: Path, stores_dir: Path) -> list[str]:
         return ["--dataset", "nod", "--stimuli-dir", str(stores_dir / "coco" / "train2017"),
-                "--captions", str(stores_dir / "coco" / "annotations")]
+                "--captions", str(stores_dir / "coco" / "annotations"), *user_roi_args(stores_dir / "rois")]

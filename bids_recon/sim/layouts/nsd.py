@@ -12,13 +12,17 @@
   ``sub-XX_betas.npz``): ``nsddata_betas/ppdata/subjNN/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionNN.nii.gz``
   (int16 x 300) and ``.hdf5``, ``nsddata/ppdata/subjNN/func1pt8mm/brainmask.nii.gz`` and ``roi/streams.nii.gz`` +
   ``nsdgeneral.nii.gz`` (-1 outside the brain; streams 1 = early on the early-visual labels, 5 = ventral on the
-  higher-visual ones) with ``nsddata/freesurfer/fsaverage/label/streams.mgz.ctab``, ``behav/responses.tsv``.
+  higher-visual ones) with ``nsddata/freesurfer/fsaverage/label/streams.mgz.ctab``, ``behav/responses.tsv``;
+  the same ``streams.nii.gz`` in NSD's MNI space, ``nsddata/ppdata/subjNN/MNI/roi/`` (the simulated spaces coincide);
+- fMRIPrep's outputs as ``fmriprep --output-spaces MNI152NLin6Asym:res-2`` names them (NSD ships none; its MNI
+  ROIs are on FSL's MNI152, TemplateFlow's MNI152NLin6Asym).
 
 The test images are the shared1000 ones.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from bids_recon.sim.layouts import (
     coco_captions_file,
     drop_bids_stimuli,
     register,
+    rename_fmriprep,
     write_events_sidecar,
 )
 
@@ -99,8 +104,12 @@ class NsdLayout(SimLayout):
         write_nsd(ctx.root, sets, shared=ids[table["split"].to_numpy() == "test"])
         atlas = ctx.anat.atlas
         for beta_set in sets:
-            write_nsd_rois(ctx.root, beta_set, np.isin(atlas, ctx.anat.early_labels),
-                           np.isin(atlas, ctx.anat.higher_labels))
+            streams = write_nsd_rois(ctx.root, beta_set, np.isin(atlas, ctx.anat.early_labels),
+                                     np.isin(atlas, ctx.anat.higher_labels))
+            mni = streams.parent.parent.parent / "MNI" / "roi" / streams.name
+            mni.parent.mkdir(parents=True)
+            shutil.copy(streams, mni)
+        rename_fmriprep(ctx.fmriprep_dir, space="MNI152NLin6Asym_res-2")
 
         by_name = captions_by_stimulus(ctx.stim)
         for year in ("train2017", "val2017"):

@@ -9,7 +9,8 @@
 - the images, JPEG, in nested concept folders outside the dataset: ``OUT_stimuli/THINGS/images/<concept>/``;
 - fMRIPrep 20.2.0 names: ``run-1`` for the raw ``run-01``, ``space-T1w`` without ``res-``;
 - the single-trial responses (:mod:`bids_recon.sim.betas`) in ``derivatives/`` as THINGS publishes them: ``betas_vol``
-  (NIfTI per run + ``conditions.tsv``), ``betas_csv`` (``ResponseData.h5`` + the two CSVs) and ``brainmasks/``.
+  (NIfTI per run + ``conditions.tsv``), ``betas_csv`` (``ResponseData.h5`` + the two CSVs) and ``brainmasks/``;
+- the ROI masks a user gives (THINGS-fMRI has none in its BIDS tree): ``OUT_stimuli/rois/sub-XX_desc-<roi>_mask``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_recon.sim.layouts import LayoutContext, SimLayout, drop_bids_stimuli, register, rename_fmriprep, save_image
+from bids_recon.sim.layouts import (
+    LayoutContext,
+    SimLayout,
+    drop_bids_stimuli,
+    register,
+    rename_fmriprep,
+    save_image,
+    user_roi_args,
+    write_user_rois,
+)
 from bids_recon.sim.layouts import write_events_sidecar as events_sidecar
 from bids_recon.sim.stimuli import CATEGORIES
 
@@ -84,6 +94,7 @@ class ThingsLayout(SimLayout):
         for image, name in zip(ctx.stim.images, ctx.stim.table["stim_file"], strict=True):
             save_image(image, images / name)
         rename_fmriprep(ctx.fmriprep_dir, space="T1w", unpadded_runs=True)
+        write_user_rois(ctx, ctx.stores_dir / "rois")
         from bids_recon.sim.betas import write_things_csv, write_things_vol
 
         for beta_set in ctx.published_betas():
@@ -91,4 +102,5 @@ class ThingsLayout(SimLayout):
             write_things_csv(ctx.bids_dir / "derivatives", beta_set)
 
     def run_args(self, bids_dir: Path, stores_dir: Path) -> list[str]:
-        return ["--dataset", "things", "--stimuli-dir", str(stores_dir / "THINGS" / "images")]
+        return ["--dataset", "things", "--stimuli-dir", str(stores_dir / "THINGS" / "images"),
+                *user_roi_args(stores_dir / "rois")]

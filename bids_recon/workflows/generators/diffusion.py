@@ -132,7 +132,8 @@ class DiffusionGenerator(GeneratorSpec):
         model = configured_model(config)
         identity = model.identity.to_sidecar()
         params = to_dict(diff)
-        betas_sources = [bids_uri("bids_recon", names.betas(r.session, r.run).as_posix()) for r in inputs.runs]
+        betas_sources = [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
+                         for r in inputs.runs]
 
         wf = pe.Workflow(name=name)
         wf.__desc__ = self.methods(config)

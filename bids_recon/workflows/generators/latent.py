@@ -147,7 +147,7 @@ class LatentGenerator(GeneratorSpec):
             "Description": "Every stimulus's latent vector ('features', rows 'stim_ids'), the decoders' targets; "
                            "'source' says whether it came from the latents table or was estimated", **described})
         ds_decoder = sink(out_dir, names.sink("decoder", label=label, desc=LATENT_TARGET), "ds_decoder", {
-            **described, "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run).as_posix())
+            **described, "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
                                      for r in inputs.runs]})
         ds_decoded = sink(out_dir, names.sink("features", label=label, desc=LATENT_TARGET), "ds_decoded", {
             "Description": "Decoded ('decoded') and true ('true') latents of the test stimuli ('stim_ids'), from "

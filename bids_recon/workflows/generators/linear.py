@@ -77,7 +77,8 @@ class LinearGenerator(GeneratorSpec):
         ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
             "Target": TARGET, "ROI": lin.roi,
             "TargetDescription": f"{lin.n_components}-component PCA of training-image pixels at {lin.image_size} px",
-            "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run).as_posix()) for r in inputs.runs]})
+            "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
+                        for r in inputs.runs]})
         ds_decoded = sink(out_dir, names.sink("features", label=lin.roi, desc=TARGET), "ds_decoded", {
             "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), from "
                            "betas averaged over 'n_trials' presentations", "Target": TARGET, "ROI": lin.roi})
