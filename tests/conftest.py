@@ -17,6 +17,17 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 STRICT_WARNINGS = "error::RuntimeWarning"
 os.environ["PYTHONWARNINGS"] = STRICT_WARNINGS
 
+#: Caches the suite's command-line runs share, as a user's runs share their home's: without them every run's work
+#: dir would build matplotlib's font list and Deno's code cache anew (about 1 s each run). ``tiny_run`` runs without
+#: them, to check that a run writes its caches into its work dir.
+SHARED_CACHES = ("MPLCONFIGDIR", "DENO_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_caches(tmp_path_factory):
+    for variable in SHARED_CACHES:
+        os.environ.setdefault(variable, str(tmp_path_factory.mktemp("caches") / variable.lower()))
+
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
@@ -64,24 +75,47 @@ def tiny_sd(tiny_dataset, tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
 
 
-def run_cli(args: list[str], templateflow_dir: Path, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set and RuntimeWarnings errors."""
-    env = {**os.environ, "TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1",
-           "PYTHONWARNINGS": STRICT_WARNINGS}
+def run_cli(args: list[str], templateflow_dir: Path, env: dict[str, str | None] | None = None,
+            **kwargs) -> subprocess.CompletedProcess:
+    """Run ``bids_recon`` in a subprocess as a user would, with TEMPLATEFLOW_HOME set and RuntimeWarnings errors
+    (``env``: variables added, or removed where ``None``)."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    env.update({"TEMPLATEFLOW_HOME": str(templateflow_dir), "NIPYPE_NO_ET": "1", "PYTHONWARNINGS": STRICT_WARNINGS})
     return subprocess.run([sys.executable, "-m", "bids_recon", *args], capture_output=True, text=True, env=env,
                           **kwargs)
 
 
+def file_states(folder: Path) -> dict[str, tuple]:
+    """Every entry under ``folder``: relative path -> (is a folder, mtime in ns, size) (to find what changed)."""
+    return {p.relative_to(folder).as_posix(): (p.is_dir(), p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(folder.rglob("*"))}
+
+
+#: Where a run could write outside OUT and the work dir: fresh empty folders for the ``tiny_run`` (the current folder
+#: as ``cwd``); tests/test_outside_writes.py checks they stay empty.
+OUTSIDE = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TMPDIR", "cwd")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_dataset, tmp_path_factory):
-    """The participant and group levels run once on the tiny dataset."""
+    """The participant and group levels run once on the tiny dataset, with the :data:`OUTSIDE` folders fresh and
+    empty, and the inputs (raw, fMRIPrep, TemplateFlow) listed before and after (``inputs_before``, ``..._after``)."""
     root = tmp_path_factory.mktemp("run")
     out, work = root / "out", root / "work"
+    outside = {name: root / "outside" / name for name in OUTSIDE}
+    for folder in outside.values():
+        folder.mkdir(parents=True)
+    env = {**{name: str(folder) for name, folder in outside.items() if name != "cwd"}, **dict.fromkeys(SHARED_CACHES)}
+    inputs = (tiny_dataset.bids_dir, tiny_dataset.templateflow_dir)
+    before = {str(folder): file_states(folder) for folder in inputs}
     participant = run_cli([str(tiny_dataset.bids_dir), str(out), "participant", "-d",
                            f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(work), "--nprocs", "2"],
-                          tiny_dataset.templateflow_dir)
-    group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir)
-    return {"out": out, "work": work, "participant": participant, "group": group, "dataset": tiny_dataset}
+                          tiny_dataset.templateflow_dir, env=env, cwd=outside["cwd"])
+    group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir, env=env,
+                    cwd=outside["cwd"])
+    return {"out": out, "work": work, "participant": participant, "group": group, "dataset": tiny_dataset,
+            "outside": outside, "inputs_before": before,
+            "inputs_after": {str(folder): file_states(folder) for folder in inputs}}
 
 
 def cli_config(tmp_path: Path, *flags: str, toml: str | None = None, bids: Path | None = None):

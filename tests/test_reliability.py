@@ -18,11 +18,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import psutil
 import pytest
 
 from bids_recon.bids.derivatives import BIDSIGNORE
 from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, _one, _preproc_bold
-from tests.conftest import no_network_env, participant_files, run_cli
+from tests.conftest import bids_validator, no_network_env, participant_files, run_cli, validator_errors
 
 pytestmark = pytest.mark.slow  # every test here runs the command line in a subprocess
 
@@ -59,6 +60,8 @@ def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_p
     assert not (out / "sub-01.html").exists()
     nodes_run = list((out.parent / "work").rglob("result_*.pklz"))
     assert bool(nodes_run) == (case in FOUND_IN_A_NODE), nodes_run[:3]
+    # a run that failed in a node keeps its participant marked incomplete; one refused before any node wrote nothing
+    assert (out / "sub-01_INCOMPLETE.txt").is_file() == (case in FOUND_IN_A_NODE)
 
 
 # --- whole runs: unusable voxels, no network, reproducibility, interrupt and resume ----------------------------
@@ -117,9 +120,44 @@ def offline_run(unusable_voxels_dataset) -> dict:
     return {"out": out, "codes": [p.returncode for p in procs], "stderr": [r[1] for r in results], "group": group}
 
 
+def _nodes_running(work: Path) -> list[Path]:
+    """Node folders whose node has started (``_node.pklz``) and not finished (no ``result_*.pklz``)."""
+    return [p.parent for p in work.rglob("_node.pklz") if not any(p.parent.glob("result_*.pklz"))]
+
+
+def _running_after(processes: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """The processes still running after up to ``seconds`` (a zombie is dead: only its parent has not reaped it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        running = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    running.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.05)
+
+
+def _kill(processes: list[psutil.Process]) -> list[str]:
+    """Kill processes left running (a failing test must not leave them behind); returns what they were."""
+    killed = []
+    for process in processes:
+        try:
+            what = f"{process.pid} {' '.join(process.cmdline()[:4])}"
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+        killed.append(what)
+    return killed
+
+
 @pytest.fixture(scope="module")
 def resumed_run(unusable_voxels_dataset) -> dict:
-    """A run killed with SIGKILL mid-workflow, then rerun with the same work directory."""
+    """A run killed with ``kill -9`` of its main process mid-workflow (a worker running a node), the group level
+    tried then, the run rerun with the same work directory, and the group level again."""
     d = unusable_voxels_dataset
     out, work = d["root"] / "b" / "out", d["root"] / "b" / "work"
     command = _command(d["bids"], out, work)
@@ -127,16 +165,25 @@ def resumed_run(unusable_voxels_dataset) -> dict:
                                start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if len(list(work.rglob("result_*.pklz"))) >= 6:  # some nodes done, the run is well under way
+        # some nodes done, the run well under way, a worker inside a node
+        if len(list(work.rglob("result_*.pklz"))) >= 6 and _nodes_running(work):
             break
         time.sleep(0.2)
     killed_mid_run = process.poll() is None
+    tree = psutil.Process(process.pid).children(recursive=True) if killed_mid_run else []
     if killed_mid_run:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.kill(process.pid, signal.SIGKILL)  # the main process only, as a user's kill -9 PID
     process.wait(timeout=60)
-    left = {"report": (out / "sub-01.html").exists(), "killed_mid_run": killed_mid_run}
+    alive = _kill(_running_after(tree, 5.0))
+    left = {"report": (out / "sub-01.html").exists(), "killed_mid_run": killed_mid_run,
+            "workers": [p.pid for p in tree], "alive": alive,
+            "marker": (out / "sub-01_INCOMPLETE.txt").read_text() if (out / "sub-01_INCOMPLETE.txt").exists() else None}
+    left["validator"] = validator_errors(out) if bids_validator() else None  # the marker is in .bidsignore
+    group = [sys.executable, "-m", "bids_recon", str(d["bids"]), str(out), "group"]
+    refused = subprocess.run(group, env=d["env"], capture_output=True, text=True, timeout=600)
     proc = subprocess.run(command, env=d["env"], capture_output=True, text=True, timeout=600)
-    return {"out": out, "proc": proc, **left}
+    after = subprocess.run(group, env=d["env"], capture_output=True, text=True, timeout=600)
+    return {"out": out, "work": work, "proc": proc, "group_refused": refused, "group_after": after, **left}
 
 
 def test_network_sandbox_works(unusable_voxels_dataset) -> None:
@@ -175,6 +222,95 @@ def test_killed_run_resumes_with_identical_outputs(offline_run, resumed_run, unu
     assert not resumed_run["report"], "a killed run left a report that looks complete"
     assert resumed_run["proc"].returncode == 0, resumed_run["proc"].stderr[-3000:]
     _assert_same_outputs(offline_run["out"], resumed_run["out"])
+
+
+def test_killed_run_leaves_no_process_and_looks_incomplete(resumed_run) -> None:
+    """kill -9 of the main process: its workers (and what they started) end within seconds; OUT carries the
+    participant's INCOMPLETE marker, which the group level refuses (exit 65) until the rerun completes it."""
+    assert resumed_run["killed_mid_run"], "the run finished before it could be killed"
+    assert len(resumed_run["workers"]) >= 2, resumed_run["workers"]  # --nprocs 2 workers (and the guard)
+    assert resumed_run["alive"] == [], f"processes of the killed run still running: {resumed_run['alive']}"
+    marker = resumed_run["marker"]
+    assert marker is not None, "a killed run left nothing saying that sub-01 is incomplete"
+    assert "INCOMPLETE" in marker and f"-w {resumed_run['work']}" in marker and "bids_recon.log" in marker
+    if resumed_run["validator"] is not None:
+        code, errors = resumed_run["validator"]
+        assert code == 0 and not errors, errors[:5]
+    refused = resumed_run["group_refused"]
+    assert refused.returncode == 65, refused.stderr[-3000:]
+    assert "sub-01" in refused.stderr and f"-w {resumed_run['work']}" in refused.stderr, refused.stderr[-3000:]
+    assert resumed_run["proc"].returncode == 0, resumed_run["proc"].stderr[-3000:]
+    assert not (resumed_run["out"] / "sub-01_INCOMPLETE.txt").exists()
+    assert resumed_run["group_after"].returncode == 0, resumed_run["group_after"].stderr[-3000:]
+
+
+def test_workers_and_their_processes_die_with_the_main_process(tmp_path: Path) -> None:
+    """A node that starts a process (``sleep``) in a GuardedMultiProc worker: kill -9 of the main process ends the
+    worker and the process it started."""
+    script = tmp_path / "wf.py"
+    script.write_text(NODE_STARTS_A_PROCESS)
+    main = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "NIPYPE_NO_ET": "1"})
+    pids = tmp_path / "pids"
+    deadline = time.monotonic() + 120
+    while not pids.is_file() and main.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids.is_file(), "the node did not start"
+    worker, child = (psutil.Process(int(pid)) for pid in pids.read_text().split())
+    assert child.ppid() == worker.pid and worker.pid in [p.pid for p in psutil.Process(main.pid).children()]
+    os.kill(main.pid, signal.SIGKILL)
+    main.wait(timeout=30)
+    alive = _kill(_running_after([worker, child], 5.0))
+    assert alive == [], f"still running after the main process was killed: {alive}"
+
+
+#: A one-node workflow run with bids_recon's MultiProc; the node starts ``sleep`` and writes both pids.
+NODE_STARTS_A_PROCESS = """
+import sys
+from nipype.interfaces.utility import Function
+from nipype.pipeline import engine as pe
+from bids_recon.workflows.multiproc import register_plugin
+
+def start(folder):
+    import os, subprocess, time
+    child = subprocess.Popen(["sleep", "120"])
+    with open(os.path.join(folder, "pids.tmp"), "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.replace(os.path.join(folder, "pids.tmp"), os.path.join(folder, "pids"))
+    time.sleep(120)
+
+wf = pe.Workflow("wf", base_dir=sys.argv[1])
+node = pe.Node(Function(input_names=["folder"], function=start), name="node")
+node.inputs.folder = sys.argv[1]
+wf.add_nodes([node])
+wf.run(plugin=register_plugin(), plugin_args={"n_procs": 1})
+"""
+
+
+def test_reports_only_and_group_refuse_an_incomplete_participant(tmp_path: Path) -> None:
+    """The marker's check, without a run: ``--reports-only`` and the group level name the participant and the
+    work directory to rerun with; other participants are not refused."""
+    from types import SimpleNamespace
+
+    from bids_recon.bids.derivatives import incomplete_participants, write_incomplete_marker
+    from bids_recon.config import Config
+    from bids_recon.errors import BadDataError
+    from bids_recon.workflows.group import run_group
+    from bids_recon.workflows.participant import rebuild_report
+
+    facts = dict(started="now", run_id="r1", version="x", pid=1, host="h", log="logs/r1/bids_recon.log",
+                 work_dir="/scratch/work-02", command="bids_recon ...")
+    marker = write_incomplete_marker(tmp_path, "02", **facts)
+    assert marker.name == "sub-02_INCOMPLETE.txt" and "-w /scratch/work-02" in marker.read_text()
+    assert incomplete_participants(tmp_path) == {"02": marker}
+    assert incomplete_participants(tmp_path, ["sub-01"]) == {}
+    config = Config()
+    config.execution.output_dir = str(tmp_path)
+    with pytest.raises(BadDataError, match=r"--reports-only refuses sub-02.*-w /scratch/work-02") as refused:
+        rebuild_report(config, SimpleNamespace(subject="02", task="images"))
+    assert refused.value.exit_code == 65
+    with pytest.raises(BadDataError, match=r"the group level refuses sub-02"):
+        run_group(config)
 
 
 def test_participants_in_parallel_share_one_output_dir(offline_run, unusable_voxels_dataset):

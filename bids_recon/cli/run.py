@@ -29,6 +29,9 @@ from bids_recon.errors import (
 
 LOGGER = logging.getLogger("bids_recon")
 
+#: The arguments of the running command (for the "incomplete" markers: how to run it again).
+_ARGV: list[str] = []
+
 
 def _is_within(path: Path, parent: Path) -> bool:
     path, parent = path.resolve(), parent.resolve()
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run bids_recon; returns the BIDS-App exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         level = getattr(args, "execution.analysis_level")
         if level not in ANALYSIS_LEVELS:
@@ -195,17 +199,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"unknown analysis level '{level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
         config = build_config(args, parser)
         check_paths(config)
+        from bids_recon.cli.confine import confined
+
+        ex = config.execution  # the group level needs no work dir: its caches may go in OUT/logs for the run
+        fallback = Path(ex.output_dir) / "logs" / f".cache-{os.getpid()}" if ex.analysis_level == "group" else None
+        with confined(ex.work_dir, fallback) as changed:  # before matplotlib, nipype, torch are imported
+            return run_level(config, changed)
     except BidsReconError as exc:
         print(f"bids_recon: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
 
+
+def run_level(config: Config, confined: dict[str, str]) -> int:
+    """Log, save the configuration, run the analysis level; returns the exit code (errors logged)."""
     ex = config.execution
     ex.run_id = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
     from bids_recon.bids.derivatives import logs_dir
 
     log_dir = logs_dir(Path(ex.output_dir), ex.run_id)
     log_file = setup_logging(config, log_dir)
-    ex.templateflow_home = os.environ.get("TEMPLATEFLOW_HOME", "")
+    from bids_recon.rois.templates import templateflow_home
+
+    ex.templateflow_home = str(templateflow_home())  # read there, never written
+    LOGGER.log(15, "Caches and temporary files of this run: %s", ", ".join(f"{k}={v}" for k, v in confined.items()))
     config.save(log_dir / "bids_recon.toml")
     LOGGER.info("bids_recon %s, %s level; configuration saved to %s", __version__, ex.analysis_level,
                 log_dir / "bids_recon.toml")
@@ -290,17 +306,60 @@ def run_participants(config: Config, log_dir: Path) -> None:
     # nipype's MultiProc runs gc.collect() before every submission and after every node it runs itself (33 passes of
     # 0.26 s each in a tiny run, cProfile); freezing moves the imported modules and the graph out of their view
     gc.freeze()
+    markers = mark_incomplete(config, inputs, log_file=log_dir / "bids_recon.log")
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)
     except Exception as exc:
+        unmark_complete(config, inputs, markers, finished=False)
         errors = read_errors(str(error_dir))
         if errors:
             for err in errors[1:]:  # the first one is reported as the run's error
                 LOGGER.error("also failed, %s: %s", err["where"], err["message"])
             raise _error_from_record(errors[0]) from exc
         raise
+    unmark_complete(config, inputs, markers, finished=True)
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
+
+
+def mark_incomplete(config: Config, inputs: dict, log_file: Path) -> dict[str, Path]:
+    """Write each participant's ``sub-<label>_INCOMPLETE.txt`` before the workflow writes any of its outputs.
+
+    Returns
+    -------
+    dict
+        Participant label -> marker path.
+    """
+    import shlex
+    import socket
+
+    from bids_recon.bids.derivatives import write_incomplete_marker
+
+    ex = config.execution
+    out = Path(ex.output_dir)
+    facts = dict(started=f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}", run_id=ex.run_id,
+                 version=__version__, pid=os.getpid(), host=socket.gethostname(),
+                 log=log_file.relative_to(out) if _is_within(log_file, out) else log_file,
+                 work_dir=Path(ex.work_dir).absolute(), command=shlex.join(["bids_recon", *_ARGV]))
+    return {subject: write_incomplete_marker(out, subject, **facts) for subject in inputs}
+
+
+def unmark_complete(config: Config, inputs: dict, markers: dict[str, Path], finished: bool) -> None:
+    """Remove the markers of the participants this run completed: all when the workflow ``finished``; otherwise
+    those whose report (the last node, run after every other output of the participant) was written after their
+    marker. A failed participant keeps its marker."""
+    from bids_recon.workflows.participant import subject_outputs
+
+    out = Path(config.execution.output_dir)
+    for subject, marker in markers.items():
+        report = out / subject_outputs(config, inputs[subject]).report()
+        done = finished or (report.is_file() and marker.is_file()
+                            and report.stat().st_mtime_ns > marker.stat().st_mtime_ns)
+        if done:
+            marker.unlink(missing_ok=True)
+        else:
+            LOGGER.error("sub-%s is incomplete (%s stays): rerun the participant level with the same -w %s",
+                         subject, marker.name, config.execution.work_dir)
 
 
 def _imported_source(config: Config) -> Path:

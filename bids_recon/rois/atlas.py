@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -30,10 +29,10 @@ from bids_recon.rois.params import RoiParams, mask_specs
 LOGGER = logging.getLogger("bids_recon.rois")
 
 HOW_TO_PROVIDE_TEMPLATES = (
-    "bids_recon never downloads at run time. On a machine with internet, fetch the files with "
-    "`python -c \"import templateflow.api as tf; tf.get('{template}', {query})\"` into a TEMPLATEFLOW_HOME "
-    "folder and point TEMPLATEFLOW_HOME at it (containers ship one); or give your own masks with "
-    "--roi-mask NAME=PATH."
+    "bids_recon never downloads at run time and never writes into TEMPLATEFLOW_HOME. On a machine with internet, "
+    "run `bids_recon-fetch FOLDER --include templates` (it fetches the atlas, its label table and the brain mask) "
+    "and point TEMPLATEFLOW_HOME at FOLDER/templateflow (`source FOLDER/bids_recon-env.sh`; containers ship one); "
+    "or give your own masks with --roi-mask NAME=PATH."
 )
 
 
@@ -42,41 +41,41 @@ def _query_text(query: dict[str, object]) -> str:
 
 
 def templateflow_file(template: str, **query: object) -> Path:
-    """Return one TemplateFlow file already on disk, never downloading.
+    """Return one TemplateFlow file already on disk, never downloading, never writing, without importing
+    ``templateflow`` (its import populates an empty ``TEMPLATEFLOW_HOME``).
 
     Parameters
     ----------
     template : str
         Template identifier, e.g. ``MNI152NLin2009cAsym``.
     **query
-        TemplateFlow entities (``resolution``, ``atlas``, ``desc``, ``suffix``, ``extension``).
+        TemplateFlow entities (``resolution``, ``atlas``, ``desc``, ``suffix``, ``extension``), matched as
+        ``templateflow.api.ls`` matches them (:func:`bids_recon.rois.templates.find_template_files`).
 
     Raises
     ------
     MissingInputError
-        No such file in ``$TEMPLATEFLOW_HOME``, or only TemplateFlow's empty placeholder is there.
+        No such file in ``$TEMPLATEFLOW_HOME`` (default ``~/.cache/templateflow``), or only TemplateFlow's empty
+        placeholder (or a DataLad link to a file not downloaded) is there (exit 66).
+    BadDataError
+        The query matches several files (exit 65).
     """
-    from templateflow import api
-    from templateflow.conf import TF_HOME
+    from bids_recon.rois.templates import find_template_files, templateflow_home
 
-    found = [Path(p) for p in _as_list(api.ls(template, **query))]
+    home = templateflow_home()
+    found = find_template_files(template, dict(query), home)
     present = [p for p in found if p.is_file() and p.stat().st_size > 0]
     if len(present) == 1:
         return present[0]
     if len(present) > 1:
-        raise BadDataError(f"TemplateFlow query {_query_text(query)} matches {len(present)} files: be more specific",
-                           TF_HOME)
-    where = f"TEMPLATEFLOW_HOME={os.environ.get('TEMPLATEFLOW_HOME', TF_HOME)}"
+        raise BadDataError(f"TemplateFlow query tpl-{template} {_query_text(query)} matches {len(present)} files "
+                           f"({', '.join(p.name for p in present[:3])}): be more specific", home)
+    state = (f"only as an empty placeholder or a link to a file not downloaded ({found[0].name})" if found else
+             "not on disk")
     raise MissingInputError(
-        f"TemplateFlow file tpl-{template} {_query_text(query)} is not on disk ({where}). "
-        + HOW_TO_PROVIDE_TEMPLATES.format(template=template, query=_query_text(query)),
+        f"TemplateFlow file tpl-{template} {_query_text(query)} is {state} (TEMPLATEFLOW_HOME={home}). "
+        + HOW_TO_PROVIDE_TEMPLATES,
     )
-
-
-def _as_list(value: object) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def load_label_table(path: Path) -> pd.DataFrame:

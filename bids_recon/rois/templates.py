@@ -1,12 +1,18 @@
-"""The TemplateFlow files bids_recon reads, as queries: what a container or an HPC cache must hold.
+"""The TemplateFlow files bids_recon reads, as queries: what a container or an HPC cache must hold, and where.
 
 :func:`required_templates` is the list that ``scripts/prefetch_templates.py`` downloads and checks; it is derived
 from :class:`bids_recon.rois.params.RoiParams`, the same settings :func:`bids_recon.rois.atlas.atlas_rois` queries
 with, so a change of atlas in the configuration changes what is prefetched.
+
+:func:`find_template_files` answers a query from the files under :func:`templateflow_home`, read-only: bids_recon
+never imports ``templateflow`` at run time, since importing it unpacks TemplateFlow's skeleton (about 2,500
+placeholder files) into ``TEMPLATEFLOW_HOME`` (by default ``~/.cache/templateflow``) when that folder is empty.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +66,98 @@ def required_templates(rois: RoiParams | None = None) -> list[TemplateQuery]:
                                       "extension": ".nii.gz"},
                       "brain mask of the template at the atlas resolution"),
     ]
+
+
+#: TemplateFlow query keys -> the entity keys in file names (``resolution=2`` selects ``res-02``).
+TEMPLATE_ENTITY_KEYS = {"resolution": "res", "density": "den"}
+
+
+def templateflow_home() -> Path:
+    """The TemplateFlow folder the run reads: ``$TEMPLATEFLOW_HOME``, else templateflow's default, computed as
+    templateflow computes it (``platformdirs.user_cache_dir("templateflow")``: ``$XDG_CACHE_HOME/templateflow``
+    or ``~/.cache/templateflow`` on Linux), without importing templateflow (whose import writes into that folder).
+    """
+    home = os.environ.get("TEMPLATEFLOW_HOME")
+    if home:
+        return Path(home).expanduser().absolute()
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # platformdirs comes with templateflow; without either, Linux's default
+        cache = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache")
+        return (Path(cache) / "templateflow").absolute()
+    return Path(user_cache_dir("templateflow")).absolute()
+
+
+def template_entities(name: str) -> dict[str, str] | None:
+    """Entities of a TemplateFlow file name, with ``suffix`` and ``extension`` (``None`` for other names).
+
+    ``tpl-MNI152NLin2009cAsym_res-02_desc-brain_mask.nii.gz`` -> ``{"tpl": "MNI152NLin2009cAsym", "res": "02",
+    "desc": "brain", "suffix": "mask", "extension": ".nii.gz"}``.
+    """
+    base = name.rsplit("/", 1)[-1]
+    if not base.startswith("tpl-") or "." not in base:
+        return None
+    stem, _, extension = base.partition(".")
+    parts = stem.split("_")
+    entities = dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
+    entities["suffix"], entities["extension"] = parts[-1], "." + extension
+    return entities
+
+
+def _same(found: str | None, wanted: object) -> bool:
+    """Whether an entity's label matches a query value, as TemplateFlow matches them (``2`` is ``02``; the
+    extension with or without its dot; a list: any of its values; ``None``: the entity is absent)."""
+    if isinstance(wanted, list | tuple):
+        return any(_same(found, w) for w in wanted)
+    if wanted is None or found is None:
+        return wanted is None and found is None
+    text = str(wanted)
+    if found.isdigit() and text.isdigit():
+        return int(found) == int(text)
+    if text.startswith(".") or found.startswith("."):
+        return found.lstrip(".") == text.lstrip(".")
+    return found == text
+
+
+def template_matches(name: str, template: str, query: dict[str, object]) -> bool:
+    """Whether the file ``name`` is selected by ``templateflow.api.ls(template, **query)``: every entity the query
+    gives must match; the others are free."""
+    entities = template_entities(name)
+    if entities is None or entities.get("tpl") != template:
+        return False
+    return all(_same(entities.get(TEMPLATE_ENTITY_KEYS.get(key, key)), value) for key, value in query.items())
+
+
+def find_template_files(template: str, query: dict[str, object], home: Path | None = None) -> list[Path]:
+    """The files under ``home/tpl-<template>/`` that a TemplateFlow query selects, sorted; reads nothing else
+    and writes nothing.
+
+    Parameters
+    ----------
+    template : str
+        Template identifier, e.g. ``MNI152NLin2009cAsym``.
+    query : dict
+        TemplateFlow entities (``resolution``, ``atlas``, ``desc``, ``suffix``, ``extension``).
+    home : Path, optional
+        The TemplateFlow folder; :func:`templateflow_home` when omitted.
+
+    Returns
+    -------
+    list of Path
+        Every matching name, present or not: TemplateFlow's 0-byte placeholders and DataLad's broken links
+        (files not downloaded) included; the caller decides what is usable.
+    """
+    folder = (home or templateflow_home()) / f"tpl-{template}"
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in _walk(folder) if template_matches(path.name, template, query))
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    """Every non-folder entry under ``folder``, skipping hidden folders (``.git``, ``.datalad``)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        yield from (Path(root) / f for f in files)
 
 
 def missing_templates(queries: list[TemplateQuery]) -> list[tuple[TemplateQuery, str]]:

@@ -11,6 +11,7 @@ from nipype.pipeline import engine as pe
 
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.workflows.multiproc import register_plugin
 from bids_recon.workflows.participant import init_participant_wf
 
 
@@ -43,7 +44,12 @@ def init_bids_recon_wf(config: Config, inputs: dict[str, SubjectInputs]) -> pe.W
 
 
 def nipype_plugin(config: Config) -> tuple[str, dict]:
-    """The nipype plugin and its arguments from the configuration."""
+    """The nipype plugin's name and its arguments from the configuration (``workflow.run(plugin=, plugin_args=)``).
+
+    MultiProc runs as ``GuardedMultiProc`` (:class:`bids_recon.workflows.multiproc.GuardedMultiProcPlugin`, made
+    known to nipype here): nipype's MultiProc, same arguments, whose workers and the processes they start end with
+    the run, ``kill -9`` of the main process included. Other plugins (``--use-plugin``) are nipype's.
+    """
     npp = config.nipype
     args = dict(npp.plugin_args)
     if npp.plugin == "MultiProc":
@@ -51,4 +57,5 @@ def nipype_plugin(config: Config) -> tuple[str, dict]:
         if npp.mem_gb is not None:
             args.setdefault("memory_gb", npp.mem_gb)
         args.setdefault("raise_insufficient", False)
+        return register_plugin(), args
     return npp.plugin, args

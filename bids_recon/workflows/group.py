@@ -64,11 +64,19 @@ def published_comparison(output_dir: Path, participants: list[str] | None = None
 
 
 def run_group(config: Config) -> Path:
-    """Write the group metrics table(s) and ``group.html``; return the report's path."""
-    from bids_recon.bids.derivatives import group_metrics_path, group_report_path
-    from bids_recon.reports.group import build_group_report
+    """Write the group metrics table(s) and ``group.html``; return the report's path.
+
+    Raises
+    ------
+    BadDataError
+        A participant in scope is marked incomplete (``sub-<label>_INCOMPLETE.txt``: its run did not finish).
+    """
+    from bids_recon.bids.derivatives import group_metrics_path, group_report_path, refuse_incomplete
 
     output_dir = Path(config.execution.output_dir)
+    refuse_incomplete(output_dir, config.execution.participant_label, "the group level")
+    from bids_recon.reports.group import build_group_report
+
     table = collect_group_metrics(output_dir, config.execution.participant_label)
     for task, rows in table.groupby("task"):
         write_tsv(output_dir / group_metrics_path(str(task)), rows.reset_index(drop=True))

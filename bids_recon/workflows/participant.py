@@ -149,11 +149,13 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
 
 def rebuild_report(config: Config, inputs: SubjectInputs) -> Path:
     """Rebuild a participant's report from the outputs already written (``--reports-only``)."""
+    from bids_recon.bids.derivatives import refuse_incomplete
     from bids_recon.errors import MissingInputError
     from bids_recon.reports.participant import build_participant_report
 
     names = subject_outputs(config, inputs)
     out_dir = Path(config.execution.output_dir)
+    refuse_incomplete(out_dir, [inputs.subject], "--reports-only")
     metrics = out_dir / (names.trials() if config.workflow.betas_only else
                          names.metrics(config.workflow.generate.generator))
     if not metrics.is_file():
