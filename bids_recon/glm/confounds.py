@@ -18,7 +18,7 @@ its confounds (see fMRIPrep's documentation, *Outputs: Confounds*):
                    first K by number (older tables hold the combined mask's only)
 ``tcompcor:K``     the first K temporal CompCor components (``t_comp_cor_*``)
 ``none``           no confounds (alone)
-``auto``           :data:`~bids_recon.glm.params.DEFAULT_CONFOUNDS` (``motion6 csf wm nss``), each group used where
+``auto``           :data:`DEFAULT_CONFOUNDS` (``motion6 csf wm nss``), each group used where
                    the run's table has it and skipped (logged, reported) where it does not: the default
 =================  ==============================================================================================
 
@@ -46,12 +46,14 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
-from bids_recon.glm.params import DEFAULT_CONFOUNDS
 
 #: The setting and its flag, named in every message about the choice of confounds.
 SETTING = "workflow.glm.confounds"
 FLAG = "--confounds"
 WHERE = f"{FLAG} / {SETTING}"
+#: The confound groups of the default setting ``auto`` (:class:`bids_recon.glm.params.GlmParams`): each is regressed
+#: out of a run where its confounds table has it, and skipped (logged, reported) where it does not.
+DEFAULT_CONFOUNDS = ("motion6", "csf", "wm", "nss")
 #: The default: :data:`DEFAULT_CONFOUNDS`, each where the table has it.
 AUTO = "auto"
 #: No confounds.

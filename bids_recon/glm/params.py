@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bids_recon.glm.confounds import DEFAULT_CONFOUNDS, check_confounds_setting
 from bids_recon.params import problem_of, setting
 
 #: Estimator names (``--glm``), simplest first.
@@ -15,14 +16,9 @@ FRACTION_SELECTIONS = ("evidence", "session", "voxel")
 #: How the number of noise components is chosen.
 NOISE_SELECTIONS = ("auto", "cv", "parallel")
 
-#: The confound groups of the default setting ``auto`` (see :mod:`bids_recon.glm.confounds`): each is regressed out
-#: of a run where its confounds table has it, and skipped (logged, reported) where it does not.
-DEFAULT_CONFOUNDS = ("motion6", "csf", "wm", "nss")
 
 
 def _check_confounds(spec: list[str]) -> str | None:
-    from bids_recon.glm.confounds import check_confounds_setting
-
     return check_confounds_setting(spec)
 
 

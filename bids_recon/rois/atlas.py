@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
+from bids_recon.errors import BadDataError, BidsReconError
 from bids_recon.io import read_tsv
 from bids_recon.rois.labels import split_roi_spec
 from bids_recon.rois.masks import (
@@ -25,58 +25,9 @@ from bids_recon.rois.masks import (
     voxels_lost,
 )
 from bids_recon.rois.params import RoiParams, mask_specs
+from bids_recon.rois.templates import templateflow_file
 
 LOGGER = logging.getLogger("bids_recon.rois")
-
-HOW_TO_PROVIDE_TEMPLATES = (
-    "bids_recon never downloads at run time and never writes into TEMPLATEFLOW_HOME. On a machine with internet, "
-    "run `bids_recon-fetch FOLDER --include templates` (it fetches the atlas, its label table and the brain mask) "
-    "and point TEMPLATEFLOW_HOME at FOLDER/templateflow (`source FOLDER/bids_recon-env.sh`; containers ship one); "
-    "or give your own masks with --roi-mask NAME=PATH."
-)
-
-
-def _query_text(query: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in query.items())
-
-
-def templateflow_file(template: str, **query: object) -> Path:
-    """Return one TemplateFlow file already on disk, never downloading, never writing, without importing
-    ``templateflow`` (its import populates an empty ``TEMPLATEFLOW_HOME``).
-
-    Parameters
-    ----------
-    template : str
-        Template identifier, e.g. ``MNI152NLin2009cAsym``.
-    **query
-        TemplateFlow entities (``resolution``, ``atlas``, ``desc``, ``suffix``, ``extension``), matched as
-        ``templateflow.api.ls`` matches them (:func:`bids_recon.rois.templates.find_template_files`).
-
-    Raises
-    ------
-    MissingInputError
-        No such file in ``$TEMPLATEFLOW_HOME`` (default ``~/.cache/templateflow``), or only TemplateFlow's empty
-        placeholder (or a DataLad link to a file not downloaded) is there (exit 66).
-    BadDataError
-        The query matches several files (exit 65).
-    """
-    from bids_recon.rois.templates import find_template_files, templateflow_home
-
-    home = templateflow_home()
-    found = find_template_files(template, dict(query), home)
-    present = [p for p in found if p.is_file() and p.stat().st_size > 0]
-    if len(present) == 1:
-        return present[0]
-    if len(present) > 1:
-        raise BadDataError(f"TemplateFlow query tpl-{template} {_query_text(query)} matches {len(present)} files "
-                           f"({', '.join(p.name for p in present[:3])}): be more specific", home)
-    state = (f"only as an empty placeholder or a link to a file not downloaded ({found[0].name})" if found else
-             "not on disk")
-    raise MissingInputError(
-        f"TemplateFlow file tpl-{template} {_query_text(query)} is {state} (TEMPLATEFLOW_HOME={home}). "
-        + HOW_TO_PROVIDE_TEMPLATES,
-    )
-
 
 def load_label_table(path: Path) -> pd.DataFrame:
     """Read an atlas label table (``index``, ``name``)."""

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.rois.params import RoiParams
 
 
@@ -168,8 +169,6 @@ def missing_templates(queries: list[TemplateQuery]) -> list[tuple[TemplateQuery,
     list of (TemplateQuery, str)
         Each failing query with the reason.
     """
-    from bids_recon.rois.atlas import templateflow_file
-
     problems = []
     for item in queries:
         try:
@@ -180,3 +179,51 @@ def missing_templates(queries: list[TemplateQuery]) -> list[tuple[TemplateQuery,
         if not Path(path).is_file():
             problems.append((item, f"not a file: {path}"))
     return problems
+
+
+HOW_TO_PROVIDE_TEMPLATES = (
+    "bids_recon never downloads at run time and never writes into TEMPLATEFLOW_HOME. On a machine with internet, "
+    "run `bids_recon-fetch FOLDER --include templates` (it fetches the atlas, its label table and the brain mask) "
+    "and point TEMPLATEFLOW_HOME at FOLDER/templateflow (`source FOLDER/bids_recon-env.sh`; containers ship one); "
+    "or give your own masks with --roi-mask NAME=PATH."
+)
+
+
+def _query_text(query: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in query.items())
+
+
+def templateflow_file(template: str, **query: object) -> Path:
+    """Return one TemplateFlow file already on disk, never downloading, never writing, without importing
+    ``templateflow`` (its import populates an empty ``TEMPLATEFLOW_HOME``).
+
+    Parameters
+    ----------
+    template : str
+        Template identifier, e.g. ``MNI152NLin2009cAsym``.
+    **query
+        TemplateFlow entities (``resolution``, ``atlas``, ``desc``, ``suffix``, ``extension``), matched as
+        ``templateflow.api.ls`` matches them (:func:`find_template_files`).
+
+    Raises
+    ------
+    MissingInputError
+        No such file in ``$TEMPLATEFLOW_HOME`` (default ``~/.cache/templateflow``), or only TemplateFlow's empty
+        placeholder (or a DataLad link to a file not downloaded) is there (exit 66).
+    BadDataError
+        The query matches several files (exit 65).
+    """
+    home = templateflow_home()
+    found = find_template_files(template, dict(query), home)
+    present = [p for p in found if p.is_file() and p.stat().st_size > 0]
+    if len(present) == 1:
+        return present[0]
+    if len(present) > 1:
+        raise BadDataError(f"TemplateFlow query tpl-{template} {_query_text(query)} matches {len(present)} files "
+                           f"({', '.join(p.name for p in present[:3])}): be more specific", home)
+    state = (f"only as an empty placeholder or a link to a file not downloaded ({found[0].name})" if found else
+             "not on disk")
+    raise MissingInputError(
+        f"TemplateFlow file tpl-{template} {_query_text(query)} is {state} (TEMPLATEFLOW_HOME={home}). "
+        + HOW_TO_PROVIDE_TEMPLATES,
+    )
