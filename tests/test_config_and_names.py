@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from bids_recon.bids.derivatives import (
-    BIDSIGNORE,
+from bids_recon.bids.derivatives import BIDSIGNORE, recon_variant_image
+from bids_recon.config import Config
+from bids_recon.errors import BadDataError, ExitCode, UsageError, exit_code_for
+from bids_recon.naming import (
     SubjectOutputs,
     build_name,
     find_outputs,
@@ -13,8 +15,6 @@ from bids_recon.bids.derivatives import (
     sanitize_label,
     sidecar_path,
 )
-from bids_recon.config import Config
-from bids_recon.errors import BadDataError, ExitCode, UsageError, exit_code_for
 
 
 def test_config_roundtrip(tmp_path):
@@ -50,7 +50,7 @@ def test_names_follow_entity_order():
     assert names.roi_mask("earlyvisual", "HOCPA").name == (
         "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-earlyvisual_desc-HOCPA_mask.nii.gz")
     assert names.roi_mask("v1", None).name == "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-v1_mask.nii.gz"
-    assert names.recon_variant_image("img/cat.png", "zc", 1).as_posix() == (
+    assert recon_variant_image(names, "img/cat.png", "zc", 1).as_posix() == (
         "sub-01/recon/sub-01_task-images_stim-cat_desc-diffusionzcsample2_recon.png")
     assert build_name({"sub": "01", "desc": "x", "task": "t"}, "bold", ".nii") == "sub-01_task-t_desc-x_bold.nii"
     assert sanitize_label("stim-0001.png") == "stim0001png"

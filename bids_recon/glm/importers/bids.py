@@ -25,6 +25,7 @@ from bids_recon.glm.importers.base import (
     wanted_sessions,
 )
 from bids_recon.glm.trials import NOT_DECODED, TRIAL_COLUMNS
+from bids_recon.naming import find_outputs, split_extension
 
 
 @register
@@ -35,17 +36,12 @@ class BidsImporter(BetaImporter):
     summary = "bids_recon's own single-trial statmaps (desc-singletrial_stat-effect) and trial tables"
 
     def _runs(self, subject: str) -> list[tuple[Path, dict[str, str]]]:
-        from bids_recon.bids.derivatives import find_outputs
-
         return find_outputs(self.path, "betas", sub=subject)
 
     def subjects(self) -> list[str]:
-        from bids_recon.bids.derivatives import find_outputs
-
         return sorted({ents["sub"] for _, ents in find_outputs(self.path, "betas")})
 
     def plan(self, subject: str, sessions: list[str] | None = None) -> ImportPlan:
-        from bids_recon.bids.derivatives import find_outputs, split_extension
         from bids_recon.glm.trials import read_trials
 
         runs = self._runs(subject)
