@@ -115,7 +115,7 @@ def build_group_report(output_dir: Path, table: pd.DataFrame, out_html: Path,
 
 def encoding_group_sections(output_dir: Path, groups: list[dict]) -> list[Section]:
     """One section per (task, space) of the encoding maps averaged over participants (see
-    :func:`bids_recon.workflows.group.average_encoding_maps`): mean r maps on one colour scale, mean ROI scores,
+    :func:`bids_recon.group.average_encoding_maps`): mean r maps on one colour scale, mean ROI scores,
     mean unique variance."""
     fig_dir = Path(output_dir) / group_figures_dir()
     sections = []
