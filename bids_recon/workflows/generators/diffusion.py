@@ -115,12 +115,8 @@ class DiffusionGenerator(GeneratorSpec):
         from nipype.pipeline import engine as pe
 
         from bids_recon.bids.derivatives import bids_uri
-        from bids_recon.interfaces.diffusion import (
-            DiffusionReconstruct,
-            EvaluateVariants,
-            StimulusLatents,
-            WriteDiffusionReconstructions,
-        )
+        from bids_recon.interfaces.diffusion import DiffusionReconstruct, EvaluateVariants, StimulusLatents
+        from bids_recon.interfaces.outputs import WriteReconstructions
         from bids_recon.interfaces.stages import Decode
         from bids_recon.params import to_dict
         from bids_recon.workflows.encoding import encoding_spaces, named_files
@@ -177,7 +173,7 @@ class DiffusionGenerator(GeneratorSpec):
                                              device=device), name="reconstruct", mem_gb=8.0)
         evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
                                             **evaluation_inputs(config, device)), name="evaluate", mem_gb=4.0)
-        write = pe.Node(WriteDiffusionReconstructions(
+        write = pe.Node(WriteReconstructions(
             output_dir=str(out_dir), names=vars(names), generator=self.name,
             sidecar={"Generator": self.name, **identity, **diff.to_sidecar(),
                      "Description": "Reconstructions of the test stimuli from repeat-averaged betas: variant z = VAE "
@@ -199,7 +195,7 @@ class DiffusionGenerator(GeneratorSpec):
             (decoders["c"], evaluate, [("decoded", "decoded_c")]),
             (latents, evaluate, [("z_features", "z_features"), ("c_features", "c_features")]),
             (inputnode, evaluate, [("trials", "trials")]),
-            (recon, write, [("index", "index")]),
+            (recon, write, [("index", "reconstructions")]),
             (evaluate, write, [("per_item", "per_item")]),
         ])
         connect_metrics(wf, evaluate, ds_metrics)
