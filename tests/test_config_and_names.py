@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from bids_recon.bids.derivatives import BIDSIGNORE, recon_variant_image
+from bids_recon.bids.derivatives import BIDSIGNORE
 from bids_recon.config import Config
 from bids_recon.errors import BadDataError, ExitCode, UsageError, exit_code_for
+from bids_recon.generate.card import generator_card
 from bids_recon.naming import (
     SubjectOutputs,
     build_name,
@@ -50,8 +51,11 @@ def test_names_follow_entity_order():
     assert names.roi_mask("earlyvisual", "HOCPA").name == (
         "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-earlyvisual_desc-HOCPA_mask.nii.gz")
     assert names.roi_mask("v1", None).name == "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-v1_mask.nii.gz"
-    assert recon_variant_image(names, "img/cat.png", "zc", 1).as_posix() == (
+    diffusion = generator_card("diffusion")  # the writer names the images by the card's variants
+    assert names.recon_image("img/cat.png", diffusion.image_desc("zc", 1)).as_posix() == (
         "sub-01/recon/sub-01_task-images_stim-cat_desc-diffusionzcsample2_recon.png")
+    assert [diffusion.image_desc(v, 0) for v in ("z", "c")] == ["diffusionz", "diffusioncsample1"]
+    assert generator_card("linear").image_desc() == "linear"
     assert build_name({"sub": "01", "desc": "x", "task": "t"}, "bold", ".nii") == "sub-01_task-t_desc-x_bold.nii"
     assert sanitize_label("stim-0001.png") == "stim0001png"
     assert "figures" in BIDSIGNORE and "*_statmap.*" in BIDSIGNORE

@@ -58,16 +58,6 @@ BIDSIGNORE = [
 ]
 
 
-def recon_variant_image(names: SubjectOutputs, stimulus: str, variant: str, sample: int,
-                        extension: str = ".png") -> Path:
-    """One image of the diffusion generator: ``variant`` (z, c, zc) and 0-based ``sample`` in ``desc-``.
-
-    E.g. ``sub-01_task-images_stim-stim0001_desc-diffusionzcsample1_recon.png`` (z has one sample: no suffix).
-    """
-    desc = f"diffusion{variant}" + ("" if variant == "z" else f"sample{int(sample) + 1}")
-    return names.recon_image(stimulus, desc, extension)
-
-
 def logs_dir(output_dir: Path, run_id: str) -> Path:
     """Folder of one run's configuration and log."""
     return Path(output_dir) / "logs" / run_id
@@ -214,5 +204,5 @@ __all__ = ["BIDSIGNORE", "CITATION_FILES", "CODE_URL", "ENTITY_ORDER", "EXTENSIO
            "INCOMPLETE_TEXT", "OUTPUTS", "PIPELINE_NAME", "OutputKind", "SubjectOutputs", "bids_uri", "build_name",
            "find_outputs", "group_encoding_path", "group_figures_dir", "group_metrics_path", "group_report_path",
            "incomplete_marker", "incomplete_participants", "logs_dir", "model_label", "output_entities",
-           "output_path", "parse_name", "recon_variant_image", "refuse_incomplete", "sanitize_label", "sidecar_path",
+           "output_path", "parse_name", "refuse_incomplete", "sanitize_label", "sidecar_path",
            "split_extension", "write_bidsignore", "write_dataset_description", "write_incomplete_marker"]

@@ -66,7 +66,7 @@ class _WriteReconstructionsInputSpec(BaseInterfaceInputSpec):
     per_item = File(exists=True, mandatory=True, desc="per-image metrics (columns stimulus, variant, sample)")
     output_dir = traits.Str(mandatory=True)
     names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
-    generator = traits.Str(mandatory=True, desc="desc- of the index (and of the images of an .npz)")
+    generator = traits.Str(mandatory=True, desc="desc- of the index; its card names the images (image_desc)")
     sidecar = traits.Dict()
 
 
@@ -89,8 +89,8 @@ class WriteReconstructions(RecordingInterface):
     stimulus, trials, file and the image's metrics) and its sidecar.
 
     Whether a generator makes variants and samples is in its data, not in the interface: an ``.npz`` holds one image
-    per stimulus (named ``desc-<generator>``); an index of the files a generator node wrote has a row per (stimulus,
-    variant, sample), each image named by its variant and sample, and the metrics join on all three.
+    per stimulus; an index of the files a generator node wrote has a row per (stimulus, variant, sample), and the
+    metrics join on all three. The generator's card names each image (``image_desc``).
     """
 
     writes_outputs = True
@@ -99,17 +99,18 @@ class WriteReconstructions(RecordingInterface):
     output_spec = _WriteReconstructionsOutputSpec
 
     def _run(self, runtime):
-        from bids_recon.bids.derivatives import SubjectOutputs, recon_variant_image, sidecar_path
+        from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
+        from bids_recon.generate.card import generator_card
 
         i = self.inputs
-        names = SubjectOutputs(**i.names)
+        names, card = SubjectOutputs(**i.names), generator_card(i.generator)
         root = Path(i.output_dir)
         index, images = _generated(i.reconstructions)
         keys = ["stimulus", *(key for key in ("variant", "sample") if key in index)]
         files = []
         for k, row in enumerate(index.itertuples()):
-            rel = (recon_variant_image(names, row.stimulus, row.variant, int(row.sample)) if "variant" in index
-                   else names.recon_image(row.stimulus, i.generator))
+            desc = card.image_desc(row.variant, int(row.sample)) if "variant" in index else card.image_desc()
+            rel = names.recon_image(row.stimulus, desc)
             if images is None:
                 atomic_write(root / rel, lambda tmp, src=row.file: shutil.copyfile(src, tmp))
             else:
@@ -136,7 +137,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     boldref = traits.Either(None, File(exists=True), default=None, usedefault=True)
     rois = traits.Dict(traits.Str, traits.Either(None, traits.Str), mandatory=True)
     decoders = traits.List(traits.Tuple(traits.Str, traits.Str), mandatory=True)
-    generator = traits.Str("linear", usedefault=True)
+    generator = traits.Str(mandatory=True, desc="the generator whose outputs are shown; empty for --betas-only")
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
     zscored = traits.Bool(True, usedefault=True, desc="betas z-scored per session (workflow.glm)")
