@@ -18,17 +18,9 @@ import pytest
 from PIL import Image
 
 from bids_recon.bids.fmriprep import find_output, parse_derivative
-from bids_recon.design import (
-    NOT_DECODED,
-    ColumnRule,
-    NamedRule,
-    SessionRule,
-    describe_split,
-    mark_test_split,
-    parse_test_split,
-    run_trials,
-)
+from bids_recon.design import NOT_DECODED, describe_split, mark_test_split, parse_test_split, run_trials
 from bids_recon.design.confounds import current_confound_names, load_confounds
+from bids_recon.design.split import ColumnRule, NamedRule, SessionRule
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features import resolver_for, trial_rows
 from bids_recon.features.captions import captions_for, stimulus_captions
