@@ -3,9 +3,10 @@
 The effective configuration of a run is: the documented defaults (each owned by its domain package: GLM in
 :mod:`bids_recon.glm.params`, ROIs in :mod:`bids_recon.rois.params`, stimuli in :mod:`bids_recon.features.params`,
 decoders in :mod:`bids_recon.decoding.params`, evaluation in :mod:`bids_recon.evaluate.params`, each generator's
-own in its module), then ``--config-file`` (a TOML file with the same tables: ``[workflow.glm]``,
-``[workflow.generate.diffusion]``, ``[execution]``, ``[nipype]``...), then the flags typed on the command line
-(parser ``dest`` names are these dotted keys, so a flag typed at its default value still wins).
+own in its module, named by its card: :mod:`bids_recon.generate.card`), then ``--config-file`` (a TOML file with
+the same tables: ``[workflow.glm]``, ``[workflow.generate.diffusion]``, ``[execution]``, ``[nipype]``...), then the
+flags typed on the command line (parser ``dest`` names are these dotted keys, so a flag typed at its default value
+still wins).
 :meth:`Config.from_dict` validates every value (types, ranges, allowed values; unknown keys) and raises
 :class:`~bids_recon.errors.UsageError` (exit 64) naming the key, the value, where it came from and what is
 allowed. The file written to ``OUTPUT_DIR/logs/<run>/bids_recon.toml`` reproduces a run on its own.
@@ -29,6 +30,7 @@ from bids_recon.decoding.params import DecodingParams, EncodingParams
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.evaluate.params import EvaluationParams
 from bids_recon.features.params import StimulusParams
+from bids_recon.generate.card import default_generator, generator_card, generator_cards
 from bids_recon.glm.params import GlmParams
 from bids_recon.params import build, locate, setting, to_dict
 from bids_recon.rois.params import RoiParams
@@ -41,31 +43,23 @@ def dataset_presets() -> list[str]:
     return ["", *PRESETS]
 
 
-def generators() -> dict[str, Any]:
-    """The registered generators (name -> spec); see :mod:`bids_recon.workflows.generators`."""
-    from bids_recon.workflows.generators import GENERATORS
-
-    return GENERATORS
-
-
 @dataclass
 class GenerateConfig:
     """Which generator turns decoded features into images, and each generator's own settings.
 
-    The settings of generator ``NAME`` are the table ``[workflow.generate.NAME]`` (its spec's ``params``
+    The settings of generator ``NAME`` are the table ``[workflow.generate.NAME]`` (its card's ``params``
     dataclass), reachable as ``config.workflow.generate.NAME``; :attr:`params` is the chosen generator's.
     """
 
-    generator: str = setting("linear", choices=lambda: list(generators()), doc=(
-        "image generator: 'linear' = PCA image basis (CPU, no weights); 'diffusion' = Takagi & Nishimoto (2023): "
-        "VAE latent z and caption embedding c decoded, then latent-diffusion img2img (needs the model's weights; "
-        "a GPU is advised)"))
-    sections: dict[str, Any] = field(default_factory=lambda: {n: s.params() for n, s in generators().items()},
+    generator: str = setting(factory=default_generator, choices=lambda: list(generator_cards()), doc=(
+        "image generator: which registered generator turns the decoded features into images (each has its own "
+        "settings table [workflow.generate.NAME] and options)"))
+    sections: dict[str, Any] = field(default_factory=lambda: {n: c.params() for n, c in generator_cards().items()},
                                      metadata={"sections": True})
 
     @classmethod
     def __sections__(cls) -> dict[str, type]:
-        return {name: spec.params for name, spec in generators().items()}
+        return {name: card.params for name, card in generator_cards().items()}
 
     def __getattr__(self, name: str) -> Any:
         sections = self.__dict__.get("sections") or {}
@@ -244,24 +238,24 @@ class Config:
         """
         sources = sources or {}
         rois = self.workflow.rois.names
-        spec = generators()[self.workflow.generate.generator]
-        for name in spec.roi_settings:
+        card = generator_card(self.workflow.generate.generator)
+        for name in card.roi_settings:
             value = getattr(self.workflow.generate.params, name)
-            key = f"workflow.generate.{spec.name}.{name}"
+            key = f"workflow.generate.{card.name}.{name}"
             if value not in rois:
                 raise UsageError(f"setting '{key}' = {value!r} (from {sources.get(key, 'the default')}) is not an "
                                  f"ROI (ROIs: {', '.join(rois)}; add one with --roi-mask NAME=PATH)")
-        self._check_encoding(spec, sources)
+        self._check_encoding(card, sources)
 
-    def _check_encoding(self, spec: Any, sources: Mapping[str, str]) -> None:
+    def _check_encoding(self, card: Any, sources: Mapping[str, str]) -> None:
         """The encoding models' feature spaces and partition are among those the generator offers."""
         enc = self.workflow.encoding
-        offered = list(spec.feature_spaces(self))
+        offered = list(card.feature_spaces(self))
         where = {k: sources.get(f"workflow.encoding.{k}", "the default") for k in ("features", "partition", "enabled")}
         unknown = [s for s in enc.features if s not in offered]
         if unknown:
             raise UsageError(f"setting 'workflow.encoding.features' = {enc.features!r} (from {where['features']}): "
-                             f"{', '.join(unknown)} not offered by the {spec.name} generator (it offers: "
+                             f"{', '.join(unknown)} not offered by the {card.name} generator (it offers: "
                              f"{', '.join(offered) or 'none'})")
         chosen = enc.features or offered
         outside = [s for s in enc.partition if s not in chosen]
@@ -270,7 +264,7 @@ class Config:
                              f"must name two or more distinct modelled feature spaces ({', '.join(chosen)})")
         if enc.enabled == "on" and not offered:
             raise UsageError(f"setting 'workflow.encoding.enabled' = 'on' (from {where['enabled']}): the "
-                             f"{spec.name} generator offers no feature spaces to model")
+                             f"{card.name} generator offers no feature spaces to model")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

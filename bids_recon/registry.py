@@ -14,6 +14,9 @@ from bids_recon.errors import UsageError
 
 T = TypeVar("T", bound=type)
 
+#: Every registry made so far, in creation order (the documentation lists the kinds from them).
+ALL: list[Registry] = []
+
 
 class Registry(dict):
     """Registered classes (or one instance of each) by their key attribute.
@@ -31,6 +34,7 @@ class Registry(dict):
     def __init__(self, what: str, key: str = "name", instances: bool = True) -> None:
         super().__init__()
         self.what, self.key, self.instances = what, key, instances
+        ALL.append(self)
 
     def register(self, cls: T) -> T:
         """Class decorator: add ``cls`` under its key; a second class with the same key is a ValueError."""
@@ -50,4 +54,11 @@ class Registry(dict):
         return self[name]
 
 
-__all__ = ["Registry"]
+def summary_of(entry: Any) -> str:
+    """One line about a registered entry: its ``summary`` attribute, else its class docstring's first line."""
+    text = (getattr(entry, "title", "") or getattr(entry, "summary", "")
+            or (type(entry) if not isinstance(entry, type) else entry).__doc__ or "")
+    return " ".join(str(text).strip().splitlines()[0].split()) if str(text).strip() else ""
+
+
+__all__ = ["ALL", "Registry", "summary_of"]

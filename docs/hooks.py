@@ -2,6 +2,7 @@
 
 - ``<!-- cli-reference -->`` becomes the command-line reference rendered from the argparse parser.
 - ``<!-- settings-reference -->`` becomes the settings reference rendered from the configuration's dataclasses.
+- ``<!-- kinds-reference -->`` becomes the list of registered kinds (generators, estimators, resolvers...).
 - ``<!-- include: PATH LANG -->`` becomes a fenced code block with the file at PATH (relative to the repository).
 """
 
@@ -27,6 +28,10 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001
         from bids_recon.cli.reference import render_markdown
 
         markdown = markdown.replace("<!-- cli-reference -->", render_markdown())
+    if "<!-- kinds-reference -->" in markdown:
+        from bids_recon.cli.reference import render_kinds_markdown
+
+        markdown = markdown.replace("<!-- kinds-reference -->", render_kinds_markdown())
     if "<!-- settings-reference -->" in markdown:
         from bids_recon.cli.reference import render_settings_markdown
 

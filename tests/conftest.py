@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared import shared, shared_access
+
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 #: Pipeline runs in the tests treat numpy/pandas RuntimeWarnings as errors ("Mean of empty slice" once was the only
 #: sign that z-scored betas were uninitialised memory): in-process by pyproject's filterwarnings, in every
@@ -31,10 +33,12 @@ def shared_caches(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """The ``tiny`` simulated dataset: raw BIDS, fMRIPrep derivatives, TemplateFlow folder, ground truth."""
+    """The ``tiny`` simulated dataset: raw BIDS, fMRIPrep derivatives, TemplateFlow folder, ground truth (made once
+    per test session, by whichever worker asks first: :func:`tests.shared.shared`). Tests must not change it: copy."""
     from bids_recon.sim import simulate_dataset
 
-    return simulate_dataset(tmp_path_factory.mktemp("sim") / "ds", preset="tiny", seed=0)
+    return shared(tmp_path_factory, "tiny_dataset",
+                  lambda folder: simulate_dataset(folder / "ds", preset="tiny", seed=0), preset="tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +46,10 @@ def layout_dataset(tmp_path_factory):
     """``layout_dataset("nsd")``: a one-subject tiny dataset in a public dataset's layout (made once per session)."""
     from bids_recon.sim import simulate_dataset
 
-    made = {}
-
     def make(layout: str):
-        if layout not in made:
-            made[layout] = simulate_dataset(tmp_path_factory.mktemp(f"sim_{layout}") / "ds", preset="tiny", seed=0,
-                                            layout=layout, n_subjects=1)
-        return made[layout]
+        return shared(tmp_path_factory, f"layout_{layout}",
+                      lambda folder: simulate_dataset(folder / "ds", preset="tiny", seed=0, layout=layout,
+                                                      n_subjects=1), layout=layout)
 
     return make
 
@@ -72,7 +73,7 @@ def tiny_sd(tiny_dataset, tmp_path_factory):
     from bids_recon.io import read_tsv
 
     captions = read_tsv(tiny_dataset.bids_dir / "stimuli" / "captions.tsv")["caption"]
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", words_of(captions))
+    return shared(tmp_path_factory, "tiny_sd", lambda folder: save_tiny_model(folder / "tiny-sd", words_of(captions)))
 
 
 def run_cli(args: list[str], templateflow_dir: Path, env: dict[str, str | None] | None = None,
@@ -98,9 +99,26 @@ OUTSIDE = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TMPDIR", "cwd")
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_dataset, tmp_path_factory):
-    """The participant and group levels run once on the tiny dataset, with the :data:`OUTSIDE` folders fresh and
-    empty, and the inputs (raw, fMRIPrep, TemplateFlow) listed before and after (``inputs_before``, ``..._after``)."""
-    root = tmp_path_factory.mktemp("run")
+    """The participant and group levels run once on the tiny dataset (once per session, whichever worker asks first),
+    with the :data:`OUTSIDE` folders fresh and empty, and the inputs (raw, fMRIPrep, TemplateFlow) listed before and
+    after (``inputs_before``, ``..._after``)."""
+    return shared(tmp_path_factory, "tiny_run", lambda root: _tiny_run(tiny_dataset, root))
+
+
+@pytest.fixture(autouse=True)
+def _shared_run_access(request, tmp_path_factory):
+    """Tests that use ``tiny_run`` read it while tests on other workers may too (a shared lock); a test marked
+    ``changes_shared_run`` (it deletes outputs and runs again into the same folders) has it alone (an exclusive lock)
+    and must leave it as it found it."""
+    if "tiny_run" not in request.fixturenames:
+        yield
+        return
+    alone = request.node.get_closest_marker("changes_shared_run") is not None
+    with shared_access(tmp_path_factory, "tiny_run", exclusive=alone):
+        yield
+
+
+def _tiny_run(tiny_dataset, root: Path) -> dict:
     out, work = root / "out", root / "work"
     outside = {name: root / "outside" / name for name in OUTSIDE}
     for folder in outside.values():

@@ -15,6 +15,7 @@ from bids_recon.bids.derivatives import (
 )
 from bids_recon.config import Config
 from bids_recon.errors import BadDataError, ExitCode, UsageError, exit_code_for
+from bids_recon.generate.card import generator_card
 
 
 def test_config_roundtrip(tmp_path):
@@ -52,6 +53,11 @@ def test_names_follow_entity_order():
     assert names.roi_mask("v1", None).name == "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-v1_mask.nii.gz"
     assert names.recon_variant_image("img/cat.png", "zc", 1).as_posix() == (
         "sub-01/recon/sub-01_task-images_stim-cat_desc-diffusionzcsample2_recon.png")
+    diffusion = generator_card("diffusion")  # the writer names the images by the card's variants
+    assert names.recon_image("img/cat.png", diffusion.image_desc("zc", 1)).as_posix() == (
+        "sub-01/recon/sub-01_task-images_stim-cat_desc-diffusionzcsample2_recon.png")
+    assert [diffusion.image_desc(v, 0) for v in ("z", "c")] == ["diffusionz", "diffusioncsample1"]
+    assert generator_card("linear").image_desc() == "linear"
     assert build_name({"sub": "01", "desc": "x", "task": "t"}, "bold", ".nii") == "sub-01_task-t_desc-x_bold.nii"
     assert sanitize_label("stim-0001.png") == "stim0001png"
     assert "figures" in BIDSIGNORE and "*_statmap.*" in BIDSIGNORE

@@ -78,3 +78,14 @@ def test_settings_reference_lists_every_setting():
             continue
         table, _, name = key.rpartition(".")
         assert f"## `[{table}]`" in text and f"| `{name}` |" in text, key
+
+
+def test_architecture_page_lists_every_registered_kind():
+    from bids_recon.cli.reference import render_kinds_markdown
+    from bids_recon.registry import ALL
+
+    text = render_kinds_markdown()
+    for registry in ALL:
+        for key, entry in registry.items():
+            assert f"| `{key}` | `{(entry if isinstance(entry, type) else type(entry)).__module__}` |" in text, key
+    assert "<!-- kinds-reference -->" in (ROOT / "docs/architecture.md").read_text()

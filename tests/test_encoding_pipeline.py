@@ -184,19 +184,19 @@ def _config(**tables) -> Config:
 
 
 def test_encoding_defaults_follow_the_generator():
-    from bids_recon.workflows.encoding import encoding_enabled, encoding_partition, encoding_spaces
-    from bids_recon.workflows.generators import GENERATORS
+    from bids_recon.generate.card import generator_card
+    from bids_recon.workflows.encoding import encoding_partition, encoding_spaces
 
-    assert GENERATORS["diffusion"].encoding_default and not GENERATORS["linear"].encoding_default
+    assert generator_card("diffusion").encoding_default and not generator_card("linear").encoding_default
     linear = _config()
-    assert not encoding_enabled(linear) and encoding_spaces(linear) == []
+    assert not generator_card("linear").encoding_enabled(linear) and encoding_spaces(linear) == []
     on = _config(encoding={"enabled": "on"})
     assert encoding_spaces(on) == ["imagepca"] and encoding_partition(on) == []
     diffusion = _config(generate={"generator": "diffusion"})
     assert encoding_spaces(diffusion) == ["z", "c", "zc25", "zc50", "zc75"]
     assert encoding_partition(diffusion) == ["z", "c"]
     off = _config(generate={"generator": "diffusion"}, encoding={"enabled": "off"})
-    assert not encoding_enabled(off)
+    assert not generator_card("diffusion").encoding_enabled(off) and encoding_spaces(off) == []
     chosen = _config(generate={"generator": "diffusion"},
                      encoding={"features": ["c", "zc50"], "zc_noise_levels": [0.5], "partition": ["c", "zc50"]})
     assert encoding_spaces(chosen) == ["c", "zc50"] and encoding_partition(chosen) == ["c", "zc50"]

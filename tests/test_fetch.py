@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from bids_recon import download, offline
 from bids_recon.cli import fetch
-from bids_recon.cli.fetch import ChecksumError, FetchItem, Layout, download_url, verify
+from bids_recon.download import ChecksumError, FetchItem, Layout, download_url, verify
 from bids_recon.errors import ExitCode, ServiceUnavailableError
+from bids_recon.rois import templates
 from tests.conftest import no_network_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +173,7 @@ def test_torchvision_hash_prefix_and_size_are_checked(tmp_path):
 def test_plan_lists_torchvision_files_from_the_installed_enums(tmp_path):
     from torchvision.models import AlexNet_Weights, EfficientNet_B1_Weights, Inception_V3_Weights
 
-    items = fetch.build_plan(tmp_path, ["metrics"], None, "all")
+    items = offline.build_plan(tmp_path, ["metrics"], "all")
     names = {i.dest.name for i in items if i.kind == "url"}
     for weights in (AlexNet_Weights.IMAGENET1K_V1, Inception_V3_Weights.IMAGENET1K_V1,
                     EfficientNet_B1_Weights.IMAGENET1K_V2):
@@ -183,21 +185,21 @@ def test_plan_lists_torchvision_files_from_the_installed_enums(tmp_path):
     assert {(i.repo_id, i.filename) for i in items if i.kind == "hf"} == {
         ("openai/clip-vit-large-patch14", "config.json"), ("openai/clip-vit-large-patch14", "model.safetensors")}
     # only the networks of the chosen metrics
-    only_pixels = fetch.build_plan(tmp_path, ["metrics"], None, "pixcorr,ssim,alexnet5")
+    only_pixels = offline.build_plan(tmp_path, ["metrics"], "pixcorr,ssim,alexnet5")
     assert [i.dest.name for i in only_pixels] == [alex.dest.name]
 
 
 def test_template_files_match_the_roi_settings(tmp_path):
-    skeleton, *items = fetch.build_plan(tmp_path, ["templates"], None, "all")
-    assert skeleton.kind == "skeleton" and skeleton.dest == tmp_path / "templateflow"
+    skeleton, *items = offline.build_plan(tmp_path, ["templates"])
+    assert skeleton.kind == "unpack" and skeleton.dest == tmp_path / "templateflow"
     rel = [i.dest.relative_to(tmp_path / "templateflow").as_posix() for i in items]
     assert rel == ["tpl-MNI152NLin2009cAsym/tpl-MNI152NLin2009cAsym_res-02_atlas-HOCPA_desc-th25_dseg.nii.gz",
                    "tpl-MNI152NLin6Asym/tpl-MNI152NLin6Asym_atlas-HOCPA_dseg.tsv",
                    "tpl-MNI152NLin2009cAsym/tpl-MNI152NLin2009cAsym_res-02_desc-brain_mask.nii.gz"]
     assert [i.kind for i in items] == ["url", "copy", "url"]
-    assert items[0].url == f"{fetch.TEMPLATEFLOW_S3}/{rel[0]}"
-    entry = fetch.fetch_item(items[1], Layout(tmp_path), report=lambda _: None)
-    with zipfile.ZipFile(fetch.templateflow_skeleton()) as archive:
+    assert items[0].url == f"{templates.TEMPLATEFLOW_S3}/{rel[0]}"
+    entry = download.fetch_item(items[1], Layout(tmp_path), report=lambda _: None)
+    with zipfile.ZipFile(templates.templateflow_skeleton()) as archive:
         assert items[1].dest.read_bytes() == archive.read(rel[1])
     assert entry["sha256"] == hashlib.sha256(items[1].dest.read_bytes()).hexdigest()
 
@@ -213,15 +215,17 @@ def test_hub_patterns_expand_to_the_model_files(tmp_path):
     repo = {name: b"x" for name in ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                                      "unet/diffusion_pytorch_model.bin", "safety_checker/model.safetensors",
                                      "tokenizer/vocab.json", "tokenizer/merges.txt", "vae/config.json"]}
-    items = fetch.resolve(fetch.build_plan(tmp_path, ["diffusion"], "CompVis/stable-diffusion-v1-4", "all"),
-                          hf_listing=_fake_listing(repo))
+    from bids_recon.generate.diffusion import DiffusionParams
+
+    plan = offline.build_plan(tmp_path, ["diffusion"], generators={"diffusion": DiffusionParams()})
+    items = download.resolve(plan, hf_listing=_fake_listing(repo))
     assert sorted(i.filename for i in items) == ["model_index.json", "tokenizer/merges.txt", "tokenizer/vocab.json",
                                                 "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                                                 "vae/config.json"]
     assert all(i.size == 1 and len(i.sha256) == 64 for i in items)
     # CLIP: the weights fall back to pytorch_model.bin in a repository without safetensors
-    clip = fetch.resolve([i for i in fetch.build_plan(tmp_path, ["metrics"], None, "clip") if i.kind == "hf"],
-                         hf_listing=_fake_listing({"config.json": b"{}", "pytorch_model.bin": b"w"}))
+    clip = download.resolve([i for i in offline.build_plan(tmp_path, ["metrics"], "clip") if i.kind == "hf"],
+                            hf_listing=_fake_listing({"config.json": b"{}", "pytorch_model.bin": b"w"}))
     assert [i.filename for i in clip] == ["config.json", "pytorch_model.bin"]
 
 
@@ -231,7 +235,7 @@ def test_hub_file_with_a_wrong_checksum_is_deleted(tmp_path):
     blob = tmp_path / "huggingface/hub/models--org--name/blobs/abc"
     link = tmp_path / "huggingface/hub/models--org--name/snapshots/0/model.safetensors"
 
-    def download(data):
+    def hub_file(data):
         def hf_download(item, cache, timeout):
             blob.parent.mkdir(parents=True, exist_ok=True)
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -241,21 +245,22 @@ def test_hub_file_with_a_wrong_checksum_is_deleted(tmp_path):
             return link
         return hf_download
 
-    entry = fetch.fetch_item(item, Layout(tmp_path), report=lambda _: None, hf_download=download(b"right"))
+    entry = download.fetch_item(item, Layout(tmp_path), report=lambda _: None, hf_download=hub_file(b"right"))
     assert entry["file"].endswith("snapshots/0/model.safetensors") and entry["verified"].startswith("sha256")
     with pytest.raises(ChecksumError):
-        fetch.fetch_item(item, Layout(tmp_path), report=lambda _: None, hf_download=download(b"wrong"))
+        download.fetch_item(item, Layout(tmp_path), report=lambda _: None, hf_download=hub_file(b"wrong"))
     assert not blob.exists() and not link.exists()
 
 
 def test_templates_fetched_from_a_server_and_environment_written(server, tmp_path, monkeypatch, capsys):
     """The whole command on the template group, against a local server standing in for TemplateFlow's S3."""
-    items = fetch.build_plan(tmp_path, ["templates"], None, "all")
+    items = offline.build_plan(tmp_path, ["templates"])
     for item in items:
         if item.kind == "url":
-            server.files["/" + item.url.removeprefix(fetch.TEMPLATEFLOW_S3 + "/")] = b"nifti:" + item.dest.name.encode()
-    monkeypatch.setattr(fetch, "TEMPLATEFLOW_S3", server.url)
-    monkeypatch.setattr(fetch, "MD5_ETAG_HOSTS", ("127.0.0.1",))  # the local server's ETags are MD5s, as S3's
+            server.files["/" + item.url.removeprefix(templates.TEMPLATEFLOW_S3 + "/")] = \
+                b"nifti:" + item.dest.name.encode()
+    monkeypatch.setattr(templates, "TEMPLATEFLOW_S3", server.url)
+    monkeypatch.setattr(download, "MD5_ETAG_HOSTS", ("127.0.0.1",))  # the local server's ETags are MD5s, as S3's
     folder = tmp_path / "cache"
     assert fetch.main([str(folder), "--include", "templates", "--mount-point", "/cache"]) == 0
     out = capsys.readouterr().out
@@ -282,7 +287,7 @@ def test_templates_fetched_from_a_server_and_environment_written(server, tmp_pat
 
 def test_environment_file_points_the_caches_at_the_folder(tmp_path):
     layout = Layout(tmp_path / "cache")
-    sh, _ = fetch.write_environment(layout)
+    sh, _ = offline.write_environment(layout)
     code = ("import torch; from bids_recon.evaluate.networks import hf_hub_cache_dir; "
             "print(torch.hub.get_dir()); print(hf_hub_cache_dir())")
     env = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "HF_HOME", "HF_HUB_CACHE")}
@@ -324,7 +329,7 @@ def test_documented_options_exist():
 def test_config_decides_the_model_and_rois(tmp_path, capsys, monkeypatch):
     from bids_recon.config import Config
 
-    monkeypatch.setattr(fetch, "probe", lambda urls, timeout: (False, "offline in this test"))
+    monkeypatch.setattr(offline, "probe", lambda urls, timeout: (False, "offline in this test"))
     config = Config()
     config.workflow.generate.generator = "diffusion"
     config.workflow.generate.diffusion.model = "someone/other-sd"

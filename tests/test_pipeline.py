@@ -103,6 +103,7 @@ def test_output_passes_bids_validator(tiny_run):
     assert code == 0 and not errors, errors[:5]
 
 
+@pytest.mark.changes_shared_run
 def test_rerun_resumes_from_work_dir(tiny_run):
     """Same work dir: computing nodes are cached; outputs deleted since are written again, identical."""
     import shutil
@@ -121,6 +122,7 @@ def test_rerun_resumes_from_work_dir(tiny_run):
     assert (out / "sub-01.html").is_file()
 
 
+@pytest.mark.changes_shared_run
 def test_reports_only_rebuilds_the_report(tiny_run):
     dataset, out = tiny_run["dataset"], tiny_run["out"]
     (out / "sub-01.html").unlink()

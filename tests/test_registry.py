@@ -46,10 +46,10 @@ def test_class_registries_keep_classes_under_their_key():
 def test_the_packages_registries_are_registries():
     from bids_recon.datasets import PRESETS
     from bids_recon.features.resolvers import RESOLVERS
+    from bids_recon.generate.card import generator_cards
     from bids_recon.glm.importers import IMPORTERS
     from bids_recon.sim.layouts import LAYOUTS
-    from bids_recon.workflows.generators import GENERATORS
 
-    for registry, entry in ((GENERATORS, "linear"), (PRESETS, "nsd"), (LAYOUTS, "nsd"), (RESOLVERS, "files"),
+    for registry, entry in ((generator_cards(), "linear"), (PRESETS, "nsd"), (LAYOUTS, "nsd"), (RESOLVERS, "files"),
                             (IMPORTERS, "glmsingle")):
         assert isinstance(registry, Registry) and entry in registry

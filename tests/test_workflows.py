@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 from bids_recon.bids.derivatives import output_path
 from bids_recon.bids.layout import collect_inputs
 from bids_recon.config import Config
+from bids_recon.generate.card import GeneratorCard, generator_card, generator_cards
+from bids_recon.params import setting
 from bids_recon.workflows.base import init_bids_recon_wf
-from bids_recon.workflows.generators import GENERATORS, GeneratorSpec, get_generator
+from bids_recon.workflows.generators import BUILDERS, generator_builder
 from bids_recon.workflows.participant import participant_methods
 
 
@@ -188,15 +191,123 @@ def test_methods_come_from_the_settings_that_run(tiny_dataset, inputs, tmp_path)
 
 
 def test_every_registered_generator_is_complete():
-    assert list(GENERATORS)[:2] == ["linear", "diffusion"]
-    for name, spec in GENERATORS.items():
-        assert isinstance(spec, GeneratorSpec) and spec.name == name and spec.summary
-        defaults = spec.params()
-        for field in spec.roi_settings:
+    cards = generator_cards()
+    assert list(cards)[:2] == ["linear", "diffusion"] and [c.name for c in cards.values() if c.default] == ["linear"]
+    for name, card in cards.items():
+        assert isinstance(card, GeneratorCard) and card.name == name and card.summary
+        defaults = card.params()
+        for field in card.roi_settings:
             assert isinstance(getattr(defaults, field), str)
-        assert type(spec).init_wf is not GeneratorSpec.init_wf and type(spec).methods is not GeneratorSpec.methods
+        assert type(card).methods is not GeneratorCard.methods
+        assert generator_builder(name) is BUILDERS[name]  # every card has its builder, under its name
     with pytest.raises(Exception, match="unknown generator 'gan'"):
-        get_generator("gan")
+        generator_card("gan")
+
+
+@dataclass
+class _ToyParams:
+    """Settings of the toy generator of the test below."""
+
+    roi: str = setting("earlyvisual", doc="ROI of the toy decoder")
+    brightness: float = setting(0.5, ge=0, le=1, doc="grey level of every toy image")
+
+
+@pytest.fixture
+def toy_generator():
+    """A generator defined here, as a new module would: a card (settings, flags, decoder, a reference, a variant,
+    a download) and a builder, registered in-process; unregistered afterwards."""
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    from bids_recon.download import FetchItem
+    from bids_recon.generate.card import GENERATORS, OutputVariant, register
+    from bids_recon.workflows.generators import builder
+
+    class ToyCard(GeneratorCard):
+        name = "toy"
+        params = _ToyParams
+        summary = "grey images of one brightness (a test)"
+        roi_settings = ("roi",)
+        references = ("rombach2022",)
+        fetch_group = "toy"
+        variants = (OutputVariant("grey", "grey", sampled=True),)
+
+        def add_options(self, option, paths):
+            option("--toy-brightness", key="brightness", type=float)
+
+        def decoders(self, config):
+            return [(self.settings(config).roi, "toytarget")]
+
+        def methods(self, config):
+            return f"Images were grey at {self.settings(config).brightness:g}."
+
+        def add_fetch_options(self, option):
+            option("--toy-source", key="roi", help="where the toy's file is")
+
+        def downloads(self, params, layout, report=print):
+            return [FetchItem(self.fetch_group, layout.root / "toy.bin", "url", f"https://example.org/{params.roi}")]
+
+    def init_toy_wf(card, config, inputs, names, device, name):
+        wf = pe.Workflow(name=name)
+        wf.__desc__ = card.methods(config)
+        inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
+                            name="inputnode")
+        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
+        wf.connect(inputnode, "betas", outputnode, "out_files")
+        return wf
+
+    register(ToyCard)
+    yield builder(ToyCard)(init_toy_wf)
+    GENERATORS.pop("toy")
+    BUILDERS.pop("toy")
+
+
+def test_a_toy_generator_is_one_card_and_one_builder(toy_generator, tiny_dataset, inputs, tmp_path):
+    """The parser, the configuration, fetch, the citations, the output names and the participant workflow pick up
+    a generator registered in-process: adding one edits no other module."""
+    from bids_recon.cli import fetch
+    from bids_recon.cli.parser import build_parser
+    from bids_recon.errors import InvariantError, UsageError
+    from bids_recon.generate.card import register
+    from bids_recon.offline import build_plan, fetch_groups
+    from bids_recon.reports.citation import cited
+
+    args = build_parser().parse_args(["bids", "out", "participant", "--generator", "toy", "--toy-brightness", "0.25"])
+    assert getattr(args, "workflow.generate.toy.brightness") == 0.25
+    config = Config.from_dict({"workflow": {"generate": {"generator": "toy", "toy": {"brightness": 0.25}}}})
+    assert config.workflow.generate.params == _ToyParams(brightness=0.25)
+    for table, problem in (({"brightness": 2.0}, "toy.brightness. = 2.0 .*<= 1"),
+                           ({"roi": "nowhere"}, "toy.roi. = 'nowhere' .* is not an ROI")):
+        with pytest.raises(UsageError, match=problem):
+            Config.from_dict({"workflow": {"generate": {"generator": "toy", "toy": table}}})
+    assert "rombach2022" in {r.key for r in cited(config)}
+    default = Config()
+    assert default.workflow.generate.toy == _ToyParams() and default.workflow.generate.generator == "linear"
+    assert "rombach2022" not in {r.key for r in cited(default)}
+    card = generator_card("toy")
+    assert card.image_desc("grey", 0) == "toygreysample1" and card.variant_labels() == {"grey": "grey"}
+    assert "toy" in fetch_groups() and "--toy-source" in fetch.build_parser().format_help()
+    assert [i.url for i in build_plan(tmp_path, ["toy"], generators={"toy": _ToyParams(roi="there")})] == \
+        ["https://example.org/there"]
+
+    config = _config(tiny_dataset, tmp_path, **{"workflow.generate.generator": "toy"})
+    workflow = init_bids_recon_wf(config, {"01": inputs["01"]})
+    assert "sub_01_wf.toy_wf.outputnode" in workflow.list_node_names()
+    assert participant_methods(config, inputs["01"])[3] == "Images were grey at 0.5."
+
+    class Unbuilt(GeneratorCard):  # a card without a builder is a clear error, not a silent skip
+        name = "unbuilt"
+
+    register(Unbuilt)
+    try:
+        with pytest.raises(InvariantError, match="'unbuilt' has a card .* but no workflow builder"):
+            generator_builder("unbuilt")
+    finally:
+        from bids_recon.generate.card import GENERATORS
+
+        GENERATORS.pop("unbuilt")
+    with pytest.raises(UsageError, match="unknown generator 'gan'"):
+        generator_builder("gan")
 
 
 def test_import_graph_replaces_the_glm_stage(tiny_dataset, tmp_path):

@@ -4,7 +4,7 @@
 RepetitionTime as it goes. What is checked here needs several files at once: the brain mask on the BOLD
 grid, one confounds row per volume (and the chosen confound columns), every trial's stimulus image inside
 the dataset, a test and a training set, the ROIs (atlas or user masks, resampled to the brain mask, large
-enough), and (for the diffusion generator) a caption for every stimulus. It reads headers, tables and 3D
+enough); a generator's own inputs (captions, a model) are checked by its card. It reads headers, tables and 3D
 masks only, so a bad dataset stops in seconds, before the GLM, with the file and the problem named.
 The same conditions are checked again where the files are used (a notebook user calls those functions
 without this module).
@@ -25,9 +25,9 @@ from bids_recon.design.repeats import assign_repeats_and_split
 from bids_recon.design.split import ColumnRule, SessionRule, mark_imported_split, mark_test_split, parse_test_split
 from bids_recon.design.table import decoded_trials
 from bids_recon.design.trials import run_trials
-from bids_recon.errors import BadDataError, BidsReconError, MissingInputError
+from bids_recon.errors import BadDataError, BidsReconError
 from bids_recon.features.params import StimulusParams
-from bids_recon.features.stimuli import StimulusResolver, captions_path, resolver_for, stimulus_captions
+from bids_recon.features.stimuli import StimulusResolver, resolver_for
 from bids_recon.glm.runs import intersect_masks, load_image, same_grid
 from bids_recon.rois import RoiParams, build_rois
 
@@ -169,31 +169,6 @@ def check_test_rule(trials: pd.DataFrame, runs: list[RunInputs], params: Stimulu
     else:
         what = f"none of the {decoded['stim_id'].nunique()} stimuli is in NSD's {rule.name}"
     raise BadDataError(f"--test-split {params.test_split} selects no test trial: {what}", where)
-
-
-def check_captions(resolver: StimulusResolver, stim_ids: list[str]) -> None:
-    """Check that every stimulus has a caption (the diffusion generator's c needs one).
-
-    Raises
-    ------
-    MissingInputError
-        The captions source (TSV, COCO JSON or folder of them) does not exist (exit code 66).
-    BadDataError
-        Columns missing, or stimuli without a caption (the message lists the first ones and, for COCO, their
-        ids; exit code 65).
-    """
-    source = captions_path(resolver.bids_dir, resolver.params).resolve()
-    if not source.exists() and not resolver.params.category_captions:
-        raise MissingInputError(
-            "captions table does not exist: the diffusion generator needs one caption or more per stimulus "
-            "(a TSV with columns stim_file, caption, or COCO captions JSON; give it with --captions FILE)", source)
-    _, missing = stimulus_captions(resolver, stim_ids, source)
-    if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise BadDataError(
-            f"{len(missing)} of {len(stim_ids)} stimuli have no caption ({shown}): add captions for them, use "
-            "--category-captions where the dataset has categories, or run with --generator linear, which needs no "
-            "captions", source)
 
 
 def bold_space(subject: SubjectInputs) -> str | None:

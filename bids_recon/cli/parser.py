@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bids_recon import __version__
-from bids_recon.config import Config, generators
+from bids_recon.config import Config
 from bids_recon.errors import ExitCode
+from bids_recon.generate.card import generator_cards
 from bids_recon.params import choices_of, default_of, doc_of, locate
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -264,17 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(method, "--stimuli-dir", key="workflow.stimuli.dirs", nargs="+", type=_absolute, metavar="DIR")
     _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
     _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="RULE")
-    _setting(method, "--generator", key="workflow.generate.generator")
+    cards = generator_cards()
+    _setting(method, "--generator", key="workflow.generate.generator",
+             help="image generator: " + "; ".join(f"'{card.name}' = {card.summary}" for card in cards.values()))
 
-    for spec in generators().values():  # each generator declares the flags of its own settings
-        group = parser.add_argument_group(spec.options_title or f"Generator {spec.name} (--generator {spec.name})")
+    for card in cards.values():  # each generator's card declares the flags of its own settings
+        group = parser.add_argument_group(card.options_title or f"Generator {card.name} (--generator {card.name})")
 
-        def option(*flags: str, key: str, _group=group, _name=spec.name, **kwargs: Any) -> argparse.Action:
+        def option(*flags: str, key: str, _group=group, _name=card.name, **kwargs: Any) -> argparse.Action:
             dotted = key if key.startswith(("workflow.", "execution.", "nipype.")) else \
                 f"workflow.generate.{_name}.{key}"
             return _setting(_group, *flags, key=dotted, **kwargs)
 
-        spec.add_options(option, _PATHS)
+        card.add_options(option, _PATHS)
 
     evaluation = parser.add_argument_group("Evaluation")
     _setting(evaluation, "--metrics", key="workflow.evaluate.metrics", nargs="+", action=_CommaList, metavar="ID",

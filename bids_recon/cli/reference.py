@@ -144,3 +144,33 @@ def render_settings_markdown() -> str:
     for name in ("workflow", "execution", "nipype"):
         table(typing.get_type_hints(Config)[name], name)
     return "\n".join(lines)
+
+
+#: Modules whose import fills the registries of every kind (each kind registers itself when its package loads).
+KIND_PACKAGES = ("bids_recon.config", "bids_recon.features.resolvers", "bids_recon.glm.importers",
+                 "bids_recon.datasets", "bids_recon.sim.layouts", "bids_recon.sim.shapes")
+
+
+def render_kinds_markdown() -> str:
+    """Every registry of kinds (generators, estimators, resolvers, importers, presets, layouts, shapes...) as Markdown:
+    one table per registry, one row per entry with the module it lives in; read from the registries themselves
+    (:data:`bids_recon.registry.ALL`), so the architecture page lists what the code registers."""
+    import importlib
+    import inspect
+
+    from bids_recon.registry import ALL, summary_of
+
+    for module in KIND_PACKAGES:
+        importlib.import_module(module)
+    lines = []
+    for registry in ALL:
+        if not registry:
+            continue
+        lines += [f"### {registry.what.capitalize()}s", "", f"Registered by `{registry.key}`; one module each.", "",
+                  f"| {registry.key} | module | what |", "|---|---|---|"]
+        for key, entry in registry.items():
+            cls = entry if isinstance(entry, type) else type(entry)
+            module = inspect.getmodule(cls).__name__
+            lines.append(f"| `{key}` | `{module}` | {_cell(summary_of(entry))} |")
+        lines.append("")
+    return "\n".join(lines)

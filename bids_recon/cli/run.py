@@ -441,8 +441,8 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
     """Check what ties the input files together (grids, confounds, stimuli, split, ROIs) and what the generator
     needs (captions, a model), before any work; say which metrics will not be computed (weights not on disk)."""
     from bids_recon.bids.checks import check_inputs
+    from bids_recon.generate.card import generator_card
     from bids_recon.workflows.evaluation import log_skipped_metrics
-    from bids_recon.workflows.generators import get_generator
 
     wf = config.workflow
     if importing(config):
@@ -454,9 +454,9 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
                                None if wf.betas_only else wf.rois, betas_only=wf.betas_only)
     if wf.betas_only:  # no generator, features, metrics
         return
-    spec = get_generator(wf.generate.generator)
-    spec.check_inputs(config, inputs, checked)
-    spec.prepare(config)
+    card = generator_card(wf.generate.generator)
+    card.check_inputs(config, checked)
+    card.prepare(config)
     log_skipped_metrics(config)
 
 

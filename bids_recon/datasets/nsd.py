@@ -21,14 +21,19 @@ participant's ROIs in MNI space (``ppdata/subjNN/MNI/roi/``, on FSL's 1 mm MNI15
 and ``--roi-mask`` NSD's MNI ``streams`` (resampled to the BOLD grid). With BOLD only in MNI152NLin2009cAsym the
 atlas serves (in its own space); with BOLD only in T1w the atlas is refused (exit 65) and the message says which
 ``--roi-mask`` to give.
+
+``bids_recon-fetch --include nsd-metadata`` (and ``nsd-stimuli``) gets NSD's image table, design and stimuli from
+NSD's bucket and COCO's captions (:func:`nsd_downloads`), laid out as NSD's download is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bids_recon.datasets import DatasetPreset, chosen_value, fmriprep_spaces, register, resolution_in
+from bids_recon.download import FetchItem, Layout, url_name
 
 #: Settings the preset adds to import NSD's betas (dropped when the user runs the GLM: ``--betas none`` or
 #: ``-d fmriprep=``).
@@ -116,3 +121,33 @@ class Nsd(DatasetPreset):
         roi_dir = root / "nsddata" / "ppdata" / "subj{subject}" / "MNI" / "roi"
         return {"workflow.space": NSD_MNI, "workflow.resolution": resolution_in(found, NSD_MNI, "2"),
                 "workflow.rois.user_masks": streams_masks(roi_dir)}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# bids_recon-fetch
+
+NSD_S3 = "https://natural-scenes-dataset.s3.amazonaws.com"
+#: NSD files (relative to the bucket) and what they are for.
+NSD_METADATA = {
+    "nsddata/experiments/nsd/nsd_stim_info_merged.csv": "NSD image table: nsdId, cocoId, cocoSplit, shared1000",
+    "nsddata/experiments/nsd/nsd_expdesign.mat": "NSD design: sharedix (the shared test images), trial order",
+}
+NSD_STIMULI = {"nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5": "all 73,000 NSD images (imgBrick, 425 px, ~37 GB)"}
+#: COCO 2017 captions (Takagi & Nishimoto's caption source for NSD, joined by the table's cocoId/cocoSplit).
+COCO_ANNOTATIONS = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
+#: The ``bids_recon-fetch --include`` groups of NSD's files.
+FETCH_GROUPS = ("nsd-metadata", "nsd-stimuli")
+
+
+def nsd_downloads(layout: Layout, groups: Sequence[str]) -> list[FetchItem]:
+    """NSD metadata (and stimuli) from the NSD bucket, COCO captions from COCO, for the chosen fetch groups."""
+    metadata, stimuli = FETCH_GROUPS
+    items = []
+    files = {**(NSD_METADATA if metadata in groups else {}), **(NSD_STIMULI if stimuli in groups else {})}
+    for rel, purpose in files.items():
+        group = stimuli if rel in NSD_STIMULI else metadata
+        items.append(FetchItem(group, layout.nsd / rel, "url", f"{NSD_S3}/{rel}", purpose=purpose))
+    if metadata in groups:
+        items.append(FetchItem(metadata, layout.nsd / "coco" / url_name(COCO_ANNOTATIONS), "url",
+                               COCO_ANNOTATIONS, purpose="COCO 2017 captions (captions_train/val2017.json)"))
+    return items

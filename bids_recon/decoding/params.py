@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bids_recon.params import setting
@@ -91,3 +92,11 @@ class EncodingParams:
     n_permutations: int = setting(1000, ge=1, doc="shuffles of the permutation null")
     fdr: float = setting(0.05, gt=0, lt=1, doc="Benjamini-Hochberg FDR level of the maps' significance")
     block_voxels: int = setting(0, ge=0, doc="voxels fitted at a time (0: 64 MB of training betas per block)")
+
+    def runs(self, offered: Sequence[str], by_default: bool) -> bool:
+        """Whether the encoding models run with a generator that offers the feature spaces ``offered``.
+
+        ``enabled`` 'on' or 'off' decides; 'auto' runs them when the generator asks for them (``by_default``, its
+        card's ``encoding_default``) and offers at least one space.
+        """
+        return self.enabled == "on" or (self.enabled == "auto" and by_default and bool(offered))

@@ -37,12 +37,13 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bids_recon.download import FetchItem, Layout
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 
 LOGGER = logging.getLogger("bids_recon.evaluate.networks")
@@ -55,6 +56,8 @@ CLIP_REPO = "openai/clip-vit-large-patch14"
 CLIP_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 #: The command that fills the caches on a machine with internet.
 FETCH_COMMAND = "bids_recon-fetch"
+#: Its ``--include`` group of the networks' weights.
+FETCH_GROUP = "metrics"
 
 
 class WeightsNotFoundError(MissingInputError):
@@ -204,6 +207,32 @@ def network_specs() -> dict[str, NetworkSpec]:
     specs["clip"] = NetworkSpec("clip", "CLIP ViT-L/14", "clip", CLIP_REPO, CLIP_REPO, nodes=("image_embeds",),
                                 reference=_MINDEYE + " (OpenAI clip.load('ViT-L/14').encode_image)")
     return specs
+
+
+def network_downloads(layout: Layout, users: Mapping[str, str]) -> list[FetchItem]:
+    """The weight files of the networks in ``users`` (network -> the metrics that use it), for ``bids_recon-fetch``.
+
+    torchvision and SwAV files go to the fetch folder's ``TORCH_HOME/hub/checkpoints`` (sizes from torchvision's
+    table, approximate; torchvision's sha256 prefix), CLIP's configuration and weights to its Hugging Face cache
+    (the weights: ``model.safetensors``, else ``pytorch_model.bin``).
+    """
+    items = []
+    for name, spec in network_specs().items():
+        if name not in users:
+            continue
+        purpose = f"{spec.title} ({users[name]})"
+        if spec.kind == "clip":
+            for filename in ("config.json", CLIP_WEIGHT_FILES[0]):
+                items.append(FetchItem(FETCH_GROUP, layout.hf_hub_cache, "hf",
+                                       f"https://huggingface.co/{spec.source}/resolve/main/{filename}",
+                                       repo_id=spec.source, filename=filename, purpose=purpose, required=True,
+                                       alternatives=CLIP_WEIGHT_FILES if filename in CLIP_WEIGHT_FILES else ()))
+            continue
+        size = int(spec.approx_size_mib * (1 << 20)) if spec.approx_size_mib else None
+        items.append(FetchItem(FETCH_GROUP, layout.checkpoints / spec.filename, "url", spec.source, size,
+                               "torchvision table (approx.)" if size else "unknown", sha256_prefix=spec.sha256_prefix,
+                               purpose=purpose, approx=size is not None))
+    return items
 
 
 def not_found_message(spec: NetworkSpec) -> str:
@@ -516,5 +545,6 @@ def weights_fingerprint(names: Iterable[str] | None = None) -> dict[str, str]:
 
 
 __all__ = ["CLIP_REPO", "SWAV_URL", "LoadedNetwork", "NetworkSpec", "WeightsNotFoundError", "build_architecture",
-           "clip_snapshot", "file_sha256", "hf_hub_cache_dir", "load_network", "network_specs", "resolve_device",
-           "sha256_prefix_of", "torch_checkpoint_dir", "url_filename", "weights_fingerprint", "weights_status"]
+           "clip_snapshot", "file_sha256", "hf_hub_cache_dir", "load_network", "network_downloads", "network_specs",
+           "resolve_device", "sha256_prefix_of", "torch_checkpoint_dir", "url_filename", "weights_fingerprint",
+           "weights_status"]

@@ -11,23 +11,39 @@ Three variants, as in the paper's figure:
 Decoded ``c`` is passed as ``prompt_embeds`` and the empty-caption embedding as ``negative_prompt_embeds``.
 Sample ``k`` of every stimulus uses ``torch.Generator().manual_seed(seed + k)``, so results do not depend on
 the batch size. fp16 and SDPA attention on CUDA (see :func:`bids_recon.generate.models.load_components`).
+
+Its card is :class:`DiffusionCard` (settings, flags, decoders, feature spaces, the model it resolves and
+``bids_recon-fetch`` downloads, the captions it needs, its variants' names); its part of the workflow is built by
+:mod:`bids_recon.workflows.generators.diffusion`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bids_recon.errors import BadDataError, UsageError
+from bids_recon.errors import BadDataError, MissingInputError, UsageError
+from bids_recon.evaluate.methods import evaluation_methods
+from bids_recon.generate.card import GeneratorCard, OutputVariant, RunConfig, register
 from bids_recon.params import setting
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bids_recon.download import FetchItem, Layout
+    from bids_recon.features.resolvers import StimulusResolver
+    from bids_recon.generate.models import ResolvedModel
 
 LOGGER = logging.getLogger("bids_recon.generate.diffusion")
 
-VARIANTS = ("z", "c", "zc")
+#: The reconstructions of the paper's figure: their index value, report label, and whether they are sampled.
+OUTPUT_VARIANTS = (OutputVariant("z", "z only", sampled=False), OutputVariant("c", "c only"),
+                   OutputVariant("zc", "z + c"))
+VARIANTS = tuple(v.name for v in OUTPUT_VARIANTS)
 
 #: Output-name labels (``desc-``) of the two decoding targets.
 Z_TARGET, C_TARGET = "vaelatent", "textembedding"
@@ -202,3 +218,140 @@ class DiffusionGenerator:
         """How many images :meth:`generate` yields for ``n_stimuli`` stimuli."""
         s = self.settings
         return n_stimuli * (("z" in s.variants) + s.n_samples * (("c" in s.variants) + ("zc" in s.variants)))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the card
+
+
+def feature_cache_dir(config: RunConfig) -> Path:
+    """The feature cache folder: ``feature_cache`` or ``<work_dir>/feature_cache``."""
+    diff = config.workflow.generate.diffusion
+    return Path(diff.feature_cache) if diff.feature_cache else Path(config.execution.work_dir) / "feature_cache"
+
+
+@functools.cache
+def _resolve(spec: str, model_dir: str, allow_download: bool, hash_cache: str) -> ResolvedModel:
+    from bids_recon.generate.models import resolve_model
+
+    return resolve_model(spec, model_dir or None, allow_download, Path(hash_cache))
+
+
+def configured_model(config: RunConfig) -> ResolvedModel:
+    """Resolve the configured model once per process (raises ``MissingInputError``, exit 66, when absent)."""
+    diff = config.workflow.generate.diffusion
+    return _resolve(diff.model, diff.model_dir, config.execution.allow_download,
+                    str(feature_cache_dir(config) / "model_hashes.json"))
+
+
+def check_captions(resolver: StimulusResolver, stim_ids: Sequence[str]) -> None:
+    """Check that every stimulus has a caption (the diffusion generator's c needs one).
+
+    Raises
+    ------
+    MissingInputError
+        The captions source (TSV, COCO JSON or folder of them) does not exist (exit code 66).
+    BadDataError
+        Columns missing, or stimuli without a caption (the message lists the first ones and, for COCO, their
+        ids; exit code 65).
+    """
+    from bids_recon.features.captions import captions_path, stimulus_captions
+
+    stim_ids = list(stim_ids)
+    source = captions_path(resolver.bids_dir, resolver.params).resolve()
+    if not source.exists() and not resolver.params.category_captions:
+        raise MissingInputError(
+            "captions table does not exist: the diffusion generator needs one caption or more per stimulus "
+            "(a TSV with columns stim_file, caption, or COCO captions JSON; give it with --captions FILE)", source)
+    _, missing = stimulus_captions(resolver, stim_ids, source)
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise BadDataError(
+            f"{len(missing)} of {len(stim_ids)} stimuli have no caption ({shown}): add captions for them, use "
+            "--category-captions where the dataset has categories, or run with --generator linear, which needs no "
+            "captions", source)
+
+
+@register
+class DiffusionCard(GeneratorCard):
+    name = "diffusion"
+    params = DiffusionParams
+    summary = "Takagi & Nishimoto (2023): decoded VAE latent z and caption embedding c, latent-diffusion img2img"
+    options_title = "Latent diffusion (--generator diffusion)"
+    roi_settings = ("z_roi", "c_roi")
+    references = ("rombach2022",)
+    fetch_group = "diffusion"
+    encoding_default = True
+    encoding_partition = ("z", "c")
+    variants = OUTPUT_VARIANTS
+
+    def add_options(self, option: Any, paths: Any) -> None:
+        option("--model", key="model", type=paths.absolute_if_exists)
+        option("--model-dir", key="model_dir", type=paths.absolute, metavar="DIR")
+        option("--captions", key="workflow.stimuli.captions", type=paths.absolute, metavar="FILE|DIR")
+        option("--category-captions", key="workflow.stimuli.category_captions", action="store_const", const=True)
+        option("--synset-words", key="workflow.stimuli.synset_words", type=paths.absolute, metavar="FILE")
+        option("--feature-cache", key="feature_cache", type=paths.absolute, metavar="DIR")
+        option("--latent-image-size", key="latent_image_size", type=int)
+        option("--diffusion-steps", key="steps", type=int)
+        option("--strength", key="strength", type=float)
+        option("--guidance-scale", key="guidance_scale", type=float)
+        option("--n-samples", key="n_samples", type=int)
+        option("--diffusion-seed", key="seed", type=int)
+        option("--diffusion-batch-size", key="batch_size", type=int)
+        option("--output-size", key="output_size", type=int)
+        option("--variants", key="variants", nargs="+")
+        option("--no-progress", key="progress", action="store_const", const=False, help="no progress bars")
+        option("--z-roi", key="z_roi")
+        option("--c-roi", key="c_roi")
+
+    def decoders(self, config: RunConfig) -> list[tuple[str, str]]:
+        diff = self.settings(config)
+        return [(diff.z_roi, Z_TARGET), (diff.c_roi, C_TARGET)]
+
+    def feature_spaces(self, config: RunConfig) -> dict[str, str]:
+        from bids_recon.features.bottleneck import space_name
+
+        diff = self.settings(config)
+        spaces = {"z": f"the VAE latent of '{diff.model}' at {diff.latent_image_size} px",
+                  "c": f"the text encoder's last hidden state of '{diff.model}' averaged over the captions"}
+        for level in config.workflow.encoding.zc_noise_levels:
+            spaces[space_name(level)] = (f"z_c, the U-Net's bottleneck (mid-block output) for z noised to {level:g} "
+                                         "of the diffusion schedule and conditioned on c")
+        return spaces
+
+    def check_inputs(self, config: RunConfig, checked: Any) -> None:
+        from bids_recon.features import resolver_for
+
+        check_captions(resolver_for(config.execution.bids_dir, config.workflow.stimuli), checked.stim_ids)
+
+    def prepare(self, config: RunConfig) -> None:
+        configured_model(config)
+
+    def methods(self, config: RunConfig) -> str:
+        diff, dec = self.settings(config), config.workflow.decoding
+        return (
+            f"Following Takagi & Nishimoto (2023), each stimulus was described by z, the VAE latent of the "
+            f"diffusion model '{diff.model}' (image at {diff.latent_image_size} px, posterior mean times the VAE "
+            f"scaling factor), and c, the text encoder's last hidden state averaged over the image's captions. "
+            f"Decoders ({dec.methods()}) mapped {diff.z_roi} betas to z and {diff.c_roi} betas to c. "
+            f"Reconstructions: z only (VAE decoding of decoded z); c only (text-to-image from decoded c); z+c "
+            f"(img2img of the z image at strength {diff.strength}, conditioned on decoded c); DDIM {diff.steps} "
+            f"steps, guidance {diff.guidance_scale} against the empty-caption embedding, {diff.n_samples} samples "
+            f"per image with seeds {diff.seed}..{diff.seed + diff.n_samples - 1}. "
+            + evaluation_methods(config.workflow.evaluate, diff.n_samples, "the decoded feature spaces for z and c")
+        )
+
+    def add_fetch_options(self, option: Any) -> None:
+        option("--model", key="model", help=f"diffusion model (Hugging Face id; default: the configuration's, else "
+                                            f"{DiffusionParams.model}); a local folder is not fetched")
+
+    def downloads(self, params: DiffusionParams, layout: Layout,
+                  report: Callable[[str], None] = print) -> list[FetchItem]:
+        from bids_recon.generate.models import model_downloads
+
+        model = params.model
+        if Path(model).expanduser().exists() or model.startswith(("/", "./", "../", "~")):
+            report(f"--model {model} is a local folder: nothing to fetch for it")
+            return []
+        return model_downloads(layout, model, self.fetch_group)

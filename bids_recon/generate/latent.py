@@ -17,8 +17,8 @@ turns the decoded latent into the reconstruction.
   image through a differentiable generator (the loss of each image is returned), or :func:`encode_latents` uses
   a user-given encoder (images -> latents).
 
-Everything here is plain torch on arrays and paths; the pipeline's registration is in
-:mod:`bids_recon.workflows.generators.latent`.
+Everything here is plain torch on arrays and paths. Its card is :class:`LatentCard`; its part of the workflow is
+built by :mod:`bids_recon.workflows.generators.latent`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
+from bids_recon.evaluate.methods import evaluation_methods
+from bids_recon.generate.card import GeneratorCard, RunConfig, register
 from bids_recon.params import setting
 
 LOGGER = logging.getLogger("bids_recon.generate.latent")
@@ -842,7 +844,93 @@ def latents_path(params: LatentParams, base_dir: str | Path) -> Path:
     return _relative_to(params.latents, base_dir)
 
 
-__all__ = ["ALL_ROIS", "LATENT_TARGET", "InversionResult", "LatentInputs", "LatentParams", "LatentTable",
-           "LoadedModule", "check_generator", "check_latent_inputs", "encode_latents", "generate_images",
-           "invert_latents", "latents_path", "load_module", "read_latents", "resolve_rois", "resolve_spec",
-           "roi_label", "state_digest", "stimulus_latents", "StimulusLatents", "to_unit_range"]
+# ------------------------------------------------------------------------------------------------------------------
+# the card
+
+#: Generator identities found by the preflight, by (generator, latents table, range, dataset).
+_IDENTITIES: dict[tuple[str, ...], dict[str, Any]] = {}
+
+
+def _key(config: RunConfig) -> tuple[str, ...]:
+    lat = config.workflow.generate.latent
+    return (lat.generator, lat.latents, lat.output_range, str(config.execution.bids_dir))
+
+
+def generator_identity(config: RunConfig) -> dict[str, Any]:
+    """The configured generator's identity (file, sha256, latent dimension, image shape), found once per process.
+
+    Raises the errors of :func:`load_module` (exit 66 when absent, 65 when it does not load or does not fit the
+    latents table).
+    """
+    key = _key(config)
+    if key not in _IDENTITIES:
+        lat, bids_dir = config.workflow.generate.latent, config.execution.bids_dir
+        table = read_latents(latents_path(lat, bids_dir))
+        generator = load_module(lat.generator, bids_dir)
+        check_generator(generator, table.dim, lat.output_range)
+        _IDENTITIES[key] = generator.identity()
+    return _IDENTITIES[key]
+
+
+@register
+class LatentCard(GeneratorCard):
+    name = "latent"
+    params = LatentParams
+    summary = ("Dado et al. (2022, HYPER): each stimulus's generator latent (--latents) decoded by ridge, then your "
+               "generator (TorchScript or package.module:callable)")
+    options_title = "Latent-vector generator (--generator latent)"
+    references = ("dado2022",)
+
+    def add_options(self, option: Any, paths: Any) -> None:
+        option("--latents", key="latents", type=paths.absolute, metavar="FILE")
+        option("--latent-generator", key="generator", type=paths.absolute_if_exists, metavar="FILE|MODULE:CALLABLE")
+        option("--latent-range", key="output_range")
+        option("--latent-roi", key="roi")
+        option("--latent-batch-size", key="batch_size", type=int)
+        option("--latent-output-size", key="output_size", type=int)
+        option("--missing-latents", key="missing")
+        option("--latent-encoder", key="encoder", type=paths.absolute_if_exists, metavar="FILE|MODULE:CALLABLE")
+        option("--inversion-steps", key="inversion_steps", type=int)
+        option("--inversion-lr", key="inversion_lr", type=float)
+        option("--inversion-seed", key="inversion_seed", type=int)
+
+    def label(self, config: RunConfig) -> str:
+        """``label-`` of the decoder's voxels."""
+        return roi_label(self.settings(config).roi, config.workflow.rois.names)
+
+    def decoders(self, config: RunConfig) -> list[tuple[str, str]]:
+        return [(self.label(config), LATENT_TARGET)]
+
+    def check_inputs(self, config: RunConfig, checked: Any) -> None:
+        lat = self.settings(config)
+        resolve_rois(lat.roi, config.workflow.rois.names)
+        found = check_latent_inputs(lat, checked.stim_ids, config.execution.bids_dir)
+        _IDENTITIES[_key(config)] = found.generator.identity()
+
+    def prepare(self, config: RunConfig) -> None:
+        generator_identity(config)
+
+    def methods(self, config: RunConfig) -> str:
+        lat, dec = self.settings(config), config.workflow.decoding
+        rois = resolve_rois(lat.roi, config.workflow.rois.names)
+        voxels = f"the union of {', '.join(rois)}" if len(rois) > 1 else rois[0]
+        missing = {"error": "",
+                   "invert": f" Stimuli without a latent got one by optimisation through the generator (Adam, "
+                             f"{lat.inversion_steps} steps, learning rate {lat.inversion_lr:g}, pixel mean squared "
+                             f"error, seeded starts; the loss of each image is in the targets' sidecar).",
+                   "encode": " Stimuli without a latent got one from the encoder."}[lat.missing]
+        span = "[-1, 1]" if lat.output_range == "signed" else "[0, 1]"
+        evaluation = evaluation_methods(config.workflow.evaluate, 1, "the decoded latent space")
+        return (f"Following Dado et al. (2022), the decoding target of each stimulus was the latent vector its image "
+                f"was generated from ('{Path(lat.latents).name}').{missing} A decoder ({dec.methods()}) mapped "
+                f"{voxels} betas of single training trials to the latents, and decoded repeat-averaged test betas. "
+                f"The decoded latents were fed to the generator '{lat.generator}' (images in {span}, batches of "
+                f"{lat.batch_size}). Decoded and true latents were compared by their correlation and by 1/(1+MSE) "
+                f"(the paper's latent similarity). {evaluation}")
+
+
+__all__ = ["ALL_ROIS", "LATENT_TARGET", "InversionResult", "LatentCard", "LatentInputs", "LatentParams",
+           "LatentTable", "LoadedModule", "check_generator", "check_latent_inputs", "encode_latents",
+           "generate_images", "generator_identity", "invert_latents", "latents_path", "load_module", "read_latents",
+           "resolve_rois", "resolve_spec", "roi_label", "state_digest", "stimulus_latents", "StimulusLatents",
+           "to_unit_range"]

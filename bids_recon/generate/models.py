@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bids_recon.download import FetchItem, Layout
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.io import write_json
 
@@ -284,3 +285,13 @@ def load_components(folder: Path, device: str = "cpu", parts: tuple[str, ...] = 
 
         out["unet"].set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
     return out
+
+
+def model_downloads(layout: Layout, model: str, group: str) -> list[FetchItem]:
+    """The files of hub model ``model`` that bids_recon loads (:data:`DOWNLOAD_PATTERNS`), for ``bids_recon-fetch``.
+
+    One entry per pattern, into the fetch folder's Hugging Face cache; :func:`bids_recon.download.resolve` expands
+    the patterns to the repository's files with their sizes and checksums.
+    """
+    return [FetchItem(group, layout.hf_hub_cache, "hf", f"https://huggingface.co/{model}", repo_id=model,
+                      filename=pattern, purpose="diffusion model (generator)") for pattern in DOWNLOAD_PATTERNS]

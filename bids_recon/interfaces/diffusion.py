@@ -16,6 +16,7 @@ from bids_recon.errors import BadDataError
 from bids_recon.evaluate.variants import evaluate_generated, samples_from_index, standardise_features
 from bids_recon.features import captions_for, resolver_for
 from bids_recon.features.params import StimulusParams
+from bids_recon.generate.card import generator_card
 from bids_recon.generate.diffusion import DiffusionParams
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
@@ -182,7 +183,7 @@ class _WriteDiffusionInputSpec(BaseInterfaceInputSpec):
     per_item = File(exists=True, mandatory=True)
     output_dir = traits.Str(mandatory=True)
     names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
-    generator = traits.Str(mandatory=True, desc="desc- of the index")
+    generator = traits.Str(mandatory=True, desc="desc- of the index; its card names the images (image_desc)")
     sidecar = traits.Dict()
 
 
@@ -202,12 +203,12 @@ class WriteDiffusionReconstructions(RecordingInterface):
         from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
 
         i = self.inputs
-        names = SubjectOutputs(**i.names)
+        names, card = SubjectOutputs(**i.names), generator_card(i.generator)
         root = Path(i.output_dir)
         index = read_tsv(i.index, dtype={"stimulus": str, "variant": str})
         files = []
         for row in index.itertuples():
-            rel = names.recon_variant_image(row.stimulus, row.variant, int(row.sample))
+            rel = names.recon_image(row.stimulus, card.image_desc(row.variant, int(row.sample)))
             atomic_write(root / rel, lambda tmp, src=row.file: shutil.copyfile(src, tmp))
             files.append(rel.as_posix())
         index["file"] = files

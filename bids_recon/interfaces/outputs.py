@@ -113,7 +113,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     boldref = traits.Either(None, File(exists=True), default=None, usedefault=True)
     rois = traits.Dict(traits.Str, traits.Either(None, traits.Str), mandatory=True)
     decoders = traits.List(traits.Tuple(traits.Str, traits.Str), mandatory=True)
-    generator = traits.Str("linear", usedefault=True)
+    generator = traits.Str(mandatory=True, desc="the generator whose outputs are shown; empty for --betas-only")
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
     zscored = traits.Bool(True, usedefault=True, desc="betas z-scored per session (workflow.glm)")

@@ -15,6 +15,7 @@ from typing import Any
 from bids_recon import __version__
 from bids_recon.bids.derivatives import CITATION_FILES
 from bids_recon.config import Config
+from bids_recon.generate.card import generator_card
 from bids_recon.io import atomic_write_text
 
 
@@ -26,7 +27,7 @@ class Reference:
     text: str
     bibtex: str
     used: Callable[[Config], bool] = lambda config: True
-    #: cited only when the configured generator's spec lists the key (``GeneratorSpec.references``)
+    #: cited only when the configured generator's card lists the key (``GeneratorCard.references``)
     by_generator: bool = False
 
 
@@ -44,9 +45,7 @@ def _glm(config: Config, key: str) -> str:
 
 
 def _encoding_used(config: Config) -> bool:
-    from bids_recon.workflows.encoding import encoding_enabled
-
-    return encoding_enabled(config)
+    return generator_card(config.workflow.generate.generator).encoding_enabled(config)
 
 
 REFERENCES: list[Reference] = [
@@ -230,9 +229,7 @@ def workflow_descriptions(workflow: Any) -> list[tuple[str, str]]:
 
 def cited(config: Config) -> list[Reference]:
     """The references of the stages this configuration runs."""
-    from bids_recon.workflows.generators import get_generator
-
-    by_generator = set(get_generator(config.workflow.generate.generator).references)
+    by_generator = set(generator_card(config.workflow.generate.generator).references)
     found = [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)]
     if config.workflow.betas_only:  # the betas only: no reconstruction, atlas, decoder or encoding model ran
         return [ref for ref in found if ref.key in BETAS_ONLY_KEYS or ref.key in _GLM_KEYS]

@@ -14,6 +14,7 @@ from bids_recon.decoding import RidgeDecoder
 from bids_recon.design.table import read_trials
 from bids_recon.features import resolver_for
 from bids_recon.features.params import StimulusParams
+from bids_recon.generate.card import generator_card
 from bids_recon.io import read_tsv
 from bids_recon.reports.figures import (
     encoding_display,
@@ -37,19 +38,17 @@ from bids_recon.reports.metrics import (
     published_layout,
 )
 
-#: Row labels of the diffusion variants in the paper-style figure (seen | z only | c only | z+c).
-VARIANT_LABELS = {"z": "z only", "c": "c only", "zc": "z + c"}
-
 
 def _rows_by_method(index: pd.DataFrame, generator: str) -> dict[str, pd.DataFrame]:
-    """Index rows of each figure row: the generator's, or (diffusion) each variant's first sample."""
+    """Index rows of each figure row: the generator's, or (a generator with variants) each variant's first sample,
+    labelled and ordered as its card says (``z only | c only | z + c``)."""
     if "variant" not in index.columns:
         return {generator: index}
+    labels = generator_card(generator).variant_labels()
     first = index[index["sample"] == 0]
-    order = [v for v in VARIANT_LABELS if v in set(first["variant"])]
+    order = [v for v in labels if v in set(first["variant"])]
     ids = list(first.loc[first["variant"] == order[0], "stimulus"])
-    return {VARIANT_LABELS[v]: first[first["variant"] == v].set_index("stimulus").loc[ids].reset_index()
-            for v in order}
+    return {labels[v]: first[first["variant"] == v].set_index("stimulus").loc[ids].reset_index() for v in order}
 
 
 def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.DataFrame, fig_dir: Path,

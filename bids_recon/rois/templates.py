@@ -7,16 +7,23 @@ with, so a change of atlas in the configuration changes what is prefetched.
 :func:`find_template_files` answers a query from the files under :func:`templateflow_home`, read-only: bids_recon
 never imports ``templateflow`` at run time, since importing it unpacks TemplateFlow's skeleton (about 2,500
 placeholder files) into ``TEMPLATEFLOW_HOME`` (by default ``~/.cache/templateflow``) when that folder is empty.
+
+:func:`template_downloads` lists what ``bids_recon-fetch`` gets for the queries: TemplateFlow's skeleton from the
+installed templateflow package, then each file from the skeleton (label tables) or TemplateFlow's S3 bucket.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
-from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.download import FetchItem, Layout
+from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.rois.params import RoiParams
 
 
@@ -227,3 +234,69 @@ def templateflow_file(template: str, **query: object) -> Path:
         f"TemplateFlow file tpl-{template} {_query_text(query)} is {state} (TEMPLATEFLOW_HOME={home}). "
         + HOW_TO_PROVIDE_TEMPLATES,
     )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# bids_recon-fetch
+
+#: The ``bids_recon-fetch --include`` group of the TemplateFlow files.
+FETCH_GROUP = "templates"
+#: TemplateFlow's S3 bucket (``templateflow.conf.cache.CacheConfig.s3_root``; templateflow's own ``_s3_get``
+#: downloads ``<s3_root>/<path relative to TEMPLATEFLOW_HOME>``).
+TEMPLATEFLOW_S3 = "https://templateflow.s3.amazonaws.com"
+
+
+def templateflow_skeleton() -> Path:
+    """TemplateFlow's skeleton zip shipped with the installed templateflow (found without importing it).
+
+    Importing ``templateflow.conf`` would populate ``$TEMPLATEFLOW_HOME`` as a side effect; the package's
+    location is enough.
+
+    Raises
+    ------
+    MissingInputError
+        templateflow is not installed, or its skeleton is not in the package (exit 66).
+    """
+    spec = importlib.util.find_spec("templateflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingInputError("the templateflow package is not installed (pip install templateflow)")
+    skeleton = Path(list(spec.submodule_search_locations)[0]) / "conf" / "templateflow-skel.zip"
+    if not skeleton.is_file():
+        raise MissingInputError("templateflow's skeleton is missing from the installed package", skeleton)
+    return skeleton
+
+
+def template_downloads(layout: Layout, queries: Sequence[TemplateQuery]) -> list[FetchItem]:
+    """The TemplateFlow files of ``queries`` for ``bids_recon-fetch``, after TemplateFlow's skeleton.
+
+    The skeleton holds every template's folder, its ``template_description.json``, the label tables and 0-byte
+    placeholders for the images (a ``TEMPLATEFLOW_HOME`` without it would hold only the downloaded files): it is
+    unpacked first; a queried file that the skeleton holds whole is copied from it, the others are downloaded.
+
+    Raises
+    ------
+    UsageError
+        A query does not select exactly one file of the skeleton (exit 64).
+    """
+    skeleton = templateflow_skeleton()
+    with zipfile.ZipFile(skeleton) as archive:
+        infos = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+    origin = "templateflow package"
+    items = [FetchItem(FETCH_GROUP, layout.templateflow_home, "unpack", f"{origin}: {skeleton.name}",
+                       sum(i.file_size for i in infos.values()), origin, archive=str(skeleton),
+                       purpose=f"TemplateFlow's skeleton ({len(infos)} entries: folders, descriptions, placeholders)")]
+    for query in queries:
+        found = [name for name in infos if name.startswith(f"tpl-{query.template}/")
+                 and template_matches(name, query.template, query.query)]
+        if len(found) != 1:
+            raise UsageError(f"TemplateFlow query {query.describe()} matches {len(found)} files in templateflow's "
+                             f"skeleton ({', '.join(found[:3]) or 'none'}); it must match exactly one")
+        rel = found[0]
+        dest = layout.templateflow_home / rel
+        if infos[rel].file_size > 0:  # a real file in the skeleton (label tables, JSON): copied, no download
+            items.append(FetchItem(FETCH_GROUP, dest, "copy", f"{origin}: {rel}", infos[rel].file_size, origin,
+                                   purpose=query.purpose, archive=str(skeleton), source_file=rel))
+        else:
+            items.append(FetchItem(FETCH_GROUP, dest, "url", f"{TEMPLATEFLOW_S3}/{quote(rel)}",
+                                   purpose=query.purpose))
+    return items

@@ -3,8 +3,9 @@
 ``inputnode``: ``betas`` (z-scored single-trial betas ``.npy``), ``trials``, ``mask_file`` (brain mask),
 ``roi_files`` (ROI name -> mask), ``features`` (feature space -> ``.npz`` with ``stim_ids`` and ``features``, from
 the generator's part). ``outputnode.out_files``: the statmaps, sidecars and ROI table written. Its ``__desc__``
-is :func:`methods`. Which feature spaces exist is the generator's (``GeneratorSpec.feature_spaces``); whether
-the stage runs is ``[workflow.encoding] enabled`` (``auto``: the generator's ``encoding_default``).
+is :func:`methods`. Which feature spaces exist is the generator's (its card's ``feature_spaces``); whether the
+stage runs is ``[workflow.encoding] enabled`` (``auto``: the card's ``encoding_default``; see
+:meth:`bids_recon.generate.card.GeneratorCard.encoding_enabled`).
 """
 
 from __future__ import annotations
@@ -17,23 +18,17 @@ from nipype.pipeline import engine as pe
 from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.generate.card import generator_card
 from bids_recon.interfaces.encoding import EncodingModels, WriteEncodingMaps
 from bids_recon.params import to_dict
-from bids_recon.workflows.generators import get_generator
-
-
-def encoding_enabled(config: Config) -> bool:
-    """Whether this configuration fits encoding models (``auto``: the generator's ``encoding_default``)."""
-    enabled = config.workflow.encoding.enabled
-    spec = get_generator(config.workflow.generate.generator)
-    return enabled == "on" or (enabled == "auto" and spec.encoding_default and bool(spec.feature_spaces(config)))
 
 
 def encoding_spaces(config: Config) -> list[str]:
     """The feature spaces modelled, in the generator's order (empty when the encoding models do not run)."""
-    if not encoding_enabled(config):
+    card = generator_card(config.workflow.generate.generator)
+    if not card.encoding_enabled(config):
         return []
-    offered = list(get_generator(config.workflow.generate.generator).feature_spaces(config))
+    offered = list(card.feature_spaces(config))
     chosen = config.workflow.encoding.features
     return [s for s in offered if not chosen or s in chosen]
 
@@ -41,8 +36,8 @@ def encoding_spaces(config: Config) -> list[str]:
 def encoding_partition(config: Config) -> list[str]:
     """The feature spaces of the joint model whose unique variance is partitioned (empty: none)."""
     spaces = encoding_spaces(config)
-    spec = get_generator(config.workflow.generate.generator)
-    partition = config.workflow.encoding.partition or [s for s in spec.encoding_partition if s in spaces]
+    card = generator_card(config.workflow.generate.generator)
+    partition = config.workflow.encoding.partition or [s for s in card.encoding_partition if s in spaces]
     return list(partition) if len(partition) > 1 else []
 
 
@@ -56,8 +51,7 @@ def named_files(files: list[str], names: list[str]) -> dict[str, str]:
 def methods(config: Config) -> str:
     """The methods paragraph of the encoding stage, from its settings."""
     enc = config.workflow.encoding
-    spec = get_generator(config.workflow.generate.generator)
-    offered = spec.feature_spaces(config)
+    offered = generator_card(config.workflow.generate.generator).feature_spaces(config)
     spaces = encoding_spaces(config)
     partition = encoding_partition(config)
     where = ("every voxel of the visual cortex (the union of the ROIs " + ", ".join(config.workflow.rois.names) + ")"
@@ -90,9 +84,9 @@ def init_encoding_wf(config: Config, inputs: SubjectInputs, names: SubjectOutput
                      name: str = "encoding_wf") -> pe.Workflow:
     """Build the encoding stage of one participant (see the module docstring)."""
     enc, ex = config.workflow.encoding, config.execution
-    spec = get_generator(config.workflow.generate.generator)
+    card = generator_card(config.workflow.generate.generator)
     spaces = encoding_spaces(config)
-    offered = spec.feature_spaces(config)
+    offered = card.feature_spaces(config)
     wf = pe.Workflow(name=name)
     wf.__desc__ = methods(config)
     inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files", "features"]),
@@ -104,7 +98,7 @@ def init_encoding_wf(config: Config, inputs: SubjectInputs, names: SubjectOutput
     sources += [bids_uri("bids_recon", p.as_posix()) for p in (names.trials(), names.brain_mask())]
     write = pe.Node(WriteEncodingMaps(
         output_dir=str(Path(ex.output_dir)), names=vars(names), descriptions={s: offered[s] for s in spaces},
-        sidecar={"Sources": sources, "Generator": spec.name, "Settings": to_dict(enc),
+        sidecar={"Sources": sources, "Generator": card.name, "Settings": to_dict(enc),
                  "RandomSeed": ex.random_seed},
     ), name="ds_encoding")
     wf.connect([

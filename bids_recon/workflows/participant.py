@@ -1,7 +1,8 @@
 """The participant workflow: betas -> ROIs -> the generator's part (features, decoders, images, metrics) -> report.
 
 Workflows only wire interfaces; output names come from :mod:`bids_recon.bids.derivatives`; the generator's part
-comes from its spec in :mod:`bids_recon.workflows.generators`. Each part carries its own methods paragraph
+comes from its builder in :mod:`bids_recon.workflows.generators`, what it is from its card
+(:mod:`bids_recon.generate.card`). Each part carries its own methods paragraph
 (``__desc__``), built from the settings it runs with; the report and ``CITATION.md`` use them.
 """
 
@@ -15,10 +16,11 @@ from bids_recon import __version__
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.generate.card import generator_card
 from bids_recon.interfaces.outputs import ParticipantReport
 from bids_recon.params import to_dict
 from bids_recon.workflows import betas, encoding, imported, rois
-from bids_recon.workflows.generators import get_generator
+from bids_recon.workflows.generators import init_generator_wf
 from bids_recon.workflows.utils import gather
 
 
@@ -36,13 +38,13 @@ def introduction(config: Config) -> str:
 
 def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
     """The methods paragraphs of a participant's workflow, in order (each part's ``__desc__``)."""
-    spec = get_generator(config.workflow.generate.generator)
+    card = generator_card(config.workflow.generate.generator)
     beta_stage = (imported.methods(config, inputs) if inputs.imported is not None else
                   betas.methods(config, len(inputs.runs), inputs.task, inputs))
     if config.workflow.betas_only:
         return [introduction(config), beta_stage]
-    return [introduction(config), beta_stage, rois.methods(config), spec.methods(config)] + (
-        [encoding.methods(config)] if encoding.encoding_enabled(config) else [])
+    return [introduction(config), beta_stage, rois.methods(config), card.methods(config)] + (
+        [encoding.methods(config)] if card.encoding_enabled(config) else [])
 
 
 def _cuda_impossible() -> bool:
@@ -85,7 +87,7 @@ def report_summary(config: Config, inputs: SubjectInputs) -> dict[str, str]:
 def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
     """What the participant report is built from (the same for the workflow and ``--reports-only``)."""
     wf_cfg = config.workflow
-    spec = get_generator(wf_cfg.generate.generator)
+    card = generator_card(wf_cfg.generate.generator)
     only = wf_cfg.betas_only
     return dict(
         output_dir=config.execution.output_dir, bids_dir=config.execution.bids_dir,
@@ -94,7 +96,7 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
         (None, None, None),
         boldref=str(inputs.runs[0].boldref) if inputs.runs and inputs.runs[0].boldref else None,
         rois={} if only else {r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names},
-        decoders=[] if only else spec.decoders(config), generator="" if only else spec.name,
+        decoders=[] if only else card.decoders(config), generator="" if only else card.name,
         summary=report_summary(config, inputs), methods=" ".join(participant_methods(config, inputs)),
         zscored=wf_cfg.glm.zscore_per_session,
     )
@@ -111,7 +113,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         The participant's runs (from :func:`bids_recon.bids.layout.collect_inputs`).
     """
     names = subject_outputs(config, inputs)
-    spec = get_generator(config.workflow.generate.generator)
+    card = generator_card(config.workflow.generate.generator)
     wf = pe.Workflow(name=name or f"sub_{inputs.subject}_wf")
     wf.__desc__ = introduction(config)
     beta_stage = imported.init_import_wf if inputs.imported is not None else betas.init_betas_wf
@@ -121,7 +123,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         wf.connect(betas_wf, "outputnode.out_files", report, "waits_for")
         return wf
     rois_wf = rois.init_rois_wf(config, names, inputs=inputs)
-    generator_wf = spec.init_wf(config, inputs, names, resolve_device(config.execution.device), f"{spec.name}_wf")
+    generator_wf = init_generator_wf(config, inputs, names, resolve_device(config.execution.device))
     wf.connect([
         (betas_wf, rois_wf, [("outputnode.mask_file", "inputnode.mask_file")]),
         (betas_wf, generator_wf, [("outputnode.betas", "inputnode.betas"), ("outputnode.trials", "inputnode.trials"),
@@ -132,7 +134,7 @@ def init_participant_wf(config: Config, inputs: SubjectInputs, name: str | None 
         wf.connect([(betas_wf, rois_wf, [("outputnode.betas", "inputnode.betas"),
                                          ("outputnode.trials", "inputnode.trials")])])
     parts = [betas_wf, rois_wf, generator_wf]
-    if encoding.encoding_enabled(config):
+    if card.encoding_enabled(config):
         encoding_wf = encoding.init_encoding_wf(config, inputs, names, resolve_device(config.execution.device))
         wf.connect([
             (betas_wf, encoding_wf, [("outputnode.betas", "inputnode.betas"), ("outputnode.trials", "inputnode.trials"),

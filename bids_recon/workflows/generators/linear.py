@@ -1,111 +1,79 @@
-"""The linear generator: a PCA basis of the training images' pixels, decoded by ridge, mapped back to pixels.
+"""The linear generator's part of the workflow: image features -> decoder -> reconstructions -> metrics -> outputs.
 
-Fast, CPU only, no weights: the default, and the pipeline's end-to-end check.
+What the generator is (settings, flags, decoder, methods text) is its card,
+:class:`bids_recon.generate.linear.LinearCard`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from bids_recon.generate.linear import LinearParams
-from bids_recon.workflows.evaluation import evaluation_methods
-from bids_recon.workflows.generators import GeneratorSpec, register
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bids_recon.config import Config
+from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.layout import SubjectInputs
+from bids_recon.config import Config
+from bids_recon.generate.linear import TARGET, LinearCard
+from bids_recon.interfaces.outputs import WriteReconstructions
+from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct
+from bids_recon.params import to_dict
+from bids_recon.workflows.encoding import named_files
+from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
+from bids_recon.workflows.generators import builder
+from bids_recon.workflows.utils import decoder_sidecar, gather, sink
 
-#: ``desc-`` of the decoding target.
-TARGET = "imagepca"
 
-
-@register
-class LinearGenerator(GeneratorSpec):
-    name = "linear"
-    params = LinearParams
-    summary = "PCA image basis decoded by ridge (CPU, no weights)"
-    roi_settings = ("roi",)
-    options_title = "Linear generator (--generator linear)"
-
-    def add_options(self, option, paths) -> None:
-        option("--decoder-roi", key="roi")
-        option("--n-components", key="n_components", type=int)
-        option("--image-size", key="image_size", type=int)
-
-    def decoders(self, config: Config) -> list[tuple[str, str]]:
-        return [(self.settings(config).roi, TARGET)]
-
-    def feature_spaces(self, config: Config) -> dict[str, str]:
-        lin = self.settings(config)
-        return {TARGET: f"the {lin.n_components}-component PCA coefficients of the images' pixels "
-                        f"({lin.image_size} px)"}
-
-    def methods(self, config: Config) -> str:
-        lin, dec = self.settings(config), config.workflow.decoding
-        return (f"The decoding target was a {lin.n_components}-component PCA basis of the training images' pixels "
-                f"({lin.image_size} px). A decoder ({dec.methods()}) mapped {lin.roi} betas of single training "
-                "trials to the targets, and decoded repeat-averaged test betas. "
-                "Images were generated with the linear generator (decoded coefficients times the basis, plus the "
-                f"mean image). {evaluation_methods(config, 1, 'the decoded PCA space')}")
-
-    def init_wf(self, config, inputs, names, device, name):
-        from nipype.interfaces import utility as niu
-        from nipype.pipeline import engine as pe
-
-        from bids_recon.bids.derivatives import bids_uri
-        from bids_recon.interfaces.outputs import WriteReconstructions
-        from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct
-        from bids_recon.params import to_dict
-        from bids_recon.workflows.encoding import named_files
-        from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-        from bids_recon.workflows.utils import decoder_sidecar, gather, sink
-
-        ex, wf_cfg, lin = config.execution, config.workflow, self.settings(config)
-        out_dir = Path(ex.output_dir)
-        wf = pe.Workflow(name=name)
-        wf.__desc__ = self.methods(config)
-        inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
-                            name="inputnode")
-        outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
-        features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
-                                         params=to_dict(lin), seed=ex.random_seed), name="image_features")
-        decode = pe.Node(Decode(roi=lin.roi, target=TARGET, params=to_dict(wf_cfg.decoding), device=device),
-                         name="decode", mem_gb=2.0)
-        recon = pe.Node(Reconstruct(), name="reconstruct")
-        evaluate = pe.Node(Evaluate(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), method=self.name,
-                                    **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
-        ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
-            "Target": TARGET, "ROI": lin.roi,
-            "TargetDescription": f"{lin.n_components}-component PCA of training-image pixels at {lin.image_size} px",
-            "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
-                        for r in inputs.runs]})
-        ds_decoded = sink(out_dir, names.sink("features", label=lin.roi, desc=TARGET), "ds_decoded", {
-            "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), from "
-                           "betas averaged over 'n_trials' presentations", "Target": TARGET, "ROI": lin.roi})
-        write_recon = pe.Node(WriteReconstructions(
-            output_dir=str(out_dir), names=vars(names), generator=self.name,
-            sidecar={"Generator": self.name, "Description": "Reconstructions of the test stimuli from "
-                     "repeat-averaged betas; 'trials' is the number of presentations averaged"},
-        ), name="ds_reconstructions")
-        ds_metrics = metrics_sink(config, names, self.name, "Reconstruction metrics, one row per (metric, method)")
-        wf.connect([
-            (inputnode, features, [("trials", "trials")]),
-            (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
-                                 ("roi_files", "roi_files")]),
-            (features, decode, [("features", "features")]),
-            (decode, recon, [("decoded", "decoded")]),
-            (features, recon, [("basis", "basis")]),
-            (recon, evaluate, [("reconstructions", "reconstructions")]),
-            (decode, evaluate, [("decoded", "decoded")]),
-            (decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
-            (decode, ds_decoded, [("decoded", "in_file")]),
-            (evaluate, write_recon, [("per_item", "per_item")]),
-            (recon, write_recon, [("reconstructions", "reconstructions")]),
-        ])
-        connect_metrics(wf, evaluate, ds_metrics)
-        written = gather(wf, [(ds_decoder, "out_file"), (ds_decoded, "out_file"), (write_recon, "index_file"),
-                              (ds_metrics, "out_file")], "merge_outputs")
-        wf.connect(written, "out", outputnode, "out_files")
-        wf.connect(gather(wf, [(features, "features")], "merge_features"), ("out", named_files, [TARGET]),
-                   outputnode, "features")
-        return wf
+@builder(LinearCard)
+def init_linear_wf(card: LinearCard, config: Config, inputs: SubjectInputs, names: SubjectOutputs, device: str,
+                   name: str) -> pe.Workflow:
+    """Build the linear generator's part of one participant's workflow (see :mod:`bids_recon.workflows.generators`)."""
+    ex, wf_cfg, lin = config.execution, config.workflow, card.settings(config)
+    out_dir = Path(ex.output_dir)
+    wf = pe.Workflow(name=name)
+    wf.__desc__ = card.methods(config)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
+                        name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
+    features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
+                                     params=to_dict(lin), seed=ex.random_seed), name="image_features")
+    decode = pe.Node(Decode(roi=lin.roi, target=TARGET, params=to_dict(wf_cfg.decoding), device=device),
+                     name="decode", mem_gb=2.0)
+    recon = pe.Node(Reconstruct(), name="reconstruct")
+    evaluate = pe.Node(Evaluate(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), method=card.name,
+                                **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
+    ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
+        "Target": TARGET, "ROI": lin.roi,
+        "TargetDescription": f"{lin.n_components}-component PCA of training-image pixels at {lin.image_size} px",
+        "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
+                    for r in inputs.runs]})
+    ds_decoded = sink(out_dir, names.sink("features", label=lin.roi, desc=TARGET), "ds_decoded", {
+        "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), from "
+                       "betas averaged over 'n_trials' presentations", "Target": TARGET, "ROI": lin.roi})
+    write_recon = pe.Node(WriteReconstructions(
+        output_dir=str(out_dir), names=vars(names), generator=card.name,
+        sidecar={"Generator": card.name, "Description": "Reconstructions of the test stimuli from "
+                 "repeat-averaged betas; 'trials' is the number of presentations averaged"},
+    ), name="ds_reconstructions")
+    ds_metrics = metrics_sink(config, names, card.name, "Reconstruction metrics, one row per (metric, method)")
+    wf.connect([
+        (inputnode, features, [("trials", "trials")]),
+        (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
+                             ("roi_files", "roi_files")]),
+        (features, decode, [("features", "features")]),
+        (decode, recon, [("decoded", "decoded")]),
+        (features, recon, [("basis", "basis")]),
+        (recon, evaluate, [("reconstructions", "reconstructions")]),
+        (decode, evaluate, [("decoded", "decoded")]),
+        (decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
+        (decode, ds_decoded, [("decoded", "in_file")]),
+        (evaluate, write_recon, [("per_item", "per_item")]),
+        (recon, write_recon, [("reconstructions", "reconstructions")]),
+    ])
+    connect_metrics(wf, evaluate, ds_metrics)
+    written = gather(wf, [(ds_decoder, "out_file"), (ds_decoded, "out_file"), (write_recon, "index_file"),
+                          (ds_metrics, "out_file")], "merge_outputs")
+    wf.connect(written, "out", outputnode, "out_files")
+    wf.connect(gather(wf, [(features, "features")], "merge_features"), ("out", named_files, [TARGET]),
+               outputnode, "features")
+    return wf
