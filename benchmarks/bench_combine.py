@@ -87,8 +87,8 @@ def _training_rows(table: pd.DataFrame) -> np.ndarray:
 
 
 def run_mode(mode: str, folder: Path) -> dict:
-    from bids_recon.glm import combine_runs, noise_ceiling, read_trials, zscore_by_group
-    from bids_recon.glm.trials import assign_repeats_and_split
+    from bids_recon.design import assign_repeats_and_split, read_trials
+    from bids_recon.glm import combine_runs, noise_ceiling, zscore_by_group
 
     files = sorted(folder.glob("run*.npy"))
     trials = [read_trials(f.with_suffix(".tsv")) for f in files]

@@ -210,7 +210,7 @@ def _nilearn_lsa(inputs, mask_img, trials):
     from nilearn.glm.first_level import FirstLevelModel
     from nilearn.maskers import NiftiMasker
 
-    from bids_recon.glm.confounds import choose_confounds
+    from bids_recon.design.confounds import choose_confounds
 
     masker = NiftiMasker(mask_img).fit()
     out = []

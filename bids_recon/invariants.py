@@ -29,7 +29,7 @@ from bids_recon.errors import InvariantError
 BLOCK_BYTES = 64 * 2**20
 #: Trial-table columns that label groups of trials: never missing (``n/a`` is the label of "none", e.g. no session).
 LABEL_COLUMNS = ("subject", "session", "task", "run")
-#: Columns every trial table has (the contract in DESIGN.md; :data:`bids_recon.glm.trials.TRIAL_COLUMNS`).
+#: Columns every trial table has (the contract in DESIGN.md; :data:`bids_recon.design.table.TRIAL_COLUMNS`).
 TABLE_COLUMNS = ("subject", "session", "task", "run", "trial_index", "onset", "duration", "stim_id", "stim_file",
                  "repeat", "split")
 #: ``split`` values: decoded trials are train or test; ``none`` = modelled, never decoded (catch images, one-back

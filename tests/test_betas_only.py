@@ -6,10 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bids_recon.design import CONDITION_COLUMN, betas_only_column, number_repeats, run_trials
 from bids_recon.errors import BadDataError, EmptySelectionError
 from bids_recon.features.params import StimulusParams
-from bids_recon.glm.runs import number_repeats
-from bids_recon.glm.trials import CONDITION_COLUMN, betas_only_column, run_trials
 
 
 def test_trials_are_trial_type_rows_only_where_events_name_no_stimulus(tmp_path):

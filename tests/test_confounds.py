@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from bids_recon.config import Config
+from bids_recon.design.confounds import MOTION, load_confounds, parse_confounds, resolve_confounds
 from bids_recon.errors import BadDataError, UsageError
 from bids_recon.glm import GlmParams, RunFiles, estimate_session_betas
-from bids_recon.glm.confounds import MOTION, load_confounds, parse_confounds, resolve_confounds
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from tests.conftest import run_cli
 

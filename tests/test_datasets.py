@@ -18,22 +18,14 @@ import pytest
 from PIL import Image
 
 from bids_recon.bids.fmriprep import find_output, parse_derivative
+from bids_recon.design import NOT_DECODED, describe_split, mark_test_split, parse_test_split, run_trials
+from bids_recon.design.confounds import current_confound_names, load_confounds
+from bids_recon.design.split import ColumnRule, NamedRule, SessionRule
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features import resolver_for, trial_rows
 from bids_recon.features.captions import captions_for, stimulus_captions
 from bids_recon.features.params import StimulusParams
 from bids_recon.features.resolvers.imagenet import name_from_id
-from bids_recon.glm.singletrial import current_confound_names, load_confounds
-from bids_recon.glm.trials import (
-    NOT_DECODED,
-    ColumnRule,
-    NamedRule,
-    SessionRule,
-    describe_split,
-    mark_test_split,
-    parse_test_split,
-    run_trials,
-)
 from tests.conftest import cli_config
 
 
@@ -305,7 +297,7 @@ def test_session_and_named_rules_mark_the_test_trials(nsd_root):
                              resolver_for(nsd_root, nsd))
     assert list(marked["split"]) == ["test", "train", "test"]
     with pytest.raises(UsageError, match="does not know this test set"):
-        mark_test_split(run_trials(nsd_events, "01", None, "01", "73k_id"), nsd_events,
+        mark_test_split(run_trials(nsd_events, "01", None, "01", StimulusParams(column="73k_id")), nsd_events,
                         StimulusParams(column="73k_id", test_split="shared1000"), resolver_for(nsd_root))
 
 
@@ -344,7 +336,7 @@ def test_legacy_confound_columns_are_read_by_their_current_names(tmp_path):
     # ds001499's header (BOLD5000, fMRIPrep 1.0): CSF WhiteMatter GlobalSignal stdDVARS non-stdDVARS ... X Y Z RotX
     pd.DataFrame({"CSF": [1.0, 2], "WhiteMatter": [3.0, 4], "GlobalSignal": 0.0, "non-stdDVARS": ["n/a", 1],
                   "aCompCor00": 0.1, "Cosine01": 0.2, "X": 5.0, "RotZ": 6.0}).to_csv(table, sep="\t", index=False)
-    loaded = load_confounds(table, ["csf", "white_matter", "trans_x", "rot_z", "a_comp_cor_00", "dvars"], 2)
+    loaded = load_confounds(table, ["csf", "white_matter", "trans_x", "rot_z", "a_comp_cor_00", "dvars"], 2)[0]
     assert loaded["csf"].tolist() == [1, 2] and loaded["trans_x"].tolist() == [5, 5] and loaded["dvars"][0] == 0
     assert current_confound_names(["csf", "CSF"]) == {}  # a current name already there is kept
 

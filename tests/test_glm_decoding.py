@@ -10,10 +10,11 @@ import pytest
 from bids_recon.bids.layout import collect_inputs
 from bids_recon.config import Config
 from bids_recon.decoding import train_and_decode
+from bids_recon.design import load_events
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.evaluate import two_way_identification
 from bids_recon.features import image_targets, resolver_for
-from bids_recon.glm import GlmParams, RunFiles, combine_runs, estimate_session_betas, intersect_masks, load_events
+from bids_recon.glm import GlmParams, RunFiles, combine_runs, estimate_session_betas, intersect_masks
 from bids_recon.sim import load_truth
 
 
@@ -144,36 +145,42 @@ def _events_with_set(n_once: int = 12) -> pd.DataFrame:
 
 
 def test_test_split_from_an_events_column():
-    from bids_recon.glm.trials import apply_test_split, assign_repeats_and_split, parse_test_split, run_trials
+    from bids_recon.design import apply_test_split, assign_repeats_and_split, parse_test_split, run_trials
+    from bids_recon.features.params import StimulusParams
 
+    files = StimulusParams()  # the files resolver's stim_file column
     assert parse_test_split("") is None
     assert parse_test_split("trial_type=test, catch") == ("trial_type", ["test", "catch"])
     for bad in ("trial_type", "=test", "trial_type="):
         with pytest.raises(Exception, match="COLUMN=VALUE"):
             parse_test_split(bad)
     events = _events_with_set()
-    by_repeats = assign_repeats_and_split(run_trials(events, "01", None, "01"), test_min_repeats=2)
+    by_repeats = assign_repeats_and_split(run_trials(events, "01", None, "01", files), test_min_repeats=2)
     assert set(by_repeats.loc[by_repeats["split"] == "test", "stim_id"]) == {"a.png", "b.png", "c.png"}
-    plain = run_trials(events, "01", None, "01")  # as the GLM stage writes it: the split is decided later
-    marked = assign_repeats_and_split(apply_test_split(plain, events, "stim_file", "set=test"), 2,
+    plain = run_trials(events, "01", None, "01", files)  # as the GLM stage writes it: the split is decided later
+    marked = assign_repeats_and_split(apply_test_split(plain, events, files, "set=test"), 2,
                                       split_from_events=True)
     assert set(marked.loc[marked["split"] == "test", "stim_id"]) == {"a.png", "b.png", "x01.png"}
     assert list(marked["repeat"]) == list(by_repeats["repeat"])
     numeric = events.assign(shared=np.where(events["set"] == "test", 1, 0))  # NSD-like 0/1 column, 1 == "1.0"
-    assert run_trials(numeric, "01", None, "01", test_split="shared=1.0")["split"].tolist() == marked["split"].tolist()
+    by_number = run_trials(numeric, "01", None, "01", files, test_split="shared=1.0")
+    assert by_number["split"].tolist() == marked["split"].tolist()
 
 
 def test_test_split_refuses_leaks_and_missing_columns():
-    from bids_recon.glm.trials import assign_repeats_and_split, run_trials
+    from bids_recon.design import assign_repeats_and_split, run_trials
+    from bids_recon.features.params import StimulusParams
 
+    files = StimulusParams()
     events = _events_with_set()
     events.loc[events["stim_file"] == "c.png", "set"] = ["test", "train"]  # c in both sets
     with pytest.raises(BadDataError, match="test in some presentations and train in others.*c.png"):
-        assign_repeats_and_split(run_trials(events, "01", None, "01", test_split="set=test"), split_from_events=True)
+        assign_repeats_and_split(run_trials(events, "01", None, "01", files, test_split="set=test"),
+                                 split_from_events=True)
     with pytest.raises(BadDataError, match="no 'trial_type' column for --test-split"):
-        run_trials(events, "01", None, "01", test_split="trial_type=test")
+        run_trials(events, "01", None, "01", files, test_split="trial_type=test")
     with pytest.raises(BadDataError, match="0 stimuli are marked test by --test-split"):
-        assign_repeats_and_split(run_trials(events, "01", None, "01", test_split="set=nothing"),
+        assign_repeats_and_split(run_trials(events, "01", None, "01", files, test_split="set=nothing"),
                                  split_from_events=True)
 
 

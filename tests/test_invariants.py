@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from nipype.interfaces.base import BaseInterfaceInputSpec, TraitedSpec
 
+from bids_recon.design import TRIAL_COLUMNS, read_trials, run_tables
 from bids_recon.errors import ExitCode, InvariantError
-from bids_recon.glm.runs import combine_runs, run_tables
+from bids_recon.glm.runs import combine_runs
 from bids_recon.glm.singletrial import zscore_by_group
-from bids_recon.glm.trials import TRIAL_COLUMNS, read_trials
 from bids_recon.interfaces.base import RecordingInterface
 from bids_recon.invariants import (
     check_betas,

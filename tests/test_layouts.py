@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_recon.glm.trials import read_trials
+from bids_recon.design import read_trials
 from tests.conftest import layout_copy, run_cli, validator_errors
 
 pytestmark = pytest.mark.slow  # each test runs the command line in a subprocess

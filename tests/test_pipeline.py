@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bids_recon.bids.derivatives import SubjectOutputs, group_metrics_path, group_report_path
-from bids_recon.glm.trials import read_trials
+from bids_recon.design import read_trials
 from bids_recon.io import read_tsv
 from tests.conftest import run_cli, validator_errors
 

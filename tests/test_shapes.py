@@ -206,7 +206,8 @@ def test_run_against_truth(shapes, check, pipeline_run):
 @pytest.mark.parametrize("shapes", [COMBINED, BLOCKS, TASKS])
 def test_written_data_are_the_truth(shapes, shaped):
     """Valid BIDS; the trials the pipeline's events reader finds are the truth's rows; each shape is there."""
-    from bids_recon.glm import load_events, run_trials
+    from bids_recon.design import load_events, run_trials
+    from bids_recon.features.params import StimulusParams
 
     ds = shaped(shapes)
     code, errors = validator_errors(ds.bids_dir)
@@ -224,7 +225,7 @@ def test_written_data_are_the_truth(shapes, shaped):
                             / f"{name}_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz")
             events = load_events(ds.bids_dir / f"sub-{sub}" / f"{ses_part}func" / f"{name}_events.tsv",
                                  bold.shape[3], ds.preset.tr)
-            found = run_trials(events, sub, ses, run, column)
+            found = run_trials(events, sub, ses, run, StimulusParams(column=column))
             expected = trials[(trials["session"] == ses) & (trials["task"] == task) & (trials["run"] == run)]
             np.testing.assert_allclose(found["onset"], expected["onset"], atol=1e-6)
             np.testing.assert_allclose(found["duration"], expected["duration"], atol=1e-6)

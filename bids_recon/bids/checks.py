@@ -19,21 +19,16 @@ from pathlib import Path
 import pandas as pd
 
 from bids_recon.bids.layout import RunInputs, SubjectInputs
+from bids_recon.design.confounds import ConfoundChoice, load_confounds, skipped_line
+from bids_recon.design.events import load_events
+from bids_recon.design.repeats import assign_repeats_and_split
+from bids_recon.design.split import ColumnRule, SessionRule, mark_imported_split, mark_test_split, parse_test_split
+from bids_recon.design.table import decoded_trials
+from bids_recon.design.trials import run_trials
 from bids_recon.errors import BadDataError, BidsReconError
 from bids_recon.features.params import StimulusParams
 from bids_recon.features.stimuli import StimulusResolver, resolver_for
-from bids_recon.glm.confounds import ConfoundChoice, load_confounds, skipped_line
 from bids_recon.glm.runs import intersect_masks, load_image, same_grid
-from bids_recon.glm.singletrial import load_events
-from bids_recon.glm.trials import (
-    ColumnRule,
-    SessionRule,
-    assign_repeats_and_split,
-    decoded_trials,
-    mark_test_split,
-    parse_test_split,
-    run_trials,
-)
 from bids_recon.rois import RoiParams, build_rois
 
 LOGGER = logging.getLogger("bids_recon.bids.checks")
@@ -106,7 +101,7 @@ def check_stimuli(runs: list[RunInputs], resolver: StimulusResolver, test_split:
     Returns
     -------
     pandas.DataFrame
-        The participant's trial table (see :mod:`bids_recon.glm.trials`), one row per modelled trial, ``split``
+        The participant's trial table (see :mod:`bids_recon.design`), one row per modelled trial, ``split``
         set by the rule (``none`` for images that are modelled but not decoded).
 
     Raises
@@ -231,7 +226,7 @@ def check_inputs(
         Root of the raw dataset (relative stimulus settings are relative to it).
     stimuli : StimulusParams, optional
         The stimulus resolver, its column and folders, and how the test set is chosen (see
-        :func:`bids_recon.glm.trials.assign_repeats_and_split`); each participant must have training and test
+        :func:`bids_recon.design.repeats.assign_repeats_and_split`); each participant must have training and test
         trials. The defaults when omitted.
     confound_columns : list of str, optional
         The ``--confounds`` setting the GLM will use (``None``: no confounds); default groups a participant's
@@ -299,7 +294,6 @@ def check_imported_inputs(
         Naming the files and the mismatch (exit 65, 66).
     """
     from bids_recon.glm.importers import ImportContext, importer_for
-    from bids_recon.glm.trials import mark_imported_split
 
     stimuli = stimuli or StimulusParams()
     resolver = resolver_for(Path(bids_dir), stimuli)

@@ -7,7 +7,7 @@ fMRIPrep's names changed over its versions, and the published derivatives of ima
 - 1.2 to 20.1: ``_desc-confounds_regressors.tsv``;
 - legacy (1.0, 1.1; BOLD5000's ds001499): ``_bold_space-T1w_preproc.nii.gz``, ``_bold_space-T1w_brainmask.nii.gz``,
   ``_bold_confounds.tsv`` (with CamelCase confound names, mapped by
-  :func:`bids_recon.glm.singletrial.load_confounds`);
+  :func:`bids_recon.design.confounds.load_confounds`);
 - 20.2.x writes ``run-1`` for a raw ``run-01`` (NOD's ds004496, THINGS' code) and ``space-T1w`` has no ``res-``;
   entities such as ``acq-``, ``rec-``, ``dir-``, ``ce-``, ``echo-`` and ``part-`` may be present or not.
 

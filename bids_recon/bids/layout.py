@@ -25,6 +25,7 @@ from bids_recon.bids.fmriprep import (
     index_subject,
     spaces_of,
 )
+from bids_recon.design.events import load_events
 from bids_recon.errors import (
     BadDataError,
     EmptySelectionError,
@@ -32,7 +33,6 @@ from bids_recon.errors import (
     MissingInputError,
     UsageError,
 )
-from bids_recon.glm.singletrial import load_events
 
 LOGGER = logging.getLogger("bids_recon.bids")
 

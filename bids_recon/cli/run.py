@@ -409,8 +409,8 @@ def _betas_only_space(config: Config) -> None:
 def _betas_only_trials(config: Config, inputs: dict) -> None:
     """``--betas-only`` on events that name no stimulus: the trials are the rows of their ``trial_type`` column
     (recorded in the saved configuration, so that the run can be reproduced from it)."""
-    from bids_recon.glm.singletrial import load_events
-    from bids_recon.glm.trials import betas_only_column
+    from bids_recon.design.events import load_events
+    from bids_recon.design.trials import betas_only_column
 
     if importing(config):
         raise UsageError("--betas-only estimates single-trial betas with the GLM, --betas imports them: choose one")

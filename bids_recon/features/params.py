@@ -1,40 +1,32 @@
 """Settings of how trials name their stimuli, where the images and captions are, and how the test set is chosen
-(``[workflow.stimuli]``)."""
+(``[workflow.stimuli]``).
+
+The settings also answer the experiment's design (:mod:`bids_recon.design`) which events rows are trials
+(:class:`bids_recon.design.table.TrialRows`), by asking the stimulus resolver they name.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bids_recon.params import setting
+from bids_recon.design.repeats import TEST_MIN_REPEATS
+from bids_recon.design.split import parse_test_split
+from bids_recon.params import problem_of, setting
 
-
-def _problem(parse, spec: str) -> str | None:
-    """The message of the UsageError ``parse(spec)`` raises, or ``None`` when it parses."""
-    from bids_recon.errors import UsageError
-
-    try:
-        parse(spec)
-    except UsageError as exc:
-        return str(exc)
-    return None
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _check_test_split(spec: str) -> str | None:
-    from bids_recon.glm.trials import parse_test_split
-
-    return _problem(parse_test_split, spec)
+    return problem_of(parse_test_split, spec)
 
 
 def _check_resolver(spec: str) -> str | None:
-    from bids_recon.features.resolvers import parse_resolver
+    from bids_recon.features.resolvers.registry import parse_resolver
 
-    return _problem(parse_resolver, spec)
-
-
-def _resolver_kinds() -> list[str]:
-    from bids_recon.features.resolvers import RESOLVERS
-
-    return list(RESOLVERS)
+    return problem_of(parse_resolver, spec)
 
 
 @dataclass
@@ -64,7 +56,7 @@ class StimulusParams:
     synset_words: str = setting("", doc=(
         "ImageNet synset words file ('n01440764 tench, Tinca tinca' per line) naming the categories of ImageNet "
         "stimuli, for category_captions; relative to the raw dataset unless absolute"))
-    test_min_repeats: int = setting(2, ge=2, doc=(
+    test_min_repeats: int = setting(TEST_MIN_REPEATS, ge=2, doc=(
         "stimuli shown at least this many times form the test set (unless test_split names it)"))
     test_split: str = setting("", check=_check_test_split, doc=(
         "how the test set is named: COLUMN=VALUE[,VALUE] (trials whose events COLUMN has one of the values, e.g. "
@@ -83,3 +75,33 @@ class StimulusParams:
         defaults = StimulusParams()
         kept = {f.name: getattr(self, f.name) for f in fields(self) if f.name in self.ROW_FIELDS}
         return replace(defaults, **kept)
+
+    def trial_rows(self, events: pd.DataFrame, source: Path | None = None) -> pd.DataFrame:
+        """The events rows that are trials, their stimulus ids and whether each is decoded: the decision of the
+        resolver these settings name (:meth:`bids_recon.features.resolvers.StimulusResolver.trial_rows`; no file is
+        read).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns :data:`bids_recon.design.table.ROW_COLUMNS`, one row per trial in the events' order.
+        """
+        from bids_recon.features.resolvers.registry import RESOLVERS, parse_resolver
+
+        kind, options = parse_resolver(self.resolver)
+        return RESOLVERS[kind].trial_rows(events, self.column, options, source)
+
+    def stimulus_columns(self) -> tuple[str, ...]:
+        """The events columns the resolver names stimuli by, tried in order when :attr:`column` is empty."""
+        from bids_recon.features.resolvers.registry import RESOLVERS, parse_resolver
+
+        return tuple(RESOLVERS[parse_resolver(self.resolver)[0]].columns)
+
+
+def stimulus_params(stimuli: StimulusParams | str | None = None) -> StimulusParams:
+    """Settings from a StimulusParams, from a bare column name (the ``files`` resolver's), or the defaults."""
+    if stimuli is None:
+        return StimulusParams()
+    if isinstance(stimuli, str):
+        return StimulusParams(column=stimuli)
+    return stimuli

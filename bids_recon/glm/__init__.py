@@ -1,4 +1,4 @@
-"""Single-trial GLMs: HRF library, estimators (LSA, LSS, fithrf-denoise-rr), reliability, the trial table."""
+"""Single-trial GLMs: HRF library, estimators (LSA, LSS, fithrf-denoise-rr), reliability."""
 
 from bids_recon.glm.estimators import SessionFit, SessionRun, fit_session
 from bids_recon.glm.hrf import HrfLibrary, canonical_library, default_library
@@ -13,30 +13,16 @@ from bids_recon.glm.runs import (
     intersect_masks,
     load_image,
 )
-from bids_recon.glm.singletrial import load_confounds, load_events, percent_signal_change, zscore_by_group
-from bids_recon.glm.trials import (
-    NOT_DECODED,
-    TRIAL_COLUMNS,
-    apply_test_split,
-    assign_repeats_and_split,
-    mark_test_split,
-    parse_test_split,
-    read_trials,
-    run_trials,
-)
+from bids_recon.glm.singletrial import percent_signal_change, zscore_by_group
 
 __all__ = [
     "ESTIMATORS",
     "GlmParams",
-    "NOT_DECODED",
-    "TRIAL_COLUMNS",
     "HrfLibrary",
     "RunFiles",
     "SessionBetas",
     "SessionFit",
     "SessionRun",
-    "apply_test_split",
-    "assign_repeats_and_split",
     "betas_to_image",
     "canonical_library",
     "combine_runs",
@@ -44,15 +30,9 @@ __all__ = [
     "estimate_session_betas",
     "fit_session",
     "intersect_masks",
-    "load_confounds",
-    "load_events",
     "load_image",
-    "mark_test_split",
     "noise_ceiling",
-    "parse_test_split",
     "percent_signal_change",
-    "read_trials",
-    "run_trials",
     "noise_ceiling_for_trials",
     "zscore_by_group",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bids_recon.glm.confounds import DEFAULT_CONFOUNDS, check_confounds_setting
+from bids_recon.design.confounds import DEFAULT_CONFOUNDS, check_confounds_setting
 from bids_recon.params import problem_of, setting
 
 #: Estimator names (``--glm``), simplest first.

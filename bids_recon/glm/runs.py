@@ -9,14 +9,17 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.confounds import ConfoundChoice, load_confounds
+from bids_recon.design.events import load_events
+from bids_recon.design.repeats import assign_repeats_and_split, number_repeats
+from bids_recon.design.table import decoded_trials, read_trials
+from bids_recon.design.trials import run_trials
 from bids_recon.errors import BadDataError, MissingInputError
-from bids_recon.features.params import StimulusParams
-from bids_recon.glm.confounds import ConfoundChoice, load_confounds
+from bids_recon.features.params import StimulusParams, stimulus_params
 from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.singletrial import TRIAL_PREFIX, load_events, percent_signal_change, zscore_by_group
-from bids_recon.glm.trials import assign_repeats_and_split, decoded_trials, run_trials
+from bids_recon.glm.singletrial import TRIAL_PREFIX, percent_signal_change, zscore_by_group
 from bids_recon.io import atomic_write
 
 
@@ -134,7 +137,8 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     except Exception as exc:  # truncated gzip streams, short files
         raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
     events = load_events(files.events, n_volumes, files.repetition_time)
-    trials = run_trials(events, files.subject, files.session, files.run, stimuli, files.events, task=files.task)
+    trials = run_trials(events, files.subject, files.session, files.run, stimulus_params(stimuli), files.events,
+                        task=files.task)
     if trials.empty:
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
     confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)
@@ -186,7 +190,7 @@ def estimate_session_betas(
         Brain mask on the runs' grid; voxels inside it are estimated.
     params : GlmParams, optional
         Estimator, drift model and cut-off, confounds (resolved per run by
-        :func:`~bids_recon.glm.confounds.resolve_confounds`), noise components and their selection, ridge selection
+        :func:`~bids_recon.design.confounds.resolve_confounds`), noise components and their selection, ridge selection
         (defaults when omitted).
     stimuli : StimulusParams or str, optional
         How events rows name stimuli (which rows are trials: every presented image gets a regressor); a string
@@ -235,7 +239,7 @@ def combine_runs(
     trials : list of pandas.DataFrame
         The matching trial tables.
     test_min_repeats, split_from_events
-        How the test set is chosen (see :func:`bids_recon.glm.trials.assign_repeats_and_split`).
+        How the test set is chosen (see :func:`bids_recon.design.repeats.assign_repeats_and_split`).
     out_file : Path, optional
         Write the stacked betas there (``.npy``, atomically) and return them as a read-only memory map, so
         that memory stays near ``block_bytes`` however many trials and voxels there are (NSD: 30,000 trials x
@@ -250,7 +254,7 @@ def combine_runs(
     -------
     betas : ndarray or memmap, shape (n_trials, n_voxels), float32
     trials : pandas.DataFrame
-        The subject's trial table (see :data:`bids_recon.glm.TRIAL_COLUMNS`).
+        The subject's trial table (see :data:`bids_recon.design.TRIAL_COLUMNS`).
 
     Raises
     ------
@@ -305,61 +309,6 @@ def combine_runs(
     return np.load(out_file, mmap_mode="r"), table
 
 
-def number_repeats(trials: pd.DataFrame) -> pd.DataFrame:
-    """``repeat`` numbered per stimulus in acquisition order and ``split`` ``n/a``: the trial table of
-    ``--betas-only`` without a test split (no train and test set needed)."""
-    from bids_recon.glm.trials import NOT_SPLIT
-
-    out = trials.copy()
-    out["repeat"] = out.groupby("stim_id", sort=False).cumcount().astype(int)
-    out["split"] = NOT_SPLIT
-    return out
-
-
-def run_tables(run_trials: list[pd.DataFrame], table: pd.DataFrame) -> list[pd.DataFrame]:
-    """Each run's trial table with the participant table's ``split`` and ``repeat`` (the rows of its statmap).
-
-    Parameters
-    ----------
-    run_trials : list of pandas.DataFrame
-        Every run's table, one row per volume of its betas statmap (modelled trials included), in the order given
-        to :func:`combine_runs`.
-    table : pandas.DataFrame
-        The participant's table (:func:`combine_runs`): the runs' decoded rows, in that order, with ``split`` and
-        ``repeat``.
-
-    Returns
-    -------
-    list of pandas.DataFrame
-        Copies of ``run_trials`` whose decoded rows carry their ``split`` and ``repeat``; rows that are modelled but
-        never decoded keep ``split`` ``none`` and get no repeat number (``n/a``).
-
-    Raises
-    ------
-    InvariantError
-        The participant table is not the runs' decoded rows in order (counts or stimuli differ).
-    """
-    from bids_recon.errors import InvariantError
-
-    decoded = [decoded_trials(run) for run in run_trials]
-    if sum(int(d.sum()) for d in decoded) != len(table):
-        raise InvariantError(f"participant trial table: invariant 'rows' broken: {len(table)} rows but the runs have "
-                             f"{sum(int(d.sum()) for d in decoded)} decoded trials")
-    out, offset = [], 0
-    for run, rows in zip(run_trials, decoded, strict=True):
-        part = table.iloc[offset:offset + int(rows.sum())]
-        offset += int(rows.sum())
-        if (part["stim_id"].astype(str).to_numpy() != run.loc[rows, "stim_id"].astype(str).to_numpy()).any():
-            raise InvariantError("participant trial table: invariant 'rows' broken: its rows are not the runs' "
-                                 "decoded trials in order")
-        copy = run.copy()
-        copy["repeat"] = pd.array([pd.NA] * len(copy), dtype="Int64")
-        copy.loc[rows, "repeat"] = part["repeat"].to_numpy()
-        copy.loc[rows, "split"] = part["split"].to_numpy()
-        out.append(copy)
-    return out
-
-
 def read_betas(betas_file: Path, trials_file: Path, mask_file: Path | None = None,
                what: str = "z-scored betas") -> tuple[np.ndarray, pd.DataFrame]:
     """Read betas another stage wrote, as a read-only memory map, with their trial table, checked where they are read:
@@ -371,7 +320,6 @@ def read_betas(betas_file: Path, trials_file: Path, mask_file: Path | None = Non
     betas : memmap, shape (n_trials, n_voxels)
     trials : pandas.DataFrame
     """
-    from bids_recon.glm.trials import read_trials
     from bids_recon.invariants import check_shape, check_trial_table
 
     betas = np.load(betas_file, mmap_mode="r")

@@ -1,97 +1,18 @@
-"""Inputs of the single-trial GLMs (events, confounds, percent signal change) and session z-scoring.
+"""Percent signal change of the single-trial GLMs' data and session z-scoring of their betas.
 
 Plain functions on arrays: ``data`` is a run's time series restricted to the brain mask, shaped
-``(n_volumes, n_voxels)``; events are a BIDS events table. The estimators are in
-:mod:`bids_recon.glm.estimators`.
+``(n_volumes, n_voxels)``. The estimators are in :mod:`bids_recon.glm.estimators`; the events and confounds readers
+in :mod:`bids_recon.design`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
-from bids_recon.errors import BadDataError, MissingInputError
-from bids_recon.glm.confounds import LEGACY_CONFOUNDS, current_confound_names
-from bids_recon.io import read_tsv
-
-__all__ = ["LEGACY_CONFOUNDS", "TRIAL_PREFIX", "current_confound_names", "load_confounds", "load_events",
-           "percent_signal_change", "zscore_by_group"]
+__all__ = ["TRIAL_PREFIX", "percent_signal_change", "zscore_by_group"]
 
 #: Prefix of the per-trial regressors in the design matrix (zero-padded index follows).
 TRIAL_PREFIX = "trial_"
-
-
-def load_events(path: Path, n_volumes: int | None = None, repetition_time: float | None = None) -> pd.DataFrame:
-    """Read and check a BIDS events file.
-
-    Parameters
-    ----------
-    path : Path
-        ``*_events.tsv`` with at least ``onset`` and ``duration`` (seconds).
-    n_volumes, repetition_time : optional
-        When both are given, trials must start inside the run.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The events sorted by onset, index reset.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError("events file does not exist", path)
-    try:
-        events = read_tsv(path)
-    except Exception as exc:  # pandas raises several parser errors
-        raise BadDataError(f"cannot read events table ({exc})", path) from exc
-    for column in ("onset", "duration"):
-        if column not in events:
-            raise BadDataError(f"events table lacks the '{column}' column (has: {', '.join(events.columns)})", path)
-        values = pd.to_numeric(events[column], errors="coerce")
-        # BIDS: onset is a number on every row; duration may be n/a ("unavailable"), refused only on a trial's row
-        # (bids_recon.glm.trials.run_trials)
-        bad = values.isna() & (events[column].notna() if column == "duration" else True)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            raise BadDataError(f"non-numeric or missing '{column}' on line {row}", path)
-        events[column] = values.astype(float)
-    if (events["duration"] < 0).any():
-        raise BadDataError("negative duration", path)
-    if n_volumes is not None and repetition_time is not None:
-        run_end = n_volumes * repetition_time
-        late = events["onset"] + events["duration"] > run_end + 1e-6
-        if late.any():
-            onset = float(events.loc[late, "onset"].iloc[0])
-            raise BadDataError(f"a trial at onset {onset} s ends after the run ends ({run_end:g} s)", path)
-    return events.sort_values("onset", kind="stable").reset_index(drop=True)
-
-
-def load_confounds(path: Path, columns: list[str], n_volumes: int) -> pd.DataFrame:
-    """Read the fMRIPrep confounds that the setting ``columns`` selects, ``n/a`` (first row of derivatives) set to 0.
-
-    ``columns`` is a ``--confounds`` setting: column names, groups (``motion24``, ``acompcor:5``...), ``auto`` or
-    ``none``; :func:`bids_recon.glm.confounds.load_confounds` also returns which columns each item gave. Tables of
-    fMRIPrep before 1.2 (``CSF``, ``WhiteMatter``, ``X`` ... ``RotZ``, ``aCompCor00``) are read with their columns
-    renamed to the current names (:data:`~bids_recon.glm.confounds.LEGACY_CONFOUNDS`).
-
-    Parameters
-    ----------
-    path : Path
-        ``*_desc-confounds_timeseries.tsv``.
-    columns : list of str
-        The setting; a column or group it names that the table lacks is an error naming it.
-    n_volumes : int
-        Number of BOLD volumes; the table must have as many rows.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``(n_volumes, n_columns)`` float confounds.
-    """
-    from bids_recon.glm.confounds import load_confounds as load
-
-    return load(path, columns, n_volumes)[0]
 
 
 def percent_signal_change(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

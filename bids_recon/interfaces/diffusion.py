@@ -10,12 +10,12 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, tr
 from PIL import Image
 
 from bids_recon.decoding import DecodedTest
+from bids_recon.design.table import read_trials
 from bids_recon.errors import BadDataError
 from bids_recon.evaluate.variants import evaluate_generated, samples_from_index, standardise_features
 from bids_recon.features import captions_for, resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.diffusion import DiffusionParams
-from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
 from bids_recon.invariants import check_features, check_finite

@@ -8,6 +8,10 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, TraitedSpec, isdefined, traits
 
+from bids_recon.design.events import load_events
+from bids_recon.design.repeats import run_tables
+from bids_recon.design.split import mark_test_split, parse_test_split
+from bids_recon.design.table import read_trials
 from bids_recon.features.params import StimulusParams
 from bids_recon.glm import (
     RunFiles,
@@ -18,9 +22,6 @@ from bids_recon.glm import (
     noise_ceiling_for_trials,
 )
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.runs import run_tables
-from bids_recon.glm.singletrial import load_events
-from bids_recon.glm.trials import mark_test_split, parse_test_split, read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.invariants import check_betas, check_shape, check_trial_table
 from bids_recon.io import atomic_write, write_json, write_tsv

@@ -112,8 +112,8 @@ class ImportSplit(RecordingInterface):
     output_spec = _ImportSplitOutputSpec
 
     def _run(self, runtime):
+        from bids_recon.design.table import read_trials
         from bids_recon.glm.importers.steps import mark_splits
-        from bids_recon.glm.trials import read_trials
 
         i = self.inputs
         tables = [read_trials(p) for p in i.trials]

@@ -9,13 +9,13 @@ import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from bids_recon.decoding import DecodedTest
+from bids_recon.design.table import read_trials
 from bids_recon.evaluate import evaluate_generated
 from bids_recon.evaluate.latent import add_latent_metrics
 from bids_recon.evaluate.variants import standardise_features
 from bids_recon.features import resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.latent import LatentParams, generate_images, load_recorded, stimulus_latents
-from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.interfaces.stages import Evaluate, EvaluationOutputSpec, evaluation_options, write_evaluation
 from bids_recon.invariants import check_features, check_finite

@@ -10,13 +10,13 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, is
 
 from bids_recon.decoding import DecodedTest, train_and_decode
 from bids_recon.decoding.params import DecodingParams
+from bids_recon.design.table import read_trials
 from bids_recon.evaluate import MetricsResult, evaluate_generated
 from bids_recon.evaluate.params import EvaluationParams
 from bids_recon.features import ImageBasis, image_targets, resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.linear import LinearImageGenerator, LinearParams
 from bids_recon.glm.runs import read_betas
-from bids_recon.glm.trials import read_trials
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.invariants import check_features, check_finite, check_metric_table
 from bids_recon.io import atomic_write, save_npz, write_json, write_tsv

@@ -11,10 +11,10 @@ from PIL import Image
 
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.decoding import RidgeDecoder
+from bids_recon.design.table import read_trials
 from bids_recon.features import resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.card import generator_card
-from bids_recon.glm.trials import read_trials
 from bids_recon.io import read_tsv
 from bids_recon.reports.figures import (
     encoding_display,
@@ -94,7 +94,7 @@ def _beta_stage_maps(output_dir: Path, names: SubjectOutputs, trial_table: pd.Da
 def confounds_sentence(output_dir: Path, names: SubjectOutputs, trial_table: pd.DataFrame) -> str:
     """What the GLM regressed out of the participant's runs, read from the session maps' sidecars (the GLM's own
     record, ``RunConfounds``), in the methods text's words; empty when the sidecars do not say (imported betas)."""
-    from bids_recon.glm.confounds import ConfoundChoice, describe_confounds
+    from bids_recon.design.confounds import ConfoundChoice, describe_confounds
 
     choices, setting = [], None
     for session in sorted(trial_table["session"].dropna().astype(str).unique()) or [None]:

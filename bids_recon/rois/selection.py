@@ -126,7 +126,7 @@ def apply_voxel_selection(masks: dict[str, np.ndarray], brain_mask, params, beta
     dict
         ROI name -> what it kept (see :func:`select_voxels`); empty without a selection.
     """
-    from bids_recon.glm.trials import read_trials
+    from bids_recon.design.table import read_trials
 
     selection = parse_voxel_selection(params.voxel_selection)
     if selection is None:

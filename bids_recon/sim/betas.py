@@ -26,6 +26,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.table import NO_LABEL, NOT_DECODED, TRIAL_COLUMNS, read_trials
+
 #: NSD's int16 scale: stored value = percent signal change x 300.
 NSD_SCALE = 300.0
 #: NSD's streams labels (``streams.mgz.ctab``).
@@ -107,7 +109,6 @@ def read_output_betas(output_dir: Path, subject: str) -> BetaSet:
 
     Rows keep every modelled trial (catch images too), in the order the statmaps list them.
     """
-    from bids_recon.glm.trials import read_trials
     from bids_recon.naming import find_outputs, split_extension
 
     runs = find_outputs(Path(output_dir), "betas", sub=subject)
@@ -122,7 +123,7 @@ def read_output_betas(output_dir: Path, subject: str) -> BetaSet:
     for path, ents in sorted(runs, key=lambda item: (item[1].get("ses", ""), item[1].get("run", ""))):
         data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
         table = read_trials(path.with_name(split_extension(path.name)[0] + ".tsv"))
-        by_session.setdefault(ents.get("ses", "n/a"), []).append((data[mask].T, table))
+        by_session.setdefault(ents.get("ses", NO_LABEL), []).append((data[mask].T, table))
     sessions = list(by_session)
     return BetaSet(subject, sessions, [np.concatenate([b for b, _ in by_session[s]]) for s in sessions],
                    [pd.concat([t for _, t in by_session[s]], ignore_index=True) for s in sessions], mask,
@@ -355,7 +356,6 @@ def write_bids_outputs(output_dir: Path, beta_set: BetaSet, task: str = "images"
                        space: str = "MNI152NLin2009cAsym", resolution: str | None = "2") -> list[Path]:
     """bids_recon's single-trial outputs of one participant, named as the GLM stage names them: a statmap per run
     (one volume per trial) with its trial rows (``.tsv``), and the brain mask (what ``--betas bids=`` reads)."""
-    from bids_recon.glm.trials import TRIAL_COLUMNS
     from bids_recon.naming import SubjectOutputs
 
     names = SubjectOutputs(beta_set.subject, task, space, resolution)
@@ -370,8 +370,8 @@ def write_bids_outputs(output_dir: Path, beta_set: BetaSet, task: str = "images"
             table["subject"], table["trial_index"] = beta_set.subject, np.arange(len(rows))
             table["task"] = table["task"] if "task" in table else task
             table["stim_id"] = table.get("stim_id", table["stim_file"]).astype(str)
-            table["split"] = np.where(table.get("kind", pd.Series([""] * len(rows))).astype(str) == "catch", "none",
-                                      "train")
+            table["split"] = np.where(table.get("kind", pd.Series([""] * len(rows))).astype(str) == "catch",
+                                      NOT_DECODED, "train")
             for column in ("onset", "duration", "repeat"):
                 table[column] = table[column] if column in table else 0
             table[TRIAL_COLUMNS].to_csv(output_dir / names.betas(session, run, ".tsv"), sep="\t", index=False)

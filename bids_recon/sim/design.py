@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from bids_recon.design.repeats import repeat_numbers
 from bids_recon.sim.presets import SimPreset
 
 
@@ -213,7 +214,7 @@ def make_schedule(
                 }
             )
     trials = pd.DataFrame(rows)
-    trials.insert(8, "repeat", trials.groupby("stim_id").cumcount().astype(int))
+    trials.insert(8, "repeat", repeat_numbers(trials["stim_id"]))
     if run_trials is not None:
         return trials, run_plan_volumes(preset, run_trials)
     return trials, n_vols

@@ -49,6 +49,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.repeats import repeat_numbers
+from bids_recon.design.table import NO_LABEL, TRIAL_COLUMNS
 from bids_recon.errors import UsageError
 from bids_recon.registry import Registry
 from bids_recon.sim.presets import TASK, SimPreset
@@ -236,7 +238,7 @@ class ShapeSpec:
                                  "split": splits[sid]})
                     k += 1
         trials = pd.DataFrame(rows)
-        trials.insert(8, "repeat", trials.groupby("stim_id").cumcount().astype(int))
+        trials.insert(8, "repeat", repeat_numbers(trials["stim_id"]))
         return trials
 
     def edit_timing(self, trials: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -314,15 +316,15 @@ class ShapeSpec:
         names = [self.run_name(preset, (s, r)) for s, r in zip(trials["session"], trials["run"], strict=True)]
         category = dict(zip(stim_table["stim_id"], stim_table["category"], strict=True))
         out = trials.copy()
-        out["session"] = [n.session if n.session is not None else "n/a" for n in names]
+        out["session"] = [n.session if n.session is not None else NO_LABEL for n in names]
         out.insert(2, "task", [n.task for n in names])
         out["run"] = [n.run for n in names]
         out["category"] = [category[s] for s in out["stim_id"]]
         out["stimulus"] = out["category"] if self.blocks is not None else out["stim_file"]
         out = out[keep].reset_index(drop=True)
-        out["repeat"] = out.groupby("stimulus").cumcount().astype(int)
-        columns = ["subject", "session", "task", "run", "trial_index", "onset", "duration", "stim_id", "stim_file",
-                   "stimulus", "category", "repeat", "split"]
+        out["repeat"] = repeat_numbers(out["stimulus"])
+        # the trial table's columns, with what the events name the stimulus by and its category before the repeat
+        columns = TRIAL_COLUMNS[:-2] + ["stimulus", "category"] + TRIAL_COLUMNS[-2:]
         return out[columns + [c for c in out.columns if c not in columns]]
 
     def run_args(self) -> list[str]:

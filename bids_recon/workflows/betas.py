@@ -14,10 +14,11 @@ from nipype.pipeline import engine as pe
 from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
-from bids_recon.glm.confounds import ConfoundChoice, choose_confounds, describe_confounds, parse_confounds
+from bids_recon.design.confounds import ConfoundChoice, choose_confounds, describe_confounds, parse_confounds
+from bids_recon.design.split import describe_split
+from bids_recon.design.trials import CONDITION_COLUMN
 from bids_recon.glm.hrf import default_library
 from bids_recon.glm.params import GlmParams
-from bids_recon.glm.trials import CONDITION_COLUMN, describe_split
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.params import to_dict
 from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, relative_to, sink

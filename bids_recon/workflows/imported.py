@@ -17,8 +17,8 @@ from nipype.pipeline import engine as pe
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.design.split import describe_split
 from bids_recon.glm.importers import IMPORTERS, parse_betas
-from bids_recon.glm.trials import describe_split
 from bids_recon.interfaces.glm import CombineRuns
 from bids_recon.interfaces.importers import ImportMask, ImportSession, ImportSplit
 from bids_recon.params import to_dict

@@ -2,7 +2,7 @@
 
 ``--stimuli KIND[:KEY=VALUE,...]`` (``[workflow.stimuli] resolver``) chooses one; a dataset preset
 (``--dataset``) chooses it for you. Each kind is a :class:`StimulusResolver` subclass in a module of this package,
-registered with :func:`register`:
+registered with :func:`register` (:mod:`.registry`):
 
 - ``files`` (:mod:`.files`): a column naming an image file (``stim_file``, ``file_path``, ``condition``,
   ``ImgName``...), resolved in the dataset's ``stimuli/`` and in ``--stimuli-dir`` folders, with a fallback index
@@ -24,27 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bids_recon.design.table import ROW_COLUMNS
 from bids_recon.features.params import StimulusParams
-from bids_recon.features.resolvers.base import ROW_COLUMNS, StimulusResolver, parse_options
-from bids_recon.registry import Registry
-
-#: Registered resolver classes by kind, in registration order.
-RESOLVERS: dict[str, type[StimulusResolver]] = Registry("stimulus resolver", key="kind", instances=False)
-#: Class decorator: add a resolver class to :data:`RESOLVERS` under its ``kind``.
-register = RESOLVERS.register
-
-
-def parse_resolver(spec: str) -> tuple[str, dict[str, str]]:
-    """``KIND[:KEY=VALUE,...]`` -> ``(kind, options)``.
-
-    Raises
-    ------
-    UsageError
-        Unknown kind or option, or an option that is not ``KEY=VALUE`` (exit 64).
-    """
-    kind, _, text = str(spec).partition(":")
-    kind = kind.strip()
-    return kind, parse_options(kind, text, RESOLVERS.named(kind).options)
+from bids_recon.features.resolvers.base import StimulusResolver
+from bids_recon.features.resolvers.registry import RESOLVERS, parse_resolver, register
 
 
 def resolver_class(params: StimulusParams | None = None) -> type[StimulusResolver]:
@@ -72,14 +55,12 @@ def trial_rows(events: pd.DataFrame, params: StimulusParams | None = None, sourc
 
     See :meth:`StimulusResolver.trial_rows`; the columns are :data:`ROW_COLUMNS`.
     """
-    params = params or StimulusParams()
-    kind, options = parse_resolver(params.resolver)
-    return RESOLVERS[kind].trial_rows(events, params.column, options, source)
+    return (params or StimulusParams()).trial_rows(events, source)
 
 
 def _import_all() -> None:
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "files", m.name)):
-        if module.name != "base":
+        if module.name not in ("base", "registry"):
             importlib.import_module(f"{__name__}.{module.name}")
 
 

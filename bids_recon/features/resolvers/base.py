@@ -12,26 +12,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from bids_recon.design.table import ROW_COLUMNS
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features.params import StimulusParams
-
-#: Columns of the table :meth:`StimulusResolver.trial_rows` returns.
-ROW_COLUMNS = ("row", "stim_file", "stim_id", "decode")
-
-
-def parse_options(kind: str, text: str, allowed: dict[str, str]) -> dict[str, str]:
-    """``KEY=VALUE,KEY=VALUE`` -> dict, refusing keys the resolver does not know (UsageError, exit 64)."""
-    options: dict[str, str] = {}
-    for item in (t.strip() for t in text.split(",") if t.strip()):
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
-            raise UsageError(f"--stimuli {kind}: option '{item}' must be KEY=VALUE")
-        if key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise UsageError(f"--stimuli {kind}: unknown option '{key}' (options of {kind}: {known})")
-        options[key] = value
-    return options
+from bids_recon.features.resolvers.registry import parse_resolver
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -112,8 +96,6 @@ class StimulusResolver:
     options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, bids_dir: Path | str, params: StimulusParams | None = None) -> None:
-        from bids_recon.features.resolvers import parse_resolver
-
         self.bids_dir = Path(bids_dir)
         self.params = params or StimulusParams(resolver=self.kind)
         kind, self.opts = parse_resolver(self.params.resolver)
@@ -170,7 +152,7 @@ class StimulusResolver:
         Parameters
         ----------
         events : pandas.DataFrame
-            A run's checked events (:func:`bids_recon.glm.singletrial.load_events`: sorted by onset).
+            A run's checked events (:func:`bids_recon.design.events.load_events`: sorted by onset).
         column : str
             ``--stimulus-column`` (empty: :attr:`columns`).
         options : dict

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.split import matches
 from bids_recon.errors import BadDataError, MissingInputError
-from bids_recon.features.resolvers import register
 from bids_recon.features.resolvers.base import (
     StimulusResolver,
     check_image_file,
     read_image_file,
     synset_of,
 )
+from bids_recon.features.resolvers.registry import register
 
 _SCENE_NAME = re.compile(r"^([A-Za-z]+)\d+\.(?:jpe?g|png)$")
 
@@ -30,8 +31,6 @@ def _within(path: Path, root: Path) -> bool:
 
 def excluded_rows(events: pd.DataFrame, spec: str, kind: str, source: Path | None) -> np.ndarray:
     """Rows matched by ``COLUMN:VALUE[|VALUE]`` (modelled in the GLM, never decoded: catch images)."""
-    from bids_recon.glm.trials import matches
-
     column, sep, values = spec.partition(":")
     wanted = [v for v in values.split("|") if v]
     if not sep or not column or not wanted:

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.table import ROW_COLUMNS
 from bids_recon.errors import BadDataError, MissingInputError
-from bids_recon.features.resolvers import register
 from bids_recon.features.resolvers.base import (
-    ROW_COLUMNS,
     StimulusResolver,
     check_image_file,
     missing_value,
@@ -28,6 +27,7 @@ from bids_recon.features.resolvers.base import (
     synset_of,
 )
 from bids_recon.features.resolvers.files import IMAGE_EXTENSIONS
+from bids_recon.features.resolvers.registry import register
 
 #: ``event_type`` values of stimulus rows and of one-back repetition rows.
 STIMULUS_EVENTS = ("stimulus", "1", "1.0")

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.table import ROW_COLUMNS
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
-from bids_recon.features.resolvers import register
-from bids_recon.features.resolvers.base import ROW_COLUMNS, StimulusResolver, as_float_image, missing_value
+from bids_recon.features.resolvers.base import StimulusResolver, as_float_image, missing_value
+from bids_recon.features.resolvers.registry import register
 
 #: Where NSD's files are looked for when no option names them, relative to the dataset folder: the raw dataset
 #: beside NSD's other folders (``nsddata_rawdata``), or NSD's download root itself (imported betas need no raw data).

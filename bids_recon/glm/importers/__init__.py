@@ -2,7 +2,7 @@
 
 Most people who reconstruct images from NSD never rerun a GLM: they use the betas the dataset ships, as Takagi &
 Nishimoto, Brain-Diffuser and MindEye do. An importer yields exactly what the GLM stage yields, so every later stage
-is unchanged: the trial table (:data:`~bids_recon.glm.trials.TRIAL_COLUMNS`, stimulus ids the configured stimulus
+is unchanged: the trial table (:data:`~bids_recon.design.table.TRIAL_COLUMNS`, stimulus ids the configured stimulus
 resolver understands), ``(n_trials, n_voxels)`` float32 betas per session (z-scored per session, combined and
 rated by the noise ceiling as the GLM's are), the brain mask on the betas' grid, and provenance (files with size,
 modification time and the sha256 of the small ones, the scale applied). One module per format registers a

@@ -16,9 +16,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.table import trial_table
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features.params import StimulusParams
-from bids_recon.glm.trials import NOT_DECODED, TRIAL_COLUMNS
 
 LOGGER = logging.getLogger("bids_recon.glm.importers")
 
@@ -117,7 +117,7 @@ class ImportedSession:
     files : list of BetaFile
         The files holding its betas, in trial order (THINGS: one per run).
     trials : pandas.DataFrame
-        :data:`~bids_recon.glm.trials.TRIAL_COLUMNS`, one row per stored trial, ``split`` ``train`` or ``none``
+        :data:`~bids_recon.design.table.TRIAL_COLUMNS`, one row per stored trial, ``split`` ``train`` or ``none``
         (modelled but never decoded: catch images).
     metadata : pandas.DataFrame
         Per-trial columns of the format (``trial_type``, the events columns...), rows aligned with ``trials``; a
@@ -397,24 +397,12 @@ def magnitude(values: np.ndarray) -> float:
 def session_trials(subject: str, session: str, runs: list[str] | np.ndarray, stim_ids: list[str],
                    stim_files: list[str] | None = None, decode: np.ndarray | None = None,
                    onsets: np.ndarray | None = None, durations: np.ndarray | None = None) -> pd.DataFrame:
-    """A trial table (:data:`TRIAL_COLUMNS`) of one imported session; ``trial_index`` counts within each run.
+    """A trial table of one imported session (:func:`bids_recon.design.table.trial_table`); ``trial_index`` counts
+    within each run.
 
     ``onset`` and ``duration`` are NaN when the format does not keep them (nothing after the GLM reads them).
     """
-    n = len(stim_ids)
-    runs = np.asarray([str(r) for r in runs], dtype=object)
-    table = pd.DataFrame({
-        "subject": subject, "session": session, "task": "n/a", "run": runs,
-        "onset": np.full(n, np.nan) if onsets is None else np.asarray(onsets, float),
-        "duration": np.full(n, np.nan) if durations is None else np.asarray(durations, float),
-        "stim_id": [str(s) for s in stim_ids],
-        "stim_file": [str(s) for s in (stim_ids if stim_files is None else stim_files)],
-        "repeat": 0,
-        "split": np.where(np.ones(n, bool) if decode is None else np.asarray(decode, bool), "train",
-                          NOT_DECODED).astype(object),
-    })
-    table["trial_index"] = table.groupby("run", sort=False).cumcount().astype(int)
-    return table[TRIAL_COLUMNS]
+    return trial_table(subject, session, None, runs, stim_ids, stim_files, decode, onsets, durations)
 
 
 # -- the interface ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ``--betas bids=OUTPUT_DIR`` reads, for each participant, the ``..._desc-singletrial_stat-effect_statmap.nii.gz``
 of every run (percent signal change, one volume per trial, before the session z-scoring) with the ``.tsv`` beside it
-(the trial rows, :data:`~bids_recon.glm.trials.TRIAL_COLUMNS`), and the ``desc-brain_mask`` of the participant:
+(the trial rows, :data:`~bids_recon.design.table.TRIAL_COLUMNS`), and the ``desc-brain_mask`` of the participant:
 the same betas the first run's decoders saw, so a new generator, ROI set or test split needs no GLM. The metadata
 a ``--test-split COLUMN=VALUE`` rule reads are the table's columns (``split`` is the first run's).
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bids_recon.design.table import NOT_DECODED, TRIAL_COLUMNS, read_trials
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.glm.importers import register
 from bids_recon.glm.importers.base import (
@@ -24,7 +25,6 @@ from bids_recon.glm.importers.base import (
     nifti_header,
     wanted_sessions,
 )
-from bids_recon.glm.trials import NOT_DECODED, TRIAL_COLUMNS
 from bids_recon.naming import find_outputs, split_extension
 
 
@@ -42,8 +42,6 @@ class BidsImporter(BetaImporter):
         return sorted({ents["sub"] for _, ents in find_outputs(self.path, "betas")})
 
     def plan(self, subject: str, sessions: list[str] | None = None) -> ImportPlan:
-        from bids_recon.glm.trials import read_trials
-
         runs = self._runs(subject)
         if not runs:
             raise MissingInputError(f"no single-trial betas of sub-{subject} (*_desc-singletrial_stat-effect_statmap"

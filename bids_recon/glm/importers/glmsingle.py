@@ -112,9 +112,9 @@ class GlmsingleImporter(BetaImporter):
         return sorted(files, key=lambda f: (_entities(f.name).get("ses", ""), int(_entities(f.name).get("run", 0))))
 
     def _trials(self, subject: str, events_files: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+        from bids_recon.design.events import load_events
+        from bids_recon.design.trials import run_trials
         from bids_recon.features.resolvers import trial_rows
-        from bids_recon.glm.singletrial import load_events
-        from bids_recon.glm.trials import run_trials
 
         stimuli = self.context.stimuli.rows_only()
         tables, metadata, per_run = [], [], []

@@ -87,9 +87,9 @@ def import_session(betas: str, subject: str, session: str, mask_img: nib.Nifti1I
 def mark_splits(trials: list[pd.DataFrame], metadata: list[pd.DataFrame], stimuli: StimulusParams,
                 bids_dir: Path | str, sources: list[Path] | None = None) -> list[pd.DataFrame]:
     """Every imported session's trial table with its ``split`` set by ``--test-split`` (see
-    :func:`bids_recon.glm.trials.mark_imported_split`)."""
+    :func:`bids_recon.design.split.mark_imported_split`)."""
+    from bids_recon.design.split import mark_imported_split, parse_test_split
     from bids_recon.features.resolvers import resolver_for
-    from bids_recon.glm.trials import mark_imported_split, parse_test_split
 
     if parse_test_split(stimuli.test_split) is None:
         return [t.copy() for t in trials]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from bids_recon.design.confounds import LEGACY_CONFOUNDS
 from bids_recon.registry import Registry
 from bids_recon.sim.presets import TASK, SimPreset
 
@@ -247,10 +248,8 @@ def rename_fmriprep(fmriprep_dir: Path, *, space: str = "T1w", unpadded_runs: bo
         (fmriprep_dir / "dataset_description.json").unlink(missing_ok=True)
 
 
-#: Current fMRIPrep confound names -> fMRIPrep 1.0's.
-LEGACY_NAMES = {"csf": "CSF", "white_matter": "WhiteMatter", "global_signal": "GlobalSignal",
-                "framewise_displacement": "FramewiseDisplacement", "trans_x": "X", "trans_y": "Y", "trans_z": "Z",
-                "rot_x": "RotX", "rot_y": "RotY", "rot_z": "RotZ"}
+#: Current fMRIPrep confound names -> fMRIPrep 1.0's (the names the confounds reader renames back).
+LEGACY_NAMES = {current: legacy for legacy, current in LEGACY_CONFOUNDS.items()}
 
 
 def legacy_confounds(path: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.repeats import repeat_numbers
 from bids_recon.sim.layouts import (
     LayoutContext,
     SimLayout,
@@ -59,7 +60,7 @@ def one_back(trials: pd.DataFrame, rng: np.random.Generator, per_run: int = 1) -
             row, before = index[position], index[position - 1]
             out.loc[row, ["stim_id", "stim_file", "split"]] = out.loc[before, ["stim_id", "stim_file", "split"]].values
             out.loc[row, "kind"] = "repeat"
-    out["repeat"] = out.groupby("stim_id").cumcount().astype(int)
+    out["repeat"] = repeat_numbers(out["stim_id"])
     return out
 
 
