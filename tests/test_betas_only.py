@@ -44,8 +44,8 @@ def test_a_betas_only_workflow_holds_the_beta_stage_and_the_report_only(tiny_dat
 
 
 def test_the_group_level_says_a_betas_only_output_has_nothing_to_compare(tmp_path):
+    from bids_recon.group import collect_group_metrics
     from bids_recon.io import write_tsv
-    from bids_recon.workflows.group import collect_group_metrics
 
     func = tmp_path / "sub-01" / "func"
     write_tsv(func / "sub-01_task-x_desc-singletrial_trials.tsv", pd.DataFrame({"stim_id": ["a"]}))

@@ -4,8 +4,11 @@ import json
 
 import pytest
 
-from bids_recon.bids.derivatives import (
-    BIDSIGNORE,
+from bids_recon.bids.derivatives import BIDSIGNORE
+from bids_recon.config import Config
+from bids_recon.errors import BadDataError, ExitCode, UsageError, exit_code_for
+from bids_recon.generate.card import generator_card
+from bids_recon.naming import (
     SubjectOutputs,
     build_name,
     find_outputs,
@@ -13,9 +16,6 @@ from bids_recon.bids.derivatives import (
     sanitize_label,
     sidecar_path,
 )
-from bids_recon.config import Config
-from bids_recon.errors import BadDataError, ExitCode, UsageError, exit_code_for
-from bids_recon.generate.card import generator_card
 
 
 def test_config_roundtrip(tmp_path):
@@ -51,8 +51,6 @@ def test_names_follow_entity_order():
     assert names.roi_mask("earlyvisual", "HOCPA").name == (
         "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-earlyvisual_desc-HOCPA_mask.nii.gz")
     assert names.roi_mask("v1", None).name == "sub-01_task-images_space-MNI152NLin2009cAsym_res-2_label-v1_mask.nii.gz"
-    assert names.recon_variant_image("img/cat.png", "zc", 1).as_posix() == (
-        "sub-01/recon/sub-01_task-images_stim-cat_desc-diffusionzcsample2_recon.png")
     diffusion = generator_card("diffusion")  # the writer names the images by the card's variants
     assert names.recon_image("img/cat.png", diffusion.image_desc("zc", 1)).as_posix() == (
         "sub-01/recon/sub-01_task-images_stim-cat_desc-diffusionzcsample2_recon.png")

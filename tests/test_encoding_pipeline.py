@@ -303,10 +303,13 @@ def test_maps_go_on_the_surface_only_for_a_whole_mni_brain(tmp_path, subject):
 
 # --------------------------------------------------------------------------------------------- group
 def test_group_maps_average_the_participants(tmp_path):
-    from bids_recon.bids.derivatives import SubjectOutputs, group_encoding_path, sidecar_path
+    from bids_recon.group import average_encoding_maps, mean_over_participants
     from bids_recon.io import write_json, write_tsv
+    from bids_recon.naming import SubjectOutputs, group_encoding_path, sidecar_path
     from bids_recon.reports.group import encoding_group_sections
-    from bids_recon.workflows.group import average_encoding_maps
+
+    mean, count = mean_over_participants(np.array([[1.0, np.nan, np.nan], [3.0, 2.0, np.nan]]))
+    assert count.tolist() == [2, 1, 0] and mean[:2].tolist() == [2.0, 2.0] and np.isnan(mean[2])
 
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     for k, subject in enumerate(("01", "02")):
@@ -334,6 +337,7 @@ def test_group_maps_average_the_participants(tmp_path):
                                                                          "encodingz", stat="r")
     info = json.loads(sidecar_path(groups["maps"][("z", "r")]).read_text())
     assert info["Participants"] == ["sub-01", "sub-02"] and len(info["Sources"]) == 2
+    assert info["MaxParticipantsPerVoxel"] == 2
     (section,) = encoding_group_sections(tmp_path, [groups])
     assert len(section.figures) == 2 and all(f.path.is_file() for f in section.figures)
     assert section.tables[0][1]["mean_r"].iloc[0] == pytest.approx(0.3)

@@ -360,6 +360,27 @@ def test_bids_outputs_are_reused(layout_dataset, tmp_path):
     assert np.abs(betas - source).max() < 1e-6 and list(read["stim_id"]) == list(trials["stim_file"])
     assert len(plan.sessions[0].files) == trials["run"].nunique()
 
+    # voxels=rois: the caller gives the ROI masks on the import's grid; the import reads their union in the brain
+    from bids_recon.glm.importers.steps import import_mask
+
+    asked = []
+    half = np.zeros(brain.shape, bool)
+    half[: brain.shape[0] // 2] = True
+
+    def roi_masks(brain_img, source):
+        asked.append((np.asarray(brain_img.dataobj) > 0, Path(source)))
+        return {"left": half & brain, "corner": np.zeros(brain.shape, bool)}
+
+    spec = f"bids={tmp_path / 'out'}:voxels=rois"
+    mask, provenance = import_mask(spec, "01", None, ImportContext(), roi_masks)
+    assert len(asked) == 1 and (asked[0][0] == brain).all() and asked[0][1] == plan.sessions[0].files[0].path
+    assert ((np.asarray(mask.dataobj) > 0) == (half & brain)).all() and 0 < (half & brain).sum() < brain.sum()
+    assert provenance["VoxelCount"] == int((half & brain).sum()) and "left, corner" in provenance["Voxels"]
+    assert import_mask(f"bids={tmp_path / 'out'}", "01", None, ImportContext(), roi_masks)[1]["VoxelCount"] == \
+        int(brain.sum()) and len(asked) == 1  # voxels=brain: the ROIs are never asked for
+    with pytest.raises(UsageError, match="voxels=rois"):
+        import_mask(spec, "01", None, ImportContext())
+
 
 def test_a_truncated_beta_file_names_itself(tmp_path):
     data = np.zeros((3, 3, 3, 40), np.float32)

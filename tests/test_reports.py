@@ -20,7 +20,6 @@ from bids_recon.reports import (
     Section,
     plot_cv_scores,
     plot_design_matrix,
-    plot_group_metrics,
     plot_metrics,
     plot_reconstruction_grid,
     plot_roi_overlay,
@@ -181,6 +180,7 @@ def test_metrics_percent_for_identification(tmp_path: Path, metrics: pd.DataFram
     assert {"PixCorr", "SSIM", "2-way identification", "% correct", "chance"} <= set(texts)
     assert "85.3" in texts  # identification fraction 0.853 drawn in %
     assert "0.21" in texts  # similarity drawn in its own unit
+    assert not any("(n=" in t for t in texts)  # one participant: no group counts in the titles
     # without `kind` and CI columns the kind is inferred from the name
     plain = metrics.drop(columns=["kind", "ci_low", "ci_high"])
     assert "85.3" in _svg_texts(plot_metrics(plain, tmp_path / "plain.svg"))
@@ -197,10 +197,10 @@ def test_group_metrics(tmp_path: Path, metrics: pd.DataFrame) -> None:
         ],
         ignore_index=True,
     )
-    texts = _svg_texts(plot_group_metrics(group, tmp_path / "group.svg"))
+    texts = _svg_texts(plot_metrics(group, tmp_path / "group.svg"))  # a participant_id column: the group's figure
     assert {"PixCorr (n=3)", "SSIM (n=3)", "2-way identification (n=3)", "% correct"} <= set(texts)
-    with pytest.raises(ValueError, match="participant_id"):
-        plot_group_metrics(metrics, tmp_path / "bad.svg")
+    with pytest.raises(ValueError, match="chance"):
+        plot_metrics(group.drop(columns="chance"), tmp_path / "bad.svg")
 
 
 # ---------------------------------------------------------------------------------------------- HTML

@@ -21,11 +21,11 @@ from torchvision import models, transforms
 
 from bids_recon.errors import BadDataError, UsageError
 from bids_recon.evaluate import compute_standard_metrics, networks, pixcorr, ssim
+from bids_recon.evaluate.metrics import correlation_matrix_torch
 from bids_recon.evaluate.random_weights import write_random_weights
 from bids_recon.evaluate.standard import (
     METRICS,
     StandardEvaluator,
-    correlation_matrix_torch,
     retrieval_top1,
     select_metrics,
 )

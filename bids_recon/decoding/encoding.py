@@ -362,11 +362,6 @@ def roi_summary(maps: EncodingMaps, rois: Mapping[str, np.ndarray], q_threshold:
     return pd.DataFrame(rows)
 
 
-def model_label(model: str) -> str:
-    """The BIDS label of a model in output names: ``"z"`` -> ``"z"``, ``"z+c"`` -> ``"zandc"``."""
-    return model.replace("+", "and")
-
-
 @dataclass
 class EncodingResult:
     """What :func:`encoding_analysis` found, over the voxels it modelled.

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError
+from bids_recon.evaluate.metrics import paired_correlation
 from bids_recon.evaluate.standard import MetricSpec, MetricsResult
 
 _SOURCE = "Dado et al. 2022 (HYPER), latent similarity; bids_recon/evaluate/latent.py"
@@ -35,10 +36,8 @@ LATENT_METRICS: dict[str, MetricSpec] = {m.id: m for m in (
 
 
 def _pairs(decoded: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
-    from bids_recon.evaluate.metrics import _row_corr
-
     mse = ((decoded - true) ** 2).mean(axis=1)
-    return {"latent_corr": _row_corr(decoded, true), "latent_similarity": 1.0 / (1.0 + mse)}
+    return {"latent_corr": paired_correlation(decoded, true), "latent_similarity": 1.0 / (1.0 + mse)}
 
 
 def latent_similarity(decoded: np.ndarray, true: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:

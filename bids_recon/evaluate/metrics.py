@@ -1,7 +1,11 @@
-"""Reconstruction metrics as the field defines them (MindEye / Brain-Diffuser conventions).
+"""Reconstruction metrics as the field defines them (MindEye / Brain-Diffuser conventions), on arrays.
 
-- PixCorr: Pearson r between flattened RGB images, both resized to 425 px.
-- SSIM: scikit-image SSIM on greyscale images at 425 px, Gaussian weights (sigma 1.5).
+The one implementation of each pixel-level metric, used by :mod:`bids_recon.evaluate.standard` (the published
+table) and by :func:`evaluate_reconstructions` alike:
+
+- PixCorr: Pearson r between the flattened RGB images (channel by channel, as the reference code flattens its
+  ``(n, 3, H, W)`` tensors) at :data:`EVAL_SIZE` px.
+- SSIM: scikit-image SSIM on greyscale images at :data:`EVAL_SIZE` px, Gaussian weights (sigma 1.5).
 - 2-way identification: for each reconstruction i, the fraction of the other N-1 ground-truth items j
   for which corr(recon_i, truth_i) > corr(recon_i, truth_j); averaged over i. Chance is 50%.
 
@@ -12,10 +16,24 @@ InceptionV3, CLIP, EffNet-B1, SwAV, retrieval) are in :mod:`bids_recon.evaluate.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from bids_recon.evaluate.params import EVAL_SIZE
+#: Image size (pixels) at which PixCorr and SSIM are computed, as in the field's code (NSD's stimuli are 425 px):
+#: the default of ``[workflow.evaluate] image_size``, the standard metrics' and the published tables' size.
+EVAL_SIZE = 425
+
+
+def resize_batch(batch: Any, size: int, antialias: bool = False) -> Any:
+    """Bilinear resize of an ``(n, 3, H, W)`` tensor to ``(n, 3, size, size)`` (``transforms.Resize``)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
+    if tuple(batch.shape[-2:]) == (size, size):
+        return batch
+    return tvf.resize(batch, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=antialias)
 
 
 def resize_images(images: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
@@ -29,15 +47,15 @@ def resize_images(images: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarra
         return images
     import torch
 
-    from bids_recon.evaluate.standard import resize_batch
-
     with torch.inference_mode():
         batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         return resize_batch(batch, size).permute(0, 2, 3, 1).numpy()
 
 
-def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r between matching rows of two ``(n, d)`` arrays."""
+def paired_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r ``(n,)`` between row i of ``a`` and row i of ``b`` (float64; 0 where a row is constant)."""
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
     denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
@@ -54,13 +72,20 @@ def correlation_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 def pixcorr(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
-    """Per-image PixCorr ``(n,)`` of ``(n, H, W, 3)`` reconstructions against the seen images."""
+    """Per-image PixCorr ``(n,)`` of ``(n, H, W, 3)`` reconstructions against the seen images.
+
+    The images are resized to ``size`` (``None``: used as given) and flattened channel by channel (the reference
+    code's ``(n, 3, H, W)`` order), then correlated in float64.
+    """
     r, t = resize_images(recon, size), resize_images(truth, size)
-    return _row_corr(r.reshape(len(r), -1).astype(np.float64), t.reshape(len(t), -1).astype(np.float64))
+    return paired_correlation(r.transpose(0, 3, 1, 2).reshape(len(r), -1),
+                              t.transpose(0, 3, 1, 2).reshape(len(t), -1))
 
 
 def ssim(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> np.ndarray:
-    """Per-image SSIM ``(n,)`` on greyscale images (Gaussian weights, sigma 1.5, data range 1)."""
+    """Per-image SSIM ``(n,)`` of ``(n, H, W, 3)`` images in [0, 1] resized to ``size`` (``None``: as given):
+    ``skimage.color.rgb2gray``, then ``structural_similarity`` with Gaussian weights (sigma 1.5), the population
+    covariance and data range 1."""
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
 
@@ -70,6 +95,34 @@ def ssim(recon: np.ndarray, truth: np.ndarray, size: int | None = EVAL_SIZE) -> 
                               use_sample_covariance=False, data_range=1.0)
         for a, b in zip(r, t, strict=True)
     ])
+
+
+def correlation_matrix_torch(pred: Any, true: Any, device: Any = "cpu", chunk: int = 16384) -> np.ndarray:
+    """Pearson r ``(n_pred, n_true)`` between the rows of two ``(n, d)`` float tensors, in float64.
+
+    The features are sent to ``device`` ``chunk`` columns at a time, so memory stays flat for AlexNet's
+    184,512-d layer-2 features.
+    """
+    import torch
+
+    pred = torch.as_tensor(pred).flatten(1)
+    true = torch.as_tensor(true).flatten(1)
+    if pred.shape[1] != true.shape[1]:
+        raise ValueError(f"feature sizes differ: {pred.shape[1]} vs {true.shape[1]}")
+    mean_p = pred.double().mean(dim=1).to(device)
+    mean_t = true.double().mean(dim=1).to(device)
+    gram = torch.zeros(len(pred), len(true), dtype=torch.float64, device=device)
+    norm_p = torch.zeros(len(pred), dtype=torch.float64, device=device)
+    norm_t = torch.zeros(len(true), dtype=torch.float64, device=device)
+    for start in range(0, pred.shape[1], chunk):
+        p = pred[:, start:start + chunk].to(device, torch.float64) - mean_p[:, None]
+        t = true[:, start:start + chunk].to(device, torch.float64) - mean_t[:, None]
+        gram += p @ t.T
+        norm_p += (p * p).sum(dim=1)
+        norm_t += (t * t).sum(dim=1)
+    denom = torch.sqrt(norm_p)[:, None] * torch.sqrt(norm_t)[None, :]
+    corr = torch.where(denom > 0, gram / denom.clamp_min(1e-300), torch.zeros_like(gram))
+    return corr.cpu().numpy()
 
 
 def identification_from_correlations(corr: np.ndarray) -> np.ndarray:
@@ -134,8 +187,6 @@ def identification_metrics(
         raise BadDataError(f"2-way identification needs at least 2 test items, got {len(recon)}")
     import torch
 
-    from bids_recon.evaluate.standard import correlation_matrix_torch
-
     pixels = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)) for a in (recon, truth)]
     per_item = {"identification_pixels": identification_from_correlations(correlation_matrix_torch(*pixels))}
     chance = {"identification_pixels": (0.5, "identification")}
@@ -143,9 +194,9 @@ def identification_metrics(
         decoded = np.asarray(decoded_features, np.float64)
         true = np.asarray(true_features, np.float64)
         per_item["identification_features"] = two_way_identification(decoded, true)
-        per_item["feature_corr"] = _row_corr(decoded, true)
+        per_item["feature_corr"] = paired_correlation(decoded, true)
         chance["identification_features"] = (0.5, "identification")
-        chance["feature_corr"] = (float(np.mean(_row_corr(decoded, np.roll(true, 1, axis=0)))), "similarity")
+        chance["feature_corr"] = (float(np.mean(paired_correlation(decoded, np.roll(true, 1, axis=0)))), "similarity")
     return per_item, chance
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bids_recon.evaluate.metrics import EVAL_SIZE
 from bids_recon.params import setting
-
-#: Image size (pixels) at which PixCorr and SSIM are computed, as in the field's code (NSD's stimuli are 425 px).
-EVAL_SIZE = 425
 
 
 def _metric_ids() -> list[str]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bids_recon.evaluate.metrics import EVAL_SIZE
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -110,8 +112,6 @@ LAYOUT = ("pixcorr", "ssim", "alexnet2", "alexnet5", "inceptionv3", "clip", "eff
 #: Datasets with published rows -> words one of which the test-split rule must name to be the published split
 #: (NSD: the 1,000 shared images, ``shared1000`` in the stimulus info table, ``sharedix`` in the design file).
 PUBLISHED_SPLITS: dict[str, tuple[str, ...]] = {"nsd": ("shared1000", "sharedix")}
-#: Size (px) of PixCorr and SSIM in the published tables.
-PUBLISHED_PIXEL_SIZE = 425
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Comparability:
                 "TestSplit": self.test_split}
 
 
-def comparability(dataset: str, test_split: str, pixel_size: int = PUBLISHED_PIXEL_SIZE) -> Comparability:
+def comparability(dataset: str, test_split: str, pixel_size: int = EVAL_SIZE) -> Comparability:
     """Whether a run with these settings is comparable with :data:`PUBLISHED`.
 
     Parameters
@@ -150,7 +150,7 @@ def comparability(dataset: str, test_split: str, pixel_size: int = PUBLISHED_PIX
         The run's test-split rule (``[workflow.stimuli] test_split``); for NSD it must name the shared images
         (:data:`PUBLISHED_SPLITS`).
     pixel_size : int
-        Size (px) of PixCorr and SSIM (published: 425).
+        Size (px) of PixCorr and SSIM (published: :data:`~bids_recon.evaluate.metrics.EVAL_SIZE`).
 
     Returns
     -------
@@ -168,9 +168,9 @@ def comparability(dataset: str, test_split: str, pixel_size: int = PUBLISHED_PIX
         split = f"'{test_split}'" if test_split else "by repeats"
         return Comparability(False, f"different data: {dataset.upper()} with the test split {split}, not the "
                              f"published one ({' or '.join(words)})", dataset, test_split)
-    if pixel_size != PUBLISHED_PIXEL_SIZE:
+    if pixel_size != EVAL_SIZE:
         return Comparability(False, f"different preprocessing: PixCorr and SSIM at {pixel_size} px, published at "
-                             f"{PUBLISHED_PIXEL_SIZE} px", dataset, test_split)
+                             f"{EVAL_SIZE} px", dataset, test_split)
     return Comparability(True, "", dataset, test_split)
 
 

@@ -63,14 +63,20 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, BidsReconError, UsageError
-from bids_recon.evaluate.metrics import identification_from_correlations
+from bids_recon.evaluate.metrics import (
+    EVAL_SIZE,
+    correlation_matrix_torch,
+    identification_from_correlations,
+    paired_correlation,
+    pixcorr,
+    resize_batch,
+    ssim,
+)
 
 LOGGER = logging.getLogger("bids_recon.evaluate.standard")
 
 #: Every image is first resized to this square size (MindEye's ``transforms.Resize((256, 256))``).
 BASE_SIZE = 256
-#: PixCorr and SSIM are computed at this size.
-PIXEL_SIZE = 425
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: OpenAI CLIP's normalisation (``clip.load``'s preprocess; MindEye's CLIP metric).
@@ -129,7 +135,7 @@ class MetricSpec:
     def input_size(self) -> int:
         """Pixels of the square input the metric's network (or pixel comparison) sees."""
         if self.network is None:
-            return PIXEL_SIZE
+            return EVAL_SIZE
         return NETWORK_INPUT[self.network][0]
 
 
@@ -275,16 +281,6 @@ def as_image_batch(images: Any, name: str) -> np.ndarray:
     return array
 
 
-def resize_batch(batch: Any, size: int, antialias: bool = False) -> Any:
-    """Bilinear resize of an ``(n, 3, H, W)`` tensor to ``(n, 3, size, size)`` (``transforms.Resize``)."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as tvf
-
-    if tuple(batch.shape[-2:]) == (size, size):
-        return batch
-    return tvf.resize(batch, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=antialias)
-
-
 def network_input(base: Any, network: str, antialias: bool = False) -> Any:
     """The reference's ``preprocess`` for ``network``: resize the 256 px batch, then normalise."""
     from torchvision.transforms import functional as tvf
@@ -295,44 +291,6 @@ def network_input(base: Any, network: str, antialias: bool = False) -> Any:
 
 # --------------------------------------------------------------------------------------------------------------
 # scoring functions (arrays in, per-item arrays out)
-
-
-def correlation_matrix_torch(pred: Any, true: Any, device: Any = "cpu", chunk: int = 16384) -> np.ndarray:
-    """Pearson r ``(n_pred, n_true)`` between the rows of two ``(n, d)`` float tensors, in float64.
-
-    The features are sent to ``device`` ``chunk`` columns at a time, so memory stays flat for AlexNet's
-    184,512-d layer-2 features.
-    """
-    import torch
-
-    pred = torch.as_tensor(pred).flatten(1)
-    true = torch.as_tensor(true).flatten(1)
-    if pred.shape[1] != true.shape[1]:
-        raise ValueError(f"feature sizes differ: {pred.shape[1]} vs {true.shape[1]}")
-    mean_p = pred.double().mean(dim=1).to(device)
-    mean_t = true.double().mean(dim=1).to(device)
-    gram = torch.zeros(len(pred), len(true), dtype=torch.float64, device=device)
-    norm_p = torch.zeros(len(pred), dtype=torch.float64, device=device)
-    norm_t = torch.zeros(len(true), dtype=torch.float64, device=device)
-    for start in range(0, pred.shape[1], chunk):
-        p = pred[:, start:start + chunk].to(device, torch.float64) - mean_p[:, None]
-        t = true[:, start:start + chunk].to(device, torch.float64) - mean_t[:, None]
-        gram += p @ t.T
-        norm_p += (p * p).sum(dim=1)
-        norm_t += (t * t).sum(dim=1)
-    denom = torch.sqrt(norm_p)[:, None] * torch.sqrt(norm_t)[None, :]
-    corr = torch.where(denom > 0, gram / denom.clamp_min(1e-300), torch.zeros_like(gram))
-    return corr.cpu().numpy()
-
-
-def paired_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r ``(n,)`` between row i of ``a`` and row i of ``b`` (float64)."""
-    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.divide((a * b).sum(axis=1), denom, out=np.zeros(len(a)), where=denom > 0)
 
 
 def correlation_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -436,7 +394,7 @@ class StandardEvaluator:
     def __init__(self, metrics: str | Iterable[str] | None = None, device: str = "cpu", allow_download: bool = False,
                  batch_size: int = 32, hash_cache: Any = None, antialias: bool = False, chance_levels: bool = True,
                  retrieval_pool: int = RETRIEVAL_POOL, retrieval_draws: int = RETRIEVAL_DRAWS,
-                 seed: int = RETRIEVAL_SEED, networks: dict[str, Any] | None = None, pixel_size: int = PIXEL_SIZE,
+                 seed: int = RETRIEVAL_SEED, networks: dict[str, Any] | None = None, pixel_size: int = EVAL_SIZE,
                  log_skips: bool = True) -> None:
         from bids_recon.evaluate.networks import (
             WeightsNotFoundError,
@@ -524,8 +482,6 @@ class StandardEvaluator:
 
     def _score_set(self, recons: np.ndarray, truths: np.ndarray) -> _SetScores:
         import torch
-        from skimage.color import rgb2gray
-        from skimage.metrics import structural_similarity
 
         n = len(recons)
         scores = _SetScores(n=n)
@@ -533,10 +489,6 @@ class StandardEvaluator:
         truth_feats = self._truth_features(truths) if self._nodes() else {}
         recon_parts: dict[str, list[Any]] = {}
         pix: dict[str, list[float]] = {f"{m}{suffix}": [] for m in pixel for suffix in ("", "_chance")}
-
-        def ssim(a: np.ndarray, b: np.ndarray) -> float:
-            return float(structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                               data_range=1.0))
 
         with torch.inference_mode():
             for start in range(0, n, self.batch_size):
@@ -552,15 +504,13 @@ class StandardEvaluator:
                 if self.chance_levels:  # each reconstruction against the next item's image
                     shifted = truths[np.arange(start + 1, stop + 1) % n]
                     pairs.append(("_chance", resize_batch(self._base(shifted), self.pixel_size, self.antialias)))
-                r_np = r425.permute(0, 2, 3, 1).cpu().numpy()
+                r_np = r425.permute(0, 2, 3, 1).cpu().numpy()  # already at the pixel size: no resize below
                 for suffix, t in pairs:
+                    t_np = t.permute(0, 2, 3, 1).cpu().numpy()
                     if "pixcorr" in pixel:
-                        pix["pixcorr" + suffix] += list(paired_correlation(r425.flatten(1).cpu().numpy(),
-                                                                           t.flatten(1).cpu().numpy()))
+                        pix["pixcorr" + suffix] += list(pixcorr(r_np, t_np, size=None))
                     if "ssim" in pixel:
-                        t_np = t.permute(0, 2, 3, 1).cpu().numpy()
-                        pix["ssim" + suffix] += [ssim(rgb2gray(a), rgb2gray(b)) for a, b in zip(r_np, t_np,
-                                                                                               strict=True)]
+                        pix["ssim" + suffix] += list(ssim(r_np, t_np, size=None))
         for m in pixel:
             scores.values[m] = np.array(pix[m])
             if self.chance_levels:
@@ -864,6 +814,5 @@ def compute_standard_metrics(reconstructions: Any, truths: Any, metrics: str | I
 
 
 __all__ = ["METRICS", "SELECTIONS", "SELECTION_TEXT", "MetricSpec", "MetricsResult", "StandardEvaluator",
-           "compute_standard_metrics", "correlation_distance", "correlation_matrix_torch", "missing_weights_lines",
-           "not_computed_lines", "paired_correlation", "required_networks", "resize_batch", "retrieval_top1",
-           "select_metrics", "skip_line"]
+           "compute_standard_metrics", "correlation_distance", "missing_weights_lines", "not_computed_lines",
+           "required_networks", "retrieval_top1", "select_metrics", "skip_line"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,11 @@ from bids_recon.errors import BadDataError
 from bids_recon.evaluate.variants import evaluate_generated, samples_from_index, standardise_features
 from bids_recon.features import captions_for, resolver_for
 from bids_recon.features.params import StimulusParams
-from bids_recon.generate.card import generator_card
 from bids_recon.generate.diffusion import DiffusionParams
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.interfaces.stages import EvaluationInputSpec, EvaluationOutputSpec, evaluation_options, write_evaluation
 from bids_recon.invariants import check_features, check_finite
-from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_tsv
+from bids_recon.io import atomic_write, read_tsv, save_npz, write_tsv
 
 
 class _StimulusLatentsInputSpec(BaseInterfaceInputSpec):
@@ -178,46 +176,4 @@ class EvaluateVariants(RecordingInterface):
         self._results.update(write_evaluation(Path(runtime.cwd), result))
 
 
-class _WriteDiffusionInputSpec(BaseInterfaceInputSpec):
-    index = File(exists=True, mandatory=True)
-    per_item = File(exists=True, mandatory=True)
-    output_dir = traits.Str(mandatory=True)
-    names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
-    generator = traits.Str(mandatory=True, desc="desc- of the index; its card names the images (image_desc)")
-    sidecar = traits.Dict()
-
-
-class _WriteDiffusionOutputSpec(TraitedSpec):
-    index_file = File(exists=True)
-
-
-class WriteDiffusionReconstructions(RecordingInterface):
-    """Copy the generated PNGs to their derivative names and write the TSV index (+ JSON sidecar)."""
-
-    writes_outputs = True
-
-    input_spec = _WriteDiffusionInputSpec
-    output_spec = _WriteDiffusionOutputSpec
-
-    def _run(self, runtime):
-        from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
-
-        i = self.inputs
-        names, card = SubjectOutputs(**i.names), generator_card(i.generator)
-        root = Path(i.output_dir)
-        index = read_tsv(i.index, dtype={"stimulus": str, "variant": str})
-        files = []
-        for row in index.itertuples():
-            rel = names.recon_image(row.stimulus, card.image_desc(row.variant, int(row.sample)))
-            atomic_write(root / rel, lambda tmp, src=row.file: shutil.copyfile(src, tmp))
-            files.append(rel.as_posix())
-        index["file"] = files
-        metrics = read_tsv(i.per_item, dtype={"stimulus": str, "variant": str})
-        out = root / names.recon_index(i.generator)
-        write_tsv(out, index.merge(metrics, on=["stimulus", "variant", "sample"], how="left"))
-        if i.sidecar:
-            write_json(sidecar_path(out), dict(i.sidecar))
-        self._results["index_file"] = str(out)
-
-
-__all__ = ["DiffusionReconstruct", "EvaluateVariants", "StimulusLatents", "WriteDiffusionReconstructions"]
+__all__ = ["DiffusionReconstruct", "EvaluateVariants", "StimulusLatents"]

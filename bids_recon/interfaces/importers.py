@@ -49,10 +49,12 @@ class ImportMask(RecordingInterface):
 
     def _run(self, runtime):
         from bids_recon.glm.importers.steps import import_mask
+        from bids_recon.rois import build_rois
 
         i = self.inputs
-        img, provenance = import_mask(i.betas, i.subject, list(i.sessions) or None, _context(i),
-                                      load_params(RoiParams, i.rois, "workflow.rois"))
+        rois = load_params(RoiParams, i.rois, "workflow.rois")
+        img, provenance = import_mask(i.betas, i.subject, list(i.sessions) or None, _context(i), lambda brain, source:
+                                      build_rois(brain, rois, brain_source=source, subject=i.subject)[0])
         cwd = Path(runtime.cwd)
         out = atomic_write(cwd / "brain_mask.nii.gz", lambda tmp: nib.save(img, tmp))
         self._results["out_mask"] = str(out)

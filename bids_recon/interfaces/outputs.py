@@ -60,11 +60,13 @@ class DerivativesSink(RecordingInterface):
 
 
 class _WriteReconstructionsInputSpec(BaseInterfaceInputSpec):
-    reconstructions = File(exists=True, mandatory=True)
-    per_item = File(exists=True, mandatory=True, desc="per-stimulus metrics (column 'stimulus')")
+    reconstructions = File(exists=True, mandatory=True, desc=(
+        "the generated images: .npz of stim_ids, n_trials and images (one per stimulus), or .tsv index of image files "
+        "(stimulus, trials, variant, sample, seed, file; one row per image)"))
+    per_item = File(exists=True, mandatory=True, desc="per-image metrics (columns stimulus, variant, sample)")
     output_dir = traits.Str(mandatory=True)
     names = traits.Dict(mandatory=True, desc="SubjectOutputs fields (subject, task, space, resolution)")
-    generator = traits.Str(mandatory=True, desc="desc- of the images and the index")
+    generator = traits.Str(mandatory=True, desc="desc- of the index; its card names the images (image_desc)")
     sidecar = traits.Dict()
 
 
@@ -72,8 +74,24 @@ class _WriteReconstructionsOutputSpec(TraitedSpec):
     index_file = File(exists=True)
 
 
+def _generated(path: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The images a generator node made, one row each (``stimulus``, ``trials``, and ``variant``, ``sample``,
+    ``seed``, ``file`` for an index of files), and the ``(n, H, W, 3)`` images of an ``.npz`` (None for files)."""
+    if Path(path).suffix == ".npz":
+        with np.load(path) as data:
+            index = pd.DataFrame({"stimulus": data["stim_ids"].astype(str), "trials": data["n_trials"].astype(int)})
+            return index, data["images"]
+    return read_tsv(path, dtype={"stimulus": str, "variant": str}), None
+
+
 class WriteReconstructions(RecordingInterface):
-    """Write reconstructed images as PNG with a TSV index (stimulus, trials, file)."""
+    """Write the reconstructed images as PNG under their derivative names, with a TSV index (one row per image:
+    stimulus, trials, file and the image's metrics) and its sidecar.
+
+    Whether a generator makes variants and samples is in its data, not in the interface: an ``.npz`` holds one image
+    per stimulus; an index of the files a generator node wrote has a row per (stimulus, variant, sample), and the
+    metrics join on all three. The generator's card names each image (``image_desc``).
+    """
 
     writes_outputs = True
 
@@ -82,24 +100,30 @@ class WriteReconstructions(RecordingInterface):
 
     def _run(self, runtime):
         from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
+        from bids_recon.generate.card import generator_card
 
         i = self.inputs
-        names = SubjectOutputs(**i.names)
-        with np.load(i.reconstructions) as data:
-            stim_ids, counts, images = data["stim_ids"].astype(str), data["n_trials"], data["images"]
+        names, card = SubjectOutputs(**i.names), generator_card(i.generator)
         root = Path(i.output_dir)
-        rows = []
-        for stim, count, image in zip(stim_ids, counts, images, strict=True):
-            rel = names.recon_image(stim, i.generator)
-            pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-            atomic_write(root / rel, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
-            rows.append({"stimulus": stim, "trials": int(count), "file": rel.as_posix()})
-        index = root / names.recon_index(i.generator)
-        metrics = read_tsv(i.per_item, dtype={"stimulus": str})
-        write_tsv(index, pd.DataFrame(rows).merge(metrics, on="stimulus", how="left"))
+        index, images = _generated(i.reconstructions)
+        keys = ["stimulus", *(key for key in ("variant", "sample") if key in index)]
+        files = []
+        for k, row in enumerate(index.itertuples()):
+            desc = card.image_desc(row.variant, int(row.sample)) if "variant" in index else card.image_desc()
+            rel = names.recon_image(row.stimulus, desc)
+            if images is None:
+                atomic_write(root / rel, lambda tmp, src=row.file: shutil.copyfile(src, tmp))
+            else:
+                pixels = (np.clip(images[k], 0, 1) * 255).round().astype(np.uint8)
+                atomic_write(root / rel, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
+            files.append(rel.as_posix())
+        index["file"] = files
+        metrics = read_tsv(i.per_item, dtype={"stimulus": str, "variant": str})
+        out = root / names.recon_index(i.generator)
+        write_tsv(out, index.merge(metrics, on=keys, how="left"))
         if i.sidecar:
-            write_json(sidecar_path(index), dict(i.sidecar))
-        self._results["index_file"] = str(index)
+            write_json(sidecar_path(out), dict(i.sidecar))
+        self._results["index_file"] = str(out)
 
 
 class _ReportInputSpec(BaseInterfaceInputSpec):

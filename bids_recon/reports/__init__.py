@@ -3,7 +3,6 @@
 from bids_recon.reports.figures import (
     plot_cv_scores,
     plot_design_matrix,
-    plot_group_metrics,
     plot_metrics,
     plot_reconstruction_grid,
     plot_roi_overlay,
@@ -15,7 +14,6 @@ __all__ = [
     "Section",
     "plot_cv_scores",
     "plot_design_matrix",
-    "plot_group_metrics",
     "plot_metrics",
     "plot_reconstruction_grid",
     "plot_roi_overlay",

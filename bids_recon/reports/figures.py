@@ -31,7 +31,6 @@ __all__ = [
     "plot_glm_diagnostics",
     "plot_encoding_maps",
     "plot_encoding_rois",
-    "plot_group_metrics",
     "plot_metrics",
     "plot_reconstruction_grid",
     "plot_roi_overlay",
@@ -564,21 +563,76 @@ def _finish_metric_figure(fig: Figure, axes: np.ndarray, title: str | None, out_
     return _save(fig, out_path)
 
 
+def _value_bars(ax, rows: pd.DataFrame, factor: float, pct: bool, colors: Mapping[str, str]) -> list[str]:
+    """One participant's panel: a bar per row (method) with its CI where given, its value written above; returns
+    the bars' labels."""
+    has_ci = {"ci_low", "ci_high"} <= set(rows.columns)
+    x = np.arange(len(rows), dtype=float)
+    values = rows["value"].to_numpy(dtype=float) * factor
+    row_methods = rows["method"].astype(str).tolist()
+    ax.bar(x, values, width=0.7, color=[colors[m] for m in row_methods])
+    if has_ci:
+        lo = rows["ci_low"].to_numpy(dtype=float) * factor
+        hi = rows["ci_high"].to_numpy(dtype=float) * factor
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        if ok.any():
+            err = np.vstack([values[ok] - lo[ok], hi[ok] - values[ok]]).clip(min=0)
+            ax.errorbar(x[ok], values[ok], yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+    _draw_chance(ax, x, rows["chance"].to_numpy(dtype=float) * factor, 0.7)
+    tops = values.copy()
+    if has_ci:
+        tops = np.fmax(tops, rows["ci_high"].to_numpy(dtype=float) * factor)
+    for xi, v, top in zip(x, values, tops, strict=True):
+        if np.isfinite(v):
+            ax.annotate(
+                f"{v:.1f}" if pct else f"{v:.3g}",
+                (xi, top),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    return row_methods
+
+
+def _participant_bars(ax, rows: pd.DataFrame, factor: float, methods: Sequence[str], colors: Mapping[str, str],
+                      offsets: Mapping[str, float]) -> list[str]:
+    """A group's panel: a dot per participant, the mean across participants as a bar per method, the chance level
+    (mean) dashed; returns the bars' labels."""
+    present = [m for m in methods if (rows["method"].astype(str) == m).any()]
+    x = np.arange(len(present), dtype=float)
+    means, chances = [], []
+    for xi, method in zip(x, present, strict=True):
+        sub = rows[rows["method"].astype(str) == method]
+        vals = sub["value"].to_numpy(dtype=float) * factor
+        means.append(np.nanmean(vals) if np.isfinite(vals).any() else np.nan)
+        ch = sub["chance"].to_numpy(dtype=float)
+        chances.append(np.nanmean(ch) * factor if np.isfinite(ch).any() else np.nan)
+        jitter = np.array([offsets[p] for p in sub["participant_id"].astype(str)])
+        ax.scatter(xi + jitter, vals, s=16, color="black", zorder=3, linewidths=0)
+    ax.bar(x, means, width=0.7, color=[colors[m] for m in present], alpha=0.6)
+    _draw_chance(ax, x, np.asarray(chances, dtype=float), 0.7)
+    return present
+
+
 def plot_metrics(
     metrics: pd.DataFrame,
     out_path: str | os.PathLike[str],
     title: str | None = None,
 ) -> Path:
-    """Draw one bar panel per metric, one bar per method, with the chance level dashed.
+    """Draw one bar panel per metric, one bar per method, with the chance level dashed: one participant's values,
+    or a group's (a ``participant_id`` column): a dot per participant and their mean as the bar.
 
     Parameters
     ----------
     metrics : pandas.DataFrame
         One row per (metric, method) with columns ``metric``, ``value``, ``chance``, ``method`` and
         optionally ``kind`` ("identification" or "similarity"; inferred from the metric name when
-        absent: names containing "ident" are identification), ``ci_low``, ``ci_high``.
-        Identification values are fractions in [0, 1] and are drawn in %; similarity values
-        (PixCorr, SSIM, ...) are drawn in their own units.
+        absent: names containing "ident" are identification), ``ci_low``, ``ci_high``; for a group, one row per
+        (participant, metric, method) with a ``participant_id`` column (each panel's title then gives the number of
+        participants; CI columns are not drawn). Identification values are fractions in [0, 1] and are drawn in %;
+        similarity values (PixCorr, SSIM, ...) are drawn in their own units.
     out_path : path-like
         Output file (``.svg`` recommended).
     title : str, optional
@@ -589,90 +643,16 @@ def plot_metrics(
     pathlib.Path
         ``out_path``.
     """
-    _require_columns(metrics, ["metric", "value", "chance", "method"], "metrics")
+    group = "participant_id" in metrics.columns
+    _require_columns(metrics, ["participant_id"] * group + ["metric", "value", "chance", "method"], "metrics")
     if metrics.empty:
         raise ValueError("metrics is empty: nothing to draw")
     table = metrics.copy()
     table["kind"] = _metric_kind(table)
-    has_ci = {"ci_low", "ci_high"} <= set(table.columns)
     metric_names = list(dict.fromkeys(table["metric"].astype(str)))
     methods = list(dict.fromkeys(table["method"].astype(str)))
     colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(methods)}
-
-    n_rows, n_cols = _grid(len(metric_names), 4)
-    fig = Figure(figsize=(1.2 + (0.55 * len(methods) + 1.6) * n_cols, 3.4 * n_rows), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for ax in axes.ravel()[len(metric_names) :]:
-        ax.set_axis_off()
-    for ax, name in zip(axes.ravel(), metric_names, strict=False):
-        rows = table[table["metric"].astype(str) == name]
-        pct = (rows["kind"] == _IDENTIFICATION).all()
-        factor = 100.0 if pct else 1.0
-        x = np.arange(len(rows), dtype=float)
-        values = rows["value"].to_numpy(dtype=float) * factor
-        row_methods = rows["method"].astype(str).tolist()
-        ax.bar(x, values, width=0.7, color=[colors[m] for m in row_methods])
-        if has_ci:
-            lo = rows["ci_low"].to_numpy(dtype=float) * factor
-            hi = rows["ci_high"].to_numpy(dtype=float) * factor
-            ok = np.isfinite(lo) & np.isfinite(hi)
-            if ok.any():
-                err = np.vstack([values[ok] - lo[ok], hi[ok] - values[ok]]).clip(min=0)
-                ax.errorbar(x[ok], values[ok], yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
-        _draw_chance(ax, x, rows["chance"].to_numpy(dtype=float) * factor, 0.7)
-        tops = values.copy()
-        if has_ci:
-            tops = np.fmax(tops, rows["ci_high"].to_numpy(dtype=float) * factor)
-        for xi, v, top in zip(x, values, tops, strict=True):
-            if np.isfinite(v):
-                ax.annotate(
-                    f"{v:.1f}" if pct else f"{v:.3g}",
-                    (xi, top),
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                )
-        ax.set_xticks(x)
-        ax.set_xticklabels(row_methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(name, fontsize=10)
-        _metric_axis(ax, pct)
-    return _finish_metric_figure(fig, axes, title, out_path)
-
-
-def plot_group_metrics(
-    group: pd.DataFrame,
-    out_path: str | os.PathLike[str],
-    title: str | None = None,
-) -> Path:
-    """Draw per metric a dot per participant, the mean across participants as a bar, and chance.
-
-    Parameters
-    ----------
-    group : pandas.DataFrame
-        One row per (participant, metric, method) with columns ``participant_id``, ``metric``,
-        ``value``, ``chance``, ``method`` and optionally ``kind`` (see :func:`plot_metrics`;
-        identification is drawn in %).
-    out_path : path-like
-        Output file (``.svg`` recommended).
-    title : str, optional
-        Figure title.
-
-    Returns
-    -------
-    pathlib.Path
-        ``out_path``.
-    """
-    _require_columns(group, ["participant_id", "metric", "value", "chance", "method"], "group")
-    if group.empty:
-        raise ValueError("group is empty: nothing to draw")
-    table = group.copy()
-    table["kind"] = _metric_kind(table)
-    metric_names = list(dict.fromkeys(table["metric"].astype(str)))
-    methods = list(dict.fromkeys(table["method"].astype(str)))
-    participants = list(dict.fromkeys(table["participant_id"].astype(str)))
-    colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(methods)}
+    participants = list(dict.fromkeys(table["participant_id"].astype(str))) if group else []
     # deterministic horizontal jitter so dots of different participants do not overlap
     offsets = {
         p: (i - (len(participants) - 1) / 2) * min(0.5 / max(len(participants), 1), 0.08)
@@ -688,23 +668,14 @@ def plot_group_metrics(
         rows = table[table["metric"].astype(str) == name]
         pct = (rows["kind"] == _IDENTIFICATION).all()
         factor = 100.0 if pct else 1.0
-        present = [m for m in methods if (rows["method"].astype(str) == m).any()]
-        x = np.arange(len(present), dtype=float)
-        means, chances = [], []
-        for xi, method in zip(x, present, strict=True):
-            sub = rows[rows["method"].astype(str) == method]
-            vals = sub["value"].to_numpy(dtype=float) * factor
-            means.append(np.nanmean(vals) if np.isfinite(vals).any() else np.nan)
-            ch = sub["chance"].to_numpy(dtype=float)
-            chances.append(np.nanmean(ch) * factor if np.isfinite(ch).any() else np.nan)
-            jitter = np.array([offsets[p] for p in sub["participant_id"].astype(str)])
-            ax.scatter(xi + jitter, vals, s=16, color="black", zorder=3, linewidths=0)
-        ax.bar(x, means, width=0.7, color=[colors[m] for m in present], alpha=0.6)
-        _draw_chance(ax, x, np.asarray(chances, dtype=float), 0.7)
-        ax.set_xticks(x)
-        ax.set_xticklabels(present, rotation=30, ha="right", fontsize=8)
-        n_part = rows["participant_id"].nunique()
-        ax.set_title(f"{name} (n={n_part})", fontsize=10)
+        if group:
+            labels = _participant_bars(ax, rows, factor, methods, colors, offsets)
+            heading = f"{name} (n={rows['participant_id'].nunique()})"
+        else:
+            labels, heading = _value_bars(ax, rows, factor, pct, colors), name
+        ax.set_xticks(np.arange(len(labels), dtype=float))
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(heading, fontsize=10)
         _metric_axis(ax, pct)
     return _finish_metric_figure(fig, axes, title, out_path)
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bids_recon import __version__
 from bids_recon.bids.derivatives import group_figures_dir
-from bids_recon.reports.figures import encoding_display, plot_encoding_maps, plot_encoding_rois, plot_group_metrics
+from bids_recon.reports.figures import encoding_display, plot_encoding_maps, plot_encoding_rois, plot_metrics
 from bids_recon.reports.html import Figure, Section, render_report
 from bids_recon.reports.metrics import comparison_text, metric_label, protocols_text, published_layout
 
@@ -81,8 +81,8 @@ def build_group_report(output_dir: Path, table: pd.DataFrame, out_html: Path,
         figures = []
         if not computed.empty:
             labels = computed["metric"].map(metric_label).str.replace(" (", "\n(", regex=False)
-            figure = plot_group_metrics(computed.assign(metric=labels),
-                                        fig_dir / f"task-{task}_desc-{method}_metrics.svg")
+            figure = plot_metrics(computed.assign(metric=labels),
+                                  fig_dir / f"task-{task}_desc-{method}_metrics.svg")
             figures.append(Figure(figure, "Each dot is a participant; bars are means; dashed lines are chance"))
         wide = rows.assign(metric=rows["metric"].map(metric_label)).pivot_table(
             index="participant_id", columns="metric", values="value", sort=False).reset_index()
@@ -115,7 +115,7 @@ def build_group_report(output_dir: Path, table: pd.DataFrame, out_html: Path,
 
 def encoding_group_sections(output_dir: Path, groups: list[dict]) -> list[Section]:
     """One section per (task, space) of the encoding maps averaged over participants (see
-    :func:`bids_recon.workflows.group.average_encoding_maps`): mean r maps on one colour scale, mean ROI scores,
+    :func:`bids_recon.group.average_encoding_maps`): mean r maps on one colour scale, mean ROI scores,
     mean unique variance."""
     fig_dir = Path(output_dir) / group_figures_dir()
     sections = []

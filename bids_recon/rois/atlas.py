@@ -17,6 +17,7 @@ from bids_recon.rois.masks import (
     RoiSource,
     check_atlas_space,
     check_roi_fits,
+    check_roi_sizes,
     grid_text,
     load_mask_file,
     resample_mask,
@@ -132,20 +133,6 @@ def user_roi(path: Path, brain_mask: nib.Nifti1Image, label: int | str | None = 
     """
     resampled, _ = load_mask_file(Path(path), brain_mask, label, brain_source)
     return resampled & (np.asarray(brain_mask.dataobj).reshape(brain_mask.shape[:3]) > 0)
-
-
-def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict[str, Path] | None = None,
-                    details: dict[str, str] | None = None) -> None:
-    """Refuse ROIs with fewer than ``min_voxels`` voxels in the BOLD grid (exit code 65); ``details`` (ROI name ->
-    how its voxels were counted) go into the message."""
-    for name, mask in masks.items():
-        count = int(mask.sum())
-        if count < min_voxels:
-            said = (details or {}).get(name)
-            raise BadDataError(
-                f"ROI '{name}' has {count} voxels in the BOLD grid after resampling and masking "
-                f"(minimum {min_voxels}); check that the mask and the BOLD data share a space"
-                + (f" ({said})" if said else ""), (sources or {}).get(name))
 
 
 def build_rois(

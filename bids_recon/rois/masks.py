@@ -312,6 +312,20 @@ def check_atlas_space(atlas_rois: list[str], template: str, atlas: str, space: s
         f"combined, e.g. left and right hemisphere), or use data in {template} (--space {template})", where)
 
 
+def check_roi_sizes(masks: dict[str, np.ndarray], min_voxels: int, sources: dict[str, Path] | None = None,
+                    details: dict[str, str] | None = None) -> None:
+    """Refuse ROIs with fewer than ``min_voxels`` voxels in the BOLD grid (exit code 65); ``details`` (ROI name ->
+    how its voxels were counted) go into the message."""
+    for name, mask in masks.items():
+        count = int(mask.sum())
+        if count < min_voxels:
+            said = (details or {}).get(name)
+            raise BadDataError(
+                f"ROI '{name}' has {count} voxels in the BOLD grid after resampling and masking "
+                f"(minimum {min_voxels}); check that the mask and the BOLD data share a space"
+                + (f" ({said})" if said else ""), (sources or {}).get(name))
+
+
 def union_of(masks: list[np.ndarray]) -> np.ndarray:
     """The voxels in any of the masks (boolean, one grid)."""
     out = np.zeros(masks[0].shape, dtype=bool)
@@ -320,5 +334,6 @@ def union_of(masks: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-__all__ = ["MIN_ROI_INSIDE", "MaskFile", "RoiSource", "check_atlas_space", "check_roi_fits", "grid_text",
-           "load_mask_file", "resample_mask", "same_grid", "sha256_of", "source_uri", "union_of", "voxels_lost"]
+__all__ = ["MIN_ROI_INSIDE", "MaskFile", "RoiSource", "check_atlas_space", "check_roi_fits", "check_roi_sizes",
+           "grid_text", "load_mask_file", "resample_mask", "same_grid", "sha256_of", "source_uri", "union_of",
+           "voxels_lost"]

@@ -1,9 +1,12 @@
-"""Settings of the ROI stage (``[workflow.rois]``): the one place their defaults live."""
+"""Settings of the ROI stage (``[workflow.rois]``): the one place their defaults live, and the parser of the
+voxel-selection text they hold (``ncsnr>T``, ``top:K``)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from bids_recon.errors import UsageError
 from bids_recon.params import problem_of, setting
 
 #: Harvard-Oxford cortical labels (names in the atlas's own label table) that make each default ROI.
@@ -48,9 +51,47 @@ def _check_user_masks(masks: dict[str, str | list[str]]) -> str | None:
     return None
 
 
-def _check_voxel_selection(spec: str) -> str | None:
-    from bids_recon.rois.selection import parse_voxel_selection
+_THRESHOLD = re.compile(r"^ncsnr\s*>\s*(-?\d+(?:\.\d*)?|\.\d+)$")
+_TOP = re.compile(r"^top\s*[:=]?\s*(\d+)$")
 
+
+@dataclass(frozen=True)
+class VoxelSelection:
+    """A parsed ``--voxel-selection``: ``kind`` ``ncsnr`` (keep NCSNR > ``value``) or ``top`` (keep ``value``
+    voxels)."""
+
+    kind: str
+    value: float
+
+    def describe(self) -> str:
+        """One phrase for the methods text and the ROI sidecars."""
+        if self.kind == "ncsnr":
+            return (f"voxels whose noise-ceiling SNR (NCSNR, from the repeated training stimuli) exceeded "
+                    f"{self.value:g}")
+        return f"the {int(self.value)} voxels of highest noise-ceiling SNR (NCSNR, from the repeated training stimuli)"
+
+
+def parse_voxel_selection(spec: str | None) -> VoxelSelection | None:
+    """``ncsnr>T`` or ``top:K`` (``None`` for empty / ``none``).
+
+    Raises
+    ------
+    UsageError
+        Any other text (exit 64).
+    """
+    text = str(spec or "").strip().lower()
+    if text in ("", "none", "all"):
+        return None
+    found = _THRESHOLD.match(text)
+    if found:
+        return VoxelSelection("ncsnr", float(found.group(1)))
+    found = _TOP.match(text)
+    if found and int(found.group(1)) > 0:
+        return VoxelSelection("top", float(found.group(1)))
+    raise UsageError(f"--voxel-selection '{spec}' must be ncsnr>T (e.g. ncsnr>0.2) or top:K (e.g. top:5000)")
+
+
+def _check_voxel_selection(spec: str) -> str | None:
     return problem_of(parse_voxel_selection, spec)
 
 

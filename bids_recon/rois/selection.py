@@ -10,56 +10,15 @@ which grows with NCSNR).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from bids_recon.errors import BadDataError, UsageError
+from bids_recon.rois.masks import check_roi_sizes
+from bids_recon.rois.params import VoxelSelection, parse_voxel_selection
 
 #: Training stimuli shown at least twice needed to estimate NCSNR.
 MIN_REPEATED_STIMULI = 2
-_THRESHOLD = re.compile(r"^ncsnr\s*>\s*(-?\d+(?:\.\d*)?|\.\d+)$")
-_TOP = re.compile(r"^top\s*[:=]?\s*(\d+)$")
-
-
-@dataclass(frozen=True)
-class VoxelSelection:
-    """A parsed ``--voxel-selection``: ``kind`` ``ncsnr`` (keep NCSNR > ``value``) or ``top`` (keep ``value``
-    voxels)."""
-
-    kind: str
-    value: float
-
-    def describe(self) -> str:
-        """One phrase for the methods text and the ROI sidecars."""
-        if self.kind == "ncsnr":
-            return (f"voxels whose noise-ceiling SNR (NCSNR, from the repeated training stimuli) exceeded "
-                    f"{self.value:g}")
-        return f"the {int(self.value)} voxels of highest noise-ceiling SNR (NCSNR, from the repeated training stimuli)"
-
-
-def parse_voxel_selection(spec: str | None) -> VoxelSelection | None:
-    """``ncsnr>T`` or ``top:K`` (``None`` for empty / ``none``).
-
-    Raises
-    ------
-    UsageError
-        Any other text (exit 64).
-    """
-    text = str(spec or "").strip().lower()
-    if text in ("", "none", "all"):
-        return None
-    found = _THRESHOLD.match(text)
-    if found:
-        return VoxelSelection("ncsnr", float(found.group(1)))
-    found = _TOP.match(text)
-    if found and int(found.group(1)) > 0:
-        return VoxelSelection("top", float(found.group(1)))
-    raise UsageError(f"--voxel-selection '{spec}' must be ncsnr>T (e.g. ncsnr>0.2) or top:K (e.g. top:5000)")
-
-
 def training_ncsnr(betas: np.ndarray, trials: pd.DataFrame, columns: np.ndarray) -> np.ndarray:
     """NCSNR of the given beta columns from the repeated training stimuli only.
 
@@ -168,7 +127,6 @@ def apply_voxel_selection(masks: dict[str, np.ndarray], brain_mask, params, beta
         ROI name -> what it kept (see :func:`select_voxels`); empty without a selection.
     """
     from bids_recon.design.table import read_trials
-    from bids_recon.rois.atlas import check_roi_sizes
 
     selection = parse_voxel_selection(params.voxel_selection)
     if selection is None:

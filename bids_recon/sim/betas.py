@@ -109,7 +109,7 @@ def read_output_betas(output_dir: Path, subject: str) -> BetaSet:
 
     Rows keep every modelled trial (catch images too), in the order the statmaps list them.
     """
-    from bids_recon.bids.derivatives import find_outputs, split_extension
+    from bids_recon.naming import find_outputs, split_extension
 
     runs = find_outputs(Path(output_dir), "betas", sub=subject)
     masks = find_outputs(Path(output_dir), "brain_mask", sub=subject)
@@ -356,7 +356,7 @@ def write_bids_outputs(output_dir: Path, beta_set: BetaSet, task: str = "images"
                        space: str = "MNI152NLin2009cAsym", resolution: str | None = "2") -> list[Path]:
     """bids_recon's single-trial outputs of one participant, named as the GLM stage names them: a statmap per run
     (one volume per trial) with its trial rows (``.tsv``), and the brain mask (what ``--betas bids=`` reads)."""
-    from bids_recon.bids.derivatives import SubjectOutputs
+    from bids_recon.naming import SubjectOutputs
 
     names = SubjectOutputs(beta_set.subject, task, space, resolution)
     output_dir = Path(output_dir)

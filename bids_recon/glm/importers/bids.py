@@ -25,6 +25,7 @@ from bids_recon.glm.importers.base import (
     nifti_header,
     wanted_sessions,
 )
+from bids_recon.naming import find_outputs, split_extension
 
 
 @register
@@ -35,18 +36,12 @@ class BidsImporter(BetaImporter):
     summary = "bids_recon's own single-trial statmaps (desc-singletrial_stat-effect) and trial tables"
 
     def _runs(self, subject: str) -> list[tuple[Path, dict[str, str]]]:
-        from bids_recon.bids.derivatives import find_outputs
-
         return find_outputs(self.path, "betas", sub=subject)
 
     def subjects(self) -> list[str]:
-        from bids_recon.bids.derivatives import find_outputs
-
         return sorted({ents["sub"] for _, ents in find_outputs(self.path, "betas")})
 
     def plan(self, subject: str, sessions: list[str] | None = None) -> ImportPlan:
-        from bids_recon.bids.derivatives import find_outputs, split_extension
-
         runs = self._runs(subject)
         if not runs:
             raise MissingInputError(f"no single-trial betas of sub-{subject} (*_desc-singletrial_stat-effect_statmap"

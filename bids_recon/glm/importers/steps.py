@@ -3,12 +3,14 @@ are read in, one session's betas, the test split of every session."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_recon.errors import UsageError
 from bids_recon.features.params import StimulusParams
 from bids_recon.glm.importers import BetaImporter, ImportContext, ImportPlan, importer_for
 
@@ -20,15 +22,21 @@ def planned(betas: str, subject: str, sessions: list[str] | None, context: Impor
     return importer, importer.plan(subject, sessions)
 
 
+#: ``(brain mask, file of its grid) -> {ROI name: boolean (X, Y, Z) array}``: the ROIs on the betas' grid.
+RoiMasks = Callable[[nib.Nifti1Image, Path], Mapping[str, np.ndarray]]
+
+
 def import_mask(betas: str, subject: str, sessions: list[str] | None, context: ImportContext,
-                rois=None) -> tuple[nib.Nifti1Image, dict]:
+                roi_masks: RoiMasks | None = None) -> tuple[nib.Nifti1Image, dict]:
     """The voxels an import reads, on the betas' grid, and its provenance.
 
     Parameters
     ----------
-    rois : RoiParams, optional
-        With ``voxels=rois`` in the spec: only the voxels of these ROIs (their union within the brain mask) are read,
-        as Takagi & Nishimoto read NSD's.
+    roi_masks : callable, optional
+        With ``voxels=rois`` in the spec, only the voxels of the ROIs (their union within the brain mask) are read,
+        as Takagi & Nishimoto read NSD's: the caller gives them, as a function of the import's brain mask and of a
+        file on its grid (e.g. ``lambda brain, source: bids_recon.rois.build_rois(brain, params,
+        brain_source=source, subject=subject)[0]``); called only then.
 
     Returns
     -------
@@ -36,15 +44,21 @@ def import_mask(betas: str, subject: str, sessions: list[str] | None, context: I
         uint8 mask on the betas' grid.
     provenance : dict
         :meth:`ImportPlan.provenance` plus ``Voxels`` (what was read) and ``VoxelCount``.
+
+    Raises
+    ------
+    UsageError
+        ``voxels=rois`` without ``roi_masks``.
     """
     importer, plan = planned(betas, subject, sessions, context)
     brain = importer.brain_mask(plan)
     data = np.asarray(brain.dataobj) > 0
     what = "every voxel of the brain mask"
     if importer.voxels == "rois":
-        from bids_recon.rois import build_rois
-
-        masks, _ = build_rois(brain, rois, brain_source=plan.sessions[0].files[0].path, subject=subject)
+        if roi_masks is None:
+            raise UsageError(f"--betas {betas}: voxels=rois reads only the voxels of the ROIs, but no ROI masks were "
+                             "given to the import")
+        masks = roi_masks(brain, plan.sessions[0].files[0].path)
         union = np.zeros(data.shape, dtype=bool)
         for mask in masks.values():
             union |= mask
@@ -84,4 +98,4 @@ def mark_splits(trials: list[pd.DataFrame], metadata: list[pd.DataFrame], stimul
     return [mark_imported_split(t, m, stimuli, resolver, s) for t, m, s in zip(trials, metadata, sources, strict=True)]
 
 
-__all__ = ["import_mask", "import_session", "mark_splits", "planned"]
+__all__ = ["RoiMasks", "import_mask", "import_session", "mark_splits", "planned"]

@@ -17,13 +17,9 @@ from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.features.bottleneck import space_name
 from bids_recon.generate.diffusion import C_TARGET, Z_TARGET, DiffusionCard, configured_model, feature_cache_dir
-from bids_recon.interfaces.diffusion import (
-    DiffusionReconstruct,
-    EvaluateVariants,
-    StimulusLatents,
-    WriteDiffusionReconstructions,
-)
+from bids_recon.interfaces.diffusion import DiffusionReconstruct, EvaluateVariants, StimulusLatents
 from bids_recon.interfaces.encoding import StimulusBottleneck
+from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Decode
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import encoding_spaces, named_files
@@ -87,7 +83,7 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
                                          device=device), name="reconstruct", mem_gb=8.0)
     evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
                                         **evaluation_inputs(config, device)), name="evaluate", mem_gb=4.0)
-    write = pe.Node(WriteDiffusionReconstructions(
+    write = pe.Node(WriteReconstructions(
         output_dir=str(out_dir), names=vars(names), generator=card.name,
         sidecar={"Generator": card.name, **identity, **diff.to_sidecar(),
                  "Description": "Reconstructions of the test stimuli from repeat-averaged betas: variant z = VAE "
@@ -109,7 +105,7 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
         (decoders["c"], evaluate, [("decoded", "decoded_c")]),
         (latents, evaluate, [("z_features", "z_features"), ("c_features", "c_features")]),
         (inputnode, evaluate, [("trials", "trials")]),
-        (recon, write, [("index", "index")]),
+        (recon, write, [("index", "reconstructions")]),
         (evaluate, write, [("per_item", "per_item")]),
     ])
     connect_metrics(wf, evaluate, ds_metrics)
