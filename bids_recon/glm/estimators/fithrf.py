@@ -18,7 +18,7 @@ from bids_recon.glm.hrf import default_library
 class FitHrf(EstimatorCard):
     name = "fithrf"
     rank = 30
-    summary = "HRF per voxel from GLMsingle's library"
+    summary = "least squares with each voxel's HRF from GLMsingle's library"
     settings = design.SETTINGS
 
     def methods(self, glm: GlmSettings) -> str:

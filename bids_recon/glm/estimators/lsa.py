@@ -17,7 +17,7 @@ from bids_recon.glm.hrf import canonical_library
 class LeastSquaresAll(EstimatorCard):
     name = "lsa"
     rank = 10
-    summary = "canonical HRF, least squares"
+    summary = "least squares, all trials in one GLM, canonical HRF"
     settings = design.SETTINGS
 
     def methods(self, glm: GlmSettings) -> str:

@@ -16,7 +16,7 @@ from bids_recon.glm.hrf import canonical_library
 class LeastSquaresSeparate(EstimatorCard):
     name = "lss"
     rank = 20
-    summary = "least-squares separate"
+    summary = "least-squares separate: one GLM per trial, canonical HRF"
     settings = design.SETTINGS
 
     def methods(self, glm: GlmSettings) -> str:
