@@ -16,7 +16,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from bids_recon.glm.estimators import DEFAULT_FRACTIONS, FractionalRidge  # noqa: E402
+from bids_recon.glm.estimators.stages.ridge import DEFAULT_FRACTIONS, FractionalRidge  # noqa: E402
 from bids_recon.glm.hrf import canonical_library, trial_regressors  # noqa: E402
 
 

@@ -142,8 +142,21 @@ def _inputs(bids: Path):
     return inputs, intersect_masks([r.brain_mask for r in inputs.runs])
 
 
+def fit(runs: list, estimator: str, fit_options: dict | None = None):
+    """``fit_session`` with ``estimator``; ``fit_options`` names ``[workflow.glm]`` settings (``noise_selection``...),
+    fields of ``FitOptions`` (``reselect_hrf``...) and ``seed``."""
+    import dataclasses
+
+    from bids_recon.glm import FitOptions, GlmParams, fit_session
+
+    options = dict(fit_options or {})
+    seed = options.pop("seed", 0)
+    settings = {f.name: options.pop(f.name) for f in dataclasses.fields(GlmParams) if f.name in options}
+    return fit_session(runs, GlmParams(estimator=estimator, **settings), seed, FitOptions(**options))
+
+
 def run_one(bids: Path, estimator: str, fit_options: dict | None = None) -> dict:
-    from bids_recon.glm import RunFiles, fit_session
+    from bids_recon.glm import RunFiles
     from bids_recon.glm.runs import _load_run, load_image
     from bids_recon.sim import load_truth
 
@@ -171,7 +184,7 @@ def run_one(bids: Path, estimator: str, fit_options: dict | None = None) -> dict
                                files[0].repetition_time, duration, confounds)
         betas = [result["typed"]]
     else:
-        betas = fit_session(runs, estimator, **(fit_options or {})).betas
+        betas = fit(runs, estimator, fit_options).betas
     fit_s = result["fit_s"] if result else time.perf_counter() - start
     stacked = np.concatenate(betas)
     truth = load_truth(bids.parent / "ds_groundtruth", "01")
@@ -250,7 +263,7 @@ def _fastest(fit) -> tuple[object, float]:
 
 def run_one_event(condition: str, seed: int, estimator: str, n_voxels: int | None, fit_options: dict | None = None
                   ) -> dict:
-    from bids_recon.glm import default_library, fit_session
+    from bids_recon.glm import default_library
     from bids_recon.sim.eventsim import EVENT_PRESETS, simulate_event_session
 
     spec = EVENT_PRESETS[condition]
@@ -273,16 +286,16 @@ def run_one_event(condition: str, seed: int, estimator: str, n_voxels: int | Non
                    median_fraction=round(float(np.median(result["frac"][signal])), 3), type="D" if "typed" in result
                    else "B")
     else:
-        fit, seconds = _fastest(lambda: fit_session(sim.session_runs(), estimator, **(fit_options or {})))
+        result, seconds = _fastest(lambda: fit(sim.session_runs(), estimator, fit_options))
         del sim
-        betas = np.concatenate(fit.betas)
+        betas = np.concatenate(result.betas)
         row.update(fit_s=round(seconds, 2), median_r=round(median_r(betas, truth.amplitudes, signal), 3),
-                   components=fit.n_noise_components)
+                   components=result.n_noise_components)
         if estimator.startswith("fithrf"):
-            peaks = _event_peaks(default_library(), spec.stim_duration)[fit.hrf_index]
+            peaks = _event_peaks(default_library(), spec.stim_duration)[result.hrf_index]
             row.update(hrf_r=round(_corr(peaks[signal], truth.hrf_peak[signal]), 3),
-                       median_fraction=round(float(np.median(fit.fractions[signal])), 3),
-                       warnings=len(fit.info.get("Warnings", [])))
+                       median_fraction=round(float(np.median(result.fractions[signal])), 3),
+                       warnings=len(result.info.get("Warnings", [])))
     row["peak_rss_gb"] = peak_rss_gb()
     return row
 
@@ -371,7 +384,8 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/bids_recon_bench_glm"))
     parser.add_argument("--json", type=Path, default=None, help="append every row to this JSON-lines file")
     parser.add_argument("--fit-options", type=json.loads, default={},
-                        help='keyword arguments of fit_session as JSON, e.g. \'{"reselect_hrf": false}\'')
+                        help='[workflow.glm] settings and FitOptions fields as JSON, e.g. '
+                             '\'{"reselect_hrf": false, "noise_selection": "cv"}\'')
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--one-event", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()

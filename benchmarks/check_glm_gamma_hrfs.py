@@ -19,8 +19,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 from scipy.stats import gamma  # noqa: E402
 
-from bids_recon.glm import fit_session  # noqa: E402
-from bids_recon.glm.estimators import SessionRun  # noqa: E402
+from bids_recon.glm import GlmParams, SessionRun, fit_session  # noqa: E402
 from bids_recon.glm.singletrial import percent_signal_change  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -116,7 +115,7 @@ def main() -> None:
             row = {}
             for estimator in ("lsa", "lss", "fithrf-denoise-rr"):
                 start = time.perf_counter()
-                fit = fit_session(session(runs, tr, dur), estimator)
+                fit = fit_session(session(runs, tr, dur), GlmParams(estimator=estimator))
                 row[estimator] = (median_r(np.concatenate(fit.betas), amplitudes, signal), time.perf_counter() - start)
             if "--glmsingle" in sys.argv:
                 ref = glmsingle_fit([r[0] for r in runs], [np.round(r[1] / tr).astype(int) for r in runs],

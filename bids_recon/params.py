@@ -36,7 +36,7 @@ def setting(
     lt: float | None = None,
     min_items: int | None = None,
     check: Callable[[Any], str | None] | None = None,
-    doc: str = "",
+    doc: str | Callable[[], str] = "",
 ) -> Any:
     """A dataclass field with its validation rules.
 
@@ -53,7 +53,8 @@ def setting(
     check
         Extra rule: returns an explanation of what is wrong, or ``None`` when the value is fine.
     doc
-        One line saying what the setting does (the command line's help and the docs reuse it).
+        One line saying what the setting does (the command line's help and the docs reuse it), or a function
+        returning it (a registry's entries).
     """
     metadata = {"choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "min_items": min_items,
                 "check": check, "doc": doc}
@@ -74,7 +75,8 @@ def problem_of(parse: Callable[[Any], Any], value: Any) -> str | None:
 
 def doc_of(cls: type, name: str) -> str:
     """The ``doc`` of field ``name`` of dataclass ``cls``."""
-    return next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)
+    doc = next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)
+    return doc() if callable(doc) else doc
 
 
 def choices_of(cls: type, name: str) -> list[Any] | None:

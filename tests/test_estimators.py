@@ -15,7 +15,8 @@ from bids_recon.glm import (
     fit_session,
     noise_ceiling,
 )
-from bids_recon.glm.estimators import FractionalRidge, _lss_betas
+from bids_recon.glm.estimators.stages.lss import lss_betas
+from bids_recon.glm.estimators.stages.ridge import FractionalRidge
 from bids_recon.glm.hrf import double_gamma_library
 from bids_recon.sim import load_truth
 
@@ -106,31 +107,32 @@ def _synthetic_runs(shared_sd: float, seed: int = 0, n_runs: int = 4, n_vox: int
 
 
 def test_noise_components_chosen_only_when_there_is_shared_noise():
-    assert fit_session(_synthetic_runs(0.0), "fithrf-denoise").n_noise_components == 0
-    assert fit_session(_synthetic_runs(2.0), "fithrf-denoise").n_noise_components > 0
+    denoise = GlmParams(estimator="fithrf-denoise")
+    assert fit_session(_synthetic_runs(0.0), denoise).n_noise_components == 0
+    assert fit_session(_synthetic_runs(2.0), denoise).n_noise_components > 0
 
 
 def test_a_voxel_without_intensity_leaves_the_noise_pool_and_its_components_alone():
     """One NaN voxel once made the brightness percentile NaN: an empty noise pool, whose 'components' were
     arbitrary single volumes, and CV candidates with betas of 1e24 (found by the strict RuntimeWarnings)."""
-    clean = fit_session(_synthetic_runs(2.0), "fithrf-denoise")
+    clean = fit_session(_synthetic_runs(2.0), GlmParams(estimator="fithrf-denoise"))
     runs = _synthetic_runs(2.0)
     for run in runs:
         run.mean_intensity = run.mean_intensity.copy()
         run.mean_intensity[:3] = np.nan  # an unusable voxel's mean (the pipeline now writes 0 for those)
         run.mean_intensity[3:6] = 0.0
-    broken = fit_session(runs, "fithrf-denoise")
+    broken = fit_session(runs, GlmParams(estimator="fithrf-denoise"))
     assert broken.info["NoisePoolVoxels"] >= clean.info["NoisePoolVoxels"] - 6 > 0
     assert broken.n_noise_components == clean.n_noise_components > 0
     assert max(np.abs(b).max() for b in broken.betas) < 10 * max(np.abs(b).max() for b in clean.betas)
 
 
 def test_normal_equations_leave_directions_the_data_cannot_estimate_at_zero():
-    from bids_recon.glm.estimators import _solve_normal
+    from bids_recon.glm.estimators.stages.ols import solve_normal
 
     x = np.random.default_rng(0).normal(size=(50, 4))
     x[:, 3] = x[:, 0] + x[:, 1]  # not estimable apart
-    solution = _solve_normal(x.T @ x, x.T @ (x[:, :1] * 2.0))
+    solution = solve_normal(x.T @ x, x.T @ (x[:, :1] * 2.0))
     assert np.abs(solution).max() < 3 and np.allclose((x @ solution).ravel(), 2 * x[:, 0], atol=1e-6)
 
 
@@ -152,7 +154,7 @@ def test_lss_matches_one_glm_per_trial():
     rng = np.random.default_rng(1)
     design = np.abs(rng.normal(size=(100, 12)))
     data = rng.normal(size=(100, 7)).astype(np.float32)
-    fast = _lss_betas(design, data)
+    fast = lss_betas(design, data)
     for trial in range(12):
         pair = np.column_stack([design[:, trial], design.sum(axis=1) - design[:, trial]])
         slow = np.linalg.lstsq(pair, data, rcond=None)[0][0]
@@ -168,3 +170,76 @@ def test_noise_ceiling_recovers_simulated_snr():
     assert abs(float(np.median(ncsnr)) - 0.5) < 0.05
     expected = 100 * 0.25 / (0.25 + 1 / 3)
     assert abs(float(np.median(nc)) - expected) < 5
+
+
+def test_a_new_estimator_is_one_module_with_its_card():
+    """A toy estimator registered here (least squares, canonical HRF, a constant and no drift) is a choice of the
+    settings and of --glm, is fitted by fit_session and gives the methods text and the references their words;
+    nothing outside its module is edited."""
+    import dataclasses
+
+    from bids_recon.cli.parser import build_parser
+    from bids_recon.errors import UsageError
+    from bids_recon.glm import ESTIMATORS, EstimatorCard, SessionFit
+    from bids_recon.glm.estimators import register
+    from bids_recon.glm.hrf import canonical_library, trial_regressors
+    from bids_recon.params import build
+    from bids_recon.reports.citation import cited
+    from bids_recon.workflows.betas import methods
+
+    @register
+    class ToyLeastSquares(EstimatorCard):
+        name = "toy-ols"
+        summary = "least squares with a canonical HRF and a constant, no drift"
+
+        def methods(self, glm):
+            return "toy least squares (a canonical HRF and a constant)"
+
+        def references(self, glm):
+            return ("glover1999",)
+
+        def fit(self, runs, glm, rng, options):
+            betas = []
+            for run in runs:
+                x = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times)[0]
+                design = np.column_stack([x, np.ones(run.n_volumes)])
+                betas.append(np.linalg.lstsq(design, run.data, rcond=None)[0][:-1].astype(np.float32))
+            zeros = np.zeros(run.data.shape[1], np.float32)
+            return SessionFit(betas, zeros.astype(np.int16), zeros, zeros, zeros + 1, info={"Estimator": self.name})
+
+    try:
+        assert list(ESTIMATORS)[-1] == "toy-ols"  # after the built-in ones (simplest first)
+        params = build(GlmParams, {"estimator": "toy-ols", "noise_selection": "cv"}, "workflow.glm")
+        rng = np.random.default_rng(0)
+        amplitudes, runs = [], []
+        for _ in range(2):
+            onsets = np.arange(20) * 6.0 + 4.0
+            x = trial_regressors(canonical_library(), onsets, np.full(20, 2.0), np.arange(150) * 1.0)[0]
+            amplitudes.append(rng.normal(size=(20, 5)))
+            runs.append(SessionRun((x @ amplitudes[-1] + 100.0).astype(np.float32), onsets, np.full(20, 2.0),
+                                   np.arange(20).astype(str), 1.0))
+        fit = fit_session(runs, params)
+        for betas, truth in zip(fit.betas, amplitudes, strict=True):
+            np.testing.assert_allclose(betas, truth, atol=1e-3)
+        # the settings an estimator does not read are not checked for it; those it reads are, before any work
+        fit_session(runs, dataclasses.replace(params, noise_selection="sometimes"))
+        with pytest.raises(UsageError, match="noise_selection must be one of auto, cv, parallel"):
+            fit_session(runs, dataclasses.replace(params, estimator="fithrf-denoise", noise_selection="sometimes"))
+
+        config = Config()
+        config.workflow.glm = params
+        config.workflow.betas_only = True
+        assert "were estimated session by session for the 2 runs of task 'images' with toy least squares (a " \
+               "canonical HRF and a constant), with a constant" in methods(config, 2, "images")
+        keys = [ref.key for ref in cited(config)]
+        assert "glover1999" in keys and not {"mumford2012", "prince2022", "horn1965"} & set(keys)
+        help_text = " ".join(build_parser().format_help().split())
+        assert "toy-ols (least squares with a canonical HRF and a constant, no drift)" in help_text
+        for card in ESTIMATORS.values():  # every card's settings are settings
+            assert set(card.settings) <= {f.name for f in dataclasses.fields(GlmParams)}, card.name
+    finally:
+        ESTIMATORS.pop("toy-ols")
+    with pytest.raises(UsageError, match="unknown estimator 'toy-ols'"):
+        fit_session(runs, params)
+    with pytest.raises(UsageError, match="workflow.glm.estimator"):
+        build(GlmParams, {"estimator": "toy-ols"}, "workflow.glm")

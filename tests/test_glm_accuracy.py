@@ -9,8 +9,8 @@ import logging
 import numpy as np
 import pytest
 
-from bids_recon.glm import default_library, fit_session
-from bids_recon.glm.estimators import RepeatCV
+from bids_recon.glm import GlmParams, default_library, fit_session
+from bids_recon.glm.estimators.stages.crossval import RepeatCV
 from bids_recon.reports.figures import plot_glm_diagnostics
 from bids_recon.sim.eventsim import EVENT_PRESETS, simulate_event_session
 
@@ -47,14 +47,14 @@ def test_simulation_matches_what_fit_session_takes(fast_design):
     amplitudes = truth.amplitudes[:, truth.signal]
     assert (amplitudes < 0).mean() > 0.1  # sign changes
     # runs are rebuilt each time: the estimators' in-place residualisation does not leak into the next fit
-    fit_session(runs, "lsa")
+    fit_session(runs, GlmParams(estimator="lsa"))
     assert not np.allclose(fast_design.session_runs()[0].data, runs[0].data)
     again = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=3, n_voxels=800, hrf_family="glmsingle-warped")
     np.testing.assert_array_equal(again.raw[1], fast_design.raw[1])
 
 
 def test_default_beats_lss_and_lsa(fast_design):
-    r = {name: _median_r(fit_session(fast_design.session_runs(), name), fast_design.truth)
+    r = {name: _median_r(fit_session(fast_design.session_runs(), GlmParams(estimator=name)), fast_design.truth)
          for name in ("lsa", "lss", "fithrf-denoise-rr")}
     assert r["fithrf-denoise-rr"] > r["lss"] + 0.05, r
     assert r["fithrf-denoise-rr"] > r["lsa"] + 0.15, r
@@ -65,14 +65,14 @@ def test_default_beats_lss_and_lsa(fast_design):
 def test_number_of_noise_components_is_recovered(preset, n_random_walks, n_physio):
     sim = simulate_event_session(EVENT_PRESETS[preset], seed=5, n_voxels=1500, n_random_walks=n_random_walks,
                                  n_physio=n_physio)
-    fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
+    fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     assert abs(fit.n_noise_components - sim.truth.n_noise_components) <= 1, fit.info["NoiseParallelAnalysisPerRun"]
 
 
 def test_chosen_hrf_follows_the_true_one():
     sim = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=7, n_voxels=800, hrf_family="logit", noise_sd=1.2,
                                  shared_noise_sd=1.0)
-    fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
+    fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     signal = sim.truth.signal
     chosen = _event_peaks(sim.spec.stim_duration)[fit.hrf_index[signal]]
     assert np.corrcoef(chosen, sim.truth.hrf_peak[signal])[0, 1] > 0.5
@@ -81,7 +81,7 @@ def test_chosen_hrf_follows_the_true_one():
 def test_uninformative_cross_validation_is_reported(fast_design, caplog):
     """Amplitudes that do not repeat: the CV curves stay <= 0; the fit says so and what it chose instead."""
     with caplog.at_level(logging.WARNING, logger="bids_recon.glm"):
-        fit = fit_session(fast_design.session_runs(), "fithrf-denoise-rr")
+        fit = fit_session(fast_design.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     info = fit.info
     assert len(info["CVNoiseComponents"]) == 11 and len(info["CVFractions"]) == len(info["Fractions"]) == 20
     assert max(info["CVNoiseComponents"]) <= 0 and info["NoiseSelection"] == "parallel analysis"
@@ -97,7 +97,7 @@ def test_uninformative_cross_validation_is_reported(fast_design, caplog):
 
 def test_reliable_repeats_let_cross_validation_choose():
     sim = simulate_event_session(EVENT_PRESETS["reliable-repeats"], seed=2, n_voxels=800, repeat_correlation=1.0)
-    fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
+    fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     reliability = fit.info["RepeatReliability"]
     assert reliability["MedianCorrelation"] > reliability["ShuffledMean"] + 3 * reliability["ShuffledSD"]
     assert fit.info["NoiseSelection"] == "cross-validation"
@@ -108,11 +108,11 @@ def test_reliable_repeats_let_cross_validation_choose():
 
 def test_single_presentations_fall_back_without_cross_validation():
     sim = simulate_event_session(EVENT_PRESETS["single-presentation"], seed=1, n_voxels=600)
-    fit = fit_session(sim.session_runs(), "fithrf-denoise-rr")
+    fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     assert fit.info["CrossValidatedTrials"] == 0 and fit.cv_noise == [] and fit.cv_fractions == []
     assert "too few to cross-validate" in fit.info["Warnings"][0]
     assert fit.info["NoiseSelection"] == "parallel analysis"
-    lss = fit_session(sim.session_runs(), "lss")
+    lss = fit_session(sim.session_runs(), GlmParams(estimator="lss"))
     assert _median_r(fit, sim.truth) > _median_r(lss, sim.truth)
 
 
@@ -125,7 +125,7 @@ def test_other_selections_still_run(fast_design):
                                                                                     "session"),
             (fast_design, {"fraction_selection": "session"}, "marginal likelihood per voxel"),  # repeats do not repeat
             (fast_design, {"drift_model": "cosine"}, "marginal likelihood per voxel")):
-        fit = fit_session(data.session_runs(), "fithrf-denoise-rr", **options)
+        fit = fit_session(data.session_runs(), GlmParams(estimator="fithrf-denoise-rr", **options))
         assert fit.info["FractionSelection"] == selection, options
         assert np.isfinite(np.concatenate(fit.betas)).all()
         assert _median_r(fit, data.truth) > 0.2, options
@@ -146,7 +146,7 @@ def test_repeat_cv_scores_a_fixed_target():
 
 
 def test_diagnostics_figure(fast_design, tmp_path):
-    fit = fit_session(fast_design.session_runs(), "fithrf-denoise-rr")
+    fit = fit_session(fast_design.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     out = plot_glm_diagnostics(fit.info, tmp_path / "glm.svg", title="Session 01")
     text = out.read_text()
     assert "number of noise components" in text and "ridge fraction" in text and "HRF index" in text

@@ -85,7 +85,7 @@ def _settings_rows(cls: type, prefix: str, flags: dict[str, str]) -> list[str]:
     import dataclasses
     import typing
 
-    from bids_recon.params import choices_of, default_of
+    from bids_recon.params import choices_of, default_of, doc_of
 
     rows = []
     hints = typing.get_type_hints(cls)
@@ -111,7 +111,7 @@ def _settings_rows(cls: type, prefix: str, flags: dict[str, str]) -> list[str]:
         else:
             shown = f"`{default}`"
         rows.append(f"| `{field.name}` | {_cell(_type_text(hints[field.name]))} | {_cell(shown)} | "
-                    f"{_cell('; '.join(rules))} | {flag} | {_cell(meta.get('doc', ''))} |")
+                    f"{_cell('; '.join(rules))} | {flag} | {_cell(doc_of(cls, field.name))} |")
     return rows
 
 

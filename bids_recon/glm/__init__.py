@@ -1,8 +1,16 @@
 """Single-trial GLMs: HRF library, estimators (LSA, LSS, fithrf-denoise-rr), reliability."""
 
-from bids_recon.glm.estimators import SessionFit, SessionRun, fit_session
+from bids_recon.glm.estimators import (
+    ESTIMATORS,
+    EstimatorCard,
+    FitOptions,
+    SessionFit,
+    SessionRun,
+    estimator_card,
+    fit_session,
+)
 from bids_recon.glm.hrf import HrfLibrary, canonical_library, default_library
-from bids_recon.glm.params import ESTIMATORS, GlmParams
+from bids_recon.glm.params import GlmParams
 from bids_recon.glm.reliability import noise_ceiling, noise_ceiling_for_trials
 from bids_recon.glm.runs import (
     RunFiles,
@@ -17,6 +25,8 @@ from bids_recon.glm.singletrial import percent_signal_change, zscore_by_group
 
 __all__ = [
     "ESTIMATORS",
+    "EstimatorCard",
+    "FitOptions",
     "GlmParams",
     "HrfLibrary",
     "RunFiles",
@@ -28,6 +38,7 @@ __all__ = [
     "combine_runs",
     "default_library",
     "estimate_session_betas",
+    "estimator_card",
     "fit_session",
     "intersect_masks",
     "load_image",

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 from bids_recon.design.confounds import DEFAULT_CONFOUNDS, check_confounds_setting
 from bids_recon.params import problem_of, setting
 
-#: Estimator names (``--glm``), simplest first.
-ESTIMATORS = ("lsa", "lss", "fithrf", "fithrf-denoise", "fithrf-denoise-rr")
-#: Drift models of the nuisance basis.
-DRIFT_MODELS = ("polynomial", "cosine")
-#: How the ridge is chosen: marginal likelihood per voxel, or a cross-validated fraction per session / voxel.
-FRACTION_SELECTIONS = ("evidence", "session", "voxel")
-#: How the number of noise components is chosen.
-NOISE_SELECTIONS = ("auto", "cv", "parallel")
 
+def _estimators() -> ModuleType:
+    """:mod:`bids_recon.glm.estimators`, imported when a choice is first asked for (importing it registers every
+    estimator); its stages own the vocabularies of the drift, noise and ridge settings."""
+    from bids_recon.glm import estimators
+
+    return estimators
 
 
 def _check_confounds(spec: list[str]) -> str | None:
@@ -32,11 +31,9 @@ def _check_betas(spec: str) -> str | None:
 class GlmParams:
     """How single-trial betas are estimated (see :func:`bids_recon.glm.estimators.fit_session`)."""
 
-    estimator: str = setting("fithrf-denoise-rr", choices=ESTIMATORS, doc=(
-        "single-trial estimator: lsa (canonical HRF, least squares), lss (least-squares separate), fithrf (HRF per "
-        "voxel from GLMsingle's library), fithrf-denoise (+ noise regressors, see the noise_selection setting), "
-        "fithrf-denoise-rr (+ ridge per voxel, see the fraction_selection setting; GLMsingle-class)"))
-    drift_model: str = setting("polynomial", choices=DRIFT_MODELS, doc=(
+    estimator: str = setting("fithrf-denoise-rr", choices=lambda: list(_estimators().ESTIMATORS),
+                             doc=lambda: _estimators().estimators_doc())
+    drift_model: str = setting("polynomial", choices=lambda: _estimators().DRIFT_MODELS, doc=(
         "drift regressors: Legendre polynomials of degree round(run minutes / 2) as GLMsingle ('polynomial'), or a "
         "discrete cosine basis with cut-off high_pass_hz ('cosine')"))
     high_pass_hz: float = setting(0.01, gt=0, lt=1, doc="cut-off (Hz) of the cosine drift regressors "
@@ -48,14 +45,15 @@ class GlmParams:
         "tcompcor:K; 'none'; or 'auto' = " + " ".join(DEFAULT_CONFOUNDS) + ", each where the run's table has it "
         "(skipped groups are logged and reported). What is named must be in every run's table (else exit 65)"))
     max_noise_components: int = setting(10, ge=0, le=50, doc="largest number of noise regressors tried")
-    noise_selection: str = setting("auto", choices=NOISE_SELECTIONS, doc=(
+    noise_selection: str = setting("auto", choices=lambda: _estimators().NOISE_SELECTIONS, doc=(
         "number of noise regressors: GLMsingle's cross-validation over repeated stimuli ('cv'), a parallel "
         "analysis of the noise pool that needs no repeats ('parallel'), or the cross-validation where the repeats "
         "predict each other and the parallel analysis otherwise ('auto')"))
-    fraction_selection: str = setting("evidence", choices=FRACTION_SELECTIONS, doc=(
-        "ridge of fithrf-denoise-rr: per voxel by maximum marginal likelihood, no repeats needed ('evidence'), or a "
-        "cross-validated fraction of the least-squares norm once per session ('session') or per voxel as GLMsingle "
-        "('voxel'); the cross-validated choices fall back to 'evidence' with a warning when repeats are too few"))
+    fraction_selection: str = setting("evidence", choices=lambda: _estimators().FRACTION_SELECTIONS, doc=(
+        "ridge of the estimators that fit one: per voxel by maximum marginal likelihood, no repeats needed "
+        "('evidence'), or a cross-validated fraction of the least-squares norm once per session ('session') or per "
+        "voxel as GLMsingle ('voxel'); the cross-validated choices fall back to 'evidence' with a warning when "
+        "repeats are too few"))
     zscore_per_session: bool = setting(True, doc="z-score each voxel's betas within each session")
     betas: str = setting("", check=_check_betas, doc=(
         "FORMAT=PATH[:KEY=VALUE,...]: import published single-trial betas instead of running the GLM (formats: nsd, "

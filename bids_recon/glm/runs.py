@@ -16,7 +16,7 @@ from bids_recon.design.table import decoded_trials, read_trials
 from bids_recon.design.trials import run_trials
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.features.params import StimulusParams, stimulus_params
-from bids_recon.glm.estimators import SessionFit, SessionRun, drift_regressors, fit_session
+from bids_recon.glm.estimators import FitOptions, SessionFit, SessionRun, drift_regressors, fit_session
 from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import TRIAL_PREFIX, percent_signal_change, zscore_by_group
@@ -198,7 +198,7 @@ def estimate_session_betas(
     seed : int
         Seed of the random steps (noise-pool subset, parallel analysis).
     **fit_options
-        Further keyword arguments of :func:`~bids_recon.glm.estimators.fit_session` (``polynomial_degree``,
+        Fields of :class:`~bids_recon.glm.estimators.FitOptions` (``library``, ``polynomial_degree``,
         ``reselect_hrf``, ...).
     """
     params = params or GlmParams()
@@ -206,10 +206,7 @@ def estimate_session_betas(
     session_runs = [run for run, _, _, _ in loaded]
     usable = np.logical_and.reduce([u for _, _, u, _ in loaded])
     design = report_design(session_runs[0], list(loaded[0][3].columns), params.high_pass_hz, params.drift_model)
-    fit = fit_session(session_runs, params.estimator, high_pass_hz=params.high_pass_hz,
-                      max_noise_components=params.max_noise_components,
-                      fraction_selection=params.fraction_selection, seed=seed, drift_model=params.drift_model,
-                      noise_selection=params.noise_selection, **fit_options)
+    fit = fit_session(session_runs, params, seed, FitOptions(**fit_options))
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, _, _ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c in loaded])

@@ -16,6 +16,7 @@ from bids_recon import __version__
 from bids_recon.bids.derivatives import CITATION_FILES
 from bids_recon.config import Config
 from bids_recon.generate.card import generator_card
+from bids_recon.glm.estimators import estimator_card
 from bids_recon.io import atomic_write_text
 
 
@@ -29,19 +30,13 @@ class Reference:
     used: Callable[[Config], bool] = lambda config: True
     #: cited only when the configured generator's card lists the key (``GeneratorCard.references``)
     by_generator: bool = False
+    #: cited only when the configured estimator's card lists the key (``EstimatorCard.references``)
+    by_estimator: bool = False
 
 
 def _atlas_used(config: Config) -> bool:
     rois = config.workflow.rois
     return any(name not in rois.user_masks for name in rois.labels)
-
-
-def _estimator(config: Config) -> str:
-    return str(getattr(config.workflow.glm, "estimator", "lsa")).lower()
-
-
-def _glm(config: Config, key: str) -> str:
-    return str(getattr(config.workflow.glm, key, ""))
 
 
 def _encoding_used(config: Config) -> bool:
@@ -85,7 +80,7 @@ REFERENCES: list[Reference] = [
         "@article{glover1999,\n  author = {Glover, Gary H.},\n  title = {Deconvolution of impulse response in "
         "event-related {BOLD} {fMRI}},\n  journal = {NeuroImage},\n  volume = {9},\n  number = {4},\n"
         "  pages = {416--429},\n  year = {1999},\n  doi = {10.1006/nimg.1998.0419}\n}",
-        lambda config: _estimator(config) in ("lsa", "lss")),
+        by_estimator=True),
     Reference(
         "mumford2012", "Mumford JA, Turner BO, Ashby FG, Poldrack RA (2012). Deconvolving BOLD activation in "
         "event-related designs for multivoxel pattern classification analyses. NeuroImage 59(3):2636-2643. "
@@ -94,7 +89,7 @@ REFERENCES: list[Reference] = [
         "Poldrack, Russell A.},\n  title = {Deconvolving {BOLD} activation in event-related designs for multivoxel "
         "pattern classification analyses},\n  journal = {NeuroImage},\n  volume = {59},\n  number = {3},\n"
         "  pages = {2636--2643},\n  year = {2012},\n  doi = {10.1016/j.neuroimage.2011.08.076}\n}",
-        lambda config: _estimator(config) == "lss"),
+        by_estimator=True),
     Reference(
         "prince2022", "Prince JS, Charest I, Kurzawski JW, Pyles JA, Tarr MJ, Kay KN (2022). Improving the accuracy "
         "of single-trial fMRI response estimates using GLMsingle. eLife 11:e77599. doi:10.7554/eLife.77599",
@@ -102,28 +97,28 @@ REFERENCES: list[Reference] = [
         "and Tarr, Michael J. and Kay, Kendrick N.},\n  title = {Improving the accuracy of single-trial {fMRI} "
         "response estimates using {GLMsingle}},\n  journal = {eLife},\n  volume = {11},\n  pages = {e77599},\n"
         "  year = {2022},\n  doi = {10.7554/eLife.77599}\n}",
-        lambda config: _estimator(config).startswith("fithrf")),
+        by_estimator=True),
     Reference(
         "rokem2020", "Rokem A, Kay K (2020). Fractional ridge regression: a fast, interpretable reparameterization "
         "of ridge regression. GigaScience 9(12):giaa133. doi:10.1093/gigascience/giaa133",
         "@article{rokem2020,\n  author = {Rokem, Ariel and Kay, Kendrick},\n  title = {Fractional ridge regression: "
         "a fast, interpretable reparameterization of ridge regression},\n  journal = {GigaScience},\n  volume = {9},"
         "\n  number = {12},\n  pages = {giaa133},\n  year = {2020},\n  doi = {10.1093/gigascience/giaa133}\n}",
-        lambda config: _estimator(config).endswith("-rr") and _glm(config, "fraction_selection") != "evidence"),
+        by_estimator=True),
     Reference(
         "mackay1992", "MacKay DJC (1992). Bayesian interpolation. Neural Computation 4(3):415-447. "
         "doi:10.1162/neco.1992.4.3.415",
         "@article{mackay1992,\n  author = {MacKay, David J. C.},\n  title = {Bayesian interpolation},\n  journal = "
         "{Neural Computation},\n  volume = {4},\n  number = {3},\n  pages = {415--447},\n  year = {1992},\n"
         "  doi = {10.1162/neco.1992.4.3.415}\n}",
-        lambda config: _estimator(config).endswith("-rr") and _glm(config, "fraction_selection") == "evidence"),
+        by_estimator=True),
     Reference(
         "horn1965", "Horn JL (1965). A rationale and test for the number of factors in factor analysis. "
         "Psychometrika 30(2):179-185. doi:10.1007/BF02289447",
         "@article{horn1965,\n  author = {Horn, John L.},\n  title = {A rationale and test for the number of factors "
         "in factor analysis},\n  journal = {Psychometrika},\n  volume = {30},\n  number = {2},\n  pages = "
         "{179--185},\n  year = {1965},\n  doi = {10.1007/BF02289447}\n}",
-        lambda config: "denoise" in _estimator(config) and _glm(config, "noise_selection") != "cv"),
+        by_estimator=True),
     Reference(
         "ciric2022", "Ciric R, Thompson WH, Lorenz R, et al. (2022). TemplateFlow: FAIR-sharing of multi-scale, "
         "multi-species brain models. Nature Methods 19:1568-1571. doi:10.1038/s41592-022-01681-2",
@@ -230,16 +225,16 @@ def workflow_descriptions(workflow: Any) -> list[tuple[str, str]]:
 def cited(config: Config) -> list[Reference]:
     """The references of the stages this configuration runs."""
     by_generator = set(generator_card(config.workflow.generate.generator).references)
-    found = [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)]
+    by_estimator = set(estimator_card(config.workflow.glm.estimator).references(config.workflow.glm))
+    found = [ref for ref in REFERENCES if ref.used(config) and (not ref.by_generator or ref.key in by_generator)
+             and (not ref.by_estimator or ref.key in by_estimator)]
     if config.workflow.betas_only:  # the betas only: no reconstruction, atlas, decoder or encoding model ran
-        return [ref for ref in found if ref.key in BETAS_ONLY_KEYS or ref.key in _GLM_KEYS]
+        return [ref for ref in found if ref.key in BETAS_ONLY_KEYS or ref.by_estimator]
     return found
 
 
 #: References of a ``--betas-only`` run besides the estimator's own: nipype, fMRIPrep, nilearn.
 BETAS_ONLY_KEYS = ("gorgolewski2011", "esteban2019", "abraham2014")
-#: The single-trial estimators' references (cited when the estimator and its settings ran).
-_GLM_KEYS = ("glover1999", "mumford2012", "prince2022", "rokem2020", "mackay1992", "horn1965")
 
 
 def participant_methods_texts(workflow: Any) -> list[tuple[str, str]]:

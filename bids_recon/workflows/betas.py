@@ -17,7 +17,7 @@ from bids_recon.config import Config
 from bids_recon.design.confounds import ConfoundChoice, choose_confounds, describe_confounds, parse_confounds
 from bids_recon.design.split import describe_split
 from bids_recon.design.trials import CONDITION_COLUMN
-from bids_recon.glm.hrf import default_library
+from bids_recon.glm.estimators import estimator_card
 from bids_recon.glm.params import GlmParams
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.params import to_dict
@@ -35,32 +35,6 @@ SUBJECT_MAPS = {
     "ncsnr": "Noise-ceiling SNR of single-trial betas (NSD's definition, from repeated stimuli)",
     "noiseceiling": "Noise ceiling (% explainable variance) of the test-stimulus averages",
 }
-
-
-def _library_text() -> str:
-    library = default_library()
-    return (f"GLMsingle's library of {len(library)} HRFs derived from NSD (time to peak "
-            f"{library.time_to_peak.min():g}-{library.time_to_peak.max():g} s)")
-
-
-def _noise_text(glm: GlmParams) -> str:
-    count = {
-        "cv": "whose number was chosen by leave-one-run-out cross-validation of repeated trials (GLMsingle's rule)",
-        "parallel": "whose number was chosen by a parallel analysis of the noise pool (components explaining more "
-                    "variance than those of phase-randomised data)",
-        "auto": "whose number was chosen by leave-one-run-out cross-validation of repeated trials where the "
-                "repeats' betas predicted each other, and otherwise by a parallel analysis of the noise pool",
-    }[glm.noise_selection]
-    return (f"up to {glm.max_noise_components} noise regressors (principal components of a noise pool of voxels "
-            f"without task response) {count}")
-
-
-def _ridge_text(glm: GlmParams) -> str:
-    if glm.fraction_selection == "evidence":
-        return ("and ridge regression with each voxel's regularisation chosen by maximum marginal likelihood "
-                "(MacKay 1992), betas rescaled to the least-squares scale")
-    return ("and fractional ridge regression (Rokem & Kay 2020; fraction chosen per "
-            f"{glm.fraction_selection} by the same cross-validation, betas rescaled to the least-squares scale)")
 
 
 def confounds_text(glm: GlmParams, inputs: SubjectInputs | None = None) -> str:
@@ -82,17 +56,7 @@ def methods(config: Config, n_runs: int, task: str, inputs: SubjectInputs | None
     drift = (f"cosine drift regressors (high-pass {glm.high_pass_hz:g} Hz)" if glm.drift_model == "cosine" else
              "Legendre polynomial drift regressors (degree round(run minutes / 2))")
     nuisance = f"with a constant, {drift} and {confounds_text(glm, inputs)}."
-    estimator = {
-        "lsa": "with a least-squares-all GLM: one regressor per trial convolved with a canonical (Glover) HRF, ",
-        "lss": "with least-squares-separate GLMs (Mumford et al. 2012): for each trial, its regressor and one for "
-               "all other trials, canonical (Glover) HRF, ",
-        "fithrf": f"with a least-squares-all GLM whose HRF was chosen per voxel from {_library_text()} by variance "
-                  "explained, ",
-        "fithrf-denoise": f"with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from "
-                          f"{_library_text()}, plus {_noise_text(glm)}, ",
-        "fithrf-denoise-rr": f"with a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from "
-                             f"{_library_text()}, {_noise_text(glm)}, {_ridge_text(glm)}, ",
-    }[glm.estimator]
+    estimator = f"with {estimator_card(glm.estimator).methods(glm)}, "
     zscore = ("Betas were z-scored per voxel within each session; the noise ceiling (NCSNR, Allen et al. 2022) "
               "was computed from repeated stimuli." if glm.zscore_per_session else
               "Betas were kept in percent signal change (not z-scored); the noise ceiling (NCSNR, Allen et al. "
