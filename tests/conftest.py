@@ -9,10 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from tests.shared import shared, shared_access
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")
+# One BLAS thread per test process, as a run gives each nipype process (--omp-nthreads 1): two workers with two
+# OpenBLAS threads each made the in-process GLM tests 3-4x slower (eigh and SVD oversubscribed: 15 s instead of 4 s)
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+threadpool_limits(limits=int(os.environ["OMP_NUM_THREADS"]))  # numpy may be loaded already (a plugin, an import)
 #: Pipeline runs in the tests treat numpy/pandas RuntimeWarnings as errors ("Mean of empty slice" once was the only
 #: sign that z-scored betas were uninitialised memory): in-process by pyproject's filterwarnings, in every
 #: subprocess a test starts by this variable.
@@ -93,7 +99,7 @@ def file_states(folder: Path) -> dict[str, tuple]:
 
 
 #: Where a run could write outside OUT and the work dir: fresh empty folders for the ``tiny_run`` (the current folder
-#: as ``cwd``); tests/test_outside_writes.py checks they stay empty.
+#: as ``cwd``); tests/cli/test_outside_writes.py checks they stay empty.
 OUTSIDE = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TMPDIR", "cwd")
 
 
@@ -213,12 +219,21 @@ def participant_files(out: Path, subject: str = "01") -> dict[str, bytes]:
             if p.is_file()}
 
 
+#: Fixtures that run the pipeline or build the evaluation networks: the tests that use them are ``slow`` (the fast loop,
+#: ``-m "not slow"``, leaves them out).
+HEAVY_FIXTURES = {"tiny_run", "caches", "full_run", "evaluator", "metrics_run", "concurrent_runs", "diffusion_run",
+                  "other_seed_run", "faces_run", "offline_run", "resumed_run", "pipeline_run"}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """With ``--dist loadgroup`` a module's tests run on one worker (they share module- and session-scoped runs of
     the pipeline), except tests marked ``spread``: independent cases (one bad input, one layout each) that any
     worker may take, so that the slowest module does not decide the suite's wall time. Modules with slow tests
     are handed out first and the quick ones fill the gaps at the end (a module's own order is kept)."""
+    for item in items:  # a test that needs a whole pipeline run (or networks' random weights) is slow, marked or not
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
     slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None}
     for item in items:
         if item.get_closest_marker("spread") is None and item.get_closest_marker("xdist_group") is None:

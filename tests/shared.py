@@ -33,9 +33,10 @@ def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def content_key(name: str, parts: dict[str, Any] | None = None) -> str:
-    """``name-<digest>``: the folder name of what ``name`` with these ``parts`` builds."""
+    """``name.<digest>``: the folder name of what ``name`` with these ``parts`` builds (no ``-``: pybids reads
+    ``_run-12`` in a parent folder's name as a run entity)."""
     text = json.dumps(parts or {}, sort_keys=True, default=str)
-    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{name}.{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 @contextmanager

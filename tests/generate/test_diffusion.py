@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import nibabel as nib
@@ -15,6 +16,7 @@ import pytest
 from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.io import read_tsv
 from tests.conftest import no_network_env, participant_files, run_cli, validator_errors
+from tests.shared import shared
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the hub (run_cli passes the environment on)
 
@@ -209,15 +211,17 @@ def concurrent_runs(tiny_dataset, tiny_sd, tmp_path_factory):
 
     The network is disabled and HF_HUB_OFFLINE unset: the diffusion path must not try to reach the hub.
     """
-    root = tmp_path_factory.mktemp("concurrent")
-    env = no_network_env(root / "no_network", TEMPLATEFLOW_HOME=str(tiny_dataset.templateflow_dir))
-    procs = [subprocess.Popen(_participant_command(tiny_dataset, root / "out", root / f"work-{s}", s, root / "cache",
-                                                   tiny_sd),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for s in tiny_dataset.subjects]
-    results = [p.communicate(timeout=900) for p in procs]
-    return {"out": root / "out", "cache": root / "cache", "codes": [p.returncode for p in procs],
-            "stderr": [r[1] for r in results]}
+    def build(root: Path) -> dict:
+        env = no_network_env(root / "no_network", TEMPLATEFLOW_HOME=str(tiny_dataset.templateflow_dir))
+        procs = [subprocess.Popen(_participant_command(tiny_dataset, root / "out", root / f"work-{s}", s,
+                                                       root / "cache", tiny_sd),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for s in tiny_dataset.subjects]
+        results = [p.communicate(timeout=900) for p in procs]
+        return {"out": root / "out", "cache": root / "cache", "codes": [p.returncode for p in procs],
+                "stderr": [r[1] for r in results]}
+
+    return shared(tmp_path_factory, "diffusion_concurrent_runs", build)
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +229,15 @@ def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
     """sub-01 again, fresh work dir, the (now warm) shared feature cache, with --diffusion-seed 41 --n-samples 2:
     sample 1 uses seed 42 (the concurrent runs' only sample: it must be the same image, bit for bit), sample 0 seed
     41 (a new one)."""
-    root = tmp_path_factory.mktemp("seed41")
-    env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
-    proc = subprocess.run(_participant_command(tiny_dataset, root / "out", root / "work", "01",
-                                               concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "41",
-                                               "--n-samples", "2"),
-                          capture_output=True, text=True, env=env, timeout=900)
-    return {"out": root / "out", "proc": proc}
+    def build(root: Path) -> dict:
+        env = {**os.environ, "TEMPLATEFLOW_HOME": str(tiny_dataset.templateflow_dir), "NIPYPE_NO_ET": "1"}
+        proc = subprocess.run(_participant_command(tiny_dataset, root / "out", root / "work", "01",
+                                                   concurrent_runs["cache"], tiny_sd, "--diffusion-seed", "41",
+                                                   "--n-samples", "2"),
+                              capture_output=True, text=True, env=env, timeout=900)
+        return {"out": root / "out", "proc": proc}
+
+    return shared(tmp_path_factory, "diffusion_other_seed_run", build)
 
 
 #: Outputs that a run's sampled images feed (their index, metrics, figures, report), besides the images.

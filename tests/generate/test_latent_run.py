@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bids_recon.io import read_tsv
 from tests.conftest import run_cli, validator_errors
+from tests.shared import shared
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +25,17 @@ pytestmark = pytest.mark.slow
 def faces_run(tmp_path_factory):
     from bids_recon.sim.cli import main as simulate
 
-    root = tmp_path_factory.mktemp("faces_run")
-    bids = root / "faces"
-    assert simulate([str(bids), "--layout", "faces", "--preset", "tiny"]) == 0
-    out, work = root / "out", root / "work"
-    generator = bids / "stimuli" / "generator.pt"
-    proc = run_cli([str(bids), str(out), "participant", "-d", f"fmriprep={bids / 'derivatives' / 'fmriprep'}",
-                    "-w", str(work), "--nprocs", "2", "--participant-label", "01", "--generator", "latent",
-                    "--latent-generator", str(generator)], root / "faces_templateflow")
-    return {"proc": proc, "out": out, "bids": bids, "generator": generator, "truth": root / "faces_groundtruth"}
+    def build(root: Path) -> dict:
+        bids = root / "faces"
+        assert simulate([str(bids), "--layout", "faces", "--preset", "tiny"]) == 0
+        out, work = root / "out", root / "work"
+        generator = bids / "stimuli" / "generator.pt"
+        proc = run_cli([str(bids), str(out), "participant", "-d", f"fmriprep={bids / 'derivatives' / 'fmriprep'}",
+                        "-w", str(work), "--nprocs", "2", "--participant-label", "01", "--generator", "latent",
+                        "--latent-generator", str(generator)], root / "faces_templateflow")
+        return {"proc": proc, "out": out, "bids": bids, "generator": generator, "truth": root / "faces_groundtruth"}
+
+    return shared(tmp_path_factory, "faces_run", build)
 
 
 def _metrics(out):

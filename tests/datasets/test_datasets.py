@@ -2,7 +2,7 @@
 variants and dataset presets. Events excerpts below are copied from the real files of the OpenNeuro datasets (first
 rows of sub-01's first run); everything else is built here in a few milliseconds.
 
-The layouts end to end through the command line are in tests/test_layouts.py (slow).
+The layouts end to end through the command line are in tests/datasets/test_layouts.py (slow).
 """
 
 from __future__ import annotations

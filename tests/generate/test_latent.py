@@ -2,7 +2,7 @@
 
 Generators here are made by hand (a small torch module, saved as TorchScript or imported as
 ``package.module:callable``), independently of the simulator; the simulator's faces layout and the command line's
-preflight on it are checked at the end. The end-to-end run is in tests/test_latent_run.py (slow).
+preflight on it are checked at the end. The end-to-end run is in tests/generate/test_latent_run.py (slow).
 """
 
 from __future__ import annotations

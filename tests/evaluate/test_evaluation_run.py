@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from bids_recon.evaluate.standard import METRICS
 from bids_recon.evaluate.variants import DIAGNOSTICS
 from bids_recon.io import read_tsv
 from tests.conftest import run_cli
+from tests.shared import shared
 
 pytestmark = pytest.mark.slow
 
@@ -24,22 +26,21 @@ RETRIEVAL = ("retrieval_image", "retrieval_brain")
 def metrics_run(tiny_dataset, tmp_path_factory):
     from bids_recon.evaluate.random_weights import write_random_weights
 
-    root = tmp_path_factory.mktemp("metrics_run")
-    written = write_random_weights(root / "torch", root / "hf", clip="tiny")
-    out = root / "out"
-    with pytest.MonkeyPatch.context() as mp:  # run_cli passes the environment on
-        mp.setenv("TORCH_HOME", str(root / "torch"))
-        mp.setenv("HF_HOME", str(root / "hf"))
-        mp.delenv("HF_HUB_CACHE", raising=False)
-        mp.setenv("OMP_NUM_THREADS", "1")
+    def build(root: Path) -> dict:
+        written = write_random_weights(root / "torch", root / "hf", clip="tiny")
+        out = root / "out"
+        env = {"TORCH_HOME": str(root / "torch"), "HF_HOME": str(root / "hf"), "HF_HUB_CACHE": None,
+               "OMP_NUM_THREADS": "1"}
         participant = run_cli([str(tiny_dataset.bids_dir), str(out), "participant", "-d",
                                f"fmriprep={tiny_dataset.fmriprep_dir}", "-w", str(root / "work"), "--participant-label",
                                "01", "--skip-bids-validation", "--nprocs", "2", "--metrics-batch-size", "8"],
-                              tiny_dataset.templateflow_dir)
-        group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir)
-    names = SubjectOutputs("01", tiny_dataset.task, "MNI152NLin2009cAsym", "2")
-    return {"out": out, "names": names, "participant": participant, "group": group, "written": written,
-            "task": tiny_dataset.task}
+                              tiny_dataset.templateflow_dir, env=env)
+        group = run_cli([str(tiny_dataset.bids_dir), str(out), "group"], tiny_dataset.templateflow_dir, env=env)
+        names = SubjectOutputs("01", tiny_dataset.task, "MNI152NLin2009cAsym", "2")
+        return {"out": out, "names": names, "participant": participant, "group": group, "written": written,
+                "task": tiny_dataset.task}
+
+    return shared(tmp_path_factory, "metrics_run", build)
 
 
 def test_every_metric_row_is_written_with_its_status(metrics_run):

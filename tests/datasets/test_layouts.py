@@ -6,8 +6,8 @@ validator, the trial table matches the simulation's ground truth (test set, imag
 decoded) and each ROI is the dataset's masks (their union) with a sidecar naming the files.
 
 One tiny one-subject run per layout (LSA betas, metrics at 64 px: speed only), reused by every assert; plus two bad
-inputs through the command line (the rest of them are checked in-process in tests/test_checks.py and
-tests/test_rois.py).
+inputs through the command line (the rest of them are checked in-process in tests/bids/test_checks.py and
+tests/rois/test_rois.py).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import pandas as pd
 import pytest
 
 from bids_recon.design import read_trials
+from tests import ROOT
 from tests.conftest import layout_copy, run_cli, validator_errors
 
 pytestmark = pytest.mark.slow  # each test runs the command line in a subprocess
 
 LAYOUTS = ["nsd", "things", "bold5000", "god", "nod"]
 FAST = "[workflow.evaluate]\nimage_size = 64\n"
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "datasets"
+DOCS = ROOT / "docs" / "datasets"
 
 
 def recipe_commands(page: Path) -> list[list[str]]:

@@ -24,6 +24,7 @@ import pytest
 from bids_recon.bids.derivatives import BIDSIGNORE
 from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, _one, _preproc_bold
 from tests.conftest import bids_validator, no_network_env, participant_files, run_cli, validator_errors
+from tests.shared import shared
 
 pytestmark = pytest.mark.slow  # every test here runs the command line in a subprocess
 
@@ -42,8 +43,16 @@ def _participant(bids: Path, out: Path, templateflow: Path, *extra: str):
                     "--nprocs", "2", *extra], templateflow)
 
 
+#: The bad inputs run through the command line: one for each way a refusal reaches the user (a missing file, 66;
+#: bad data found by the preflight, 65; a sidecar in the wrong unit; a file that escapes the dataset; a generator's
+#: own input check; bad data found only inside a node). Every case of :data:`tests.bad_inputs.CASES` runs
+#: in-process through the same preflight in tests/bids/test_checks.py (2-3 s each through a subprocess, ~1 s there).
+COMMAND_LINE_CASES = ("bold-missing", "events-non-numeric-onset", "tr-in-milliseconds", "stim-file-parent",
+                      "captions-missing", "bold-truncated")
+
+
 @pytest.mark.spread
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", COMMAND_LINE_CASES)
 def test_bad_input_is_refused(case: str, dataset_copy: Path, tiny_dataset, tmp_path: Path) -> None:
     mutate, code = CASES[case]
     named, words = mutate(dataset_copy)
@@ -78,25 +87,27 @@ def unusable_voxels_dataset(tiny_dataset, tmp_path_factory) -> dict:
 
     The runs' environment disables the network (see :func:`tests.conftest.no_network_env`).
     """
-    root = tmp_path_factory.mktemp("reliability")
-    bids = root / "ds"
-    shutil.copytree(tiny_dataset.bids_dir, bids)
-    bold = _preproc_bold(bids)
-    img = nib.load(bold)
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    mask = np.asarray(nib.load(_one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-brain_mask.nii.gz"))
-                      .dataobj) > 0
-    voxels = np.argwhere(mask)[::97][:6]
-    for k, (i, j, z) in enumerate(voxels):
-        if k < 3:
-            data[i, j, z, 5 * k] = np.nan
-        else:
-            data[i, j, z, :] = 1000.0
-    out_img = nib.Nifti1Image(data, img.affine, img.header)
-    out_img.set_data_dtype(np.float32)
-    nib.save(out_img, bold)
-    env = no_network_env(root / "no_network", TEMPLATEFLOW_HOME=str(tiny_dataset.templateflow_dir))
-    return {"root": root, "bids": bids, "env": env, "dataset": tiny_dataset}
+    def build(root: Path) -> dict:
+        bids = root / "ds"
+        shutil.copytree(tiny_dataset.bids_dir, bids)
+        bold = _preproc_bold(bids)
+        img = nib.load(bold)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        mask = np.asarray(nib.load(_one(bids, "derivatives/fmriprep/sub-01/**/*run-01_*desc-brain_mask.nii.gz"))
+                          .dataobj) > 0
+        voxels = np.argwhere(mask)[::97][:6]
+        for k, (i, j, z) in enumerate(voxels):
+            if k < 3:
+                data[i, j, z, 5 * k] = np.nan
+            else:
+                data[i, j, z, :] = 1000.0
+        out_img = nib.Nifti1Image(data, img.affine, img.header)
+        out_img.set_data_dtype(np.float32)
+        nib.save(out_img, bold)
+        env = no_network_env(root / "no_network", TEMPLATEFLOW_HOME=str(tiny_dataset.templateflow_dir))
+        return {"root": root, "bids": bids, "env": env, "dataset": tiny_dataset}
+
+    return shared(tmp_path_factory, "unusable_voxels_dataset", build)
 
 
 def _participant_processes(d: dict, out: Path, root: Path) -> list[subprocess.Popen]:
@@ -107,17 +118,21 @@ def _participant_processes(d: dict, out: Path, root: Path) -> list[subprocess.Po
 
 
 @pytest.fixture(scope="module")
-def offline_run(unusable_voxels_dataset) -> dict:
+def offline_run(unusable_voxels_dataset, tmp_path_factory) -> dict:
     """Both participants at once (one process each, as an HPC array job) into one output dir, the network disabled,
     then the group level: the reference run of the reproducibility check below."""
     d = unusable_voxels_dataset
-    root = d["root"] / "a"
-    out = root / "out"
-    procs = _participant_processes(d, out, root)
-    results = [p.communicate(timeout=900) for p in procs]
-    group = subprocess.run([sys.executable, "-m", "bids_recon", str(d["bids"]), str(out), "group"], env=d["env"],
-                           capture_output=True, text=True, timeout=600)
-    return {"out": out, "codes": [p.returncode for p in procs], "stderr": [r[1] for r in results], "group": group}
+
+    def build(root: Path) -> dict:
+        out = root / "out"
+        procs = _participant_processes(d, out, root)
+        results = [p.communicate(timeout=900) for p in procs]
+        group = subprocess.run([sys.executable, "-m", "bids_recon", str(d["bids"]), str(out), "group"],
+                               env=d["env"], capture_output=True, text=True, timeout=600)
+        return {"out": out, "codes": [p.returncode for p in procs], "stderr": [r[1] for r in results],
+                "group": group}
+
+    return shared(tmp_path_factory, "offline_run", build)
 
 
 def _nodes_running(work: Path) -> list[Path]:
@@ -155,11 +170,14 @@ def _kill(processes: list[psutil.Process]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def resumed_run(unusable_voxels_dataset) -> dict:
+def resumed_run(unusable_voxels_dataset, tmp_path_factory) -> dict:
     """A run killed with ``kill -9`` of its main process mid-workflow (a worker running a node), the group level
     tried then, the run rerun with the same work directory, and the group level again."""
-    d = unusable_voxels_dataset
-    out, work = d["root"] / "b" / "out", d["root"] / "b" / "work"
+    return shared(tmp_path_factory, "resumed_run", lambda root: _resumed_run(unusable_voxels_dataset, root))
+
+
+def _resumed_run(d: dict, root: Path) -> dict:
+    out, work = root / "out", root / "work"
     command = _command(d["bids"], out, work)
     process = subprocess.Popen(command, env=d["env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)

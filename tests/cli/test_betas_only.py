@@ -1,5 +1,5 @@
 """``--betas-only``: which events rows are trials without a stimulus column, what the workflow holds, what the group
-level says. The CLI runs on datasets without sessions and on block designs are in tests/test_shapes.py."""
+level says. The CLI runs on datasets without sessions and on block designs are in tests/sim/test_shapes.py."""
 
 from __future__ import annotations
 

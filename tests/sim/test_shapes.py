@@ -28,6 +28,7 @@ import pytest
 
 from bids_recon.sim import load_truth, simulate_dataset
 from tests.conftest import run_cli, validator_errors
+from tests.shared import shared
 
 pytestmark = pytest.mark.slow  # the command line in subprocesses
 
@@ -53,15 +54,13 @@ XFAIL: dict[tuple[str, str], str] = {}  # (dataset, check) -> why the pipeline f
 
 @pytest.fixture(scope="module")
 def shaped(tmp_path_factory):
-    """``shaped(SHAPES)``: the tiny simulated dataset with these shapes (made once per module)."""
-    made = {}
+    """``shaped(SHAPES)``: the tiny simulated dataset with these shapes (made once per session)."""
 
     def make(shapes: str):
-        if shapes not in made:
-            folder = tmp_path_factory.mktemp("shape") / "ds"
-            extra = {"n_subjects": SUBJECTS[shapes]} if shapes in SUBJECTS else {}
-            made[shapes] = simulate_dataset(folder, preset="tiny", seed=0, shapes=shapes, **extra)
-        return made[shapes]
+        extra = {"n_subjects": SUBJECTS[shapes]} if shapes in SUBJECTS else {}
+        return shared(tmp_path_factory, "shaped",
+                      lambda folder: simulate_dataset(folder / "ds", preset="tiny", seed=0, shapes=shapes, **extra),
+                      shapes=shapes)
 
     return make
 
@@ -69,19 +68,19 @@ def shaped(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipeline_run(shaped, tmp_path_factory):
     """``pipeline_run(SHAPES)``: the command line run once on that dataset (COMBINED: the participant level; the
-    others: ``--betas-only``)."""
-    runs = {}
+    others: ``--betas-only``), once per session."""
 
     def run(shapes: str):
-        if shapes not in runs:
-            ds = shaped(shapes)
-            root = tmp_path_factory.mktemp("shape_run")
+        ds = shaped(shapes)
+
+        def build(root: Path):
             level = [] if shapes == COMBINED else ["--betas-only"]
             proc = run_cli([str(ds.bids_dir), str(root / "out"), "participant", *level, "-d",
                             f"fmriprep={ds.fmriprep_dir}", "-w", str(root / "work"), "--nprocs", "2",
                             *ds.run_args], ds.templateflow_dir)
-            runs[shapes] = (ds, root / "out", proc)
-        return runs[shapes]
+            return ds, root / "out", proc
+
+        return shared(tmp_path_factory, "shape_run", build, shapes=shapes)
 
     return run
 

@@ -4,7 +4,7 @@ list; the presets that find a dataset's masks and space; the refusals of the pre
 of another space) naming what to type.
 
 The same behaviour end to end through the command line, on each dataset's simulated layout, is in
-tests/test_layouts.py.
+tests/datasets/test_layouts.py.
 """
 
 from __future__ import annotations

@@ -218,7 +218,6 @@ def test_check_only_on_tables_without_csf_and_wm(no_csf_wm, tiny_dataset, tmp_pa
     assert "Running the workflow" not in log
 
 
-@pytest.mark.xdist_group("tests.test_pipeline")  # on the worker that has the session's tiny_run (no second run)
 def test_outputs_record_the_confounds_that_ran(tiny_run):
     """The betas' sidecars, the session's info (the maps' sidecars) and the report name the columns regressed out."""
     from bids_recon.bids.derivatives import SubjectOutputs

@@ -20,9 +20,9 @@ from bids_recon.cli import fetch
 from bids_recon.download import ChecksumError, FetchItem, Layout, download_url, verify
 from bids_recon.errors import ExitCode, ServiceUnavailableError
 from bids_recon.rois import templates
+from tests import ROOT
 from tests.conftest import no_network_env
 
-ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = hashlib.sha256(b"seed").digest() * 40_000  # 1.28 MB of fixed bytes
 
 

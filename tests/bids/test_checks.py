@@ -1,7 +1,7 @@
 """Input checks at function level: each bad input is refused by the preflight (collect_inputs + the checks) with
 its exit code and a message naming the file and the problem, in-process and in about a second.
 
-The same cases run through the command line in a subprocess in tests/test_reliability.py (marked slow).
+The same cases run through the command line in a subprocess in tests/cli/test_reliability.py (marked slow).
 """
 
 from __future__ import annotations

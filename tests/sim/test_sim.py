@@ -399,7 +399,7 @@ def test_cli(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------------
-# shapes of real data (bids_recon-sim --shape; run through the pipeline in tests/test_shapes.py)
+# shapes of real data (bids_recon-sim --shape; run through the pipeline in tests/sim/test_shapes.py)
 
 
 @pytest.mark.parametrize(("shapes", "words"), [

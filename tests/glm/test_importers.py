@@ -32,6 +32,7 @@ from bids_recon.sim.betas import (
     write_glmsingle,
     write_nsd,
 )
+from tests import ROOT
 from tests.conftest import layout_copy
 
 #: Largest error of NSD's int16 storage (x 300, rounded): half a step.
@@ -518,7 +519,7 @@ def test_voxel_selection_uses_training_repeats_only():
 # -- through the command line -----------------------------------------------------------------------------------------
 
 
-RECIPE = Path(__file__).resolve().parents[1] / "docs" / "recipes" / "takagi2023.md"
+RECIPE = ROOT / "docs" / "recipes" / "takagi2023.md"
 
 
 def _recipe_command(page: Path = RECIPE) -> list[str]:
@@ -573,7 +574,6 @@ def test_the_recipes_command_checks_on_a_mock_nsd_tree(layout_dataset, tiny_sd, 
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tests.test_pipeline")  # on the worker that has the session's tiny_run (no second run)
 def test_a_glm_runs_betas_exported_to_glmsingle_import_to_the_same_decoders_and_metrics(tiny_run, tmp_path):
     """Our GLM's betas written as GLMsingle's outputs and imported back (--betas glmsingle=) give the first run's
     decoder and metrics: float32 betas, the same events, so the tolerance is float rounding (1e-6)."""
