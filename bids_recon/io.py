@@ -69,6 +69,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file's bytes, read in chunks (the one implementation: sidecars, provenance, caches)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_matlab(path: Path, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
     """Variables of a MATLAB file, v5 (scipy) or v7.3 (HDF5, h5py), as arrays in MATLAB's axis order.
 

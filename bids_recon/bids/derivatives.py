@@ -1,10 +1,9 @@
 """The BIDS-writing side of the bids_recon derivatives dataset: ``dataset_description.json``, ``.bidsignore``, the
 participants' "incomplete" markers, BIDS URIs, the logs and citation files.
 
-What every output file is called is decided in :mod:`bids_recon.naming` (the output kinds, :class:`SubjectOutputs`,
-:func:`find_outputs`...), a floor-level module that the importers and the simulator can use; its names are
-re-exported here for the workflows, interfaces and reports that ask this module. Files the specification does not
-name yet are listed in ``.bidsignore`` (see :data:`BIDSIGNORE`).
+What every output file is called is decided in :mod:`bids_recon.naming` (the output kinds, ``SubjectOutputs``,
+``find_outputs``...), a floor-level module that every layer may use. Files the specification does not name yet are
+listed in ``.bidsignore`` (see :data:`BIDSIGNORE`).
 """
 
 from __future__ import annotations
@@ -14,26 +13,6 @@ from pathlib import Path
 
 from bids_recon import __version__
 from bids_recon.io import atomic_write_text, write_json
-from bids_recon.naming import (  # the naming core, re-exported for the callers of this module
-    ENTITY_ORDER,
-    EXTENSIONS,
-    OUTPUTS,
-    OutputKind,
-    SubjectOutputs,
-    build_name,
-    find_outputs,
-    group_encoding_path,
-    group_figures_dir,
-    group_metrics_path,
-    group_report_path,
-    model_label,
-    output_entities,
-    output_path,
-    parse_name,
-    sanitize_label,
-    sidecar_path,
-    split_extension,
-)
 
 PIPELINE_NAME = "bids_recon"
 CODE_URL = "https://github.com/bids-recon/bids_recon"
@@ -200,9 +179,6 @@ def write_bidsignore(output_dir: Path) -> Path:
     return atomic_write_text(Path(output_dir) / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
 
 
-__all__ = ["BIDSIGNORE", "CITATION_FILES", "CODE_URL", "ENTITY_ORDER", "EXTENSIONS", "INCOMPLETE_MARKER",
-           "INCOMPLETE_TEXT", "OUTPUTS", "PIPELINE_NAME", "OutputKind", "SubjectOutputs", "bids_uri", "build_name",
-           "find_outputs", "group_encoding_path", "group_figures_dir", "group_metrics_path", "group_report_path",
-           "incomplete_marker", "incomplete_participants", "logs_dir", "model_label", "output_entities",
-           "output_path", "parse_name", "refuse_incomplete", "sanitize_label", "sidecar_path",
-           "split_extension", "write_bidsignore", "write_dataset_description", "write_incomplete_marker"]
+__all__ = ["BIDSIGNORE", "CITATION_FILES", "CODE_URL", "INCOMPLETE_MARKER", "INCOMPLETE_TEXT", "PIPELINE_NAME",
+           "bids_uri", "incomplete_marker", "incomplete_participants", "logs_dir", "refuse_incomplete",
+           "write_bidsignore", "write_dataset_description", "write_incomplete_marker"]

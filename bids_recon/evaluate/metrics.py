@@ -205,7 +205,7 @@ def evaluate_reconstructions(
     truth: np.ndarray,
     decoded_features: np.ndarray | None = None,
     true_features: np.ndarray | None = None,
-    method: str = "linear",
+    method: str = "reconstruction",
     size: int = EVAL_SIZE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """PixCorr, SSIM and 2-way identification for one set of reconstructions, on arrays.
@@ -220,6 +220,8 @@ def evaluate_reconstructions(
         Reconstructions and the seen images, in [0, 1].
     decoded_features, true_features : ndarray, shape (n, n_features), optional
         Decoded and true decoding targets, for identification in feature space.
+    method : str
+        The ``method`` column of the summary (the name of what made the reconstructions).
     size : int
         Size (px) at which PixCorr and SSIM are computed (the field's 425 px by default).
 

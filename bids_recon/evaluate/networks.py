@@ -31,7 +31,6 @@ with published tables.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,10 +40,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from bids_recon.download import FetchItem, Layout
+from bids_recon.download import FetchItem, Layout, url_name
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
+from bids_recon.io import sha256_file
 
 LOGGER = logging.getLogger("bids_recon.evaluate.networks")
 
@@ -124,7 +123,7 @@ _MINDEYE = "MedARC-AI/fMRI-reconstruction-NSD src/Reconstruction_Metrics.py; Med
 
 
 #: What torchvision's weight enums say (url, file size in MB) in the torchvision releases checked against the
-#: installed package (tests/test_standard_metrics.py compares this table with ``get_weight`` of the installed
+#: installed package (tests/evaluate/test_standard_metrics.py compares this table with ``get_weight`` of the installed
 #: torchvision): reading it avoids importing torch and torchvision (several seconds) just to know file names, e.g.
 #: when a run checks which weights are present. Another torchvision version reads its enums instead.
 _TORCHVISION_ENUMS = {
@@ -183,9 +182,7 @@ def hf_hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def url_filename(url: str) -> str:
-    """The file name ``torch.hub.load_state_dict_from_url`` stores ``url`` under."""
-    return os.path.basename(urlparse(url).path)
+url_filename = url_name  # the file name torch.hub.load_state_dict_from_url stores a URL under: its last component
 
 
 def sha256_prefix_of(filename: str) -> str:
@@ -260,11 +257,7 @@ def file_sha256(path: Path, hash_cache: Path | None = None) -> str:
         except (OSError, ValueError):
             stored = {}
     if key not in stored:
-        digest = hashlib.sha256()
-        with open(real, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        stored[key] = digest.hexdigest()
+        stored[key] = sha256_file(real)
         if hash_cache is not None:
             try:
                 Path(hash_cache).write_text(json.dumps(stored, indent=1))

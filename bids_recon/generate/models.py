@@ -25,7 +25,7 @@ from typing import Any
 
 from bids_recon.download import FetchItem, Layout
 from bids_recon.errors import BadDataError, MissingInputError
-from bids_recon.io import write_json
+from bids_recon.io import sha256_file, write_json
 
 LOGGER = logging.getLogger("bids_recon.generate.models")
 
@@ -90,13 +90,6 @@ def _config_digest(root: Path, files: list[str]) -> str:
     return digest.hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _looks_like_path(spec: str) -> bool:

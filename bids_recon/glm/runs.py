@@ -175,7 +175,7 @@ def estimate_session_betas(
     params: GlmParams | None = None,
     stimuli: StimulusParams | str | None = None,
     seed: int = 0,
-    **fit_options,
+    options: FitOptions | None = None,
 ) -> SessionBetas:
     """Single-trial betas of the runs of one session inside the brain mask.
 
@@ -197,16 +197,16 @@ def estimate_session_betas(
         is the column of the ``files`` resolver. The defaults when omitted.
     seed : int
         Seed of the random steps (noise-pool subset, parallel analysis).
-    **fit_options
-        Fields of :class:`~bids_recon.glm.estimators.FitOptions` (``library``, ``polynomial_degree``,
-        ``reselect_hrf``, ...).
+    options : FitOptions, optional
+        The estimators' knobs that are not settings (:class:`~bids_recon.glm.estimators.FitOptions`: ``library``,
+        ``polynomial_degree``, ``reselect_hrf``, ...); their defaults when omitted.
     """
     params = params or GlmParams()
     loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
     session_runs = [run for run, _, _, _ in loaded]
     usable = np.logical_and.reduce([u for _, _, u, _ in loaded])
     design = report_design(session_runs[0], list(loaded[0][3].columns), params.high_pass_hz, params.drift_model)
-    fit = fit_session(session_runs, params, seed, FitOptions(**fit_options))
+    fit = fit_session(session_runs, params, seed, options or FitOptions())
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, _, _ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c in loaded])

@@ -162,7 +162,7 @@ class WriteEncodingMaps(RecordingInterface):
     def _run(self, runtime):
         import shutil
 
-        from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
+        from bids_recon.naming import SubjectOutputs, sidecar_path
 
         i = self.inputs
         names, root = SubjectOutputs(**i.names), Path(i.output_dir)

@@ -42,7 +42,7 @@ class DerivativesSink(RecordingInterface):
     output_spec = _SinkOutputSpec
 
     def _run(self, runtime):
-        from bids_recon.bids.derivatives import output_path, sidecar_path, split_extension
+        from bids_recon.naming import output_path, sidecar_path, split_extension
 
         i = self.inputs
         out = Path(i.output_dir) / output_path(i.kind, dict(i.entities), i.extension)
@@ -99,8 +99,8 @@ class WriteReconstructions(RecordingInterface):
     output_spec = _WriteReconstructionsOutputSpec
 
     def _run(self, runtime):
-        from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
         from bids_recon.generate.card import generator_card
+        from bids_recon.naming import SubjectOutputs, sidecar_path
 
         i = self.inputs
         names, card = SubjectOutputs(**i.names), generator_card(i.generator)
@@ -157,7 +157,7 @@ class ParticipantReport(RecordingInterface):
     output_spec = _ReportOutputSpec
 
     def _run(self, runtime):
-        from bids_recon.bids.derivatives import SubjectOutputs
+        from bids_recon.naming import SubjectOutputs
         from bids_recon.reports.participant import build_participant_report
 
         i = self.inputs

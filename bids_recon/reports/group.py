@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon import __version__
-from bids_recon.bids.derivatives import group_figures_dir
+from bids_recon.naming import group_figures_dir
 from bids_recon.reports.figures import encoding_display, plot_encoding_maps, plot_encoding_rois, plot_metrics
 from bids_recon.reports.html import Figure, Section, render_report
 from bids_recon.reports.metrics import comparison_text, metric_label, protocols_text, published_layout

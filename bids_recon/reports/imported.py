@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bids_recon.bids.derivatives import SubjectOutputs, sidecar_path
+from bids_recon.naming import SubjectOutputs, sidecar_path
 from bids_recon.reports.html import Figure, Section
 
 

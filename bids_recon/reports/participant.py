@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.decoding import RidgeDecoder
 from bids_recon.design.table import read_trials
 from bids_recon.features import resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.card import generator_card
 from bids_recon.io import read_tsv
+from bids_recon.naming import SubjectOutputs
 from bids_recon.reports.figures import (
     encoding_display,
     plot_cv_scores,

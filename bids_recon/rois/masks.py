@@ -19,7 +19,6 @@ other voxels.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_recon.errors import BadDataError, MissingInputError
+from bids_recon.io import sha256_file
 
 LOGGER = logging.getLogger("bids_recon.rois")
 
@@ -135,13 +135,7 @@ def source_uri(path: str | Path, datasets: dict[str, Path] | None = None) -> str
     return path.as_uri()
 
 
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_of = sha256_file  # the one implementation, bids_recon.io.sha256_file
 
 
 def grid_text(img: nib.spatialimages.SpatialImage) -> str:

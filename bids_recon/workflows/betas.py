@@ -11,7 +11,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.design.confounds import ConfoundChoice, choose_confounds, describe_confounds, parse_confounds
@@ -20,6 +20,7 @@ from bids_recon.design.trials import CONDITION_COLUMN
 from bids_recon.glm.estimators import estimator_card
 from bids_recon.glm.params import GlmParams
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
+from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, relative_to, sink
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.generate.card import generator_card
 from bids_recon.interfaces.encoding import EncodingModels, WriteEncodingMaps
+from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 
 

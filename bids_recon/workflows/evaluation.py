@@ -19,8 +19,8 @@ from bids_recon.evaluate.standard import missing_weights_lines
 if TYPE_CHECKING:  # pragma: no cover
     from nipype.pipeline import engine as pe
 
-    from bids_recon.bids.derivatives import SubjectOutputs
     from bids_recon.config import Config
+    from bids_recon.naming import SubjectOutputs
 
 LOGGER = logging.getLogger("bids_recon.evaluate")
 

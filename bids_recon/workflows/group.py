@@ -24,7 +24,8 @@ def run_group(config: Config) -> Path:
     BadDataError
         A participant in scope is marked incomplete (``sub-<label>_INCOMPLETE.txt``: its run did not finish).
     """
-    from bids_recon.bids.derivatives import group_metrics_path, group_report_path, refuse_incomplete
+    from bids_recon.bids.derivatives import refuse_incomplete
+    from bids_recon.naming import group_metrics_path, group_report_path
 
     output_dir = Path(config.execution.output_dir)
     refuse_incomplete(output_dir, config.execution.participant_label, "the group level")

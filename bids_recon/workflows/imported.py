@@ -14,13 +14,13 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.design.split import describe_split
 from bids_recon.glm.importers import IMPORTERS, parse_betas
 from bids_recon.interfaces.glm import CombineRuns
 from bids_recon.interfaces.importers import ImportMask, ImportSession, ImportSplit
+from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.workflows.betas import connect_outputs, grid_sidecar, subject_map_sinks
 from bids_recon.workflows.utils import as_extra, gather, sink

@@ -11,10 +11,10 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.interfaces.stages import Rois
+from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.rois.labels import split_roi_spec
 from bids_recon.rois.params import mask_specs

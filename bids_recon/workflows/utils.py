@@ -59,6 +59,6 @@ def pick_extra(values, key, extension: str) -> dict[str, str]:
 
 def decoder_sidecar(path: str) -> dict[str, str]:
     """The JSON a decoder node wrote beside its ``.npz`` (a connection function)."""
-    from bids_recon.bids.derivatives import sidecar_path
+    from bids_recon.naming import sidecar_path
 
     return {".json": str(sidecar_path(path))}

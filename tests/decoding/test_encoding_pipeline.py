@@ -344,7 +344,8 @@ def test_group_maps_average_the_participants(tmp_path):
 
 
 def test_encoding_summary_name_is_in_bidsignore():
-    from bids_recon.bids.derivatives import BIDSIGNORE, SubjectOutputs
+    from bids_recon.bids.derivatives import BIDSIGNORE
+    from bids_recon.naming import SubjectOutputs
 
     names = SubjectOutputs("01", "images", "MNI152NLin2009cAsym", "2")
     assert names.encoding_map("z+c", "uniquevariance").name == (

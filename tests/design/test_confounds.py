@@ -220,7 +220,7 @@ def test_check_only_on_tables_without_csf_and_wm(no_csf_wm, tiny_dataset, tmp_pa
 
 def test_outputs_record_the_confounds_that_ran(tiny_run):
     """The betas' sidecars, the session's info (the maps' sidecars) and the report name the columns regressed out."""
-    from bids_recon.bids.derivatives import SubjectOutputs
+    from bids_recon.naming import SubjectOutputs
 
     out, dataset = tiny_run["out"], tiny_run["dataset"]
     assert tiny_run["participant"].returncode == 0, tiny_run["participant"].stderr[-3000:]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bids_recon.bids.derivatives import SubjectOutputs, group_figures_dir, group_metrics_path, group_report_path
 from bids_recon.evaluate.standard import METRICS
 from bids_recon.evaluate.variants import DIAGNOSTICS
 from bids_recon.io import read_tsv
+from bids_recon.naming import SubjectOutputs, group_figures_dir, group_metrics_path, group_report_path
 from tests.conftest import run_cli
 from tests.shared import shared
 

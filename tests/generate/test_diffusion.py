@@ -13,8 +13,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_recon.bids.derivatives import SubjectOutputs
 from bids_recon.io import read_tsv
+from bids_recon.naming import SubjectOutputs
 from tests.conftest import no_network_env, participant_files, run_cli, validator_errors
 from tests.shared import shared
 

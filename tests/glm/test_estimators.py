@@ -15,6 +15,7 @@ from bids_recon.glm import (
     fit_session,
     noise_ceiling,
 )
+from bids_recon.glm.estimators import FitOptions
 from bids_recon.glm.estimators.stages.lss import lss_betas
 from bids_recon.glm.estimators.stages.ridge import FractionalRidge
 from bids_recon.glm.hrf import double_gamma_library
@@ -30,7 +31,7 @@ def _session(dataset, estimator, subject="01", confounds=None, **options):
              for r in inputs.runs]
     columns = Config().workflow.glm.confounds if confounds is None else confounds
     result = estimate_session_betas(files, mask_img, GlmParams(estimator=estimator, confounds=list(columns)),
-                                    **options)
+                                    options=FitOptions(**options))
     truth = load_truth(dataset.truth_dir, subject)
     ours = np.asarray(mask_img.dataobj) > 0
     position = np.full(truth["mask"].shape, -1)

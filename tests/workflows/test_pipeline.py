@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_recon.bids.derivatives import SubjectOutputs, group_metrics_path, group_report_path
 from bids_recon.design import read_trials
 from bids_recon.io import read_tsv
+from bids_recon.naming import SubjectOutputs, group_metrics_path, group_report_path
 from tests.conftest import run_cli, validator_errors
 
 pytestmark = pytest.mark.slow  # the whole pipeline, run by the command line in a subprocess

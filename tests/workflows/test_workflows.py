@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bids_recon.bids.derivatives import output_path
 from bids_recon.bids.layout import collect_inputs
 from bids_recon.config import Config
 from bids_recon.generate.card import GeneratorCard, generator_card, generator_cards
+from bids_recon.naming import output_path
 from bids_recon.params import setting
 from bids_recon.workflows.base import init_bids_recon_wf
 from bids_recon.workflows.generators import BUILDERS, generator_builder

@@ -3,7 +3,6 @@ scale of the stored values, provenance, and reading betas a block of trials at a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pandas as pd
 from bids_recon.design.table import trial_table
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features.params import StimulusParams
+from bids_recon.io import sha256_file
 
 LOGGER = logging.getLogger("bids_recon.glm.importers")
 
@@ -221,11 +221,7 @@ def describe_file(path: Path, hash_limit: int = HASH_LIMIT_BYTES) -> dict:
     out = {"Path": str(path), "Bytes": int(stat.st_size),
            "Modified": datetime.fromtimestamp(stat.st_mtime, tz=UTC).isoformat(timespec="seconds")}
     if stat.st_size <= hash_limit:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(2**20), b""):
-                digest.update(chunk)
-        out["Sha256"] = digest.hexdigest()
+        out["Sha256"] = sha256_file(path)
     return out
 
 

@@ -29,9 +29,9 @@ from bids_recon.generate.card import GeneratorCard, generator_card
 if TYPE_CHECKING:  # pragma: no cover
     from nipype.pipeline import engine as pe
 
-    from bids_recon.bids.derivatives import SubjectOutputs
     from bids_recon.bids.layout import SubjectInputs
     from bids_recon.config import Config
+    from bids_recon.naming import SubjectOutputs
 
 #: ``build(card, config, inputs, names, device, name) -> Workflow``.
 Builder = Callable[..., Any]

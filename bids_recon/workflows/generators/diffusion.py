@@ -12,7 +12,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.features.bottleneck import space_name
@@ -21,6 +21,7 @@ from bids_recon.interfaces.diffusion import DiffusionReconstruct, EvaluateVarian
 from bids_recon.interfaces.encoding import StimulusBottleneck
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Decode
+from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import encoding_spaces, named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink

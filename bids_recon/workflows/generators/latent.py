@@ -13,13 +13,14 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import SubjectOutputs, bids_uri
+from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.generate.latent import LATENT_TARGET, LatentCard, generator_identity, resolve_rois
 from bids_recon.interfaces.latent import EvaluateLatent, GenerateFromLatents, LatentTargets, UnionRoi
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Decode
+from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
 from bids_recon.workflows.generators import builder
