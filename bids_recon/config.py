@@ -51,9 +51,9 @@ class GenerateConfig:
     dataclass), reachable as ``config.workflow.generate.NAME``; :attr:`params` is the chosen generator's.
     """
 
-    generator: str = setting(factory=default_generator, choices=lambda: list(generator_cards()), doc=(
-        "image generator: which registered generator turns the decoded features into images (each has its own "
-        "settings table [workflow.generate.NAME] and options)"))
+    generator: str = setting(factory=default_generator, choices=lambda: list(generator_cards()), doc=lambda: (
+        "image generator (each has its own settings table [workflow.generate.NAME] and options): "
+        + "; ".join(f"'{card.name}' = {card.summary}" for card in generator_cards().values())))
     sections: dict[str, Any] = field(default_factory=lambda: {n: c.params() for n, c in generator_cards().items()},
                                      metadata={"sections": True})
 

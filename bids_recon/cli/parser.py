@@ -266,8 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
     _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="RULE")
     cards = generator_cards()
-    _setting(method, "--generator", key="workflow.generate.generator",
-             help="image generator: " + "; ".join(f"'{card.name}' = {card.summary}" for card in cards.values()))
+    _setting(method, "--generator", key="workflow.generate.generator")
 
     for card in cards.values():  # each generator's card declares the flags of its own settings
         group = parser.add_argument_group(card.options_title or f"Generator {card.name} (--generator {card.name})")
