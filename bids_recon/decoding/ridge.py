@@ -77,16 +77,10 @@ def fit_ridge_decoder(
     betas: np.ndarray,
     targets: np.ndarray,
     voxel_indices: np.ndarray,
-    alphas: list[float] | np.ndarray,
-    cv_folds: int = DecodingParams.cv_folds,
+    params: DecodingParams | None = None,
     device: str = "cpu",
     *,
-    cv: str = DecodingParams.cv,
-    solver: str = DecodingParams.solver,
     target_rows: np.ndarray | None = None,
-    backend: str = DecodingParams.backend,
-    batch_size: int | None = None,
-    eigh_threads: int | None = None,
 ) -> RidgeDecoder:
     """Fit ridge from betas to targets with inputs standardised and alpha chosen per target.
 
@@ -98,31 +92,25 @@ def fit_ridge_decoder(
         Features of each trial's stimulus, or of each stimulus (a memory map is fine: read in batches).
     voxel_indices : ndarray of int, shape (n_voxels,)
         Columns of ``betas`` to use (the ROI).
-    alphas : sequence of float
-        Candidate regularisation strengths (in the units of the standardised betas).
-    cv_folds : int
-        Contiguous K-fold (trials are in acquisition order, so folds do not mix neighbours); ``cv="kfold"``
-        and ``solver="himalaya"`` only.
+    params : DecodingParams, optional
+        The ``[workflow.decoding]`` settings (defaults when omitted): ``alphas`` (candidate regularisation strengths,
+        in the units of the standardised betas); ``cv`` (how alpha is chosen per target: generalised or exact
+        leave-one-out cross-validation from one eigendecomposition, seconds to minutes at NSD scale, or
+        ``cv_folds``-fold CV, the paper's 5-fold, ~K times the decomposition); ``cv_folds`` (contiguous folds:
+        trials are in acquisition order, so folds do not mix neighbours; ``kfold`` and ``himalaya`` only);
+        ``solver`` (``eigen``: :class:`bids_recon.decoding.solver.EigenRidge`; ``himalaya``: its RidgeCV, or
+        KernelRidgeCV when trials < voxels, with ``cv_folds`` contiguous folds as Takagi & Nishimoto; the caller's
+        himalaya backend is restored afterwards); ``backend`` (EigenRidge's: ``auto`` is numpy on the CPU, torch on
+        CUDA); ``batch_size`` (targets per batch, 0: from a 128 MB block); ``eigh_threads`` (BLAS threads of the
+        eigendecomposition, numpy backend; 0: the caller's).
     device : {"cpu", "cuda"}
         Where the solver runs (torch on CUDA; himalaya's ``torch_cuda`` backend for ``solver="himalaya"``).
-    cv : {"gcv", "loo", "kfold"}
-        How alpha is chosen per target: generalised or exact leave-one-out cross-validation from one
-        eigendecomposition (seconds to minutes at NSD scale), or ``cv_folds``-fold CV (the paper's 5-fold;
-        same alphas as himalaya on the same folds, ~K times the decomposition and one validation product per
-        fold and alpha).
-    solver : {"eigen", "himalaya"}
-        ``"eigen"``: :class:`bids_recon.decoding.solver.EigenRidge`. ``"himalaya"``: himalaya's RidgeCV
-        (KernelRidgeCV when trials < voxels) with ``cv_folds`` contiguous folds, as Takagi & Nishimoto; the
-        caller's himalaya backend is restored afterwards.
     target_rows : ndarray of int, shape (n_trials,), optional
         Row of ``targets`` each trial shows: targets stay per stimulus and are never expanded per trial.
-    backend : {"auto", "numpy", "torch"}
-        EigenRidge backend ("auto": numpy on the CPU, torch on CUDA).
-    batch_size : int, optional
-        Targets per batch (memory); default from a 128 MB block.
-    eigh_threads : int, optional
-        BLAS threads for the eigendecomposition only (numpy backend).
     """
+    params = params or DecodingParams()
+    alphas, cv_folds, cv, solver, backend = params.alphas, params.cv_folds, params.cv, params.solver, params.backend
+    batch_size, eigh_threads = params.batch_size or None, params.eigh_threads or None
     if solver not in SOLVERS:
         raise UsageError(f"ridge solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
     n_rows = len(targets) if target_rows is None else len(target_rows)
@@ -254,15 +242,8 @@ def train_and_decode(
     voxel_indices: np.ndarray,
     stim_ids: np.ndarray,
     features: np.ndarray,
-    alphas: list[float],
-    cv_folds: int = DecodingParams.cv_folds,
+    params: DecodingParams | None = None,
     device: str = "cpu",
-    *,
-    cv: str = DecodingParams.cv,
-    solver: str = DecodingParams.solver,
-    backend: str = DecodingParams.backend,
-    batch_size: int | None = None,
-    eigh_threads: int | None = None,
 ) -> tuple[RidgeDecoder, DecodedTest]:
     """Train a decoder on single training trials and decode the repeat-averaged test stimuli.
 
@@ -279,8 +260,8 @@ def train_and_decode(
     features : ndarray, shape (n_stimuli, n_targets)
         Target features of each stimulus (a memory-mapped ``.npy`` is fine: they are read in batches of
         targets and never expanded per trial).
-    alphas, cv_folds, device, cv, solver, backend, batch_size, eigh_threads
-        As :func:`fit_ridge_decoder`.
+    params, device
+        As :func:`fit_ridge_decoder` (the ``[workflow.decoding]`` settings, defaults when omitted).
     """
     if len(betas) != len(trials):
         raise BadDataError(f"{len(betas)} beta rows but {len(trials)} trials")
@@ -296,9 +277,7 @@ def train_and_decode(
     check_finite(roi_betas, "betas of the decoder's ROI voxels")
     check_finite(features, "decoding targets")
     in_roi = np.arange(len(voxel_indices))
-    decoder = fit_ridge_decoder(roi_betas[train], features, in_roi, alphas, cv_folds, device, cv=cv, solver=solver,
-                                target_rows=target_rows, backend=backend, batch_size=batch_size,
-                                eigh_threads=eigh_threads)
+    decoder = fit_ridge_decoder(roi_betas[train], features, in_roi, params, device, target_rows=target_rows)
     test = ~train
     mean_betas, test_ids, counts = average_repeats(roi_betas[test], trial_stims[test])
     decoded = decoder.predict(mean_betas)

@@ -130,10 +130,7 @@ class Decode(RecordingInterface):
             stim_ids, features = data["stim_ids"].astype(str), data["features"]
         check_features(stim_ids, features, f"'{i.target}' features", i.features)
         betas, trials = read_betas(i.betas, i.trials, i.mask_file)  # only the ROI's columns are read
-        decoder, decoded = train_and_decode(
-            betas, trials, voxel_indices, stim_ids, features, list(params.alphas), params.cv_folds,
-            i.device, cv=params.cv, solver=params.solver, backend=params.backend,
-            batch_size=params.batch_size or None, eigh_threads=params.eigh_threads or None)
+        decoder, decoded = train_and_decode(betas, trials, voxel_indices, stim_ids, features, params, i.device)
         cwd = Path(runtime.cwd)
         sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device}
         self._results["decoder"] = str(decoder.save(cwd / "decoder.npz", sidecar))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bids_recon.decoding import EigenRidge, RidgeDecoder, fit_ridge_decoder, solve_ridge, train_and_decode
+from bids_recon.decoding.params import DecodingParams
 from bids_recon.errors import BadDataError, UsageError
 
 ALPHAS = np.logspace(-1, 5, 7)
@@ -165,14 +166,14 @@ def test_input_checks():
     with pytest.raises(BadDataError, match="30 samples"):
         EigenRidge(x, ALPHAS).fit(y[:29])
     with pytest.raises(BadDataError, match="29 target rows"):
-        fit_ridge_decoder(x, y[:29], np.arange(5), ALPHAS)
+        fit_ridge_decoder(x, y[:29], np.arange(5), DecodingParams(alphas=list(ALPHAS)))
     with pytest.raises(UsageError, match="numpy ridge backend runs on the CPU"):
         EigenRidge(x, ALPHAS, backend="numpy", device="cuda")
 
 
 def test_decoder_uses_the_solver_and_saves_as_before(tmp_path):
     x, y = _problem(80, 20, seed=6)
-    decoder = fit_ridge_decoder(x, y, np.arange(20), ALPHAS, 5)
+    decoder = fit_ridge_decoder(x, y, np.arange(20), DecodingParams(alphas=list(ALPHAS), cv_folds=5))
     assert decoder.info["Solver"] == "bids_recon.EigenRidge" and decoder.info["CVKind"] == "gcv"
     assert "generalised cross-validation" in decoder.info["Description"]
     path = decoder.save(tmp_path / "decoder.npz", {"ROI": "v1"})
@@ -181,8 +182,9 @@ def test_decoder_uses_the_solver_and_saves_as_before(tmp_path):
     loaded = RidgeDecoder.load(path)
     np.testing.assert_array_equal(loaded.predict(x[:5]), decoder.predict(x[:5]))
     assert loaded.info["CVKind"] == "gcv"
-    kfold = fit_ridge_decoder(x, y, np.arange(20), ALPHAS, 4, cv="kfold")
-    himalaya = fit_ridge_decoder(x, y, np.arange(20), ALPHAS, 4, solver="himalaya")
+    kfold = fit_ridge_decoder(x, y, np.arange(20), DecodingParams(alphas=list(ALPHAS), cv_folds=4, cv="kfold"))
+    himalaya = fit_ridge_decoder(x, y, np.arange(20), DecodingParams(alphas=list(ALPHAS), cv_folds=4,
+                                                                     solver="himalaya"))
     np.testing.assert_allclose(kfold.alphas, himalaya.alphas, rtol=1e-6)
     np.testing.assert_allclose(kfold.predict(x[:5]), himalaya.predict(x[:5]), rtol=1e-4, atol=1e-4)
     assert kfold.info["CVFolds"] == 4 and himalaya.info["CVFolds"] == 4
@@ -197,7 +199,7 @@ def test_himalaya_backend_is_restored(monkeypatch):
     previous = get_backend().name
     try:
         set_backend("torch")
-        fit_ridge_decoder(x, y, np.arange(8), ALPHAS, 3, solver="himalaya")
+        fit_ridge_decoder(x, y, np.arange(8), DecodingParams(alphas=list(ALPHAS), cv_folds=3, solver="himalaya"))
         assert get_backend().name == "torch"
 
         def fail(*args, **kwargs):
@@ -206,7 +208,7 @@ def test_himalaya_backend_is_restored(monkeypatch):
 
         monkeypatch.setattr(RidgeCV, "fit", fail)
         with pytest.raises(RuntimeError, match="fit failed"):
-            fit_ridge_decoder(x, y, np.arange(8), ALPHAS, 3, solver="himalaya")
+            fit_ridge_decoder(x, y, np.arange(8), DecodingParams(alphas=list(ALPHAS), cv_folds=3, solver="himalaya"))
         assert get_backend().name == "torch"  # given back on failure too
     finally:
         set_backend(previous)
@@ -226,7 +228,7 @@ def test_train_and_decode_reads_features_per_stimulus(tmp_path):
     features = latent @ rng.standard_normal((3, 6))
     np.save(tmp_path / "f.npy", features.astype(np.float32))
     decoder, decoded = train_and_decode(betas.astype(np.float32), trials, np.arange(n_voxels), stims,
-                                        np.load(tmp_path / "f.npy", mmap_mode="r"), list(ALPHAS))
+                                        np.load(tmp_path / "f.npy", mmap_mode="r"), DecodingParams(alphas=list(ALPHAS)))
     assert decoder.info["RepeatedTargets"] and decoded.decoded.shape == (10, 6)
     assert (decoded.n_trials == 2).all()
     r = [np.corrcoef(decoded.decoded[:, j], decoded.true[:, j])[0, 1] for j in range(6)]

@@ -251,8 +251,7 @@ def test_ridge_decoding_recovers_latents_on_simulated_betas():
     betas = latents[trial_stims] @ weights + 2.0 * rng.standard_normal((len(trial_stims), n_vox))
     trials = pd.DataFrame({"stim_id": ids[trial_stims],
                            "split": np.where(trial_stims < n_train, "train", "test")})
-    _, decoded = train_and_decode(betas.astype(np.float32), trials, np.arange(n_vox), ids, latents,
-                                  list(DecodingParams().alphas))
+    _, decoded = train_and_decode(betas.astype(np.float32), trials, np.arange(n_vox), ids, latents, DecodingParams())
     per_item, chance = latent_similarity(decoded.decoded, decoded.true)
     assert per_item["latent_corr"].mean() > 0.8 and chance["latent_corr"] < 0.3
     from bids_recon.evaluate.metrics import two_way_identification

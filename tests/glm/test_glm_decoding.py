@@ -10,6 +10,7 @@ import pytest
 from bids_recon.bids.layout import collect_inputs
 from bids_recon.config import Config
 from bids_recon.decoding import train_and_decode
+from bids_recon.decoding.params import DecodingParams
 from bids_recon.design import load_events
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.evaluate import two_way_identification
@@ -80,8 +81,7 @@ def test_decoder_identifies_test_stimuli(subject_betas, tiny_dataset):
     rois, _ = atlas_rois(subject_betas["mask"], Config().workflow.rois.labels)
     brain = np.asarray(subject_betas["mask"].dataobj) > 0
     voxels = np.flatnonzero(rois["earlyvisual"][brain])
-    decoder, decoded = train_and_decode(subject_betas["z"], trials, voxels, stim_ids, coefficients,
-                                        [10.0**k for k in range(0, 9)])
+    decoder, decoded = train_and_decode(subject_betas["z"], trials, voxels, stim_ids, coefficients, DecodingParams())
     assert decoded.decoded.shape == (trials.loc[trials.split == "test", "stim_id"].nunique(), basis.n_components)
     assert (decoded.n_trials >= 2).all()
     assert two_way_identification(decoded.decoded, decoded.true).mean() > 0.8
@@ -89,7 +89,7 @@ def test_decoder_identifies_test_stimuli(subject_betas, tiny_dataset):
     # a decoder from voxels without signal is at chance
     rng = np.random.default_rng(0)
     _, noise = train_and_decode(rng.normal(size=subject_betas["z"].shape).astype(np.float32), trials, voxels,
-                                stim_ids, coefficients, [10.0**k for k in range(0, 9)])
+                                stim_ids, coefficients, DecodingParams())
     assert two_way_identification(noise.decoded, noise.true).mean() < 0.75
 
 
@@ -210,7 +210,8 @@ def test_combine_and_noise_ceiling_by_blocks_equal_the_whole(subject_betas, tmp_
     columns = np.flatnonzero(subject_betas["truth"]["signal"][subject_betas["columns"]])[:50]
     features = np.random.default_rng(0).standard_normal((table["stim_id"].nunique(), 4))
     ids = np.unique(stim_ids)
-    in_memory = train_and_decode(whole, table, columns, ids, features, [1.0, 100.0], 3)
-    mapped = train_and_decode(blocked, table, columns, ids, features, [1.0, 100.0], 3)
+    two_alphas = DecodingParams(alphas=[1.0, 100.0], cv_folds=3)
+    in_memory = train_and_decode(whole, table, columns, ids, features, two_alphas)
+    mapped = train_and_decode(blocked, table, columns, ids, features, two_alphas)
     np.testing.assert_array_equal(in_memory[1].decoded, mapped[1].decoded)
     np.testing.assert_array_equal(mapped[0].voxel_indices, columns)  # saved as whole-brain columns

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bids_recon.decoding.params import DecodingParams
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features.params import StimulusParams
 from bids_recon.glm.importers import IMPORTERS, ImportContext, importer_for, parse_betas
@@ -76,7 +77,8 @@ def _decode(betas: np.ndarray, trials: pd.DataFrame, features: dict[str, np.ndar
     stacked, table = combine_runs([betas[r] for r in rows], tables)
     ids = np.array(sorted(features))
     _, decoded = train_and_decode(stacked, table, np.arange(stacked.shape[1]), ids,
-                                  np.stack([features[i] for i in ids]), [1.0, 10.0, 100.0, 1000.0])
+                                  np.stack([features[i] for i in ids]),
+                                  DecodingParams(alphas=[1.0, 10.0, 100.0, 1000.0]))
     corr = np.corrcoef(decoded.decoded, decoded.true)[: len(decoded.true), len(decoded.true):]
     ident = float(np.mean([(corr[i, i] > np.delete(corr[i], i)).mean() for i in range(len(corr))]))
     return decoded.decoded, ident
