@@ -124,9 +124,13 @@ def canonical_library() -> HrfLibrary:
                       params=np.array([[6.0, 12.0, 0.35]]), name="glover")
 
 
-def trial_regressors(library: HrfLibrary, onsets: np.ndarray, durations: np.ndarray, frame_times: np.ndarray
-                     ) -> np.ndarray:
+def trial_regressors(library: HrfLibrary, onsets: np.ndarray, durations: np.ndarray, frame_times: np.ndarray,
+                     amplitudes: np.ndarray | None = None) -> np.ndarray:
     """One regressor per trial for every HRF of the library.
+
+    Each trial is modelled where it is: its onset in seconds (not rounded to the TR grid: the response is sampled at
+    each volume's time from a grid of :data:`FINE_DT` s, interpolated linearly), its own duration (rounded to
+    :data:`FINE_DT`; 0 is an impulse), however long (a stimulus longer than a TR is one boxcar, not several trials).
 
     Parameters
     ----------
@@ -135,12 +139,17 @@ def trial_regressors(library: HrfLibrary, onsets: np.ndarray, durations: np.ndar
         Seconds.
     frame_times : ndarray, shape (n_volumes,)
         Acquisition time of each volume (s).
+    amplitudes : ndarray, shape (n_trials,), optional
+        Scale of each trial's regressor (an events file's ``modulation``, see
+        :mod:`bids_recon.design.modulation`): the regressor then peaks at it and the trial's beta is the peak
+        response divided by it. Default 1.
 
     Returns
     -------
     ndarray, shape (n_hrfs, n_volumes, n_trials), float64
         Boxcar of each trial's duration convolved with each HRF, normalised so that the response to an
-        event of that duration peaks at 1.
+        event of that duration peaks at 1 (times ``amplitudes``): a beta is the peak of the trial's response, for a
+        12-s block as for a 0.5-s flash, in the data's units.
     """
     onsets = np.asarray(onsets, dtype=float)
     durations = np.asarray(durations, dtype=float)
@@ -156,11 +165,43 @@ def trial_regressors(library: HrfLibrary, onsets: np.ndarray, durations: np.ndar
         grid = np.arange(response.shape[1]) * FINE_DT
         lag = lags[:, columns]
         inside = (lag >= 0) & (lag <= grid[-1])
-        index = np.clip(lag / FINE_DT, 0, len(grid) - 1)
+        # a boxcar's running sum at sample k integrates the HRF up to (k + 1/2) FINE_DT (midpoint rule): read it half
+        # a sample later, or every response leads the data by 25 ms (0.8% of the peak where it rises fastest); an
+        # impulse (duration 0) is the HRF itself
+        shift = 0.5 if duration > 0 else 0.0
+        index = np.clip(lag / FINE_DT - shift, 0, len(grid) - 1)
         low = np.floor(index).astype(int)
         high = np.minimum(low + 1, len(grid) - 1)
         weight = index - low
         for k in range(n_hrfs):
             values = (1 - weight) * response[k, low] + weight * response[k, high]
             out[k][:, columns] = np.where(inside, values, 0.0)
+    if amplitudes is not None:
+        amplitudes = np.asarray(amplitudes, dtype=float)
+        if amplitudes.shape != onsets.shape:
+            raise ValueError(f"amplitudes must have one value per trial ({len(onsets)}), got shape {amplitudes.shape}")
+        out *= amplitudes[None, None, :]
     return out
+
+
+def event_regressor(onsets: np.ndarray, durations: np.ndarray, amplitudes: np.ndarray, frame_times: np.ndarray,
+                    library: HrfLibrary | None = None) -> np.ndarray:
+    """One regressor for a group of events that are not trials (a nuisance or parametric regressor).
+
+    Parameters
+    ----------
+    onsets, durations, amplitudes : ndarray, shape (n_events,)
+        Seconds, seconds, and each event's scale (its ``modulation``).
+    frame_times : ndarray, shape (n_volumes,)
+    library : HrfLibrary, optional
+        Its first HRF is used (default: :func:`canonical_library`, nilearn's Glover HRF).
+
+    Returns
+    -------
+    ndarray, shape (n_volumes,)
+        Sum over the events of the response to each one's boxcar, peaking at its amplitude (the normalisation of
+        :func:`trial_regressors`).
+    """
+    library = canonical_library() if library is None else library
+    member = HrfLibrary(hrfs=library.hrfs[:1], time_to_peak=library.time_to_peak[:1], name=library.name)
+    return trial_regressors(member, onsets, durations, frame_times, amplitudes)[0].sum(axis=1)
