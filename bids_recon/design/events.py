@@ -14,6 +14,9 @@ import pandas as pd
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.io import read_tsv
 
+#: Key of the events' ``attrs`` that holds each sorted row's line in the file (the header is line 1).
+LINES_ATTR = "lines"
+
 
 def load_events(path: Path, n_volumes: int | None = None, repetition_time: float | None = None) -> pd.DataFrame:
     """Read and check a BIDS events file.
@@ -28,7 +31,7 @@ def load_events(path: Path, n_volumes: int | None = None, repetition_time: float
     Returns
     -------
     pandas.DataFrame
-        The events sorted by onset, index reset.
+        The events sorted by onset, index reset; ``attrs[LINES_ATTR]`` holds each row's line in the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,7 +59,12 @@ def load_events(path: Path, n_volumes: int | None = None, repetition_time: float
         if late.any():
             onset = float(events.loc[late, "onset"].iloc[0])
             raise BadDataError(f"a trial at onset {onset} s ends after the run ends ({run_end:g} s)", path)
-    return events.sort_values("onset", kind="stable").reset_index(drop=True)
+    order = np.argsort(events["onset"].to_numpy(float), kind="stable")
+    events = events.iloc[order].reset_index(drop=True)
+    # the file line of each sorted row (header on line 1), for errors raised after sorting; a tuple, as pandas
+    # compares attrs when it concatenates frames
+    events.attrs[LINES_ATTR] = tuple(int(line) for line in order + 2)
+    return events
 
 
-__all__ = ["load_events"]
+__all__ = ["LINES_ATTR", "load_events"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_recon.design.modulation import RunModulations, run_modulations
 from bids_recon.design.split import ColumnRule, SessionRule, parse_test_split, split_by_rule
 from bids_recon.design.table import TrialRows, trial_table
 from bids_recon.errors import BadDataError
@@ -55,6 +56,7 @@ def run_trials(
         :data:`~bids_recon.design.table.NOT_DECODED`.
     """
     rows = stimuli.trial_rows(events, source)
+    run_modulations(events, rows["row"].to_numpy(int), source)  # refuse an ambiguous modulation column early
     chosen = events.iloc[rows["row"].to_numpy()].reset_index(drop=True)
     unknown = ~np.isfinite(chosen["duration"].to_numpy(float))
     if unknown.any():
@@ -69,6 +71,22 @@ def run_trials(
     if isinstance(rule, ColumnRule | SessionRule):
         table = split_by_rule(table, rule, chosen, source)
     return table
+
+
+def event_modulations(events: pd.DataFrame, stimuli: TrialRows, source: Path | None = None) -> RunModulations:
+    """What the run's ``modulation`` column asks of the model: each trial's scale, in the order of
+    :func:`run_trials`' table, and the nuisance events (see :mod:`bids_recon.design.modulation`).
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Checked events (:func:`bids_recon.design.events.load_events`).
+    stimuli : TrialRows
+        The stimulus settings (which rows are trials).
+    source : Path, optional
+        The events file, named in errors.
+    """
+    return run_modulations(events, stimuli.trial_rows(events, source)["row"].to_numpy(int), source)
 
 
 def betas_only_column(columns: Iterable[str], stimuli: TrialRows, source: Path | None = None) -> str | None:
@@ -102,4 +120,4 @@ def betas_only_column(columns: Iterable[str], stimuli: TrialRows, source: Path |
                        f"name the trials (have: {', '.join(columns)}); name the column with --stimulus-column", source)
 
 
-__all__ = ["CONDITION_COLUMN", "betas_only_column", "run_trials"]
+__all__ = ["CONDITION_COLUMN", "betas_only_column", "event_modulations", "run_trials"]
