@@ -13,11 +13,11 @@ from bids_recon.design.confounds import ConfoundChoice, load_confounds
 from bids_recon.design.events import load_events
 from bids_recon.design.repeats import assign_repeats_and_split, number_repeats
 from bids_recon.design.table import decoded_trials, read_trials
-from bids_recon.design.trials import run_trials
+from bids_recon.design.trials import event_modulations, run_trials
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.features.params import StimulusParams, stimulus_params
 from bids_recon.glm.estimators import FitOptions, SessionFit, SessionRun, drift_regressors, fit_session
-from bids_recon.glm.hrf import canonical_library, trial_regressors
+from bids_recon.glm.hrf import canonical_library, event_regressor, trial_regressors
 from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import TRIAL_PREFIX, percent_signal_change, zscore_by_group
 from bids_recon.io import atomic_write
@@ -125,7 +125,7 @@ class SessionBetas:
 
 def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: list[str],
               stimuli: StimulusParams | str | None
-              ) -> tuple[SessionRun, pd.DataFrame, np.ndarray, ConfoundChoice]:
+              ) -> tuple[SessionRun, pd.DataFrame, np.ndarray, ConfoundChoice, list[str]]:
     bold = load_image(files.bold, ndim=4)
     if not same_grid(bold, mask_img):
         raise BadDataError(f"BOLD grid {bold.shape[:3]} differs from the brain mask's {mask_img.shape[:3]}",
@@ -142,14 +142,21 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     if trials.empty:
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
     confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)
+    modulations = event_modulations(events, stimulus_params(stimuli), files.events)
+    frame_times = np.arange(n_volumes) * files.repetition_time
+    # non-trial events with a modulation: nuisance regressors, regressed out like the confounds
+    nuisance = {group.name: event_regressor(group.onsets, group.durations, group.modulations, frame_times)
+                for group in modulations.nuisance}
+    confounds = confounds.assign(**nuisance)
     psc, usable = percent_signal_change(data)
     # NaN or constant voxels are never bright: one NaN voxel made the 99th percentile NaN and the noise pool empty
     mean_intensity = np.where(usable, np.nanmean(np.where(np.isfinite(data), data, 0.0), axis=0), 0.0)
     del data
     run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
                      stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,
-                     confounds=confounds.to_numpy(float), mean_intensity=mean_intensity)
-    return run, trials, usable, choice
+                     confounds=confounds.to_numpy(float), mean_intensity=mean_intensity,
+                     modulations=modulations.trials)
+    return run, trials, usable, choice, list(confounds.columns)
 
 
 def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: float,
@@ -159,7 +166,7 @@ def report_design(run: SessionRun, confound_names: list[str], high_pass_hz: floa
     The drift columns are those the estimators project out (``drift_model``, see
     :func:`~bids_recon.glm.estimators.drift_regressors`).
     """
-    trials = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times)[0]
+    trials = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times, run.modulations)[0]
     drift = drift_regressors(run.n_volumes, run.repetition_time, high_pass_hz, drift_model)
     columns = {f"{TRIAL_PREFIX}{i:04d}": trials[:, i] for i in range(trials.shape[1])}
     if run.confounds is not None:
@@ -203,13 +210,13 @@ def estimate_session_betas(
     """
     params = params or GlmParams()
     loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
-    session_runs = [run for run, _, _, _ in loaded]
-    usable = np.logical_and.reduce([u for _, _, u, _ in loaded])
-    design = report_design(session_runs[0], list(loaded[0][3].columns), params.high_pass_hz, params.drift_model)
+    session_runs = [run for run, *_ in loaded]
+    usable = np.logical_and.reduce([u for _, _, u, *_ in loaded])
+    design = report_design(session_runs[0], loaded[0][4], params.high_pass_hz, params.drift_model)
     fit = fit_session(session_runs, params, seed, options or FitOptions())
     betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
-    return SessionBetas(betas=betas, trials=[t for _, t, _, _ in loaded], design=design, fit=fit,
-                        n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c in loaded])
+    return SessionBetas(betas=betas, trials=[t for _, t, *_ in loaded], design=design, fit=fit,
+                        n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c, _ in loaded])
 
 
 #: Bytes of betas z-scored at once by :func:`combine_runs` (a block of voxels over all trials).

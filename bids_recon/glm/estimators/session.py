@@ -42,6 +42,9 @@ class SessionRun:
     confounds : ndarray, shape (n_volumes, n_confounds), optional
     mean_intensity : ndarray, shape (n_voxels,), optional
         Mean raw signal per voxel (for the noise pool's brightness criterion).
+    modulations : ndarray, shape (n_trials,), optional
+        Scale of each trial's regressor (the events' ``modulation``, :mod:`bids_recon.design.modulation`): a beta is
+        then the peak response divided by it. Default: 1.
     """
 
     data: np.ndarray
@@ -51,6 +54,7 @@ class SessionRun:
     repetition_time: float
     confounds: np.ndarray | None = None
     mean_intensity: np.ndarray | None = None
+    modulations: np.ndarray | None = None
 
     @property
     def n_volumes(self) -> int:

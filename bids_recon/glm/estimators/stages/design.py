@@ -99,7 +99,7 @@ def session_designs(runs: list[SessionRun], library: HrfLibrary, bases: list[np.
     """Residualised trial designs per run: ``(n_hrfs, n_volumes, n_trials)``."""
     designs = []
     for run, basis in zip(runs, bases, strict=True):
-        x = trial_regressors(library, run.onsets, run.durations, run.frame_times)
+        x = trial_regressors(library, run.onsets, run.durations, run.frame_times, run.modulations)
         for k in range(len(library)):
             x[k] = x[k] - basis @ (basis.T @ x[k])
         designs.append(x)
