@@ -45,10 +45,12 @@ class GlmParams:
         "tcompcor:K; 'none'; or 'auto' = " + " ".join(DEFAULT_CONFOUNDS) + ", each where the run's table has it "
         "(skipped groups are logged and reported). What is named must be in every run's table (else exit 65)"))
     max_noise_components: int = setting(10, ge=0, le=50, doc="largest number of noise regressors tried")
-    noise_selection: str = setting("auto", choices=lambda: _estimators().NOISE_SELECTIONS, doc=(
-        "number of noise regressors: GLMsingle's cross-validation over repeated stimuli ('cv'), a parallel "
-        "analysis of the noise pool that needs no repeats ('parallel'), or the cross-validation where the repeats "
-        "predict each other and the parallel analysis otherwise ('auto')"))
+    noise_selection: str = setting("heldout", choices=lambda: _estimators().NOISE_SELECTIONS, doc=(
+        "number of noise regressors: a parallel analysis of the noise pool proposes it and held-out runs check it "
+        "(components that make the leave-one-run-out prediction of the time series worse are dropped, as GLMdenoise; "
+        "no repeats needed; none with one run: 'heldout'), GLMsingle's cross-validation over repeated stimuli "
+        "('cv'), the parallel analysis alone ('parallel'), or the earlier default: 'cv' where the repeats predict "
+        "each other, 'parallel' otherwise ('auto')"))
     fraction_selection: str = setting("evidence", choices=lambda: _estimators().FRACTION_SELECTIONS, doc=(
         "ridge of the estimators that fit one: per voxel by maximum marginal likelihood, no repeats needed "
         "('evidence'), or a cross-validated fraction of the least-squares norm once per session ('session') or per "

@@ -113,6 +113,14 @@ REFERENCES: list[Reference] = [
         "  doi = {10.1162/neco.1992.4.3.415}\n}",
         by_estimator=True),
     Reference(
+        "kay2013", "Kay KN, Rokem A, Winawer J, Dougherty RF, Wandell BA (2013). GLMdenoise: a fast, automated "
+        "technique for denoising task-based fMRI data. Frontiers in Neuroscience 7:247. doi:10.3389/fnins.2013.00247",
+        "@article{kay2013,\n  author = {Kay, Kendrick N. and Rokem, Ariel and Winawer, Jonathan and Dougherty, Robert "
+        "F. and Wandell, Brian A.},\n  title = {{GLMdenoise}: a fast, automated technique for denoising task-based "
+        "{fMRI} data},\n  journal = {Frontiers in Neuroscience},\n  volume = {7},\n  pages = {247},\n"
+        "  year = {2013},\n  doi = {10.3389/fnins.2013.00247}\n}",
+        by_estimator=True),
+    Reference(
         "horn1965", "Horn JL (1965). A rationale and test for the number of factors in factor analysis. "
         "Psychometrika 30(2):179-185. doi:10.1007/BF02289447",
         "@article{horn1965,\n  author = {Horn, John L.},\n  title = {A rationale and test for the number of factors "

@@ -224,7 +224,7 @@ def test_a_new_estimator_is_one_module_with_its_card():
             np.testing.assert_allclose(betas, truth, atol=1e-3)
         # the settings an estimator does not read are not checked for it; those it reads are, before any work
         fit_session(runs, dataclasses.replace(params, noise_selection="sometimes"))
-        with pytest.raises(UsageError, match="noise_selection must be one of auto, cv, parallel"):
+        with pytest.raises(UsageError, match="noise_selection must be one of heldout, cv, parallel, auto"):
             fit_session(runs, dataclasses.replace(params, estimator="fithrf-denoise", noise_selection="sometimes"))
 
         config = Config()

@@ -3,6 +3,7 @@ and the diagnostics a user sees. Small instances (hundreds of voxels), so each t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -11,6 +12,7 @@ import pytest
 
 from bids_recon.glm import GlmParams, default_library, fit_session
 from bids_recon.glm.estimators.stages.crossval import RepeatCV
+from bids_recon.glm.hrf import canonical_library, trial_regressors
 from bids_recon.reports.figures import plot_glm_diagnostics
 from bids_recon.sim.eventsim import EVENT_PRESETS, simulate_event_session
 
@@ -69,6 +71,29 @@ def test_number_of_noise_components_is_recovered(preset, n_random_walks, n_physi
     assert abs(fit.n_noise_components - sim.truth.n_noise_components) <= 1, fit.info["NoiseParallelAnalysisPerRun"]
 
 
+def test_components_that_carry_task_signal_are_dropped():
+    """A task-locked response shared by every voxel (trial-to-trial varying, as arousal) is a component the parallel
+    analysis finds; held-out runs' prediction gets worse without it, so the default does not project it out (and
+    says so), while data with only shared noise keep their components (test above)."""
+    sim = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=1, n_voxels=1500, n_random_walks=0, n_physio=0)
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0, 1.5, sim.spec.n_voxels).astype(np.float32)
+    runs = sim.session_runs()
+    for run in runs:
+        x = trial_regressors(canonical_library(), run.onsets, run.durations, run.frame_times)[0]
+        shared = x @ (1 + 0.8 * rng.standard_normal(x.shape[1]))
+        run.data += (shared[:, None] * weights[None, :]).astype(np.float32)
+    copies = [dataclasses.replace(run, data=run.data.copy()) for run in runs]
+    parallel = fit_session(runs, GlmParams(noise_selection="parallel"))
+    checked = fit_session(copies, GlmParams())
+    assert parallel.n_noise_components >= 1
+    assert checked.n_noise_components < parallel.n_noise_components
+    assert checked.info["NoiseComponentsDropped"] == parallel.n_noise_components - checked.n_noise_components
+    gains = checked.info["CVNoiseGains"]
+    assert gains[parallel.n_noise_components] < gains[checked.n_noise_components]
+    assert any("prediction of held-out runs got worse" in w for w in checked.info["Warnings"])
+
+
 def test_chosen_hrf_follows_the_true_one():
     sim = simulate_event_session(EVENT_PRESETS["fast-2run"], seed=7, n_voxels=800, hrf_family="logit", noise_sd=1.2,
                                  shared_noise_sd=1.0)
@@ -84,11 +109,14 @@ def test_uninformative_cross_validation_is_reported(fast_design, caplog):
         fit = fit_session(fast_design.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
     info = fit.info
     assert len(info["CVNoiseComponents"]) == 11 and len(info["CVFractions"]) == len(info["Fractions"]) == 20
-    assert max(info["CVNoiseComponents"]) <= 0 and info["NoiseSelection"] == "parallel analysis"
+    # the noise count needs no repeats: the parallel analysis proposes it, held-out runs' time series check it where
+    # the on/off model predicts them (a trial every 4.5 s: too few voxels, and the fit says so)
+    assert info["NoiseSelection"] == "parallel analysis (held-out runs could not check it)"
+    assert info["CVNoisePredictedVoxels"] < 20
+    assert any("too few to check" in w for w in info["Warnings"])
     assert any("do not predict each other" in w for w in info["Warnings"])
     assert info["FractionSelection"] == "marginal likelihood per voxel"
     assert sum(info["HRFIndexHistogram"]) == fast_design.spec.n_voxels
-    assert any("parallel analysis" in w for w in info["Warnings"])
     assert any("marginal likelihood" in w for w in info["Warnings"])
     assert [r.message for r in caplog.records if r.name == "bids_recon.glm"] == info["Warnings"]
     assert 0.05 < info["FractionMedianTaskVoxels"] < 1.0
@@ -97,21 +125,23 @@ def test_uninformative_cross_validation_is_reported(fast_design, caplog):
 
 def test_reliable_repeats_let_cross_validation_choose():
     sim = simulate_event_session(EVENT_PRESETS["reliable-repeats"], seed=2, n_voxels=800, repeat_correlation=1.0)
-    fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
+    fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr", noise_selection="auto"))
     reliability = fit.info["RepeatReliability"]
     assert reliability["MedianCorrelation"] > reliability["ShuffledMean"] + 3 * reliability["ShuffledSD"]
-    assert fit.info["NoiseSelection"] == "cross-validation"
+    assert fit.info["NoiseSelection"] == "cross-validation of repeated stimuli"
     assert not any("do not predict each other" in w for w in fit.info["Warnings"])
     assert abs(fit.n_noise_components - sim.truth.n_noise_components) <= 2
+    assert max(fit.cv_noise) > 0 or any("only ranks the counts" in w for w in fit.info["Warnings"])
     assert _median_r(fit, sim.truth) > 0.5
 
 
 def test_single_presentations_fall_back_without_cross_validation():
     sim = simulate_event_session(EVENT_PRESETS["single-presentation"], seed=1, n_voxels=600)
     fit = fit_session(sim.session_runs(), GlmParams(estimator="fithrf-denoise-rr"))
-    assert fit.info["CrossValidatedTrials"] == 0 and fit.cv_noise == [] and fit.cv_fractions == []
+    assert fit.info["CrossValidatedTrials"] == 0 and fit.cv_fractions == []
+    assert len(fit.cv_noise) == 11  # held-out runs need no repeats
     assert "too few to cross-validate" in fit.info["Warnings"][0]
-    assert fit.info["NoiseSelection"] == "parallel analysis"
+    assert fit.info["NoiseSelection"].startswith("parallel analysis")
     lss = fit_session(sim.session_runs(), GlmParams(estimator="lss"))
     assert _median_r(fit, sim.truth) > _median_r(lss, sim.truth)
 

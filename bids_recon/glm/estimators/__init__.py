@@ -21,16 +21,17 @@ import importlib
 import pkgutil
 
 from bids_recon.glm.estimators.card import ESTIMATORS, EstimatorCard, estimator_card, estimators_doc, register
-from bids_recon.glm.estimators.fit import fit_session
+from bids_recon.glm.estimators.chunked import ArraySource, NpySource
+from bids_recon.glm.estimators.fit import fit_session, fit_session_source
 from bids_recon.glm.estimators.options import FitOptions
 from bids_recon.glm.estimators.session import GlmSettings, SessionFit, SessionRun
 from bids_recon.glm.estimators.stages.design import DRIFT_MODELS, drift_regressors
 from bids_recon.glm.estimators.stages.noise import NOISE_SELECTIONS
 from bids_recon.glm.estimators.stages.ridge import FRACTION_SELECTIONS
 
-__all__ = ["DRIFT_MODELS", "ESTIMATORS", "FRACTION_SELECTIONS", "NOISE_SELECTIONS", "EstimatorCard", "FitOptions",
-           "GlmSettings", "SessionFit", "SessionRun", "drift_regressors", "estimator_card", "estimators_doc",
-           "fit_session", "register"]
+__all__ = ["DRIFT_MODELS", "ESTIMATORS", "FRACTION_SELECTIONS", "NOISE_SELECTIONS", "ArraySource", "EstimatorCard",
+           "FitOptions", "GlmSettings", "NpySource", "SessionFit", "SessionRun", "drift_regressors", "estimator_card",
+           "estimators_doc", "fit_session", "fit_session_source", "register"]
 
 
 def _import_all() -> None:

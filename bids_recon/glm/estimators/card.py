@@ -8,13 +8,16 @@ stage's methods text, the citations and the settings' choices ask the registry; 
 
 from __future__ import annotations
 
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
 from bids_recon.glm.estimators.options import FitOptions
 from bids_recon.glm.estimators.session import GlmSettings, SessionFit, SessionRun
 from bids_recon.registry import Registry
+
+if TYPE_CHECKING:
+    from bids_recon.glm.estimators.chunked import VoxelSource
 
 C = TypeVar("C", bound=type)
 
@@ -33,12 +36,16 @@ class EstimatorCard:
         their values before fitting).
     rank : int
         Place in the list of estimators (simplest first).
+    chunked : bool
+        Whether :meth:`fit_source` reads a chunk of voxels at a time (memory bounded whatever the number of
+        voxels); otherwise the whole session is read into memory.
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     settings: ClassVar[tuple[str, ...]] = ()
     rank: ClassVar[int] = 100
+    chunked: ClassVar[bool] = False
 
     def methods(self, glm: GlmSettings) -> str:
         """How the betas were estimated with these settings, for the methods text: a phrase that completes
@@ -64,6 +71,20 @@ class EstimatorCard:
         options : FitOptions
         """
         raise NotImplementedError
+
+    def fit_source(self, source: VoxelSource, glm: GlmSettings, rng: np.random.Generator, options: FitOptions,
+                   betas_out: list[np.ndarray] | None = None, voxels_per_chunk: int | None = None) -> SessionFit:
+        """Single-trial betas of a session read from ``source`` (:mod:`~bids_recon.glm.estimators.chunked`), written
+        into ``betas_out`` when given (per run ``(n_trials_run, n_voxels)``, arrays or writable memory maps).
+
+        This default reads the whole session into memory and calls :meth:`fit`; chunked estimators override it.
+        """
+        fit = self.fit(source.runs(slice(0, source.n_voxels)), glm, rng, options)
+        if betas_out is not None:
+            for target, betas in zip(betas_out, fit.betas, strict=True):
+                target[:] = betas
+            fit.betas = betas_out
+        return fit
 
 
 #: Registered estimators by name (one card each), simplest first (:attr:`EstimatorCard.rank`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bids_recon.glm.estimators.card import EstimatorCard, register
-from bids_recon.glm.estimators.fithrf_denoise import denoised_session
+from bids_recon.glm.estimators.chunked import ArraySource, VoxelSource, fit_chunked
 from bids_recon.glm.estimators.options import FitOptions
 from bids_recon.glm.estimators.session import GlmSettings, SessionFit, SessionRun
 from bids_recon.glm.estimators.stages import design, hrfs, noise, ridge
@@ -17,6 +17,7 @@ class FitHrfDenoiseRidge(EstimatorCard):
     rank = 50
     summary = "fithrf-denoise + ridge per voxel, see the fraction_selection setting; GLMsingle-class"
     settings = (*design.SETTINGS, *noise.SETTINGS, *ridge.SETTINGS)
+    chunked = True
 
     def methods(self, glm: GlmSettings) -> str:
         return (f"a GLMsingle-style estimator (Prince et al. 2022): HRF chosen per voxel from {hrfs.library_text()}, "
@@ -27,8 +28,9 @@ class FitHrfDenoiseRidge(EstimatorCard):
 
     def fit(self, runs: list[SessionRun], glm: GlmSettings, rng: np.random.Generator,
             options: FitOptions) -> SessionFit:
-        s = denoised_session(runs, glm, rng, options, (ridge.WITHOUT_CV,), (ridge.IF_UNRELIABLE,))
-        betas, fractions, cv_fractions = ridge.ridge(s.model, s.hrf_index, s.task, s.cv, s.reliable,
-                                                     glm.fraction_selection, options.fractions)
-        return s.model.result(betas, s.hrf_index, s.r2, fractions, s.kept.n_components, s.kept.cv_noise,
-                              cv_fractions)
+        return self.fit_source(ArraySource(runs), glm, rng, options, voxels_per_chunk=len(runs[0].data.T))
+
+    def fit_source(self, source: VoxelSource, glm: GlmSettings, rng: np.random.Generator, options: FitOptions,
+                   betas_out: list[np.ndarray] | None = None, voxels_per_chunk: int | None = None) -> SessionFit:
+        return fit_chunked(source, glm, rng, options, denoise=True, ridge_selection=glm.fraction_selection,
+                           betas_out=betas_out, voxels_per_chunk=voxels_per_chunk)

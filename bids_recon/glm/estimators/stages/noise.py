@@ -1,12 +1,19 @@
 """Noise regressors (GLMsingle's GLMdenoise): principal components of a noise pool and how many of them to use.
 
 The noise pool is bright voxels whose single-trial model explains little; its principal time courses (per run) are
-candidate nuisance regressors, one count for the session. The count comes from leave-one-run-out cross-validation of
-repeated stimuli as GLMsingle does (the betas of the training runs with ``k`` components predict the
-*unregularised, 0-component* betas of the same stimulus in the held-out run; GLMsingle's 5 % stopping rule) when
-that cross-validation is informative, and otherwise from a sequential parallel analysis of the noise pool
-(components whose eigenvalues exceed those of the same voxels with the stronger components removed and their
-phases randomised).
+candidate nuisance regressors, one count for the session. By default (``noise_selection="heldout"``) a parallel
+analysis of the noise pool proposes a count (components above chance) and the held-out runs' time series check it
+(GLMdenoise's leave-one-run-out prediction, :mod:`~bids_recon.glm.estimators.stages.heldout`; no repeats needed):
+the largest count up to the proposal whose held-out prediction is within two standard errors or 5 % of the best
+count's, over the voxels the on/off model predicts (held-out R² >= 0.05). Components that carry task signal make the
+held-out prediction worse and are dropped; where the prediction cannot tell (too few voxels predicted), the proposal
+stands. The alternatives: leave-one-run-out cross-validation of repeated stimuli as GLMsingle does (``"cv"``: the
+betas of the training runs with ``k`` components predict the *unregularised, 0-component* betas of the same stimulus
+in the held-out run; GLMsingle's 5 % stopping rule), a sequential parallel analysis of the noise pool
+(``"parallel"``: components whose eigenvalues exceed those of the same voxels with the stronger components removed
+and their phases randomised), and the earlier default ``"auto"`` (``"cv"`` where repeats predict each other, else
+``"parallel"``). On real BOLD the parallel analysis took the cap in every run and each component it kept cost
+decoding accuracy: it is no longer the default.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ import numpy as np
 from bids_recon.glm.estimators.session import GlmSettings, SessionRun, warn
 from bids_recon.glm.estimators.stages.crossval import RepeatCV
 from bids_recon.glm.estimators.stages.design import SessionModel, residualise
+from bids_recon.glm.estimators.stages.heldout import PREDICTED_R2, heldout_curve
 from bids_recon.glm.estimators.stages.ols import betas_per_count
 
 #: How the number of noise components is chosen (``noise_selection``).
-NOISE_SELECTIONS = ("auto", "cv", "parallel")
+NOISE_SELECTIONS = ("heldout", "cv", "parallel", "auto")
 #: The settings this stage reads.
 SETTINGS = ("max_noise_components", "noise_selection")
 #: GLMsingle's stopping rule: the smallest count whose CV gain is within 5 % of the best.
@@ -32,6 +40,11 @@ NOISE_POOL_MAX = 4000
 MIN_CV_GAIN = 0.005
 #: What the count comes from when the cross-validation cannot guide it (the fit's warnings say so).
 WITHOUT_CV = "the number of noise components comes from parallel analysis of the noise pool"
+#: With ``heldout``, a count is kept when its held-out R² gain is within this many standard errors of the best
+#: count's, or within :data:`HELDOUT_RELATIVE` of the best count's median R² (the standard error across voxels
+#: understates the uncertainty: the components are shared, so voxels move together).
+HELDOUT_SE = 2.0
+HELDOUT_RELATIVE = 0.05
 
 
 def pcstop(curve: np.ndarray, ratio: float = PCSTOP) -> int:
@@ -99,7 +112,7 @@ def unit_columns(z: np.ndarray) -> np.ndarray:
 
 
 def noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.ndarray], n_max: int,
-                     rng: np.random.Generator, n_draws: int = 2) -> NoiseComponents:
+                     rng: np.random.Generator, n_draws: int = 2, parallel: bool = True) -> NoiseComponents:
     """Principal time courses of the noise pool per run, and how many stand above chance (parallel analysis).
 
     Each pool voxel's residual time series is scaled to unit norm (as GLMsingle does) and the eigenvectors of
@@ -109,7 +122,8 @@ def noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.nd
     of up to ``n_draws`` draws, more than one only where the first leaves the decision within 25 %; the
     randomisation keeps each voxel's power spectrum and destroys what voxels share). The classic test,
     every rank against the null of the whole pool, undercounts: strong shared components inflate that null for
-    the weaker ones (it found 5 of 7 injected components, 6 of 10).
+    the weaker ones (it found 5 of 7 injected components, 6 of 10). ``parallel=False`` skips the test (its counts
+    are then empty).
     """
     components, counts, spectrum, null_spectrum = [], [], [], []
     for r, (run, basis) in enumerate(zip(runs, bases, strict=True)):
@@ -121,6 +135,10 @@ def noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.nd
         values, vectors = np.linalg.eigh((z @ z.T).astype(np.float64))
         values, vectors = values[::-1], vectors[:, ::-1]
         components.append(vectors[:, :min(n_max, z.shape[1])])  # beyond the pool's rank: arbitrary directions
+        if r == 0:
+            spectrum = [round(float(v / max(float(values.sum()), 1e-12)), 5) for v in values[:n_max + 1]]
+        if not parallel:
+            continue
         if z.shape[1] > PARALLEL_VOXELS:  # the test runs on a random subset of the pool
             z = z[:, np.sort(rng.choice(z.shape[1], PARALLEL_VOXELS, replace=False))]
             values, vectors = np.linalg.eigh((z @ z.T).astype(np.float64))
@@ -141,7 +159,6 @@ def noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.nd
         counts.append(count)
         if r == 0:
             total = max(float(values.sum()), 1e-12)
-            spectrum = [round(float(v / total), 5) for v in values[:n_max + 1]]
             null_spectrum = [round(float(v / total), 5) for v in nulls]
     return NoiseComponents(components, counts, spectrum, null_spectrum)
 
@@ -164,15 +181,18 @@ def noise_pool(runs: list[SessionRun], r2: np.ndarray, rng: np.random.Generator,
 
 @dataclass
 class Denoised:
-    """The noise components a session kept: how many, and the cross-validation curve (empty without it)."""
+    """The noise components a session kept: how many, the cross-validation curve (empty without it), and the
+    components themselves (per run ``(n_volumes, n_components)``, orthonormal, orthogonal to the nuisance basis)."""
 
     n_components: int
     cv_noise: list[float]
+    components: list[np.ndarray]
 
 
 def denoise(model: SessionModel, hrf_index: np.ndarray, r2: np.ndarray, task: np.ndarray, cv: RepeatCV,
             reliable: bool, rng: np.random.Generator, max_components: int, selection: str,
-            pool_max: int = NOISE_POOL_MAX, min_cv_gain: float = MIN_CV_GAIN) -> Denoised:
+            pool_max: int = NOISE_POOL_MAX, min_cv_gain: float = MIN_CV_GAIN, pool: np.ndarray | None = None
+            ) -> Denoised:
     """Choose the number of noise components and project them out of the session's data and designs.
 
     Parameters
@@ -190,24 +210,87 @@ def denoise(model: SessionModel, hrf_index: np.ndarray, r2: np.ndarray, task: np
         Draws the pool's subset and the parallel analysis' phases.
     max_components : int
         Largest number of components tried.
-    selection : {"auto", "cv", "parallel"}
-        ``"cv"``: GLMsingle's cross-validation and stopping rule; ``"parallel"``: the parallel analysis of the noise
-        pool; ``"auto"``: the cross-validation when ``reliable``, the parallel analysis otherwise.
+    selection : {"heldout", "cv", "parallel", "auto"}
+        ``"heldout"``: the parallel analysis' count, reduced where held-out runs' prediction gets worse; ``"cv"``:
+        GLMsingle's cross-validation of repeated stimuli and stopping rule; ``"parallel"``: the parallel analysis of
+        the noise pool; ``"auto"``: the cross-validation when ``reliable``, the parallel analysis otherwise.
     pool_max : int
         Noise-pool voxels used (a random subset when more qualify).
     min_cv_gain : float
         With the cross-validated count, a median CV R² gain below which no noise components are used.
+    pool : ndarray of int, optional
+        The noise pool's voxels among the model's (default: :func:`noise_pool` of ``r2``).
     """
     info = model.info
-    pool = noise_pool(model.runs, r2, rng, pool_max)
-    noise = noise_components(model.runs, pool, model.bases, max_components, rng)
+    pool = noise_pool(model.runs, r2, rng, pool_max) if pool is None else pool
+    parallel = selection in ("heldout", "parallel", "auto")
+    noise = noise_components(model.runs, pool, model.bases, max_components, rng, parallel=parallel)
     # nested orthonormal components, orthogonal to the nuisance basis: the first k of them are "k components"
     nested = [np.linalg.qr(c - b @ (b.T @ c))[0] if c.shape[1] else c
               for c, b in zip(noise.components, model.bases, strict=True)]
     info.update({"NoisePoolVoxels": int(len(pool)), "TaskVoxelsForCV": int(len(task)),
-                 "NoiseComponentsParallelAnalysis": noise.parallel_count,
-                 "NoiseParallelAnalysisPerRun": noise.parallel_counts,
-                 "NoisePoolSpectrum": noise.spectrum, "NoisePoolNullSpectrum": noise.null_spectrum})
+                 "NoisePoolSpectrum": noise.spectrum})
+    if parallel:
+        info.update({"NoiseComponentsParallelAnalysis": noise.parallel_count,
+                     "NoiseParallelAnalysisPerRun": noise.parallel_counts,
+                     "NoisePoolNullSpectrum": noise.null_spectrum})
+    if selection == "heldout":
+        n_components, cv_noise = _checked_by_heldout_runs(model, hrf_index, nested, task, noise.parallel_count,
+                                                          max_components)
+    else:
+        n_components, cv_noise = _by_repeats_or_parallel(model, hrf_index, nested, task, cv, reliable,
+                                                         max_components, selection, noise.parallel_count,
+                                                         min_cv_gain)
+    kept = [c[:, :n_components] for c in nested]
+    model.project_out(kept)
+    return Denoised(n_components, cv_noise, kept)
+
+
+def _checked_by_heldout_runs(model: SessionModel, hrf_index: np.ndarray, nested: list[np.ndarray], task: np.ndarray,
+                             proposed: int, max_components: int) -> tuple[int, list[float]]:
+    """The parallel analysis' count checked by held-out runs: the largest count up to ``proposed`` whose median
+    held-out R² gain is within :data:`HELDOUT_SE` standard errors of the best gain up to it. Returns the count and
+    the curve of median held-out R² for 0..``max_components`` (for the report)."""
+    info = model.info
+    info["NoiseSelection"] = "parallel analysis checked by held-out runs"
+    if len(model.runs) < 2:
+        info["NoiseSelection"] = "none (one run: held-out runs cannot check the parallel analysis)"
+        if proposed:
+            warn(info, f"this session has one run: the {proposed} noise components the parallel analysis found "
+                       "cannot be checked against held-out runs, so none are used.")
+        return 0, []
+    curve = heldout_curve(model, hrf_index, nested, list(range(max_components + 1)), task)
+    gains, errors = curve.gains()
+    medians = [round(float(v), 6) for v in curve.medians()]
+    info.update({"CVNoiseComponents": medians, "CVNoiseGains": [round(float(g), 6) for g in gains],
+                 "CVNoiseGainErrors": [round(float(e), 6) for e in errors],
+                 "CVNoisePredictedVoxels": int(curve.predicted.sum())})
+    if proposed == 0:
+        return 0, medians
+    if not curve.informative:
+        info["NoiseSelection"] = "parallel analysis (held-out runs could not check it)"
+        warn(info, f"the on/off model fitted on the other runs predicts the held-out runs (R² >= {PREDICTED_R2}) in "
+                   f"only {int(curve.predicted.sum())} of the {len(task)} task-responsive voxels, too few to check the "
+                   f"{proposed} noise components the parallel analysis found: all {proposed} are used.")
+        return proposed, medians
+    best_count = int(np.argmax(gains[:proposed + 1]))
+    best, level = float(gains[best_count]), float(curve.medians()[best_count])
+    n_components = max(k for k in range(proposed + 1)
+                       if gains[k] >= best - max(HELDOUT_SE * errors[k], HELDOUT_RELATIVE * abs(level)))
+    if n_components < proposed:
+        info["NoiseComponentsDropped"] = proposed - n_components
+        warn(info, f"the parallel analysis found {proposed} noise components; with more than {n_components} the "
+                   "prediction of held-out runs got worse (they carry task signal), so "
+                   f"{n_components} are used.")
+    return n_components, medians
+
+
+def _by_repeats_or_parallel(model: SessionModel, hrf_index: np.ndarray, nested: list[np.ndarray], task: np.ndarray,
+                            cv: RepeatCV, reliable: bool, max_components: int, selection: str, parallel_count: int,
+                            min_cv_gain: float) -> tuple[int, list[float]]:
+    """The count from the cross-validation of repeated stimuli (``"cv"``, or ``"auto"`` where repeats predict each
+    other) or from the parallel analysis; and the repeats' CV curve when it ran."""
+    info = model.info
     cv_noise: list[float] = []
     if cv.enough:
         per_count = betas_per_count(model.runs, model.designs, hrf_index, nested, list(range(max_components + 1)),
@@ -218,26 +301,33 @@ def denoise(model: SessionModel, hrf_index: np.ndarray, r2: np.ndarray, task: np
         n_components = pcstop(np.asarray(cv_noise))
         if cv_noise[n_components] - cv_noise[0] < min_cv_gain:
             n_components = 0
-        info["NoiseSelection"] = "cross-validation"
+        info["NoiseSelection"] = "cross-validation of repeated stimuli"
+        if max(cv_noise) <= 0:
+            warn(info, f"the cross-validated R² of repeated trials is <= 0 for every number of noise components (best "
+                       f"{max(cv_noise):.3f}): no count lets a trial's betas predict a repeat better than the session "
+                       f"mean, so the curve only ranks the counts; {n_components} ranked best.")
     else:
-        n_components = noise.parallel_count
+        n_components = parallel_count
         info["NoiseSelection"] = "parallel analysis"
-    if n_components >= max_components and max_components > 0:
-        warn(info, f"the largest number of noise components tried ({max_components}) was chosen: more shared noise "
-                   "may remain.")
-    model.project_out([c[:, :n_components] for c in nested])
-    return Denoised(n_components, cv_noise)
+    if n_components >= max_components > 0:
+        warn(info, f"the largest number of noise components tried ({max_components}) was chosen by "
+                   f"{info['NoiseSelection']}, which does not check that they do not remove task signal: "
+                   "noise_selection = 'heldout' drops those that make the prediction of held-out runs worse.")
+    return n_components, cv_noise
 
 
 def if_unreliable(selection: str) -> list[str]:
-    """What the count comes from when repeats do not predict each other (nothing else with ``selection="cv"``,
-    which cross-validates anyway)."""
-    return [] if selection == "cv" else [WITHOUT_CV]
+    """What the count comes from when repeats do not predict each other (only ``selection="auto"`` depends on them:
+    ``"cv"`` cross-validates anyway, the others need no repeats)."""
+    return [WITHOUT_CV] if selection == "auto" else []
 
 
 def describe(glm: GlmSettings) -> str:
     """The noise clause of the methods text."""
     count = {
+        "heldout": "whose number was proposed by a parallel analysis of the noise pool (components explaining more "
+                   "variance than those of phase-randomised data) and reduced where they made the prediction of "
+                   "held-out runs' time series worse (leave-one-run-out, as GLMdenoise, Kay et al. 2013)",
         "cv": "whose number was chosen by leave-one-run-out cross-validation of repeated trials (GLMsingle's rule)",
         "parallel": "whose number was chosen by a parallel analysis of the noise pool (components explaining more "
                     "variance than those of phase-randomised data)",
@@ -249,5 +339,13 @@ def describe(glm: GlmSettings) -> str:
 
 
 def references(glm: GlmSettings) -> tuple[str, ...]:
-    """Reference keys of this stage given the settings: the parallel analysis (Horn 1965) unless ``cv``."""
-    return () if glm.noise_selection == "cv" else ("horn1965",)
+    """Reference keys of this stage given the settings: GLMdenoise (Kay et al. 2013) for the held-out time series,
+    the parallel analysis (Horn 1965) where it may choose."""
+    return {"heldout": ("horn1965", "kay2013"), "cv": (), "parallel": ("horn1965",), "auto": ("horn1965",)}[
+        glm.noise_selection]
+
+
+def without_repeats(selection: str) -> list[str]:
+    """What the count comes from when too few trials repeat across runs (nothing changes for the selections that
+    need no repeats)."""
+    return [WITHOUT_CV] if selection in ("cv", "auto") else []
