@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +16,15 @@ from bids_recon.design.table import decoded_trials, read_trials
 from bids_recon.design.trials import event_modulations, run_trials
 from bids_recon.errors import BadDataError, MissingInputError
 from bids_recon.features.params import StimulusParams, stimulus_params
-from bids_recon.glm.estimators import FitOptions, SessionFit, SessionRun, drift_regressors, fit_session
+from bids_recon.glm.estimators import (
+    FitOptions,
+    NpySource,
+    SessionFit,
+    SessionRun,
+    drift_regressors,
+    fit_session,
+    fit_session_source,
+)
 from bids_recon.glm.hrf import canonical_library, event_regressor, trial_regressors
 from bids_recon.glm.params import GlmParams
 from bids_recon.glm.singletrial import TRIAL_PREFIX, percent_signal_change, zscore_by_group
@@ -183,6 +191,8 @@ def estimate_session_betas(
     stimuli: StimulusParams | str | None = None,
     seed: int = 0,
     options: FitOptions | None = None,
+    store: Path | None = None,
+    voxels_per_chunk: int | None = None,
 ) -> SessionBetas:
     """Single-trial betas of the runs of one session inside the brain mask.
 
@@ -207,16 +217,58 @@ def estimate_session_betas(
     options : FitOptions, optional
         The estimators' knobs that are not settings (:class:`~bids_recon.glm.estimators.FitOptions`: ``library``,
         ``polynomial_degree``, ``reselect_hrf``, ...); their defaults when omitted.
+    store : Path, optional
+        A folder for the session's time series on disk: each run is read once and written there, the estimator
+        reads a chunk of voxels at a time (memory bounded whatever the number of voxels for the estimators whose
+        card is ``chunked``: the default and the other ``fithrf`` estimators) and the betas are memory maps there.
+        Without it, the whole session is held in memory. The betas are the same either way.
+    voxels_per_chunk : int, optional
+        With ``store``: voxels per chunk (default: about 192 MB of time series per chunk).
     """
     params = params or GlmParams()
-    loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
-    session_runs = [run for run, *_ in loaded]
-    usable = np.logical_and.reduce([u for _, _, u, *_ in loaded])
+    if store is None:
+        loaded = [_load_run(files, mask_img, list(params.confounds), stimuli) for files in runs]
+        session_runs = [run for run, *_ in loaded]
+        fit = fit_session(session_runs, params, seed, options or FitOptions())
+        usable = np.logical_and.reduce([u for _, _, u, *_ in loaded])
+        betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
+    else:
+        loaded, fit = _fit_from_store(runs, mask_img, params, stimuli, seed, options, Path(store), voxels_per_chunk)
+        session_runs = [run for run, *_ in loaded]
+        usable = np.logical_and.reduce([u for _, _, u, *_ in loaded])
+        betas = fit.betas
+        for run_betas in betas:  # unusable voxels: 0, in place (memory maps)
+            run_betas[:, ~usable] = 0.0
     design = report_design(session_runs[0], loaded[0][4], params.high_pass_hz, params.drift_model)
-    fit = fit_session(session_runs, params, seed, options or FitOptions())
-    betas = [np.where(usable[None, :], b, 0.0).astype(np.float32) for b in fit.betas]
     return SessionBetas(betas=betas, trials=[t for _, t, *_ in loaded], design=design, fit=fit,
                         n_unusable_voxels=int((~usable).sum()), confounds=[c for _, _, _, c, _ in loaded])
+
+
+def _fit_from_store(runs: list[RunFiles], mask_img: nib.Nifti1Image, params: GlmParams,
+                    stimuli: StimulusParams | str | None, seed: int, options: FitOptions | None, store: Path,
+                    voxels_per_chunk: int | None) -> tuple[list, SessionFit]:
+    """Each run read once into ``store`` (percent signal change, ``.npy``), then fitted a chunk of voxels at a time
+    (:func:`~bids_recon.glm.estimators.fit_session_source`); the betas are memory maps in ``store``. Only one run's
+    time series is ever in memory, besides one chunk of voxels of all runs."""
+    store.mkdir(parents=True, exist_ok=True)
+    loaded, files, templates = [], [], []
+    for index, run_files in enumerate(runs):
+        run, *rest = _load_run(run_files, mask_img, list(params.confounds), stimuli)
+        path = store / f"psc_{index:02d}.npy"
+        np.save(path, run.data)
+        template = replace(run, data=np.zeros((run.n_volumes, 0), dtype=np.float32))
+        del run
+        files.append(path)
+        templates.append(template)
+        loaded.append((template, *rest))
+    n_voxels = int(np.load(files[0], mmap_mode="r").shape[1])
+    betas_out = [np.lib.format.open_memmap(store / f"betas_{index:02d}.npy", mode="w+", dtype=np.float32,
+                                           shape=(len(t.onsets), n_voxels)) for index, t in enumerate(templates)]
+    fit = fit_session_source(NpySource(files, templates), params, seed, options or FitOptions(), betas_out,
+                             voxels_per_chunk)
+    for path in files:  # the time series are no longer needed (the betas are)
+        path.unlink()
+    return loaded, fit
 
 
 #: Bytes of betas z-scored at once by :func:`combine_runs` (a block of voxels over all trials).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -86,9 +87,11 @@ class SessionBetas(RecordingInterface):
         files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run, task)
                  for b, e, c, tr, run, task in zip(i.bold_files, i.events_files, i.confounds_files,
                                                    i.repetition_times, i.runs, tasks, strict=True)]
-        result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),
-                                        load_params(StimulusParams, i.stimuli, "workflow.stimuli"), i.seed)
         cwd = Path(runtime.cwd)
+        store = cwd / "session_store"  # the runs' time series, read a chunk of voxels at a time
+        result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),
+                                        load_params(StimulusParams, i.stimuli, "workflow.stimuli"), i.seed,
+                                        store=store)
         n_voxels = int((np.asarray(mask_img.dataobj) > 0).sum())
         betas, images, trials = [], [], []
         for index, (run_betas, run_trials) in enumerate(zip(result.betas, result.trials, strict=True)):
@@ -114,6 +117,7 @@ class SessionBetas(RecordingInterface):
         self._results.update(betas=betas, betas_images=images, trials=trials, maps=maps,
                              design=str(write_tsv(cwd / "design.tsv", result.design)),
                              info=str(write_json(cwd / "session_info.json", info)))
+        shutil.rmtree(store, ignore_errors=True)  # its betas are copied above
 
 
 class _CombineRunsInputSpec(BaseInterfaceInputSpec):
