@@ -745,7 +745,8 @@ def plot_glm_diagnostics(
     info : mapping
         The session's fit information as the beta stage writes it (``SessionFit.info``, e.g. the
         ``..._stat-rsquare_statmap.json`` sidecar). Keys used when present: ``CVNoiseComponents`` (median CV R² per
-        count), ``NoiseComponents``, ``NoiseComponentsParallelAnalysis``, ``NoiseSelection``; ``Fractions``,
+        count: of held-out runs' time series when ``CVNoiseGains`` is there, else of repeats), ``NoiseComponents``,
+        ``NoiseComponentsParallelAnalysis``, ``NoiseSelection``; ``Fractions``,
         ``CVFractions``, ``CVChosenRidge``, ``FractionMedianTaskVoxels``, ``FractionSelection``;
         ``HRFIndexHistogram``, ``HRFIndexHistogramTaskVoxels``, ``HRFTimeToPeak``. Missing curves are drawn as
         a "not run" panel.
@@ -775,7 +776,10 @@ def plot_glm_diagnostics(
     chosen = info.get("NoiseComponents")
     if curve:
         counts = np.arange(len(curve))
-        ax_noise.plot(counts, curve, "o-", color=_COLORS[0], label="median CV R\u00b2 (task voxels)")
+        heldout = "CVNoiseGains" in info  # held-out runs' time series, not repeats
+        ax_noise.plot(counts, curve, "o-", color=_COLORS[0],
+                      label="median R\u00b2 of held-out runs (on/off model)" if heldout
+                      else "median CV R\u00b2 of repeats (task voxels)")
         ax_noise.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
         if chosen is not None:
             ax_noise.axvline(float(chosen), color=_COLORS[3], linestyle="--",
