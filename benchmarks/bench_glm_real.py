@@ -141,13 +141,22 @@ def fit_glmsingle(data: real_data.RealDataset) -> list[dict] | None:
         return None
     from bench_glm import glmsingle_fit
 
-    duration = float(np.median(np.concatenate(data.durations)))
-    result = glmsingle_fit([r.copy() for r in data.raw], data.onset_volumes(), data.labels, data.repetition_time,
-                           duration)
     sizes = [len(lab) for lab in data.labels]
+    volumes = data.onset_volumes()
+    clash = [i for i, (v, lab) in enumerate(zip(volumes, data.labels, strict=True))
+             if len(set(zip(v, lab, strict=True))) < len(v)]
+    if clash or any(v.max() >= r.shape[0] for v, r in zip(volumes, data.raw, strict=True)):
+        # GLMsingle's design has one 1 per (volume, condition): its betas would not be these trials, in this order
+        raise ValueError(f"{data.name}: runs {clash or 'some'} have two trials of a condition on one volume, or an "
+                         "onset past the last volume; GLMsingle cannot fit them trial by trial")
+    duration = float(np.median(np.concatenate(data.durations)))
+    result = glmsingle_fit([r.copy() for r in data.raw], volumes, data.labels, data.repetition_time, duration)
     rows = []
     for key, name in (("typeb", "glmsingle-B"), ("typed", "glmsingle-D")):
         if key in result:
+            if result[key].shape[0] != sum(sizes):
+                raise ValueError(f"{data.name}: GLMsingle {key} gave {result[key].shape[0]} betas for {sum(sizes)} "
+                                 "trials")
             rows.append({"estimator": name, "seed": 0, "trials": sum(sizes), "fit_s": round(result["fit_s"], 3),
                          **_scores(_split(result[key], sizes), data),
                          **({"components": result["pcnum"]} if key == "typed" else {})})
