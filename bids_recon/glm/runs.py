@@ -131,6 +131,24 @@ class SessionBetas:
     confounds: list[ConfoundChoice] = field(default_factory=list)
 
 
+def masked_series(volumes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The time series of the voxels of ``mask`` ``(x, y, z)`` (C order, as ``volumes[mask]``) from ``volumes``
+    ``(x, y, z, n_volumes)``: ``(n_volumes, n_voxels)``, C-contiguous.
+
+    Volume by volume: a NIfTI's data are Fortran-ordered, so each volume is contiguous and ``volumes[mask]``, which
+    gathers each voxel's series across all volumes, is twice as slow on a whole brain.
+    """
+    n_volumes = volumes.shape[3]
+    if not volumes.flags.f_contiguous:
+        return np.ascontiguousarray(volumes[mask].T, dtype=np.float32)
+    flat = volumes.reshape(-1, n_volumes, order="F")  # a view
+    where = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    out = np.empty((n_volumes, where.size), dtype=np.float32)
+    for t in range(n_volumes):
+        np.take(flat[:, t], where, out=out[t])
+    return out
+
+
 def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: list[str],
               stimuli: StimulusParams | str | None
               ) -> tuple[SessionRun, pd.DataFrame, np.ndarray, ConfoundChoice, list[str]]:
@@ -141,7 +159,7 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     n_volumes = bold.shape[3]
     mask = np.asarray(mask_img.dataobj) > 0
     try:
-        data = np.asarray(bold.dataobj, dtype=np.float32)[mask].T  # (n_volumes, n_voxels)
+        data = masked_series(np.asarray(bold.dataobj, dtype=np.float32), mask)
     except Exception as exc:  # truncated gzip streams, short files
         raise BadDataError(f"cannot read BOLD data ({exc})", files.bold) from exc
     events = load_events(files.events, n_volumes, files.repetition_time)
@@ -158,7 +176,8 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     confounds = confounds.assign(**nuisance)
     psc, usable = percent_signal_change(data)
     # NaN or constant voxels are never bright: one NaN voxel made the 99th percentile NaN and the noise pool empty
-    mean_intensity = np.where(usable, np.nanmean(np.where(np.isfinite(data), data, 0.0), axis=0), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf voxels are not usable: 0 below
+        mean_intensity = np.where(usable, data.mean(axis=0), 0.0)
     del data
     run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
                      stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,

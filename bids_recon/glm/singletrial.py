@@ -30,12 +30,16 @@ def percent_signal_change(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     data = np.asarray(data, dtype=np.float32)
     finite = np.isfinite(data).all(axis=0)
-    mean = np.where(finite, np.nanmean(np.where(np.isfinite(data), data, np.nan), axis=0), 0.0)
-    usable = finite & (mean > 0) & (data.std(axis=0) > 0)
+    with np.errstate(invalid="ignore", over="ignore"):  # voxels with NaN/inf are unusable whatever these give
+        mean = data.mean(axis=0)
+        spread = data.std(axis=0)
+    usable = finite & (mean > 0) & (spread > 0)
     safe_mean = np.where(usable, mean, 1.0).astype(np.float32)
-    psc = (data / safe_mean - 1.0) * 100.0
+    psc = data / safe_mean
+    psc -= 1.0
+    psc *= 100.0
     psc[:, ~usable] = 0.0
-    return psc.astype(np.float32), usable
+    return psc, usable
 
 
 def zscore_by_group(betas: np.ndarray, groups: np.ndarray) -> np.ndarray:

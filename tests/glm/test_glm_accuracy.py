@@ -91,7 +91,7 @@ def test_components_that_carry_task_signal_are_dropped():
     assert checked.info["NoiseComponentsDropped"] == parallel.n_noise_components - checked.n_noise_components
     gains = checked.info["CVNoiseGains"]
     assert gains[parallel.n_noise_components] < gains[checked.n_noise_components]
-    assert any("prediction of held-out runs got worse" in w for w in checked.info["Warnings"])
+    assert any("did not improve the prediction of held-out runs" in w for w in checked.info["Warnings"])
 
 
 def test_chosen_hrf_follows_the_true_one():

@@ -6,12 +6,15 @@ cross-validations, the noise components and how many are kept, the ridge diagnos
 noise-pool voxels only. A session in memory is one chunk: the in-memory estimators and a whole-brain session read
 from files run the same code (``tests/glm/test_chunked.py`` checks that the betas agree).
 
-Three passes over the voxels: screen (each voxel's HRF and R²), decide (on the task and noise-pool voxels), apply
-(components projected out, HRFs chosen again, betas written to ``betas_out``).
+Two passes over the voxels and one over a few thousand: screen (each voxel's best HRF among a few spread over the
+library, its R² and its held-out R², to choose the task voxels and the noise pool), decide (on the task and
+noise-pool voxels, each with its HRF from the whole library), apply (components projected out, every voxel's HRF
+from the whole library, betas written to ``betas_out``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -20,9 +23,10 @@ import numpy as np
 
 from bids_recon.errors import UsageError
 from bids_recon.glm.estimators.options import FitOptions
-from bids_recon.glm.estimators.session import GlmSettings, SessionFit, SessionRun
+from bids_recon.glm.estimators.session import LOGGER, GlmSettings, SessionFit, SessionRun
 from bids_recon.glm.estimators.stages import design, hrfs, noise, ridge
 from bids_recon.glm.estimators.stages.crossval import check_repeats, count_repeats
+from bids_recon.glm.estimators.stages.heldout import heldout_r2
 from bids_recon.glm.estimators.stages.ols import grouped_betas
 from bids_recon.glm.estimators.stages.task import task_voxels
 from bids_recon.glm.hrf import default_library
@@ -91,6 +95,20 @@ class NpySource:
         return out
 
 
+class _Timer:
+    """Logs how long each pass took (``bids_recon.glm``, INFO) when the session is read in several chunks."""
+
+    def __init__(self, n_voxels: int, n_chunks: int) -> None:
+        self.n_voxels, self.n_chunks, self.start = n_voxels, n_chunks, time.perf_counter()
+
+    def done(self, what: str) -> None:
+        if self.n_chunks > 1:
+            now = time.perf_counter()
+            LOGGER.info("GLM %s: %.1f s (%d voxels in %d chunks)", what, now - self.start, self.n_voxels,
+                        self.n_chunks)
+            self.start = now
+
+
 def chunk_voxels(source: VoxelSource, chunk_bytes: int = CHUNK_BYTES) -> int:
     """Voxels per chunk so that one chunk of all runs' time series takes about ``chunk_bytes``."""
     n_volumes = sum(run.n_volumes for run in source.templates)
@@ -141,28 +159,36 @@ def fit_chunked(source: VoxelSource, glm: GlmSettings, rng: np.random.Generator,
     hrf_index = np.zeros(n_voxels, dtype=int)
     r2 = np.zeros(n_voxels)
     onoff = np.zeros(n_voxels)
-    # 1. screen: each voxel's HRF and single-trial R² (GLMsingle's fithrf), before any voxel is chosen
+    screened = np.zeros(n_voxels)  # single-trial R² among a few HRFs spread over the library
+    predicted = np.full(n_voxels, np.nan)  # held-out R² of the on/off model (the noise pool's criterion)
+    timer = _Timer(n_voxels, len(chunks))
+    # 1. screen: each voxel's best HRF among a few (not the library's middle one) and its R², to choose voxels
     info: dict = {}
     for chunk in chunks:
         model = _prepare(source.runs(chunk), glm, options)
-        hrf_index[chunk], r2[chunk] = hrfs.choose_hrfs(model, options.hrf_selection)
+        screen_hrf, screened[chunk] = hrfs.screen_hrfs(model, options.hrf_selection)
         onoff[chunk] = model.onoff_r2
+        if denoise:
+            predicted[chunk] = heldout_r2(model, screen_hrf)
         info = model.info
-    # 2. decide, on the task voxels and the noise pool
-    task = task_voxels(r2, rng, options.task_voxels_max)
-    pool = noise.noise_pool(templates, r2, rng, options.noise_pool_max) if denoise else np.zeros(0, dtype=int)
+    timer.done("screen")
+    # 2. decide, on the task voxels and the noise pool, each with its HRF from the whole library
+    task = task_voxels(screened, rng, options.task_voxels_max)
+    pool = (noise.noise_pool(templates, screened, rng, options.noise_pool_max, predicted) if denoise
+            else np.zeros(0, dtype=int))
     chosen = np.union1d(task, pool)
-    at = {"task": np.searchsorted(chosen, task), "pool": np.searchsorted(chosen, pool)}
-    decide = whole_model = None
     if whole:  # the session itself is the model (no second read)
         decide = whole_model = model
-    if decide is None:
+        hrf_index[:], r2[:] = hrfs.choose_hrfs(model, options.hrf_selection)
+        chosen_hrf, chosen_r2, task_at, pool_at = hrf_index, r2, task, pool
+    else:
+        whole_model = None
         decide = _prepare(source.runs(chosen), glm, options)
         decide.info = info
+        chosen_hrf, chosen_r2 = hrfs.choose_hrfs(decide, options.hrf_selection)
+        task_at, pool_at = np.searchsorted(chosen, task), np.searchsorted(chosen, pool)
     cv = count_repeats(decide)
     n_components, cv_noise, components = 0, [], [np.zeros((run.n_volumes, 0)) for run in templates]
-    chosen_hrf = hrf_index if whole else hrf_index[chosen].copy()
-    task_at = task if whole else at["task"]
     reliable = False
     if denoise or ridge_selection is not None:
         without_cv = [*noise.without_repeats(glm.noise_selection)] if denoise else []
@@ -172,9 +198,8 @@ def fit_chunked(source: VoxelSource, glm: GlmSettings, rng: np.random.Generator,
             if_unreliable.append(ridge.IF_UNRELIABLE)
         reliable = check_repeats(decide, cv, chosen_hrf, task_at, rng, without_cv, if_unreliable)
     if denoise:
-        kept = noise.denoise(decide, chosen_hrf, r2 if whole else r2[chosen], task_at, cv, reliable, rng,
-                             glm.max_noise_components, glm.noise_selection, options.noise_pool_max,
-                             options.min_cv_gain, pool=pool if whole else at["pool"])
+        kept = noise.denoise(decide, chosen_hrf, chosen_r2, task_at, cv, reliable, rng, glm.max_noise_components,
+                             glm.noise_selection, options.noise_pool_max, options.min_cv_gain, pool=pool_at)
         n_components, cv_noise, components = kept.n_components, kept.cv_noise, kept.components
     reselect = options.reselect_hrf and n_components > 0
     if reselect and not whole:
@@ -183,11 +208,16 @@ def fit_chunked(source: VoxelSource, glm: GlmSettings, rng: np.random.Generator,
     if ridge_selection is not None and not whole:  # the diagnostics (the betas come per chunk below)
         cv_fractions = ridge.ridge(decide, chosen_hrf, task_at, cv, reliable, ridge_selection, options.fractions)[2]
     info["NoiseComponents"] = n_components
-    # 3. apply, chunk by chunk
+    timer.done("decisions")
+    # 3. apply, chunk by chunk: components out, every voxel's HRF from the whole library, betas
     fractions = np.ones(n_voxels, dtype=np.float32)
     for chunk in chunks:
-        model = whole_model if whole else _prepare(source.runs(chunk), glm, options)
-        if not whole:
+        if whole:
+            model = whole_model
+        else:
+            model = _prepare(source.runs(chunk), glm, options)
+            if not reselect:  # chosen before the components are projected out (as GLMsingle)
+                hrf_index[chunk], r2[chunk] = hrfs.choose_hrfs(model, options.hrf_selection)
             model.project_out(components)
         if reselect:
             hrf_index[chunk], r2[chunk] = hrfs.choose_hrfs(model, options.hrf_selection)
@@ -204,6 +234,7 @@ def fit_chunked(source: VoxelSource, glm: GlmSettings, rng: np.random.Generator,
             per_run = model.split(stacked)
         for target, betas in zip(betas_out, per_run, strict=True):
             target[:, chunk] = betas
+    timer.done("betas")
     hrfs.record_hrfs(decide, hrf_index, task)
     return SessionFit(betas=betas_out, hrf_index=hrf_index.astype(np.int16), r2=r2.astype(np.float32),
                       onoff_r2=onoff.astype(np.float32), fractions=fractions, n_noise_components=n_components,

@@ -114,3 +114,13 @@ def heldout_curve(model: SessionModel, hrf_index: np.ndarray, components: list[n
                                  - 2 * (beta * h[r]).sum(axis=0) + (beta * (g[r] @ beta)).sum(axis=0))
     r2 = 1.0 - sse / np.where(sst > 0, sst, np.inf)
     return HeldOutCurve(r2, (r2 >= PREDICTED_R2).any(axis=0))
+
+
+def heldout_r2(model: SessionModel, hrf_index: np.ndarray) -> np.ndarray:
+    """Every voxel's held-out R² of the on/off model without noise components: ``(n_voxels,)`` (NaN with one run).
+
+    Voxels at or below 0 are those the task does not predict: GLMdenoise's noise pool."""
+    if len(model.runs) < 2:
+        return np.full(model.n_voxels, np.nan)
+    none = [np.zeros((run.n_volumes, 0)) for run in model.runs]
+    return heldout_curve(model, hrf_index, none, [0], np.arange(model.n_voxels)).r2[0]

@@ -25,26 +25,26 @@ def design_qr(design: np.ndarray) -> np.ndarray:
 
 
 def select_hrf(runs: list[SessionRun], designs: list[np.ndarray], how: str = "singletrial",
-               voxels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               voxels: np.ndarray | None = None, members: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per voxel (of ``voxels``, default all), the HRF whose model explains the most variance; and that R².
 
     ``how="singletrial"`` fits one regressor per trial (GLMsingle's choice); ``"onoff"`` fits one
-    regressor for all trials.
+    regressor for all trials. ``members`` (library indices, default all) restricts the HRFs tried.
     """
-    n_hrfs = designs[0].shape[0]
+    members = np.arange(designs[0].shape[0]) if members is None else np.asarray(members)
     n_out = runs[0].data.shape[1] if voxels is None else len(voxels)
-    explained = np.zeros((n_hrfs, n_out))
+    explained = np.zeros((len(members), n_out))
     total = np.zeros(n_out)
     for run, x in zip(runs, designs, strict=True):
         data = run.data if voxels is None else run.data[:, voxels]
-        total += (data.astype(np.float64) ** 2).sum(axis=0)
-        for k in range(n_hrfs):
+        total += np.einsum("ij,ij->j", data, data, dtype=np.float64)
+        for i, k in enumerate(members):
             design = x[k] if how == "singletrial" else x[k].sum(axis=1, keepdims=True)
-            q = design_qr(design).astype(np.float32)
-            explained[k] += ((q.T @ data) ** 2).sum(axis=0)
+            projected = design_qr(design).T.astype(np.float32) @ data
+            explained[i] += np.einsum("ij,ij->j", projected, projected)
     r2 = explained / np.where(total > 0, total, 1.0)
     best = np.argmax(r2, axis=0)
-    return best, r2[best, np.arange(r2.shape[1])]
+    return members[best], r2[best, np.arange(r2.shape[1])]
 
 
 def chosen_r2(runs: list[SessionRun], designs: list[np.ndarray], hrf_index: np.ndarray) -> np.ndarray:
@@ -60,6 +60,10 @@ def chosen_r2(runs: list[SessionRun], designs: list[np.ndarray], hrf_index: np.n
     return explained / np.where(total > 0, total, 1.0)
 
 
+#: Library members tried by :func:`screen_hrfs` (evenly spread over GLMsingle's 20, earliest to latest).
+SCREEN_MEMBERS = 5
+
+
 def choose_hrfs(model: SessionModel, how: str = "singletrial") -> tuple[np.ndarray, np.ndarray]:
     """Each voxel's HRF index ``(n_voxels,)`` and the single-trial R² ``(n_voxels,)`` of the model with it."""
     hrf_index, r2 = select_hrf(model.runs, model.designs, how)
@@ -68,16 +72,20 @@ def choose_hrfs(model: SessionModel, how: str = "singletrial") -> tuple[np.ndarr
     return hrf_index, r2
 
 
+def screen_hrfs(model: SessionModel, how: str = "singletrial") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`choose_hrfs` among :data:`SCREEN_MEMBERS` members spread over the library: a quarter of the cost,
+    for choosing voxels (task-responsive, noise pool) before every voxel's HRF is chosen from the whole library."""
+    n_hrfs = len(model.library)
+    members = np.unique(np.round(np.linspace(0, n_hrfs - 1, min(SCREEN_MEMBERS, n_hrfs))).astype(int))
+    hrf_index, r2 = select_hrf(model.runs, model.designs, how, members=members)
+    if how != "singletrial":
+        r2 = chosen_r2(model.runs, model.designs, hrf_index)
+    return hrf_index, r2
+
+
 def single_hrf(model: SessionModel) -> tuple[np.ndarray, np.ndarray]:
     """HRF index 0 for every voxel and its single-trial R² (a one-HRF library)."""
     return np.zeros(model.n_voxels, dtype=int), select_hrf(model.runs, model.designs)[1]
-
-
-def canonical_screen(model: SessionModel) -> tuple[np.ndarray, np.ndarray]:
-    """Every voxel at the library's canonical HRF, and the single-trial R² with it (to screen voxels before the
-    HRFs are chosen)."""
-    c = model.canonical
-    return np.full(model.n_voxels, c), select_hrf(model.runs, [x[c:c + 1] for x in model.designs])[1]
 
 
 def _histogram(values: np.ndarray, n_bins: int) -> list[int]:

@@ -1,10 +1,11 @@
 """Noise regressors (GLMsingle's GLMdenoise): principal components of a noise pool and how many of them to use.
 
-The noise pool is bright voxels whose single-trial model explains little; its principal time courses (per run) are
-candidate nuisance regressors, one count for the session. By default (``noise_selection="heldout"``) a parallel
+The noise pool is bright voxels whose single-trial model explains little and (with two runs or more) that the task
+does not predict in held-out runs (GLMdenoise's pool); its principal time courses (per run) are candidate nuisance
+regressors, one count for the session. By default (``noise_selection="heldout"``) a parallel
 analysis of the noise pool proposes a count (components above chance) and the held-out runs' time series check it
 (GLMdenoise's leave-one-run-out prediction, :mod:`~bids_recon.glm.estimators.stages.heldout`; no repeats needed):
-the largest count up to the proposal whose held-out prediction is within two standard errors or 5 % of the best
+the smallest count up to the proposal whose held-out prediction is within two standard errors or 5 % of the best
 count's, over the voxels the on/off model predicts (held-out R² >= 0.05). Components that carry task signal make the
 held-out prediction worse and are dropped; where the prediction cannot tell (too few voxels predicted), the proposal
 stands. The alternatives: leave-one-run-out cross-validation of repeated stimuli as GLMsingle does (``"cv"``: the
@@ -164,16 +165,21 @@ def noise_components(runs: list[SessionRun], pool: np.ndarray, bases: list[np.nd
 
 
 def noise_pool(runs: list[SessionRun], r2: np.ndarray, rng: np.random.Generator,
-               max_voxels: int = NOISE_POOL_MAX) -> np.ndarray:
+               max_voxels: int = NOISE_POOL_MAX, heldout_r2: np.ndarray | None = None) -> np.ndarray:
     """Sorted indices of the noise pool: bright voxels (mean intensity at least half its 99th percentile) whose
-    single-trial R² ``(n_voxels,)`` is at most the median; at most ``max_voxels`` of them (drawn with ``rng``)."""
+    single-trial R² ``(n_voxels,)`` is at most the median and, with ``heldout_r2`` ``(n_voxels,)`` (the held-out runs'
+    R² of the on/off model, :func:`~bids_recon.glm.estimators.stages.heldout.heldout_r2`), that the task does not
+    predict (at most 0, GLMdenoise's criterion); at most ``max_voxels`` of them (drawn with ``rng``)."""
     n_voxels = len(r2)
     mean_intensity = (np.mean([r.mean_intensity for r in runs], axis=0) if runs[0].mean_intensity is not None
                       else np.ones(n_voxels))
     finite = np.isfinite(mean_intensity) & (mean_intensity > 0)
     bright = finite & (mean_intensity >= 0.5 * np.percentile(mean_intensity[finite], 99)) if finite.any() \
         else np.zeros(n_voxels, bool)
-    pool = np.flatnonzero(bright & (r2 <= np.median(r2)))
+    quiet = r2 <= np.median(r2)
+    if heldout_r2 is not None:
+        quiet &= ~(heldout_r2 > 0)  # NaN (no held-out runs) does not exclude
+    pool = np.flatnonzero(bright & quiet)
     if len(pool) > max_voxels:
         pool = np.sort(rng.choice(pool, max_voxels, replace=False))
     return pool
@@ -248,8 +254,9 @@ def denoise(model: SessionModel, hrf_index: np.ndarray, r2: np.ndarray, task: np
 
 def _checked_by_heldout_runs(model: SessionModel, hrf_index: np.ndarray, nested: list[np.ndarray], task: np.ndarray,
                              proposed: int, max_components: int) -> tuple[int, list[float]]:
-    """The parallel analysis' count checked by held-out runs: the largest count up to ``proposed`` whose median
-    held-out R² gain is within :data:`HELDOUT_SE` standard errors of the best gain up to it. Returns the count and
+    """The parallel analysis' count checked by held-out runs: the smallest count up to ``proposed`` whose median
+    held-out R² gain is within :data:`HELDOUT_SE` standard errors (or :data:`HELDOUT_RELATIVE` of the best count's
+    median R²) of the best gain up to it. Returns the count and
     the curve of median held-out R² for 0..``max_components`` (for the report)."""
     info = model.info
     info["NoiseSelection"] = "parallel analysis checked by held-out runs"
@@ -275,12 +282,12 @@ def _checked_by_heldout_runs(model: SessionModel, hrf_index: np.ndarray, nested:
         return proposed, medians
     best_count = int(np.argmax(gains[:proposed + 1]))
     best, level = float(gains[best_count]), float(curve.medians()[best_count])
-    n_components = max(k for k in range(proposed + 1)
+    n_components = min(k for k in range(proposed + 1)
                        if gains[k] >= best - max(HELDOUT_SE * errors[k], HELDOUT_RELATIVE * abs(level)))
     if n_components < proposed:
         info["NoiseComponentsDropped"] = proposed - n_components
-        warn(info, f"the parallel analysis found {proposed} noise components; with more than {n_components} the "
-                   "prediction of held-out runs got worse (they carry task signal), so "
+        warn(info, f"the parallel analysis found {proposed} noise components; more than {n_components} did not "
+                   "improve the prediction of held-out runs (or made it worse: they carry task signal), so "
                    f"{n_components} are used.")
     return n_components, medians
 
