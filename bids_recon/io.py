@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,42 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: A temporary file of :func:`atomic_write`: ``.<first part of the final name>.<mkstemp's 8 characters><suffixes>``.
+_TEMPORARY = re.compile(r"^\.(?P<stem>[^.]+)\.[a-z0-9_]{8}(?P<suffix>(\.[^.]+)*)$")
+
+
+def remove_stale_temporaries(output_dir: Path, subject: str) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left for one participant when its run was killed.
+
+    Looks under ``output_dir/sub-<subject>/`` and at the participant's files in ``output_dir`` itself (its report,
+    its marker), never at another participant's files, which another run may be writing. Call it before a run
+    writes any of the participant's outputs.
+
+    Parameters
+    ----------
+    output_dir : Path
+        Root of the derivatives dataset.
+    subject : str
+        Participant label, without ``sub-``.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    output_dir = Path(output_dir)
+    folder = output_dir / f"sub-{subject}"
+    candidates = [*(folder.rglob(".*") if folder.is_dir() else []), *output_dir.glob(f".sub-{subject}*")]
+    removed = []
+    for path in candidates:
+        match = _TEMPORARY.match(path.name)
+        stem = match["stem"] if match else ""
+        if (stem == f"sub-{subject}" or stem.startswith(f"sub-{subject}_")) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -323,7 +323,9 @@ def run_participants(config: Config, log_dir: Path) -> None:
 
 
 def mark_incomplete(config: Config, inputs: dict, log_file: Path) -> dict[str, Path]:
-    """Write each participant's ``sub-<label>_INCOMPLETE.txt`` before the workflow writes any of its outputs.
+    """Write each participant's ``sub-<label>_INCOMPLETE.txt`` before the workflow writes any of its outputs, and
+    remove the temporary files that a killed run of the participant left
+    (:func:`~bids_recon.io.remove_stale_temporaries`).
 
     Returns
     -------
@@ -334,6 +336,7 @@ def mark_incomplete(config: Config, inputs: dict, log_file: Path) -> dict[str, P
     import socket
 
     from bids_recon.bids.derivatives import write_incomplete_marker
+    from bids_recon.io import remove_stale_temporaries
 
     ex = config.execution
     out = Path(ex.output_dir)
@@ -341,7 +344,12 @@ def mark_incomplete(config: Config, inputs: dict, log_file: Path) -> dict[str, P
                  version=__version__, pid=os.getpid(), host=socket.gethostname(),
                  log=log_file.relative_to(out) if _is_within(log_file, out) else log_file,
                  work_dir=Path(ex.work_dir).absolute(), command=shlex.join(["bids_recon", *_ARGV]))
-    return {subject: write_incomplete_marker(out, subject, **facts) for subject in inputs}
+    markers = {}
+    for subject in inputs:
+        markers[subject] = write_incomplete_marker(out, subject, **facts)
+        for stale in remove_stale_temporaries(out, subject):  # a killed run's half-written files
+            LOGGER.info("Removed %s, left by a run that was stopped while writing it", stale.relative_to(out))
+    return markers
 
 
 def unmark_complete(config: Config, inputs: dict, markers: dict[str, Path], finished: bool) -> None:
