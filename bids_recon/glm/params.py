@@ -47,7 +47,7 @@ class GlmParams:
     max_noise_components: int = setting(10, ge=0, le=50, doc="largest number of noise regressors tried")
     noise_selection: str = setting("heldout", choices=lambda: _estimators().NOISE_SELECTIONS, doc=(
         "number of noise regressors: a parallel analysis of the noise pool proposes it and held-out runs check it "
-        "(components that make the leave-one-run-out prediction of the time series worse are dropped, as GLMdenoise; "
+        "(the count up to it that best improves the leave-one-run-out prediction of the time series, as GLMdenoise; "
         "no repeats needed; none with one run: 'heldout'), GLMsingle's cross-validation over repeated stimuli "
         "('cv'), the parallel analysis alone ('parallel'), or the earlier default: 'cv' where the repeats predict "
         "each other, 'parallel' otherwise ('auto')"))

@@ -1,20 +1,20 @@
 """Noise regressors (GLMsingle's GLMdenoise): principal components of a noise pool and how many of them to use.
 
-The noise pool is bright voxels whose single-trial model explains little and (with two runs or more) that the task
-does not predict in held-out runs (GLMdenoise's pool); its principal time courses (per run) are candidate nuisance
-regressors, one count for the session. By default (``noise_selection="heldout"``) a parallel
-analysis of the noise pool proposes a count (components above chance) and the held-out runs' time series check it
-(GLMdenoise's leave-one-run-out prediction, :mod:`~bids_recon.glm.estimators.stages.heldout`; no repeats needed):
-the smallest count up to the proposal whose held-out prediction is within two standard errors or 5 % of the best
-count's, over the voxels the on/off model predicts (held-out R² >= 0.05). Components that carry task signal make the
+The noise pool is bright voxels whose single-trial model explains little and (with two runs or more) that the task does
+not predict in held-out runs (GLMdenoise's pool); its principal time courses (per run) are candidate nuisance
+regressors, one count for the session. By default (``noise_selection="heldout"``) a parallel analysis of the noise pool
+proposes a count (components above chance) and the held-out runs' time series check it (GLMdenoise's leave-one-run-out
+prediction, :mod:`~bids_recon.glm.estimators.stages.heldout`; no repeats needed): of the counts up to the proposal, the
+one that improves the held-out prediction most on average over the voxels the on/off model predicts (held-out R² >=
+0.05), kept when that improvement exceeds its standard error, else none. Components that carry task signal make the
 held-out prediction worse and are dropped; where the prediction cannot tell (too few voxels predicted), the proposal
-stands. The alternatives: leave-one-run-out cross-validation of repeated stimuli as GLMsingle does (``"cv"``: the
-betas of the training runs with ``k`` components predict the *unregularised, 0-component* betas of the same stimulus
-in the held-out run; GLMsingle's 5 % stopping rule), a sequential parallel analysis of the noise pool
-(``"parallel"``: components whose eigenvalues exceed those of the same voxels with the stronger components removed
-and their phases randomised), and the earlier default ``"auto"`` (``"cv"`` where repeats predict each other, else
-``"parallel"``). On real BOLD the parallel analysis took the cap in every run and each component it kept cost
-decoding accuracy: it is no longer the default.
+stands. The alternatives: leave-one-run-out cross-validation of repeated stimuli as GLMsingle does (``"cv"``: the betas
+of the training runs with ``k`` components predict the *unregularised, 0-component* betas of the same stimulus in the
+held-out run; GLMsingle's 5 % stopping rule), a sequential parallel analysis of the noise pool (``"parallel"``:
+components whose eigenvalues exceed those of the same voxels with the stronger components removed and their phases
+randomised), and the earlier default ``"auto"`` (``"cv"`` where repeats predict each other, else ``"parallel"``). On
+real BOLD the parallel analysis took the cap in every run and each component it kept cost decoding accuracy: it is no
+longer the default.
 """
 
 from __future__ import annotations
@@ -41,11 +41,9 @@ NOISE_POOL_MAX = 4000
 MIN_CV_GAIN = 0.005
 #: What the count comes from when the cross-validation cannot guide it (the fit's warnings say so).
 WITHOUT_CV = "the number of noise components comes from parallel analysis of the noise pool"
-#: With ``heldout``, a count is kept when its held-out R² gain is within this many standard errors of the best
-#: count's, or within :data:`HELDOUT_RELATIVE` of the best count's median R² (the standard error across voxels
-#: understates the uncertainty: the components are shared, so voxels move together).
-HELDOUT_SE = 2.0
-HELDOUT_RELATIVE = 0.05
+#: With ``heldout``, the best count is kept when its mean held-out R² gain over 0 components exceeds this many
+#: standard errors (over the predicted voxels); otherwise no components are used.
+HELDOUT_MIN_GAIN_SE = 1.0
 
 
 def pcstop(curve: np.ndarray, ratio: float = PCSTOP) -> int:
@@ -242,7 +240,7 @@ def denoise(model: SessionModel, hrf_index: np.ndarray, r2: np.ndarray, task: np
                      "NoisePoolNullSpectrum": noise.null_spectrum})
     if selection == "heldout":
         n_components, cv_noise = _checked_by_heldout_runs(model, hrf_index, nested, task, noise.parallel_count,
-                                                          max_components)
+                                                          max_components, cv if reliable else None, min_cv_gain)
     else:
         n_components, cv_noise = _by_repeats_or_parallel(model, hrf_index, nested, task, cv, reliable,
                                                          max_components, selection, noise.parallel_count,
@@ -253,11 +251,13 @@ def denoise(model: SessionModel, hrf_index: np.ndarray, r2: np.ndarray, task: np
 
 
 def _checked_by_heldout_runs(model: SessionModel, hrf_index: np.ndarray, nested: list[np.ndarray], task: np.ndarray,
-                             proposed: int, max_components: int) -> tuple[int, list[float]]:
-    """The parallel analysis' count checked by held-out runs: the smallest count up to ``proposed`` whose median
-    held-out R² gain is within :data:`HELDOUT_SE` standard errors (or :data:`HELDOUT_RELATIVE` of the best count's
-    median R²) of the best gain up to it. Returns the count and
-    the curve of median held-out R² for 0..``max_components`` (for the report)."""
+                             proposed: int, max_components: int, repeats: RepeatCV | None,
+                             min_cv_gain: float) -> tuple[int, list[float]]:
+    """The parallel analysis' count checked by held-out runs: of the counts up to ``proposed``, the one with the
+    largest mean held-out R² gain over 0 components, when that gain exceeds :data:`HELDOUT_MIN_GAIN_SE` standard
+    errors; else 0. Where the held-out runs cannot tell (too few voxels predicted), the cross-validation of
+    ``repeats`` (given where repeated stimuli predict each other) chooses, else the proposal stands. Returns the
+    count and the curve of median held-out R² for 0..``max_components`` (for the report)."""
     info = model.info
     info["NoiseSelection"] = "parallel analysis checked by held-out runs"
     if len(model.runs) < 2:
@@ -275,19 +275,25 @@ def _checked_by_heldout_runs(model: SessionModel, hrf_index: np.ndarray, nested:
     if proposed == 0:
         return 0, medians
     if not curve.informative:
+        unchecked = (f"the on/off model fitted on the other runs predicts the held-out runs (R² >= {PREDICTED_R2}) in "
+                     f"only {int(curve.predicted.sum())} of the {len(task)} task-responsive voxels, too few to check "
+                     f"the {proposed} noise components the parallel analysis found")
+        if repeats is not None and repeats.enough:
+            n_components, info["CVRepeatsNoiseComponents"] = _by_repeats(model, hrf_index, nested, task, repeats,
+                                                                         max_components, min_cv_gain)
+            info["NoiseSelection"] = "cross-validation of repeated stimuli (held-out runs could not check)"
+            warn(info, f"{unchecked}; repeated stimuli predict each other, so their cross-validation chose "
+                       f"{n_components}.")
+            return n_components, medians
         info["NoiseSelection"] = "parallel analysis (held-out runs could not check it)"
-        warn(info, f"the on/off model fitted on the other runs predicts the held-out runs (R² >= {PREDICTED_R2}) in "
-                   f"only {int(curve.predicted.sum())} of the {len(task)} task-responsive voxels, too few to check the "
-                   f"{proposed} noise components the parallel analysis found: all {proposed} are used.")
+        warn(info, f"{unchecked}: all {proposed} are used.")
         return proposed, medians
     best_count = int(np.argmax(gains[:proposed + 1]))
-    best, level = float(gains[best_count]), float(curve.medians()[best_count])
-    n_components = min(k for k in range(proposed + 1)
-                       if gains[k] >= best - max(HELDOUT_SE * errors[k], HELDOUT_RELATIVE * abs(level)))
+    n_components = best_count if gains[best_count] > HELDOUT_MIN_GAIN_SE * errors[best_count] else 0
     if n_components < proposed:
         info["NoiseComponentsDropped"] = proposed - n_components
         warn(info, f"the parallel analysis found {proposed} noise components; more than {n_components} did not "
-                   "improve the prediction of held-out runs (or made it worse: they carry task signal), so "
+                   "improve the prediction of held-out runs further (or made it worse: they carry task signal), so "
                    f"{n_components} are used.")
     return n_components, medians
 
@@ -300,19 +306,11 @@ def _by_repeats_or_parallel(model: SessionModel, hrf_index: np.ndarray, nested: 
     info = model.info
     cv_noise: list[float] = []
     if cv.enough:
-        per_count = betas_per_count(model.runs, model.designs, hrf_index, nested, list(range(max_components + 1)),
-                                    task)
-        cv_noise = [float(np.nanmedian(s)) for s in cv.scores(per_count[0], per_count)]
+        repeats_count, cv_noise = _by_repeats(model, hrf_index, nested, task, cv, max_components, min_cv_gain)
         info["CVNoiseComponents"] = cv_noise
     if (selection == "cv" and cv.enough) or (selection == "auto" and reliable):
-        n_components = pcstop(np.asarray(cv_noise))
-        if cv_noise[n_components] - cv_noise[0] < min_cv_gain:
-            n_components = 0
+        n_components = repeats_count
         info["NoiseSelection"] = "cross-validation of repeated stimuli"
-        if max(cv_noise) <= 0:
-            warn(info, f"the cross-validated R² of repeated trials is <= 0 for every number of noise components (best "
-                       f"{max(cv_noise):.3f}): no count lets a trial's betas predict a repeat better than the session "
-                       f"mean, so the curve only ranks the counts; {n_components} ranked best.")
     else:
         n_components = parallel_count
         info["NoiseSelection"] = "parallel analysis"
@@ -320,6 +318,23 @@ def _by_repeats_or_parallel(model: SessionModel, hrf_index: np.ndarray, nested: 
         warn(info, f"the largest number of noise components tried ({max_components}) was chosen by "
                    f"{info['NoiseSelection']}, which does not check that they do not remove task signal: "
                    "noise_selection = 'heldout' drops those that make the prediction of held-out runs worse.")
+    return n_components, cv_noise
+
+
+def _by_repeats(model: SessionModel, hrf_index: np.ndarray, nested: list[np.ndarray], task: np.ndarray,
+                cv: RepeatCV, max_components: int, min_cv_gain: float) -> tuple[int, list[float]]:
+    """GLMsingle's count: the betas of the training runs with ``k`` components predict the 0-component betas of the
+    same stimuli in the held-out run; the smallest count within 5 % of the best gain (:func:`pcstop`), none below
+    ``min_cv_gain``. Returns the count and the median CV R² per count (0..``max_components``)."""
+    per_count = betas_per_count(model.runs, model.designs, hrf_index, nested, list(range(max_components + 1)), task)
+    cv_noise = [float(np.nanmedian(s)) for s in cv.scores(per_count[0], per_count)]
+    n_components = pcstop(np.asarray(cv_noise))
+    if cv_noise[n_components] - cv_noise[0] < min_cv_gain:
+        n_components = 0
+    if max(cv_noise) <= 0:
+        warn(model.info, f"the cross-validated R² of repeated trials is <= 0 for every number of noise components "
+                         f"(best {max(cv_noise):.3f}): no count lets a trial's betas predict a repeat better than the "
+                         f"session mean, so the curve only ranks the counts; {n_components} ranked best.")
     return n_components, cv_noise
 
 
