@@ -60,18 +60,27 @@ def test_diffusion_cli_writes_every_variant(diffusion_run, tiny_sd):
 
 
 @pytest.mark.slow
-def test_z_and_c_decoders_identify_test_stimuli(diffusion_run):
+def test_z_and_c_decoders_identify_test_stimuli(concurrent_runs, tiny_dataset):
     """Early visual -> z and higher visual -> c identify the test stimuli far above chance (50%).
 
     The simulator's early-visual voxels see the image through receptive fields (z follows the image at 8 px) and
-    its higher-visual voxels carry the object category, which the captions name (c follows the words).
+    its higher-visual voxels carry the object category, which the captions name (c follows the words). The tiny
+    dataset has 8 test stimuli (56 comparisons per participant, a standard error near 0.06), so the claim is made
+    on the mean over both participants (112 comparisons, a standard error near 0.045): z 0.84 and c 0.70 with the
+    GLM of 2026-12-07 before issue 22, z 0.79 and c 0.68 after it (its betas match the ground truth as well or
+    better); one participant's c moved by 0.09 between the two. The bounds sit about three standard errors above
+    chance.
     """
-    assert diffusion_run["proc"].returncode == 0, diffusion_run["proc"].stderr[-3000:]
-    metrics = read_tsv(diffusion_run["out"] / diffusion_run["names"].metrics("diffusion"))
-    ident = metrics[metrics["metric"] == "identification_features"].set_index("method")["value"]
-    assert ident["z"] > 0.75, metrics
-    assert ident["c"] > 0.7, metrics
-    assert set(metrics["method"]) == {"z", "c", "zc"}
+    assert concurrent_runs["codes"] == [0, 0], [e[-3000:] for e in concurrent_runs["stderr"]]
+    ident = {}
+    for subject in tiny_dataset.subjects:
+        names = SubjectOutputs(subject, tiny_dataset.task, "MNI152NLin2009cAsym", "2")
+        metrics = read_tsv(concurrent_runs["out"] / names.metrics("diffusion"))
+        assert set(metrics["method"]) == {"z", "c", "zc"}
+        ident[subject] = metrics[metrics["metric"] == "identification_features"].set_index("method")["value"]
+    mean = {space: float(np.mean([values[space] for values in ident.values()])) for space in ("z", "c")}
+    assert mean["z"] > 0.75, ident
+    assert mean["c"] > 0.62, ident
 
 
 @pytest.mark.slow
