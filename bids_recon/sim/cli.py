@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bids_recon import __version__
-from bids_recon.errors import BidsReconError, ExitCode
+from bids_recon.errors import BidsReconError, ExitCode, UsageError
 from bids_recon.sim.layouts import LAYOUTS
 from bids_recon.sim.presets import PRESETS
 from bids_recon.sim.shapes import SHAPES, parse_shapes
 from bids_recon.sim.simulate import output_paths, resolve_simulation, simulate_dataset, stores_path
+
+#: ``--preset full``: NSD subject 01's published betas at full size (:mod:`bids_recon.sim.nsdfull`).
+FULL_PRESET = "full"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"{name}: {p.n_subjects} subjects x {p.n_sessions * p.n_runs} runs, {p.n_train} training + "
         f"{p.n_test} test images x {p.n_test_repeats}, {p.image_size} px, grid {'x'.join(map(str, p.grid))}"
         for name, p in PRESETS.items()
-    )
+    ) + ("; full: NSD subject 01's published betas at full size (--layout nsd only; published-betas path only: no "
+         "raw BOLD, no fMRIPrep derivatives, no TemplateFlow folder): 37 sessions x 750 trials of int16 betas on the "
+         "81x104x83 func1pt8mm grid, brain mask, streams/nsdgeneral ROIs, responses.tsv, nsd_expdesign.mat, "
+         "nsd_stim_info_merged.csv, nsd_stimuli.hdf5 (73000 x 425 x 425 x 3, subject 01's 10000 rows written), "
+         "COCO captions; ground truth in OUT_groundtruth/sub-01_nsdfull.npz")
     parser = argparse.ArgumentParser(
         prog="bids_recon-sim",
         description=(
@@ -37,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out", metavar="OUT", type=Path, help="folder of the raw BIDS dataset to write")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="size of the dataset")
+    parser.add_argument("--preset", choices=[*sorted(PRESETS), FULL_PRESET], default="tiny",
+                        help=f"size of the dataset ('{FULL_PRESET}': --layout nsd only, the published-betas path "
+                             "only)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
     parser.add_argument("--layout", choices=list(LAYOUTS), default="bids",
                         help="write the dataset as a public dataset lays it out (events columns, stimulus stores in "
@@ -78,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     shapes = parse_shapes(args.shape)
     extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
     try:  # before anything is deleted
-        resolve_simulation(args.preset, args.layout, shapes or None, **extra)
+        if args.preset == FULL_PRESET:
+            _check_full(args)
+        else:
+            resolve_simulation(args.preset, args.layout, shapes or None, **extra)
     except BidsReconError as exc:
         print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
@@ -95,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             d.unlink()
     start = time.perf_counter()
+    if args.preset == FULL_PRESET:
+        return _write_full(args, start)
     try:
         ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed, layout=args.layout, shapes=shapes or None,
                               **extra)
@@ -116,6 +130,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"bids_recon {ds.bids_dir} {bids_dir}_output participant -d fmriprep={ds.fmriprep_dir}"
         + "".join(f" {a}" for a in ds.run_args or [])
         + "".join(f"\n(shape {n}: {SHAPES[n].summary})" for n in invalid)
+    )
+    return int(ExitCode.SUCCESS)
+
+
+def _check_full(args: argparse.Namespace) -> None:
+    """``--preset full`` goes with ``--layout nsd`` and neither ``--shape`` nor ``--subjects``."""
+    if args.layout != "nsd":
+        raise UsageError(f"--preset full writes NSD's published betas only: it needs --layout nsd, not "
+                         f"--layout {args.layout}")
+    if args.shape:
+        raise UsageError("--preset full cannot be combined with --shape (it writes NSD's own files only)")
+    if args.subjects is not None:
+        raise UsageError("--preset full writes NSD subject 01 only: --subjects cannot be given")
+
+
+def _write_full(args: argparse.Namespace, start: float) -> int:
+    from bids_recon.sim.nsdfull import write_nsd_full
+
+    try:
+        ds = write_nsd_full(args.out, seed=args.seed)
+    except BidsReconError as exc:
+        print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    took = time.perf_counter() - start
+    print(
+        f"Full-size NSD stand-in (subject 01, seed {args.seed}, {ds.n_sessions} sessions x {ds.trials_per_session} "
+        f"trials, grid {'x'.join(map(str, ds.grid))}, {ds.counts['brain']} brain voxels, "
+        f"{ds.counts['nsdgeneral']} in nsdgeneral) in {took:.1f} s, {ds.sizes['total'] / 1e9:.1f} GB:\n"
+        f"  NSD download root:     {ds.root}\n"
+        f"  ground truth:          {ds.truth_file}\n"
+        "\nTo run the pipeline on it (published betas; no raw BOLD, no fMRIPrep derivatives):\n"
+        f"bids_recon {ds.root} {ds.root}_output participant --dataset nsd --participant-label 01"
     )
     return int(ExitCode.SUCCESS)
 
