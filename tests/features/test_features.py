@@ -24,14 +24,14 @@ def tiny_model(tiny_dataset, tmp_path_factory):
     return resolved, load_components(resolved.folder, "cpu", ("vae", "text_encoder", "tokenizer"))
 
 
-def _features(dataset, model, cache_root, stim_ids):
+def _features(dataset, model, cache_root, stim_ids, chunk_stimuli=256):
     from bids_recon.features.latents import stimulus_features
 
     resolved, components = model
     captions = load_captions(dataset.bids_dir / "stimuli" / "captions.tsv", stim_ids)
     cache = FeatureCache(cache_root, resolved.identity.key)
     return stimulus_features(resolver_for(dataset.bids_dir), stim_ids, captions, components, cache,
-                             image_size=16, batch_size=4), cache
+                             image_size=16, batch_size=4, chunk_stimuli=chunk_stimuli), cache
 
 
 def test_features_have_the_model_shapes_and_hit_the_cache(tiny_dataset, tiny_model, tmp_path):
@@ -45,6 +45,38 @@ def test_features_have_the_model_shapes_and_hit_the_cache(tiny_dataset, tiny_mod
     np.testing.assert_array_equal(first.z, second.z)
     np.testing.assert_array_equal(first.c, second.c)
     assert not np.allclose(first.c[0], first.c[1])  # different captions, different embeddings
+
+
+def test_features_computed_in_chunks_equal_one_pass(tiny_dataset, tiny_model, tmp_path):
+    """Stimuli are read and encoded a chunk at a time (NSD's 9,841 images would be 12 GB at once)."""
+    stim_ids = [f"stim-{k:04d}.png" for k in range(1, 8)]
+    whole, _ = _features(tiny_dataset, tiny_model, tmp_path / "one", stim_ids)
+    chunked, _ = _features(tiny_dataset, tiny_model, tmp_path / "chunks", stim_ids, chunk_stimuli=3)
+    np.testing.assert_allclose(chunked.z, whole.z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chunked.c, whole.c, rtol=1e-5, atol=1e-6)
+    assert chunked.z.shape[0] == chunked.c.shape[0] == 7
+    assert not np.allclose(chunked.c[3], chunked.c[4])  # chunk boundary: rows kept in order, not repeated
+
+
+def test_features_interrupted_midway_keep_the_finished_chunks(tiny_dataset, tiny_model, tmp_path, monkeypatch):
+    import bids_recon.features.latents as latents
+
+    real, calls = latents.encode_images, []
+
+    def failing_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a killed run: the first chunk's entries must be in the cache
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latents, "encode_images", failing_second_chunk)
+    stim_ids = [f"stim-{k:04d}.png" for k in range(1, 8)]
+    with pytest.raises(KeyboardInterrupt):
+        _features(tiny_dataset, tiny_model, tmp_path, stim_ids, chunk_stimuli=3)
+    assert len(list((tmp_path / tiny_model[0].identity.key / "z").rglob("*.npz"))) == 3
+    monkeypatch.setattr(latents, "encode_images", real)
+    again, _ = _features(tiny_dataset, tiny_model, tmp_path, stim_ids, chunk_stimuli=3)
+    assert again.cache_stats["hits"] == 3 and again.z.shape[0] == 7
 
 
 def test_corrupted_cache_entry_is_detected_and_recomputed(tiny_dataset, tiny_model, tmp_path):
