@@ -5,6 +5,10 @@ cross-attention width 32), a two-block VAE (downsampling factor 2, 4 latent chan
 encoder of width 32 and a CLIP tokenizer whose vocabulary holds the words it is given (so captions that
 name different things get different tokens). :func:`save_tiny_model` writes a diffusers folder that
 :func:`bids_recon.generate.models.resolve_model` loads exactly like a real model.
+
+``shapes="sd"`` gives toy widths with SD-1.x's feature shapes, for benchmarks at the paper's sizes: a
+four-block VAE (downsampling factor 8, so z is 4 x 40 x 40 = 6,400 numbers at 320 px), a one-layer text encoder of
+width 768 (c is 77 x 768 = 59,136 numbers) and a UNet whose cross-attention reads 768-wide states.
 """
 
 from __future__ import annotations
@@ -29,22 +33,31 @@ def tiny_unet_config(cross_attention_dim: int = 32, sample_size: int = 16) -> di
     }
 
 
-def tiny_vae_config() -> dict[str, Any]:
-    """Configuration of a toy ``AutoencoderKL`` (2 blocks, downsampling factor 2, 4 latent channels)."""
+#: Model shapes :func:`tiny_components` builds: ``toy`` (tests: downsampling 2, width 32) or ``sd`` (SD-1.x's
+#: feature shapes at toy cost: downsampling 8, text width 768).
+SHAPES = ("toy", "sd")
+
+
+def tiny_vae_config(shapes: str = "toy") -> dict[str, Any]:
+    """Configuration of a toy ``AutoencoderKL``: 2 blocks (downsampling factor 2) or, with ``shapes="sd"``, 4
+    blocks (factor 8, as SD-1.x); 4 latent channels."""
+    widths = (32, 64) if shapes == "toy" else (4, 8, 8, 16)
     return {
-        "block_out_channels": (32, 64), "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-        "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"), "layers_per_block": 1, "norm_num_groups": 32,
-        "sample_size": 32,
+        "block_out_channels": widths, "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+        "down_block_types": ("DownEncoderBlock2D",) * len(widths),
+        "up_block_types": ("UpDecoderBlock2D",) * len(widths), "layers_per_block": 1,
+        "norm_num_groups": 4 if shapes == "sd" else 32, "sample_size": 32 if shapes == "toy" else 320,
     }
 
 
-def tiny_text_config(vocab_size: int) -> dict[str, Any]:
-    """Configuration of a toy ``CLIPTextModel`` (width 32, 5 layers)."""
+def tiny_text_config(vocab_size: int, shapes: str = "toy") -> dict[str, Any]:
+    """Configuration of a toy ``CLIPTextModel``: width 32, 5 layers, or, with ``shapes="sd"``, SD-1.x's width 768
+    (12 heads) in one layer; 77 positions."""
+    width, layers, heads = (32, 5, 4) if shapes == "toy" else (768, 1, 12)
     return {
-        "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, "hidden_size": 32, "intermediate_size": 37,
-        "layer_norm_eps": 1e-05, "num_attention_heads": 4, "num_hidden_layers": 5, "vocab_size": vocab_size,
-        "max_position_embeddings": 77, "projection_dim": 32,
+        "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, "hidden_size": width,
+        "intermediate_size": 37 if shapes == "toy" else 768, "layer_norm_eps": 1e-05, "num_attention_heads": heads,
+        "num_hidden_layers": layers, "vocab_size": vocab_size, "max_position_embeddings": 77, "projection_dim": width,
     }
 
 
@@ -82,20 +95,30 @@ def words_of(texts: Iterable[str]) -> list[str]:
     return sorted({w for t in texts for w in re.findall(r"[a-z0-9]+", str(t).lower())})
 
 
-def tiny_components(vocab_size: int = 1000, seed: int = 0, cross_attention_dim: int = 32) -> dict[str, Any]:
-    """UNet, VAE, text encoder and DDIM scheduler of a toy SD model with random weights (no tokenizer)."""
+def tiny_components(vocab_size: int = 1000, seed: int = 0, cross_attention_dim: int = 32,
+                    shapes: str = "toy") -> dict[str, Any]:
+    """UNet, VAE, text encoder and DDIM scheduler of a toy SD model with random weights (no tokenizer).
+
+    ``shapes`` is one of :data:`SHAPES`; ``sd`` sets the cross-attention width to 768 and the UNet's sample size to
+    40 (320 px images), whatever ``cross_attention_dim`` says.
+    """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    if shapes not in SHAPES:
+        raise ValueError(f"shapes must be one of {', '.join(SHAPES)}, got {shapes!r}")
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**tiny_unet_config(cross_attention_dim))
-    vae = AutoencoderKL(**tiny_vae_config())
-    text_encoder = CLIPTextModel(CLIPTextConfig(**tiny_text_config(vocab_size)))
+    unet_config = tiny_unet_config(cross_attention_dim)
+    if shapes == "sd":  # half the toy widths: the benchmarks' reconstructions dominate their CPU time
+        unet_config = {**tiny_unet_config(768, sample_size=40), "block_out_channels": (16, 32), "norm_num_groups": 16}
+    unet = UNet2DConditionModel(**unet_config)
+    vae = AutoencoderKL(**tiny_vae_config(shapes))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**tiny_text_config(vocab_size, shapes)))
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": DDIMScheduler(**scheduler_config())}
 
 
-def save_tiny_model(folder: Path, words: Iterable[str] = (), seed: int = 0) -> Path:
+def save_tiny_model(folder: Path, words: Iterable[str] = (), seed: int = 0, shapes: str = "toy") -> Path:
     """Write a tiny random-weight SD pipeline (diffusers layout, safetensors) to ``folder``; return it.
 
     Parameters
@@ -106,6 +129,8 @@ def save_tiny_model(folder: Path, words: Iterable[str] = (), seed: int = 0) -> P
         Words the tokenizer knows as single tokens (e.g. :func:`words_of` the captions).
     seed : int
         Seed of the random weights.
+    shapes : str
+        ``toy`` (about 8 MB) or ``sd`` (SD-1.x's feature shapes, about 20 MB; :data:`SHAPES`).
     """
     from diffusers import StableDiffusionImg2ImgPipeline
     from transformers import CLIPTokenizer
@@ -116,7 +141,7 @@ def save_tiny_model(folder: Path, words: Iterable[str] = (), seed: int = 0) -> P
     _write_vocab(tok_dir, [*BASE_WORDS, *words])
     tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77,
                               pad_token="<|endoftext|>")
-    parts = condition_tiny(tiny_components(vocab_size=len(tokenizer), seed=seed))
+    parts = condition_tiny(tiny_components(vocab_size=len(tokenizer), seed=seed, shapes=shapes))
     pipe = StableDiffusionImg2ImgPipeline(**parts, tokenizer=tokenizer, safety_checker=None,
                                           feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(folder), safe_serialization=True)
