@@ -27,6 +27,7 @@ from bids_recon.reports.figures import (
     plot_metrics,
     plot_reconstruction_grid,
     plot_roi_overlay,
+    write_contact_sheet,
 )
 from bids_recon.reports.html import Figure, Section, render_report
 from bids_recon.reports.imported import imported_betas_section
@@ -37,6 +38,39 @@ from bids_recon.reports.metrics import (
     protocols_text,
     published_layout,
 )
+
+#: Test stimuli drawn in the report's reconstruction grid (every reconstruction is a file under ``recon/``).
+RECONSTRUCTION_GRID_ITEMS = 30
+#: Test stimuli per page of thumbnails (the section "All test stimuli"), and the thumbnails' size (px).
+CONTACT_SHEET_ITEMS, CONTACT_SHEET_THUMB = 50, 64
+
+
+def contact_sheets_section(output_dir: Path, rows_by_method: dict[str, pd.DataFrame], resolver, fig_dir: Path,
+                           prefix: str) -> Section:
+    """Every test stimulus and its reconstructions as thumbnails, :data:`CONTACT_SHEET_ITEMS` per page (one JPEG
+    each, loaded by the browser when scrolled to); the full-size images are the files under ``recon/``."""
+    first = next(iter(rows_by_method.values()))
+    ids = list(first["stimulus"])
+    figures = []
+    for start in range(0, len(ids), CONTACT_SHEET_ITEMS):
+        page = ids[start:start + CONTACT_SHEET_ITEMS]
+        seen = resolver.load_images(page, CONTACT_SHEET_THUMB)
+        files = {m: [output_dir / f for f in rows["file"].iloc[start:start + CONTACT_SHEET_ITEMS]]
+                 for m, rows in rows_by_method.items()}
+        number = start // CONTACT_SHEET_ITEMS + 1
+        sheet = write_contact_sheet(list(seen), files, [Path(s).stem for s in page],
+                                    fig_dir / f"{prefix}_desc-reconstructions{number:03d}_thumbnails.jpg",
+                                    thumb=CONTACT_SHEET_THUMB)
+        figures.append(Figure(sheet, f"Test stimuli {start + 1}-{start + len(page)} of {len(ids)}: seen, then "
+                                     f"{', '.join(rows_by_method)} (first sample)"))
+    folder = Path(str(first["file"].iloc[0])).parent.as_posix() if len(first) else "recon"
+    return Section(
+        title="All test stimuli",
+        text=(f"Thumbnails of all {len(ids)} test stimuli, {CONTACT_SHEET_ITEMS} per page; the full-size "
+              f"reconstructions (every sample) are the PNG files in {folder}/, listed with their stimulus, variant "
+              f"and sample in the *_reconstructions.tsv table there."),
+        figures=figures,
+    )
 
 
 def _rows_by_method(index: pd.DataFrame, generator: str) -> dict[str, pd.DataFrame]:
@@ -365,7 +399,9 @@ def build_participant_report(
         )
     )
 
-    shown_rows = _rows_by_method(index, generator)
+    # only the stimuli the grid draws are read (NSD: 982 test images x 3 variants would be 3.5 GB as float32)
+    all_rows = _rows_by_method(index, generator)
+    shown_rows = {m: rows.iloc[:RECONSTRUCTION_GRID_ITEMS] for m, rows in all_rows.items()}
     stim_ids = list(next(iter(shown_rows.values()))["stimulus"])
     shown = {m: [np.asarray(Image.open(output_dir / f).convert("RGB"), np.float32) / 255 for f in rows["file"]]
              for m, rows in shown_rows.items()}
@@ -384,12 +420,15 @@ def build_participant_report(
                         shown,
                         [Path(s).stem for s in stim_ids],
                         fig_dir / f"{prefix}_desc-reconstructions_grid.png",
+                        max_items=RECONSTRUCTION_GRID_ITEMS,
                     ),
-                    "Seen (top) and reconstructed images",
+                    f"Seen (top) and reconstructed images (the first {len(stim_ids)} of {n_test_stim} test stimuli)",
                 )
             ],
         )
     )
+
+    sections.append(contact_sheets_section(output_dir, all_rows, _resolver(bids_dir, stimuli), fig_dir, prefix))
 
     sections.append(metrics_section(table_metrics, _read_sidecar(output_dir / names.metrics(generator, ".json")),
                                     index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg"))

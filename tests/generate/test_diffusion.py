@@ -94,6 +94,8 @@ def test_report_shows_the_paper_figure_and_both_decoders(diffusion_run):
     sources = re.findall(r'src="([^"]+)"', html)
     assert any("reconstructions_grid" in s for s in sources)
     assert all((out / s).is_file() for s in sources)
+    sheets = [s for s in sources if s.endswith("_thumbnails.jpg")]  # every test stimulus, paged
+    assert sheets and "All test stimuli" in html and 'loading="lazy"' in html
 
 
 @pytest.mark.slow
@@ -250,7 +252,7 @@ def other_seed_run(tiny_dataset, tiny_sd, concurrent_runs, tmp_path_factory):
 
 
 #: Outputs that a run's sampled images feed (their index, metrics, figures, report), besides the images.
-FED_BY_SAMPLES = ("desc-diffusion_", "reconstructions_grid", "metrics_plot", "sample-selection")
+FED_BY_SAMPLES = ("desc-diffusion_", "reconstructions_grid", "_thumbnails", "metrics_plot", "sample-selection")
 
 
 @pytest.mark.slow

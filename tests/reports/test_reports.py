@@ -175,6 +175,31 @@ def test_reconstruction_grid_png(tmp_path: Path) -> None:
         plot_reconstruction_grid(seen, recon, labels[:2], tmp_path / "bad.png")
 
 
+def test_contact_sheet_pages_thumbnails_of_files(tmp_path: Path) -> None:
+    from bids_recon.reports.figures import write_contact_sheet
+
+    rng = np.random.default_rng(2)
+    seen = [rng.random((40, 40, 3)) for _ in range(12)]
+    files = {}
+    for method, shade in (("z only", 0), ("c only", 255)):
+        files[method] = []
+        for i in range(12):
+            path = tmp_path / f"{method[0]}{i}.png"
+            Image.fromarray(np.full((80, 80, 3), shade, np.uint8)).save(path)
+            files[method].append(path)
+    sheet = write_contact_sheet(seen, files, [f"s{i}" for i in range(12)], tmp_path / "page.jpg", thumb=16, columns=5)
+    with Image.open(sheet) as im:
+        assert im.format == "JPEG"
+        width, height = im.size
+        pixels = np.asarray(im.convert("L"), float)
+    assert height == 3 * (12 + 3 * 16 + 6) and width == 48 + 5 * 18  # 3 rows of 5 stimuli, 3 thumbnails each
+    # the first stimulus' column: its "z only" thumbnail is black, its "c only" thumbnail white
+    assert pixels[12 + 16 + 4:12 + 32 - 4, 48 + 4:48 + 12].mean() < 30
+    assert pixels[12 + 32 + 4:12 + 48 - 4, 48 + 4:48 + 12].mean() > 225
+    with pytest.raises(ValueError, match="agree"):
+        write_contact_sheet(seen, {"z only": files["z only"][:3]}, [f"s{i}" for i in range(12)], tmp_path / "x.jpg")
+
+
 def test_metrics_percent_for_identification(tmp_path: Path, metrics: pd.DataFrame) -> None:
     texts = _svg_texts(plot_metrics(metrics, tmp_path / "metrics.svg"))
     assert {"PixCorr", "SSIM", "2-way identification", "% correct", "chance"} <= set(texts)
