@@ -49,3 +49,21 @@ def test_temporaries_of_a_killed_participant_are_removed_and_no_one_elses(tmp_pa
     assert len(others) == 1  # sub-010's temporary is not sub-01's to remove
     assert remaining == sorted([kept.relative_to(out).as_posix(), *others])
     assert remove_stale_temporaries(tmp_path / "missing", "01") == []
+
+
+def test_an_npz_member_is_memory_mapped_through_a_copy(tmp_path: Path) -> None:
+    import numpy as np
+    import pytest
+
+    from bids_recon.errors import BadDataError
+    from bids_recon.io import npz_array_mapped, save_npz
+
+    features = np.random.default_rng(0).standard_normal((30, 7)).astype(np.float32)
+    npz = save_npz(tmp_path / "f.npz", stim_ids=np.arange(30).astype(str), features=features)
+    mapped = npz_array_mapped(npz, "features", tmp_path / "scratch" / "f.npy")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, features)
+    np.testing.assert_array_equal(npz_array_mapped(npz, "features", tmp_path / "scratch" / "f.npy"), features)
+    assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["f.npy"]  # no temporary left
+    with pytest.raises(BadDataError, match="no array 'betas'.*features"):
+        npz_array_mapped(npz, "betas", tmp_path / "scratch" / "b.npy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -12,7 +13,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, tr
 from bids_recon.decoding.params import EncodingParams
 from bids_recon.glm.runs import read_betas
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
-from bids_recon.io import atomic_write, read_tsv, save_npz, write_json, write_tsv
+from bids_recon.io import atomic_write, npz_array_mapped, read_tsv, save_npz, write_json, write_tsv
 
 
 class _StimulusBottleneckInputSpec(BaseInterfaceInputSpec):
@@ -104,16 +105,20 @@ class EncodingModels(RecordingInterface):
                                f"{', '.join(i.features)})")
         brain = nib.load(i.mask_file)
         voxel_indices, rois = encoding_voxels(brain, {k: nib.load(v) for k, v in i.roi_files.items()}, params.mask)
-        features = {}
-        for space in i.spaces:
-            with np.load(i.features[space]) as data:
-                features[space] = (data["stim_ids"].astype(str), data["features"])
         cwd = Path(runtime.cwd)
+        features = {}
+        for space in i.spaces:  # memory-mapped: NSD's z, c and three z_c spaces are 6.4 GB as arrays
+            with np.load(i.features[space]) as data:
+                stim_ids = data["stim_ids"].astype(str)
+            features[space] = (stim_ids, npz_array_mapped(i.features[space], "features",
+                                                          cwd / "features" / f"{space}.npy"))
         betas, trials = read_betas(i.betas, i.trials, i.mask_file)
         result = encoding_analysis(
             betas, trials, voxel_indices, features, params, rois=rois,
             partition=list(i.partition), seed=i.seed, device=i.device,
             scratch_dir=cwd / "scratch" if params.mask == "brain" else None)
+        del features
+        shutil.rmtree(cwd / "features", ignore_errors=True)  # copies of the inputs, no longer read
         inside = np.asarray(brain.dataobj) > 0
         maps = {}
         for model, stat, values in result.statmaps():
