@@ -43,6 +43,8 @@ from bids_recon.reports.metrics import (
 RECONSTRUCTION_GRID_ITEMS = 30
 #: Test stimuli per page of thumbnails (the section "All test stimuli"), and the thumbnails' size (px).
 CONTACT_SHEET_ITEMS, CONTACT_SHEET_THUMB = 50, 64
+#: Rows of the per-stimulus metrics table shown in the report (every row is in the reconstructions table).
+ITEM_ROWS_SHOWN = 150
 
 
 def contact_sheets_section(output_dir: Path, rows_by_method: dict[str, pd.DataFrame], resolver, fig_dir: Path,
@@ -167,7 +169,8 @@ def _read_sidecar(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFrame, figure_path: Path) -> Section:
+def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFrame, figure_path: Path,
+                    item_source: str = "") -> Section:
     """The report's metrics: the published layout beside the published rows, every row, the not-computed lines.
 
     Parameters
@@ -177,9 +180,11 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
     provenance : dict
         Its JSON sidecar (``NotComputedLines``, ``PublishedComparison``, ``Networks``, ``Selection``).
     item_table : pandas.DataFrame
-        One row per test stimulus (and variant, sample).
+        One row per test stimulus (and variant, sample); the page shows the first :data:`ITEM_ROWS_SHOWN`.
     figure_path : Path
         Where the figure goes.
+    item_source : str
+        The file that holds every row of ``item_table`` (named in the caption when rows are left out).
     """
     from bids_recon.evaluate.standard import not_computed_lines
 
@@ -206,6 +211,10 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
     paragraphs.append(networks_text(provenance))
     shown = table[["label", "method", "value", "chance", "sd", "samples", "selection", "status", "note"]
                   if "sd" in table else ["label", "method", "value", "chance", "status", "note"]]
+    item_caption = "Per test stimulus"
+    if len(item_table) > ITEM_ROWS_SHOWN:  # NSD: 982 x 11 rows would take a browser seconds to lay out
+        item_caption += (f" (the first {ITEM_ROWS_SHOWN} of {len(item_table)} rows; all of them: "
+                         f"{item_source or 'the reconstructions table'})")
     figures = []
     if not computed.empty:
         plot = computed.assign(metric=computed["label"].str.replace(" (", "\n(", regex=False))  # short lines
@@ -218,7 +227,7 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
                  "with different protocols (the Data column; – = not reported)", published_layout(table, provenance.get(
                      "PublishedComparison"))),
                 ("Every metric", shown.rename(columns={"label": "metric"})),
-                ("Per test stimulus", item_table)],
+                (item_caption, item_table.iloc[:ITEM_ROWS_SHOWN])],
     )
 
 
@@ -431,7 +440,8 @@ def build_participant_report(
     sections.append(contact_sheets_section(output_dir, all_rows, _resolver(bids_dir, stimuli), fig_dir, prefix))
 
     sections.append(metrics_section(table_metrics, _read_sidecar(output_dir / names.metrics(generator, ".json")),
-                                    index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg"))
+                                    index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg",
+                                    item_source=names.recon_index(generator).as_posix()))
 
     encoding = encoding_section(output_dir, names, fig_dir, prefix)
     if encoding is not None:

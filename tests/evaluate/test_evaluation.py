@@ -203,12 +203,21 @@ def test_missing_weights_give_one_line_and_a_not_computed_row(tmp_path, monkeypa
     assert result.provenance["NotComputedLines"] == [line] == not_computed_lines(result.table)
     assert result.provenance["Networks"]["alexnet"]["File"] == str(alexnet)
     # the report says it in one line, and the published layout's cell says 'not computed'
-    from bids_recon.reports.participant import metrics_section
+    from bids_recon.reports.participant import ITEM_ROWS_SHOWN, metrics_section
 
     section = metrics_section(result.table, result.provenance, result.per_item, tmp_path / "m.svg")
     assert section.text.split("\n\n").count(line) == 1
     layout = section.tables[0][1].set_index("Method")
     assert layout.loc["this run: linear", "InceptionV3"] == "not computed"
+    assert section.tables[-1] == ("Per test stimulus", section.tables[-1][1]) and len(section.tables[-1][1]) == len(
+        result.per_item)
+    # at NSD's size the page shows the first rows and names the file that has them all (a browser lays out
+    # 10,802 rows in seconds)
+    many = pd.concat([result.per_item] * (ITEM_ROWS_SHOWN // len(result.per_item) + 1), ignore_index=True)
+    caption, shown = metrics_section(result.table, result.provenance, many, tmp_path / "m.svg",
+                                     item_source="sub-01/recon/x_reconstructions.tsv").tables[-1]
+    assert len(shown) == ITEM_ROWS_SHOWN and f"the first {ITEM_ROWS_SHOWN} of {len(many)} rows" in caption
+    assert "sub-01/recon/x_reconstructions.tsv" in caption
 
 
 def test_comparability_is_decided_from_the_settings():
