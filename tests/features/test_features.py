@@ -79,6 +79,44 @@ def test_features_interrupted_midway_keep_the_finished_chunks(tiny_dataset, tiny
     assert again.cache_stats["hits"] == 3 and again.z.shape[0] == 7
 
 
+def test_features_are_stacked_without_copies(tmp_path):
+    """At NSD's size c is 2.4 GB: the stacked result plus one chunk at peak, never a list plus its stacked copy
+    (the full-size run's features node held 8.5 GB before)."""
+    import tracemalloc
+
+    from bids_recon.features.latents import _cached
+
+    n, width, chunk = 600, 2_000, 50
+    cache = FeatureCache(tmp_path, "model")
+    keys = [f"{k:064x}" for k in range(n)]
+    for k in keys[:100]:  # some stimuli come from the cache, the rest are computed
+        cache.put("c", k, np.full(width, -1.0, np.float32))
+
+    def compute(rows):
+        return np.repeat(np.asarray(rows, np.float32)[:, None], width, axis=1)
+
+    tracemalloc.start()
+    try:
+        stacked = _cached(cache, "c", keys, compute, chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert stacked.shape == (n, width) and stacked.dtype == np.float32
+    np.testing.assert_array_equal(stacked[:100], -1.0)
+    np.testing.assert_array_equal(stacked[100:, 0], np.arange(100, n))
+    result_bytes = n * width * 4
+    assert peak < result_bytes + 4 * chunk * width * 4, f"peak {peak / 1e6:.1f} MB, result {result_bytes / 1e6:.1f} MB"
+
+
+def test_features_of_different_shapes_are_an_error(tmp_path):
+    from bids_recon.features.latents import _cached
+
+    cache = FeatureCache(tmp_path, "model")
+    cache.put("z", "a" * 64, np.zeros((4, 2, 2), np.float32))
+    with pytest.raises(RuntimeError, match=r"feature space z: an array of shape \(4, 3, 3\)"):
+        _cached(cache, "z", ["a" * 64, "b" * 64], lambda rows: np.zeros((len(rows), 4, 3, 3), np.float32))
+
+
 def test_corrupted_cache_entry_is_detected_and_recomputed(tiny_dataset, tiny_model, tmp_path):
     stim_ids = ["stim-0004.png", "stim-0005.png"]
     first, cache = _features(tiny_dataset, tiny_model, tmp_path, stim_ids)
