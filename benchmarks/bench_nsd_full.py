@@ -15,8 +15,9 @@ with ``bench.toml`` (written next to the results) setting what CPU time demands:
 (``--steps``, default 5 instead of 50) and the metrics listed by ``--metrics``. While it runs, the summed resident
 memory (``VmRSS``) and anonymous memory (``RssAnon``) of the whole process tree are sampled every second, and the
 work and output folders' sizes every 20 s. Stage times come from the start and end times nipype writes in each
-node's ``result_<node>.pklz``; a stage's memory is the tree's peak while one of its nodes ran (nodes of other
-stages that ran alongside are included: ``--nprocs 2``).
+node's ``result_<node>.pklz``. A stage's memory is given twice: its largest node's own peak (the processes whose
+working directory is that node's folder, where nipype runs it) and the tree's peak while one of its nodes ran
+(nodes of other stages that ran alongside included: ``--nprocs 2``).
 
 ``--kill-during decode`` sends SIGKILL to the run's process group as soon as a decoder node starts, runs the same
 command again and reports which nodes the second run recomputed (the imports and features must not be).
@@ -74,24 +75,38 @@ class TreeSampler(TreeMemory):
         self.folders, self.disk_every = folders, disk_every
         self.samples: list[tuple[float, int, int]] = []  # (time, rss, anon)
         self.disk: dict[str, int] = {name: 0 for name in folders}
+        #: node folder (relative to the work folder) -> peak (VmRSS, RssAnon) of the processes running in it
+        self.node_peaks: dict[str, tuple[int, int]] = {}
         super().__init__(pid, interval)
 
     def _run(self) -> None:
         last_disk = 0.0
+        work = os.path.realpath(self.folders["work"]) + os.sep if "work" in self.folders else None
         while not self._stop.is_set():
             rss = anon = 0
+            per_node: dict[str, list[int]] = {}
             for pid in self._tree():
                 try:
+                    pid_rss = pid_anon = 0
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
-                            rss += int(line.split()[1]) * 1024
+                            pid_rss = int(line.split()[1]) * 1024
                         elif line.startswith("RssAnon:"):
-                            anon += int(line.split()[1]) * 1024
+                            pid_anon = int(line.split()[1]) * 1024
+                    cwd = os.readlink(f"/proc/{pid}/cwd") if work else ""
                 except OSError:
                     continue
+                rss, anon = rss + pid_rss, anon + pid_anon
+                if work and cwd.startswith(work):  # nipype runs a node inside its folder
+                    totals = per_node.setdefault(cwd[len(work):], [0, 0])
+                    totals[0] += pid_rss
+                    totals[1] += pid_anon
             now = time.time()
             self.samples.append((now, rss, anon))
             self.peak = max(self.peak, rss)
+            for node, (node_rss, node_anon) in per_node.items():
+                old = self.node_peaks.get(node, (0, 0))
+                self.node_peaks[node] = (max(old[0], node_rss), max(old[1], node_anon))
             if now - last_disk >= self.disk_every:
                 last_disk = now
                 for name, folder in self.folders.items():
@@ -172,9 +187,12 @@ def stage_table(nodes: dict[str, dict], sampler: TreeSampler) -> list[dict]:
     out = []
     for stage, row in sorted(stages.items(), key=lambda kv: kv[1]["start"]):
         peaks = [sampler.peak_between(a, b) for a, b in row["windows"]]
+        own = [sampler.node_peaks.get(node, (0, 0)) for node in nodes if stage_of(node) == stage]
         out.append({"stage": stage, "nodes": row["nodes"], "wall_s": round(row["end"] - row["start"]),
                     "node_s": round(row["node_s"]), "peak_rss_gb": round(max(p[0] for p in peaks) / 2**30, 2),
-                    "peak_anon_gb": round(max(p[1] for p in peaks) / 2**30, 2)})
+                    "peak_anon_gb": round(max(p[1] for p in peaks) / 2**30, 2),
+                    "node_peak_rss_gb": round(max(p[0] for p in own) / 2**30, 2),
+                    "node_peak_anon_gb": round(max(p[1] for p in own) / 2**30, 2)})
     return out
 
 
@@ -252,17 +270,16 @@ def report_size(out: Path) -> dict:
 
 
 def markdown(result: dict) -> str:
-    rows = ["| stage | nodes | wall (s) | node time (s) | peak RSS (GB) | peak anonymous (GB) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| stage | nodes | wall (s) | node time (s) | its largest node: RSS / anonymous (GiB) | "
+            "whole tree meanwhile: RSS / anonymous (GiB) |", "|---|---|---|---|---|---|"]
     for r in result["participant"]["stages"]:
-        rows.append(f"| {r['stage']} | {r['nodes']} | {r['wall_s']} | {r['node_s']} | {r['peak_rss_gb']} | "
-                    f"{r['peak_anon_gb']} |")
+        rows.append(f"| {r['stage']} | {r['nodes']} | {r['wall_s']} | {r['node_s']} | {r['node_peak_rss_gb']} / "
+                    f"{r['node_peak_anon_gb']} | {r['peak_rss_gb']} / {r['peak_anon_gb']} |")
     p = result["participant"]
-    rows.append(f"| **participant, whole** | | **{p['wall_s']}** | | **{p['peak_rss_gb']}** | "
-                f"**{p['peak_anon_gb']}** |")
+    rows.append(f"| **participant, whole** | | **{p['wall_s']}** | | | **{p['peak_rss_gb']} / {p['peak_anon_gb']}** |")
     g = result.get("group")
     if g:
-        rows.append(f"| group | | {g['wall_s']} | | {g['peak_rss_gb']} | {g['peak_anon_gb']} |")
+        rows.append(f"| group | | {g['wall_s']} | | | {g['peak_rss_gb']} / {g['peak_anon_gb']} |")
     return "\n".join(rows)
 
 
