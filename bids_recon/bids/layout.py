@@ -17,12 +17,17 @@ from typing import Any
 import nibabel as nib
 
 from bids_recon.bids.fmriprep import (
+    ANATOMICAL_SPACES,
     KEYS,
     RUN_ENTITIES,
     DerivativeFile,
+    anatomical_references,
     describe_spaces,
     find_output,
     index_subject,
+    missing_bold_advice,
+    raw_sources,
+    sources_name_run,
     spaces_of,
 )
 from bids_recon.design.events import load_events
@@ -209,6 +214,7 @@ def collect_inputs(
         runs = [_collect_run(raw, files, fmriprep_dir, b, space, resolution) for b in bolds]
         runs.sort(key=lambda r: r.order)
         _check_distinct(runs)
+        _check_one_anatomical_reference(runs, fmriprep_dir, space)
         result[subject] = SubjectInputs(subject=subject, task=task, runs=runs)
     if not result:
         raise EmptySelectionError(
@@ -230,6 +236,35 @@ def _check_distinct(runs: list[RunInputs]) -> None:
                              "run labels, so their outputs would collide: select one with --session-label or "
                              "--bids-filter-file")
         seen[run.key] = run
+
+
+def _check_one_anatomical_reference(runs: list[RunInputs], fmriprep_dir: Path, space: str) -> None:
+    """BOLD in the subject's anatomical space (``space-T1w``) is one grid across sessions only when fMRIPrep made one
+    anatomical reference for them: with one per session (``--subject-anatomical-reference sessionwise``, or one
+    fMRIPrep run per session), voxels of different sessions are different places and their betas cannot be stacked.
+
+    Raises
+    ------
+    BadDataError
+        The selected runs' sessions have different references (exit code 65), naming two of them and what to do.
+    """
+    if space not in ANATOMICAL_SPACES or not runs:
+        return
+    references = anatomical_references(fmriprep_dir, runs[0].subject)
+    used: dict[Path, str] = {}
+    for run in runs:
+        own = references.get(run.session) if run.session is not None else None
+        found = own or references.get(None)
+        if found:
+            used.setdefault(found[0], run.session or "")
+    if len(used) > 1:
+        (first, ses1), (second, ses2) = list(used.items())[:2]
+        raise BadDataError(
+            f"fMRIPrep made an anatomical reference per session ({first.name} for ses-{ses1}, {second.name} for "
+            f"ses-{ses2}: --subject-anatomical-reference sessionwise, or one fMRIPrep run per session), so the "
+            f"space-{space} BOLD of different sessions are not aligned and their voxels cannot be pooled: use a "
+            "template space (--space MNI152NLin2009cAsym --res 2, from fMRIPrep --output-spaces "
+            "MNI152NLin2009cAsym:res-2), or select one session with --session-label", first.parent)
 
 
 def _raw_run_entities(bold: Any) -> dict[str, Any]:
@@ -283,6 +318,10 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
         if not found:
             if not required:
                 return None
+            advice = missing_bold_advice(files, run_entities, space, resolution, fmriprep_dir) \
+                if (suffix, desc) == ("bold", "preproc") else None
+            if advice:
+                raise MissingInputError(f"no preprocessed BOLD for {Path(bold.path).name}: {advice}", fmriprep_dir)
             wanted = (f"space-{space}" + (f"_res-{resolution}" if resolution else "") + "_" if with_space else "") \
                 + (f"desc-{desc}_" if desc else "") + suffix
             own = spaces_of(files, suffix, desc, run_entities, extensions) if with_space else []
@@ -300,6 +339,7 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
 
     images = (".nii.gz", ".nii")
     preproc = one("preprocessed BOLD", "bold", "preproc", images)
+    _check_sources(preproc, Path(bold.path), Path(raw.root), run_entities)
     mask = one("brain mask", "mask", "brain", images, required=False)
     if mask is None:
         LOGGER.warning("%s: fMRIPrep wrote no brain mask for this run (a trimmed copy?): its EPI mask (nilearn "
@@ -317,6 +357,32 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
         raw_bold=Path(bold.path), events=events, preproc_bold=preproc, brain_mask=mask,
         boldref=boldref, confounds=confounds, repetition_time=tr,
     )
+
+
+def _check_sources(preproc: Path, raw_bold: Path, bids_root: Path, run_entities: dict[str, Any]) -> None:
+    """The preprocessed BOLD's sidecar, where it names its raw input (fMRIPrep 23.2+: ``"Sources":
+    ["bids:raw:sub-01/func/..._bold.nii.gz", ...]``), must name this run: a derivative matched by name but made from
+    another run (renamed or copied files) would give this run's events another run's BOLD.
+
+    Raises
+    ------
+    BadDataError
+        The sidecar names raw BOLD of another run only (exit code 65), naming both files.
+    """
+    sidecar = preproc.with_name(preproc.name.split(".")[0] + ".json")
+    sources = raw_sources(sidecar)
+    if sources is None:
+        return
+    try:  # not resolved: DataLad's annexed files are links into .git/annex
+        relative = raw_bold.absolute().relative_to(bids_root.absolute()).as_posix()
+    except ValueError:
+        relative = raw_bold.name
+    if not sources_name_run(sources, relative, run_entities):
+        named = ", ".join("bids:raw:" + s for s in sources)
+        raise BadDataError(
+            f"its Sources name {named}, not the raw run {relative} it was matched to by name: the fMRIPrep outputs "
+            "were renamed or belong to another dataset (point -d fmriprep= at the derivatives of this raw dataset)",
+            sidecar)
 
 
 def _run_label(name: str, run: Any) -> str | None:
