@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Build the CPU image with podman from a clean clone, run the README's demo on the host and in the container, and
+# compare the outputs file by file (sha256 of every TSV and NIfTI). Exits non-zero on any difference.
+#
+#   scripts/build_image.sh                       # CPU torch from PyTorch's CPU index (torch 2.14.1+cpu)
+#   TORCH_INDEX=host scripts/build_image.sh      # torch from the index the host's pip uses (see below)
+#
+# Steps: (1) a Debian bookworm + python3 base image made with debootstrap and `podman import`, if missing;
+# (2) `git clone` of the repository (committed code only); (3) `bids_recon-sim` writes the demo dataset and its
+# TemplateFlow folder on the host; (4) `podman build --build-arg BASE=cpu --build-arg TEMPLATES=local` with that
+# folder as the `templateflow` build context (TemplateFlow's servers are not needed); (5) participant and group
+# levels on the host (the clone's code, the host's venv) and in the container (non-root, input read-only,
+# --network none, no host variables); (6) sha256 of every *.tsv, *.nii, *.nii.gz under both output folders.
+#
+# Settings (environment variables):
+#   IMG_DIR      work folder: clone, base rootfs, demo data, outputs, hashes (default /tmp/img)
+#   IMAGE        tag of the image built (default localhost/bids_recon:0.1.0-cpu)
+#   BASE_IMAGE   CPU base image (default localhost/debian-bookworm-python, made with debootstrap when missing)
+#   TORCH_INDEX  where torch/torchvision come from: a URL (default https://download.pytorch.org/whl/cpu), or `host`:
+#                the index of the host's pip that holds torch (PyPI's torch 2.14.1 wheel, a CUDA 13.0 build that
+#                pulls ~3 GB of nvidia-* wheels: use it only where the CPU index cannot be reached)
+#   PYTHON       the host Python with bids_recon installed (default: python3 on PATH, e.g. an activated venv)
+#   PRESET, SEED simulator preset and seed (small, 0); RANDOM_SEED bids_recon --random-seed (default 0)
+#   NPROCS       --nprocs on both sides (default 2)
+# The build's pip uses the same package indexes as the host's pip (`pip config list`): local file indexes
+# (file://...) and find-links folders are mounted read-only into the build at the same paths.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+IMG_DIR=${IMG_DIR:-/tmp/img}
+IMAGE=${IMAGE:-localhost/bids_recon:0.1.0-cpu}
+BASE_IMAGE=${BASE_IMAGE:-localhost/debian-bookworm-python}
+TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+PYTHON=${PYTHON:-python3}
+PRESET=${PRESET:-small}
+SEED=${SEED:-0}
+RANDOM_SEED=${RANDOM_SEED:-0}
+NPROCS=${NPROCS:-2}
+PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
+# the image's thread and offline settings (Dockerfile ENV), given to the host run too
+THREADS=(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMEXPR_NUM_THREADS=1)
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'build_image.sh: %s\n' "$*" >&2; exit 1; }
+command -v podman >/dev/null || die "podman not found (apt-get install -y podman runc debootstrap uidmap fuse-overlayfs)"
+PY_BIN=$(command -v "$PYTHON") || die "$PYTHON not found"
+VENV_BIN=$(dirname "$PY_BIN")
+[ -x "$VENV_BIN/bids_recon" ] || die "$VENV_BIN/bids_recon not found: activate the venv with bids_recon installed"
+mkdir -p "$IMG_DIR"
+
+# ---- 1. base image ------------------------------------------------------------------------------------------
+if ! "${PODMAN[@]}" image exists "$BASE_IMAGE"; then
+  log "base image $BASE_IMAGE: debootstrap bookworm (minbase + python3, python3-venv, ca-certificates, libgomp1)"
+  command -v debootstrap >/dev/null || die "debootstrap not found"
+  rm -rf "$IMG_DIR/rootfs"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1 \
+    bookworm "$IMG_DIR/rootfs" http://deb.debian.org/debian >"$IMG_DIR/debootstrap.log" 2>&1 \
+    || die "debootstrap failed: $IMG_DIR/debootstrap.log"
+  rm -rf "$IMG_DIR"/rootfs/var/lib/apt/lists/* "$IMG_DIR"/rootfs/var/cache/apt/*.bin \
+    "$IMG_DIR"/rootfs/var/cache/apt/archives/*.deb
+  tar --numeric-owner -C "$IMG_DIR/rootfs" -c . | "${PODMAN[@]}" import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE"
+  rm -rf "$IMG_DIR/rootfs"
+fi
+"${PODMAN[@]}" run --rm --network none "$BASE_IMAGE" python3 --version
+
+# ---- 2. a clean clone: the image and the host run use committed code only ---------------------------------------
+SRC=$IMG_DIR/src
+rm -rf "$SRC"
+git clone --quiet "$REPO" "$SRC"
+VCS_REF=$(git -C "$SRC" rev-parse HEAD)
+log "clone of $REPO at $VCS_REF"
+if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
+  log "note: $REPO has uncommitted changes; they are NOT in the image nor in the host run"
+fi
+# the host run imports bids_recon from the clone (PYTHONPATH comes before the venv's editable install)
+[ "$(cd /tmp && PYTHONPATH=$SRC "$PY_BIN" -c 'import bids_recon; print(bids_recon.__file__)')" = \
+  "$SRC/bids_recon/__init__.py" ] || die "PYTHONPATH=$SRC does not make $PYTHON import the clone's bids_recon"
+
+# ---- 3. demo dataset (on the host) --------------------------------------------------------------------------------
+DEMO=$IMG_DIR/demo
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+HOST_ENV=(env -i "PATH=$VENV_BIN:/usr/local/bin:/usr/bin:/bin" "HOME=$DEMO/home" "PYTHONPATH=$SRC" LANG=C.UTF-8
+          "${THREADS[@]}" TEMPLATEFLOW_AUTOUPDATE=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 NIPYPE_NO_ET=1
+          PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1)
+mkdir -p "$DEMO/home"
+log "bids_recon-sim $DEMO/ds --preset $PRESET --seed $SEED"
+(cd "$DEMO" && "${HOST_ENV[@]}" bids_recon-sim ds --preset "$PRESET" --seed "$SEED" --overwrite >sim.log 2>&1) \
+  || { tail -20 "$DEMO/sim.log"; die "simulation failed"; }
+TEMPLATES=$DEMO/ds_templateflow
+[ -d "$TEMPLATES" ] || die "the simulator wrote no $TEMPLATES"
+
+# ---- 4. the image --------------------------------------------------------------------------------------------------
+BUILD_ARGS=(--build-arg BASE=cpu --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg TEMPLATES=local
+            --build-arg "VCS_REF=$VCS_REF" --build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)")
+VOLUMES=()
+mount_file_urls() {  # mount every local folder of a pip index/find-links setting read-only at the same path
+  local url dir
+  for url in $1; do
+    dir=${url#file://}
+    [ -d "$dir" ] || continue
+    [ "$dir" != "$url" ] || [[ "$url" == /* ]] || continue
+    case "$dir" in */simple|*/simple/) dir=$(dirname "${dir%/}") ;; esac  # the index's files lie beside simple/
+    VOLUMES+=(-v "$dir:$dir:ro")
+  done
+}
+pip_setting() { "$PY_BIN" -m pip config get "$1" 2>/dev/null || true; }
+HOST_INDEX=$(pip_setting global.index-url)
+HOST_EXTRA=$(pip_setting global.extra-index-url | tr '\n' ' ')
+HOST_LINKS=$(pip_setting global.find-links | tr '\n' ' ')
+[ -n "$HOST_INDEX" ] && { BUILD_ARGS+=(--build-arg "PIP_INDEX_URL=$HOST_INDEX"); mount_file_urls "$HOST_INDEX"; }
+[ -n "${HOST_EXTRA// /}" ] && { BUILD_ARGS+=(--build-arg "PIP_EXTRA_INDEX_URL=${HOST_EXTRA% }"); mount_file_urls "$HOST_EXTRA"; }
+[ -n "${HOST_LINKS// /}" ] && { BUILD_ARGS+=(--build-arg "PIP_FIND_LINKS=${HOST_LINKS% }"); mount_file_urls "$HOST_LINKS"; }
+
+if [ "$TORCH_INDEX" = host ]; then
+  # the first of the host's indexes that lists torch (here: a local PyPI mirror holding PyPI's own wheel)
+  TORCH_INDEX=https://pypi.org/simple
+  for url in $HOST_INDEX $HOST_EXTRA; do
+    dir=${url#file://}
+    if [ "$dir" != "$url" ] && [ -d "$dir/torch" ]; then TORCH_INDEX=$url; break; fi
+  done
+  log "TORCH_INDEX=host: torch from $TORCH_INDEX (PyPI's wheel: a CUDA 13.0 build, with its nvidia-* wheels)"
+elif ! curl -fsS -m 20 -o /dev/null "${TORCH_INDEX%/}/torch/"; then
+  die "cannot reach $TORCH_INDEX (torch's CPU wheels). Give another index with TORCH_INDEX=URL, or TORCH_INDEX=host
+to take torch from the host pip's index (PyPI's CUDA build: a multi-GB image)"
+fi
+BUILD_ARGS+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
+
+log "podman build -t $IMAGE (BASE=cpu, TEMPLATES=local, TORCH_INDEX=$TORCH_INDEX)"
+build_start=$(date +%s)
+"${PODMAN[@]}" build --network host --layers "${BUILD_ARGS[@]}" "${VOLUMES[@]}" \
+  --build-context "templateflow=$TEMPLATES" -t "$IMAGE" "$SRC" >"$IMG_DIR/build.log" 2>&1 \
+  || { tail -30 "$IMG_DIR/build.log"; die "podman build failed: $IMG_DIR/build.log"; }
+build_s=$(( $(date +%s) - build_start ))
+size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
+
+# ---- 5. the demo: host, then container ------------------------------------------------------------------------------
+RUN_ARGS=(participant -d fmriprep=DS/derivatives/fmriprep --random-seed "$RANDOM_SEED" --nprocs "$NPROCS" --omp-nthreads 1)
+host_args() { local a; for a in "$@"; do printf '%s\n' "${a//DS/$DEMO/ds}"; done; }
+
+log "host: participant + group levels"
+rm -rf "$DEMO/out_host" "$DEMO/work_host"
+host_start=$(date +%s.%N)
+mapfile -t args < <(host_args "${RUN_ARGS[@]}")
+"${HOST_ENV[@]}" "TEMPLATEFLOW_HOME=$TEMPLATES" bids_recon "$DEMO/ds" "$DEMO/out_host" "${args[@]}" \
+  -w "$DEMO/work_host" >"$DEMO/host.log" 2>&1 || { tail -20 "$DEMO/host.log"; die "host participant level failed"; }
+"${HOST_ENV[@]}" "TEMPLATEFLOW_HOME=$TEMPLATES" bids_recon "$DEMO/ds" "$DEMO/out_host" group \
+  >>"$DEMO/host.log" 2>&1 || { tail -20 "$DEMO/host.log"; die "host group level failed"; }
+host_s=$(awk -v a="$host_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+
+log "container: participant + group levels (user 1001, /data read-only, --network none, no host variables)"
+rm -rf "$DEMO/out_container" "$DEMO/work_container"
+mkdir -p "$DEMO/out_container" "$DEMO/work_container"
+chown 1001:1001 "$DEMO/out_container" "$DEMO/work_container"
+chmod -R a+rX "$DEMO/ds"
+CONTAINER=("${PODMAN[@]}" run --rm --network none --user 1001:1001 --read-only --tmpfs /tmp
+           -v "$DEMO/ds:/data:ro" -v "$DEMO/out_container:/out" -v "$DEMO/work_container:/work")
+"${CONTAINER[@]}" --entrypoint env "$IMAGE" >"$DEMO/container_env.txt"   # what the process sees
+mapfile -t args < <(for a in "${RUN_ARGS[@]}"; do printf '%s\n' "${a//DS//data}"; done)
+container_start=$(date +%s.%N)
+"${CONTAINER[@]}" "$IMAGE" /data /out "${args[@]}" -w /work >"$DEMO/container.log" 2>&1 \
+  || { tail -20 "$DEMO/container.log"; die "container participant level failed"; }
+"${CONTAINER[@]}" "$IMAGE" /data /out group >>"$DEMO/container.log" 2>&1 \
+  || { tail -20 "$DEMO/container.log"; die "container group level failed"; }
+container_s=$(awk -v a="$container_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+
+# ---- 6. compare -------------------------------------------------------------------------------------------------------
+hashes() { (cd "$1" && find . -type f \( -name '*.tsv' -o -name '*.nii' -o -name '*.nii.gz' \) -print0 \
+              | sort -z | xargs -0 sha256sum); }
+hashes "$DEMO/out_host" >"$DEMO/sha256_host.txt"
+hashes "$DEMO/out_container" >"$DEMO/sha256_container.txt"
+n_host=$(wc -l <"$DEMO/sha256_host.txt")
+n_container=$(wc -l <"$DEMO/sha256_container.txt")
+n_equal=$(comm -12 "$DEMO/sha256_host.txt" "$DEMO/sha256_container.txt" | wc -l)
+
+echo "image            $IMAGE ($("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE" | cut -c1-12))"
+echo "image size       $size bytes ($(awk -v s="$size" 'BEGIN {printf "%.2f", s / 1e9}') GB)"
+echo "build time       $build_s s ($(nproc) cores; base image not included)"
+echo "torch            $("${PODMAN[@]}" run --rm --network none --entrypoint python "$IMAGE" -c 'import torch; print(torch.__version__)')"
+echo "demo wall time   host ${host_s} s, container ${container_s} s (participant + group, preset $PRESET)"
+echo "files compared   host $n_host, container $n_container, equal $n_equal"
+if [ "$n_host" -eq 0 ] || [ "$n_equal" -ne "$n_host" ] || [ "$n_equal" -ne "$n_container" ]; then
+  diff "$DEMO/sha256_host.txt" "$DEMO/sha256_container.txt" | head -40 >&2 || true
+  die "the container's outputs differ from the host's ($DEMO/sha256_*.txt)"
+fi
+echo "OK: every TSV and NIfTI equal"
