@@ -22,6 +22,7 @@
 #   PYTHON       the host Python with bids_recon installed (default: python3 on PATH, e.g. an activated venv)
 #   PRESET, SEED simulator preset and seed (small, 0); RANDOM_SEED bids_recon --random-seed (default 0)
 #   NPROCS       --nprocs on both sides (default 2)
+#   ULIMITS      podman run's --ulimit options (default below: nofile 16384, nproc 8192)
 # The build's pip uses the same package indexes as the host's pip (`pip config list`): local file indexes
 # (file://...) and find-links folders are mounted read-only into the build at the same paths.
 set -euo pipefail
@@ -37,6 +38,9 @@ SEED=${SEED:-0}
 RANDOM_SEED=${RANDOM_SEED:-0}
 NPROCS=${NPROCS:-2}
 PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
+# podman's default rlimits (nofile 1048576, nproc unlimited) are above what this sandbox lets runc set ("error setting
+# rlimit type 7/6: operation not permitted"): give limits below the host's hard limits (ULIMITS="" for podman's own)
+read -r -a ULIMITS <<<"${ULIMITS---ulimit nofile=16384:16384 --ulimit nproc=8192:8192}"
 # the image's thread and offline settings (Dockerfile ENV), given to the host run too
 THREADS=(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMEXPR_NUM_THREADS=1)
 
@@ -61,7 +65,7 @@ if ! "${PODMAN[@]}" image exists "$BASE_IMAGE"; then
   tar --numeric-owner -C "$IMG_DIR/rootfs" -c . | "${PODMAN[@]}" import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE"
   rm -rf "$IMG_DIR/rootfs"
 fi
-"${PODMAN[@]}" run --rm --network none "$BASE_IMAGE" python3 --version
+"${PODMAN[@]}" run --rm --network none "${ULIMITS[@]}" "$BASE_IMAGE" python3 --version
 
 # ---- 2. a clean clone: the image and the host run use committed code only ---------------------------------------
 SRC=$IMG_DIR/src
@@ -153,7 +157,7 @@ rm -rf "$DEMO/out_container" "$DEMO/work_container"
 mkdir -p "$DEMO/out_container" "$DEMO/work_container"
 chown 1001:1001 "$DEMO/out_container" "$DEMO/work_container"
 chmod -R a+rX "$DEMO/ds"
-CONTAINER=("${PODMAN[@]}" run --rm --network none --user 1001:1001 --read-only --tmpfs /tmp
+CONTAINER=("${PODMAN[@]}" run --rm --network none "${ULIMITS[@]}" --user 1001:1001 --read-only --tmpfs /tmp
            -v "$DEMO/ds:/data:ro" -v "$DEMO/out_container:/out" -v "$DEMO/work_container:/work")
 "${CONTAINER[@]}" --entrypoint env "$IMAGE" >"$DEMO/container_env.txt"   # what the process sees
 mapfile -t args < <(for a in "${RUN_ARGS[@]}"; do printf '%s\n' "${a//DS//data}"; done)
@@ -176,7 +180,7 @@ n_equal=$(comm -12 "$DEMO/sha256_host.txt" "$DEMO/sha256_container.txt" | wc -l)
 echo "image            $IMAGE ($("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE" | cut -c1-12))"
 echo "image size       $size bytes ($(awk -v s="$size" 'BEGIN {printf "%.2f", s / 1e9}') GB)"
 echo "build time       $build_s s ($(nproc) cores; base image not included)"
-echo "torch            $("${PODMAN[@]}" run --rm --network none --entrypoint python "$IMAGE" -c 'import torch; print(torch.__version__)')"
+echo "torch            $("${PODMAN[@]}" run --rm --network none "${ULIMITS[@]}" --entrypoint python "$IMAGE" -c 'import torch; print(torch.__version__)')"
 echo "demo wall time   host ${host_s} s, container ${container_s} s (participant + group, preset $PRESET)"
 echo "files compared   host $n_host, container $n_container, equal $n_equal"
 if [ "$n_host" -eq 0 ] || [ "$n_equal" -ne "$n_host" ] || [ "$n_equal" -ne "$n_container" ]; then
