@@ -81,10 +81,11 @@ ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 ARG EXTRAS=""
-# a package index mirror for the build only (not kept in the image: RUN sees build arguments as variables)
+# a package index mirror and its CA bundle, for the build only (not kept: RUN sees build arguments as variables)
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
+ARG PIP_CERT
 WORKDIR /src
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN pip install -c requirements/constraints.txt --index-url ${TORCH_INDEX} --extra-index-url https://pypi.org/simple \

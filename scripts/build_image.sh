@@ -24,7 +24,9 @@
 #   NPROCS       --nprocs on both sides (default 2)
 #   ULIMITS      podman run's --ulimit options (default below: nofile 16384, nproc 8192)
 # The build's pip uses the same package indexes as the host's pip (`pip config list`): local file indexes
-# (file://...) and find-links folders are mounted read-only into the build at the same paths.
+# (file://...) and find-links folders are mounted read-only into the build at the same paths, and the host pip's
+# `cert` (a CA bundle: on a network whose TLS proxy has its own CA, pip inside the build needs it to reach PyPI) is
+# mounted read-only and given as PIP_CERT. None of these is kept in the image.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -114,6 +116,11 @@ HOST_EXTRA=$(pip_setting global.extra-index-url | tr '\n' ' ')
 HOST_LINKS=$(pip_setting global.find-links | tr '\n' ' ')
 [ -n "$HOST_INDEX" ] && { BUILD_ARGS+=(--build-arg "PIP_INDEX_URL=$HOST_INDEX"); mount_file_urls "$HOST_INDEX"; }
 [ -n "${HOST_EXTRA// /}" ] && { BUILD_ARGS+=(--build-arg "PIP_EXTRA_INDEX_URL=${HOST_EXTRA% }"); mount_file_urls "$HOST_EXTRA"; }
+HOST_CERT=$(pip_setting global.cert)
+if [ -n "$HOST_CERT" ] && [ -f "$HOST_CERT" ]; then
+  VOLUMES+=(-v "$(readlink -f "$HOST_CERT"):/run/pip-host-ca.crt:ro")
+  BUILD_ARGS+=(--build-arg PIP_CERT=/run/pip-host-ca.crt)
+fi
 [ -n "${HOST_LINKS// /}" ] && { BUILD_ARGS+=(--build-arg "PIP_FIND_LINKS=${HOST_LINKS% }"); mount_file_urls "$HOST_LINKS"; }
 
 if [ "$TORCH_INDEX" = host ]; then
