@@ -110,13 +110,20 @@ mount_file_urls() {  # mount every local folder of a pip index/find-links settin
     VOLUMES+=(-v "$dir:$dir:ro")
   done
 }
-pip_setting() { "$PY_BIN" -m pip config get "$1" 2>/dev/null || true; }
-HOST_INDEX=$(pip_setting global.index-url)
-HOST_EXTRA=$(pip_setting global.extra-index-url | tr '\n' ' ')
-HOST_LINKS=$(pip_setting global.find-links | tr '\n' ' ')
+# the host pip's effective setting (`pip config list`: its PIP_* variables first, then its config files)
+PIP_CONFIG=$("$PY_BIN" -m pip config list 2>/dev/null || true)
+pip_setting() {
+  local value
+  value=$(sed -n "s/^:env:\.$1='\(.*\)'\$/\1/p" <<<"$PIP_CONFIG" | tail -1)
+  [ -n "$value" ] || value=$(sed -n "s/^\(global\|install\)\.$1='\(.*\)'\$/\2/p" <<<"$PIP_CONFIG" | tail -1)
+  printf '%s' "$value"
+}
+HOST_INDEX=$(pip_setting index-url)
+HOST_EXTRA=$(pip_setting extra-index-url)
+HOST_LINKS=$(pip_setting find-links)
 [ -n "$HOST_INDEX" ] && { BUILD_ARGS+=(--build-arg "PIP_INDEX_URL=$HOST_INDEX"); mount_file_urls "$HOST_INDEX"; }
 [ -n "${HOST_EXTRA// /}" ] && { BUILD_ARGS+=(--build-arg "PIP_EXTRA_INDEX_URL=${HOST_EXTRA% }"); mount_file_urls "$HOST_EXTRA"; }
-HOST_CERT=$(pip_setting global.cert)
+HOST_CERT=$(pip_setting cert)
 if [ -n "$HOST_CERT" ] && [ -f "$HOST_CERT" ]; then
   VOLUMES+=(-v "$(readlink -f "$HOST_CERT"):/run/pip-host-ca.crt:ro")
   BUILD_ARGS+=(--build-arg PIP_CERT=/run/pip-host-ca.crt)
