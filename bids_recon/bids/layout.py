@@ -215,6 +215,7 @@ def collect_inputs(
         runs.sort(key=lambda r: r.order)
         _check_distinct(runs)
         _check_one_anatomical_reference(runs, fmriprep_dir, space)
+        _log_start_time(runs)
         result[subject] = SubjectInputs(subject=subject, task=task, runs=runs)
     if not result:
         raise EmptySelectionError(
@@ -265,6 +266,25 @@ def _check_one_anatomical_reference(runs: list[RunInputs], fmriprep_dir: Path, s
             f"space-{space} BOLD of different sessions are not aligned and their voxels cannot be pooled: use a "
             "template space (--space MNI152NLin2009cAsym --res 2, from fMRIPrep --output-spaces "
             "MNI152NLin2009cAsym:res-2), or select one session with --session-label", first.parent)
+
+
+def _log_start_time(runs: list[RunInputs]) -> None:
+    """Say once per participant when fMRIPrep's sidecars give a ``StartTime`` (the time of each volume after its
+    slice-timing correction, since 20.2.4): the GLM takes volumes at 0, TR, 2 TR..., not shifted by it."""
+    found = []
+    for run in runs:
+        sidecar = run.preproc_bold.with_name(run.preproc_bold.name.split(".")[0] + ".json")
+        try:
+            start = json.loads(sidecar.read_text()).get("StartTime") if sidecar.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            start = None
+        if isinstance(start, (int, float)) and start > 0:
+            found.append((float(start), sidecar.name))
+    if found:
+        start, name = max(found)
+        LOGGER.warning("sub-%s: fMRIPrep corrected slice timing in %d of %d runs (StartTime up to %g s, e.g. %s); the "
+                       "GLM models volumes at 0, TR, 2 TR... without that shift", runs[0].subject, len(found),
+                       len(runs), start, name)
 
 
 def _raw_run_entities(bold: Any) -> dict[str, Any]:

@@ -85,12 +85,12 @@ def write_raw(bids: Path, sessions: list[str | None], runs: tuple[str, ...] = ("
 def write_fmriprep(root: Path, sessions: list[str | None], runs: tuple[str, ...] = ("01",), level: str = "full",
                    spaces: tuple[tuple[str, str | None], ...] = ((MNI, "2"), ("T1w", None)), echoes: int = 0,
                    acq: str | None = None, anatomy: str = "first-lex", version: str = VERSION,
-                   sources: dict[str, str] | None = None) -> None:
+                   sources: dict[str, str] | None = None, start_time: float | None = None) -> None:
     """An fMRIPrep 25 tree as ``fmriprep --level LEVEL --output-spaces SPACES`` writes it.
 
     ``level`` ``minimal``/``resampling``: fit outputs only (plus, for ``resampling`` of multi-echo runs, per-echo series
     in the boldref grid). ``anatomy`` ``sessionwise``: one anatomical reference per session. ``sources``: run ->
-    another raw path to name in the preprocessed BOLD's ``Sources``.
+    another raw path to name in the preprocessed BOLD's ``Sources``. ``start_time``: slice timing was corrected.
     """
     _json(root / "dataset_description.json", {
         "Name": "fMRIPrep - fMRI PREProcessing workflow", "BIDSVersion": "1.4.0", "DatasetType": "derivative",
@@ -133,7 +133,8 @@ def write_fmriprep(root: Path, sessions: list[str | None], runs: tuple[str, ...]
                 _nifti(func / f"{entities}_desc-preproc_bold.nii.gz", (4, 4, 4, N_VOLS))
                 named = [sources[run]] if sources and run in sources else [f"{rel}/{n}" for n in raw_names]
                 _json(func / f"{entities}_desc-preproc_bold.json", {
-                    "RepetitionTime": TR, "SkullStripped": False, "SliceTimingCorrected": False, "TaskName": "images",
+                    "RepetitionTime": TR, "SkullStripped": False, "SliceTimingCorrected": start_time is not None,
+                    "TaskName": "images"} | ({"StartTime": start_time} if start_time is not None else {}) | {
                     "Sources": [f"bids:raw:{n}" for n in named] + [
                         f"bids::{rel}/{hmc}.txt", f"bids::{rel}/{coreg}.txt",
                         f"bids::sub-01/anat/sub-01_from-T1w_to-{space}_mode-image_xfm.h5",
@@ -341,3 +342,31 @@ def test_one_anatomical_reference_filed_under_a_session_serves_every_session(dat
         path.rename(moved / path.name.replace("sub-01_", "sub-01_ses-01_"))
     assert list(anatomical_references(fmriprep, "01")) == ["01"]
     assert len(collect_inputs(bids, fmriprep, space="T1w", resolution=None)["01"].runs) == 2
+
+
+def test_minimal_level_stops_the_command_line_with_exit_66_and_the_advice_in_the_log(dataset, tmp_path, monkeypatch):
+    from bids_recon.cli.run import main
+
+    bids, fmriprep = dataset(["01"], level="minimal")
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "templateflow"))
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "-d", f"fmriprep={fmriprep}", "-w", str(tmp_path / "work"),
+                 "--check-only", "--skip-bids-validation"])
+    assert code == 66
+    (log,) = out.glob("logs/*/bids_recon.log")
+    assert f"--level full --output-spaces {MNI}:res-2" in log.read_text()
+
+
+def test_slice_timing_start_time_is_logged_once_per_participant(dataset, caplog):
+    bids, fmriprep = dataset(["01"], raw_runs=("01", "02"), start_time=0.95)
+    with caplog.at_level("WARNING", logger="bids_recon.bids"):
+        collect_inputs(bids, fmriprep, space=MNI, resolution="2")
+    lines = [r.getMessage() for r in caplog.records if "StartTime" in r.getMessage()]
+    assert len(lines) == 1 and "2 of 2 runs" in lines[0] and "0.95 s" in lines[0], lines
+    caplog.clear()
+    bids2 = bids.parent / "other"
+    write_raw(bids2, ["01"])
+    write_fmriprep(bids2 / "derivatives" / "fmriprep", ["01"])  # SliceTimingCorrected false, no StartTime
+    with caplog.at_level("WARNING", logger="bids_recon.bids"):
+        collect_inputs(bids2, bids2 / "derivatives" / "fmriprep", space=MNI, resolution="2")
+    assert not [r for r in caplog.records if "StartTime" in r.getMessage()]
