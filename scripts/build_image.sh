@@ -97,7 +97,10 @@ TEMPLATES=$DEMO/ds_templateflow
 [ -d "$TEMPLATES" ] || die "the simulator wrote no $TEMPLATES"
 
 # ---- 4. the image --------------------------------------------------------------------------------------------------
+# Every argument used in a FROM is given explicitly: podman 4.3's stage skipping does not see the Dockerfile's
+# defaults of those (it skipped model-none, then failed to resolve "model-none" as an image name).
 BUILD_ARGS=(--build-arg BASE=cpu --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg TEMPLATES=local
+            --build-arg DIFFUSION_MODEL=none
             --build-arg "VCS_REF=$VCS_REF" --build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)")
 VOLUMES=()
 mount_file_urls() {  # mount every local folder of a pip index/find-links setting read-only at the same path

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bids_recon import __version__
-from bids_recon.cli.parser import ANALYSIS_LEVELS, build_parser
+from bids_recon.cli.parser import ANALYSIS_LEVELS, LEVEL_ALIASES, build_parser
 from bids_recon.config import Config
 from bids_recon.errors import (
     ERROR_DIR_ENV,
@@ -103,7 +103,8 @@ def check_paths(config: Config) -> None:
         default = bids_dir / "derivatives" / "fmriprep"
         if not default.is_dir():
             raise MissingInputError(
-                "fMRIPrep derivatives not found: pass -d fmriprep=PATH (looked in bids_dir/derivatives/fmriprep)",
+                "fMRIPrep derivatives not found: pass -d fmriprep=PATH, or give them after the raw dataset in "
+                "--input-dataset (looked in bids_dir/derivatives/fmriprep)",
                 bids_dir,
             )
         ex.derivatives["fmriprep"] = str(default)
@@ -190,13 +191,14 @@ def _set_threads(n: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run bids_recon; returns the BIDS-App exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = parser.parse_args(argv)  # usage errors exit 64 here; a derivatives dataset that cannot be named raises
         level = getattr(args, "execution.analysis_level")
         if level not in ANALYSIS_LEVELS:
             raise UnknownAnalysisLevelError(
-                f"unknown analysis level '{level}' (choose: {', '.join(ANALYSIS_LEVELS)})")
+                f"unknown analysis level '{level}' (choose: {', '.join(ANALYSIS_LEVELS)}; or the execution "
+                f"specification's {', '.join(LEVEL_ALIASES)})")
         config = build_config(args, parser)
         check_paths(config)
         from bids_recon.cli.confine import confined
