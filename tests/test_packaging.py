@@ -144,7 +144,7 @@ def test_boutiques_descriptor_is_generated_from_the_parser():
     descriptor = json.loads(committed)
     flags = {i.get("command-line-flag") for i in descriptor["inputs"]}
     for action in build_parser()._actions:
-        if action.option_strings and action.dest not in ("help", "version"):
+        if action.option_strings and "--bids-exec-spec" not in action.option_strings:
             assert command_line_flag(action) in flags, action.option_strings
     assert build_descriptor()["command-line"].split()[0] == "bids_recon"
 
@@ -159,9 +159,9 @@ def test_boutiques_descriptor_validates():
 def test_boutiques_invocation_renders_a_command_the_parser_accepts(tmp_path):
     """Boutiques' own command-line rendering of an invocation parses with build_parser()."""
     pytest.importorskip("boutiques")
-    invocation = {"bids_dir": str(tmp_path), "output_dir": str(tmp_path / "out"), "analysis_level": "participant",
-                  "participant_label": ["01", "02"], "derivatives": ["fmriprep=/d"], "nprocs": 2,
-                  "skip_bids_validation": True, "roi_mask": "earlyvisual=/m.nii.gz:1"}
+    invocation = {"InputDataset": [str(tmp_path)], "OutputLocation": str(tmp_path / "out"),
+                  "AnalysisLevel": "participant", "SubjectLabel": ["01", "02"], "Derivatives": ["fmriprep=/d"],
+                  "Nprocs": 2, "SkipBidsValidation": True, "RoiMask": "earlyvisual=/m.nii.gz:1"}
     descriptor = tmp_path / "d.json"
     descriptor.write_text((ROOT / "boutiques/bids_recon.json").read_text())
     invocation_file = tmp_path / "i.json"

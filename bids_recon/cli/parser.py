@@ -10,6 +10,9 @@ configuration (:meth:`bids_recon.config.Config.from_dict`), never here.
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +23,32 @@ from bids_recon.generate.card import generator_cards
 from bids_recon.params import choices_of, default_of, doc_of, locate
 
 ANALYSIS_LEVELS = ("participant", "group")
+#: The BIDS-Apps execution specification's names of our analysis levels (its ``AnalysisLevel`` choices are among
+#: run, session, subject, dataset, meta), accepted beside the BIDS-Apps 1.0 names and saved as these.
+LEVEL_ALIASES = {"subject": "participant", "dataset": "group"}
 #: ``dest`` of the options that are not settings (they say where settings come from).
 CONFIG_FILE_DEST = "config_file"
+#: ``dest`` of ``--input-dataset`` (not a setting: its first path is ``execution.bids_dir``, the others derivatives).
+INPUT_DATASET_DEST = "input_dataset"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the BIDS-App exit code for usage errors (64 instead of 2)."""
+    """argparse with the BIDS-App exit code for usage errors (64 instead of 2), positional arguments that may come
+    between options, and the two forms of the input, output and analysis level resolved into settings."""
 
     def error(self, message: str):  # type: ignore[override]
         self.print_usage()
         self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Parse ``args`` (``sys.argv[1:]`` when ``None``); see :func:`resolve_bids_app_forms` for what follows.
+
+        Positional arguments may come before, between or after options (``BIDS_DIR OUT --nprocs 2 participant``), as
+        with the required positional arguments of earlier versions.
+        """
+        parsed = self.parse_intermixed_args(args, namespace)
+        resolve_bids_app_forms(self, parsed)
+        return parsed
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -124,6 +143,61 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+def _label_file_lines(path: Path, flag: str) -> list[str]:
+    """The labels of a label file: one per line; blank lines and lines starting with ``#`` skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentError(None, f"argument {flag}: cannot read label file {path} ({exc})") from exc
+    labels = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not labels:
+        raise argparse.ArgumentError(None, f"argument {flag}: label file {path} lists no label (expected one label "
+                                           "per line)")
+    for label in labels:
+        if any(c.isspace() or c in "/,\\" for c in label):
+            raise argparse.ArgumentError(None, f"argument {flag}: label file {path}: '{label}' is not a label "
+                                               "(expected one label per line, e.g. 01)")
+    return labels
+
+
+def expand_labels(values: list[str], flag: str) -> list[str]:
+    """Labels typed, with each value that names an existing file replaced by the labels it lists (one per line).
+
+    The BIDS-Apps execution specification's rule for ``--<entity>-label``: "a list or a file containing a
+    line-delimited list" (``--participant-label 01 02`` or ``--participant-label subjects.txt``). A value with a
+    ``/`` or a ``.`` is never a label (BIDS labels are letters and digits), so one that names no file is an error.
+
+    Parameters
+    ----------
+    values : list of str
+        What was typed after the flag.
+    flag : str
+        The flag, for messages.
+
+    Returns
+    -------
+    list of str
+        The labels in the order given, each once.
+
+    Raises
+    ------
+    argparse.ArgumentError
+        A label file that does not exist, cannot be read, or lists nothing.
+    """
+    labels: list[str] = []
+    for value in values:
+        path = Path(value).expanduser()
+        if path.is_file():
+            labels += _label_file_lines(path, flag)
+        elif "/" in value or "." in value:
+            raise argparse.ArgumentError(None, f"argument {flag}: '{value}' is neither a label nor a label file (no "
+                                               "such file; expected labels such as 01 02, or a file with one label "
+                                               "per line)")
+        else:
+            labels.append(value)
+    return list(dict.fromkeys(labels))
+
+
 class _Paths:
     """argparse types for paths, handed to the generators' option declarations."""
 
@@ -161,6 +235,49 @@ class _CommaList(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         items = values if isinstance(values, list) else [values]
         setattr(namespace, self.dest, [part.strip() for item in items for part in str(item).split(",") if part.strip()])
+
+
+class _Labels(argparse.Action):
+    """``--<entity>-label``: labels, or files listing one label per line (:func:`expand_labels`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            labels = expand_labels(list(values if isinstance(values, list) else [values]), option_string or self.dest)
+        except argparse.ArgumentError as exc:
+            parser.error(exc.message)
+        setattr(namespace, self.dest, labels)
+
+
+class _OneForm(argparse.Action):
+    """One of the two forms of the input, output or analysis level: a positional argument (BIDS-Apps 1.0) or a flag
+    (BIDS-Apps execution specification). Both forms for the same thing are a usage error."""
+
+    def __init__(self, *args: Any, what: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.what = what
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        forms = namespace.__dict__.setdefault("_forms", {})
+        this = option_string or f"the positional argument {str(self.metavar).upper()}"
+        if self.what in forms:
+            parser.error(f"the {self.what} is given twice, as {forms[self.what]} and as {this}: give it once, either "
+                         "as a positional argument (BIDS_DIR OUTPUT_DIR LEVEL) or with --input-dataset, "
+                         "--output-location and --analysis-level")
+        forms[self.what] = this
+        setattr(namespace, self.dest, values)
+
+
+class _ExecSpec(argparse.Action):
+    """``--bids-exec-spec``: print the Boutiques descriptor (BIDS-Apps execution specification) and exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from bids_recon.cli.boutiques import render_descriptor
+
+        sys.stdout.write(render_descriptor())
+        parser.exit(0)
 
 
 class _Verbosity(argparse.Action):
@@ -210,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the ``bids_recon`` argument parser."""
     parser = _Parser(
         prog="bids_recon",
+        usage=("%(prog)s BIDS_DIR OUTPUT_DIR {participant,group} [options]\n"
+               "       %(prog)s --input-dataset BIDS_DIR [DERIVATIVES ...] --output-location OUTPUT_DIR "
+               "--analysis-level {participant,group} [options]\n"
+               "       %(prog)s --bids-exec-spec | --version | --help"),
         description=(
             "Reconstruct the images a participant saw from fMRI (after Takagi & Nishimoto, CVPR 2023): "
             "single-trial betas -> visual ROIs -> stimulus features -> ridge decoders -> reconstruction -> "
@@ -224,20 +345,49 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_HelpFormatter,
     )
-    parser.add_argument("execution.bids_dir", metavar="bids_dir", type=_absolute,
-                        help=doc_of(type(Config().execution), "bids_dir"))
-    parser.add_argument("execution.output_dir", metavar="output_dir", type=_absolute,
-                        help=doc_of(type(Config().execution), "output_dir"))
-    parser.add_argument("execution.analysis_level", metavar="analysis_level",
-                        help=doc_of(type(Config().execution), "analysis_level"))
+    ex_cls = type(Config().execution)
+    parser.add_argument("execution.bids_dir", metavar="bids_dir", nargs="?", default=argparse.SUPPRESS,
+                        action=_OneForm, what="input dataset",
+                        help=doc_of(ex_cls, "bids_dir") + " (BIDS-Apps 1.0 form of --input-dataset)")
+    parser.add_argument("execution.output_dir", metavar="output_dir", nargs="?", default=argparse.SUPPRESS,
+                        action=_OneForm, what="output location",
+                        help=doc_of(ex_cls, "output_dir") + " (BIDS-Apps 1.0 form of --output-location)")
+    parser.add_argument("execution.analysis_level", metavar="analysis_level", nargs="?", default=argparse.SUPPRESS,
+                        action=_OneForm, what="analysis level",
+                        help=doc_of(ex_cls, "analysis_level") + " (BIDS-Apps 1.0 form of --analysis-level)")
     parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
+    parser.add_argument("--bids-exec-spec", action=_ExecSpec,
+                        help="print this program's Boutiques descriptor (BIDS-Apps execution specification) and exit")
+
+    spec = parser.add_argument_group(
+        "Input, output and analysis level (BIDS-Apps execution specification)",
+        "Each may instead be given as the positional arguments BIDS_DIR OUTPUT_DIR LEVEL (BIDS-Apps 1.0), never both "
+        "ways; options that take several values (--input-dataset, --participant-label) take every value up to the "
+        "next option.")
+    spec.add_argument("--input-dataset", dest=INPUT_DATASET_DEST, nargs="+", type=_absolute, action=_OneForm,
+                      what="input dataset", default=argparse.SUPPRESS, metavar="PATH",
+                      help="the datasets to process, in this order: first the raw BIDS dataset (as BIDS_DIR), then "
+                           "any BIDS-derivatives datasets, each named by the first GeneratedBy Name of its "
+                           "dataset_description.json in lower case, letters and digits only (fMRIPrep -> fmriprep): "
+                           "--input-dataset DS DS/derivatives/fmriprep is BIDS_DIR DS with -d fmriprep=DS/derivatives/"
+                           "fmriprep. The order is kept; a name given twice (here or with -d) is a usage error")
+    _setting(spec, "--output-location", key="execution.output_dir", type=_absolute, action=_OneForm,
+             what="output location", metavar="PATH")
+    level = _setting(spec, "--analysis-level", key="execution.analysis_level", action=_OneForm, what="analysis level",
+                     show_default=False, help=doc_of(ex_cls, "analysis_level") + "; the execution specification's "
+                     "names are accepted too: " + ", ".join(f"'{k}' = '{v}'" for k, v in LEVEL_ALIASES.items()))
+    level.setting_choices = [*ANALYSIS_LEVELS, *LEVEL_ALIASES]
+    level.metavar = "{" + ",".join(level.setting_choices) + "}"
 
     sel = parser.add_argument_group("Selecting data")
     _setting(sel, "--dataset", key="execution.dataset", metavar="{" + ",".join(_presets()) + "}")
+    labels = " (or a file listing one label per line: --participant-label subjects.txt)"
     _setting(sel, "--participant-label", "--participant_label", key="execution.participant_label", nargs="+",
-             metavar="LABEL")
-    _setting(sel, "--session-label", key="execution.session_label", nargs="+", metavar="LABEL")
-    _setting(sel, "-t", "--task-id", key="execution.task_id", nargs="+", metavar="TASK")
+             action=_Labels, metavar="LABEL|FILE", help=doc_of(ex_cls, "participant_label") + labels)
+    _setting(sel, "--session-label", key="execution.session_label", nargs="+", action=_Labels, metavar="LABEL|FILE",
+             help=doc_of(ex_cls, "session_label") + labels)
+    _setting(sel, "-t", "--task-id", key="execution.task_id", nargs="+", action=_Labels, metavar="TASK|FILE",
+             help=doc_of(ex_cls, "task_id") + labels)
     _setting(sel, "--bids-filter-file", key="execution.bids_filters", type=_json_filters, metavar="FILE",
              help='JSON with extra entity filters for the BOLD query, as fMRIPrep: {"bold": {"run": [1, 2]}}')
     _setting(sel, "-d", "--derivatives", key="execution.derivatives", nargs="+", type=_key_path, action=_ToDict,
@@ -322,6 +472,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def derivatives_name(path: Path) -> str:
+    """The ``-d NAME`` of a derivatives dataset given with ``--input-dataset``: the first ``GeneratedBy`` ``Name`` of
+    its ``dataset_description.json`` (``PipelineDescription`` before BIDS 1.4), lower case, letters and digits only
+    (``fMRIPrep`` -> ``fmriprep``).
+
+    Raises
+    ------
+    MissingInputError
+        The folder does not exist (exit 66).
+    UsageError
+        No ``dataset_description.json``, not JSON, or no pipeline name in it (exit 64): give it with ``-d NAME=PATH``.
+    """
+    from bids_recon.errors import MissingInputError, UsageError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise MissingInputError("--input-dataset: derivatives dataset folder does not exist", path)
+    advice = "; give it with -d NAME=PATH instead (e.g. -d fmriprep=PATH)"
+    description = path / "dataset_description.json"
+    try:
+        data = json.loads(description.read_text())
+    except OSError:
+        raise UsageError("--input-dataset: cannot tell which derivatives this is: no dataset_description.json"
+                         + advice, path) from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input-dataset: dataset_description.json is not valid JSON ({exc})" + advice,
+                         path) from exc
+    generated = data.get("GeneratedBy") if isinstance(data, dict) else None
+    pipelines = generated if isinstance(generated, list) else []
+    legacy = data.get("PipelineDescription") if isinstance(data, dict) else None
+    entries = [*pipelines, *([legacy] if isinstance(legacy, dict) else [])]
+    names = [g.get("Name") for g in entries if isinstance(g, dict)]
+    name = re.sub(r"[^a-z0-9]", "", str(next((n for n in names if n), "")).lower())
+    if not name:
+        raise UsageError("--input-dataset: cannot tell which derivatives this is: its dataset_description.json names "
+                         "no pipeline (GeneratedBy[0].Name)" + advice, path)
+    return name
+
+
+def _dataset_type(path: Path) -> str | None:
+    try:
+        data = json.loads((Path(path) / "dataset_description.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data.get("DatasetType") if isinstance(data, dict) else None
+
+
+def resolve_bids_app_forms(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn either form of the input, output and analysis level into the settings ``execution.bids_dir``,
+    ``execution.output_dir``, ``execution.analysis_level`` and ``execution.derivatives`` (in place).
+
+    The forms are the positional ``BIDS_DIR OUTPUT_DIR LEVEL`` (BIDS-Apps 1.0) and the flags ``--input-dataset RAW
+    [DERIV ...] --output-location OUT --analysis-level LEVEL`` (BIDS-Apps execution specification 0.1.0). Each
+    derivatives dataset after the first is added to ``-d`` under :func:`derivatives_name`. The execution
+    specification's level names (``subject``, ``dataset``) become ours (:data:`LEVEL_ALIASES`); an unknown level is
+    left for the exit code 17.
+
+    Raises
+    ------
+    SystemExit
+        64 (usage) when one of the three is missing, given both ways, or a derivatives name is given twice.
+    MissingInputError, UsageError
+        A derivatives dataset of ``--input-dataset`` that does not exist (66) or cannot be named (64).
+    """
+    attrs = vars(args)
+    forms = attrs.pop("_forms", {})
+    missing = [what for what in ("input dataset", "output location", "analysis level") if what not in forms]
+    if missing:
+        parser.error(f"the {' and the '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: give BIDS_DIR "
+                     "OUTPUT_DIR LEVEL (BIDS-Apps 1.0), or --input-dataset PATH --output-location PATH "
+                     "--analysis-level LEVEL (BIDS-Apps execution specification)")
+    datasets = attrs.pop(INPUT_DATASET_DEST, None)
+    if datasets is not None:
+        attrs["execution.bids_dir"] = datasets[0]
+        if _dataset_type(Path(datasets[0])) == "derivative":
+            from bids_recon.errors import UsageError
+
+            raise UsageError("--input-dataset: the first dataset must be the raw BIDS dataset, then the derivatives; "
+                             "this one is a derivatives dataset (DatasetType 'derivative')", datasets[0])
+        derivatives = dict(attrs.get("execution.derivatives") or {})
+        for path in datasets[1:]:
+            name = derivatives_name(Path(path))
+            if name in derivatives:
+                parser.error(f"argument --input-dataset: derivatives '{name}' given twice ({derivatives[name]} and "
+                             f"{path}): give each pipeline's derivatives once")
+            derivatives[name] = path
+        if derivatives:
+            attrs["execution.derivatives"] = derivatives
+    for key in ("execution.bids_dir", "execution.output_dir"):
+        attrs[key] = _absolute(attrs[key])
+    level = attrs["execution.analysis_level"]
+    attrs["execution.analysis_level"] = LEVEL_ALIASES.get(level, level)
+
+
 def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings typed on the command line: dotted key -> value (nothing for options not typed)."""
     return {k: v for k, v in vars(args).items() if "." in k}
@@ -338,4 +582,5 @@ def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
     return out
 
 
-__all__ = ["ANALYSIS_LEVELS", "build_parser", "flags_of", "typed_settings"]
+__all__ = ["ANALYSIS_LEVELS", "LEVEL_ALIASES", "build_parser", "derivatives_name", "expand_labels", "flags_of",
+           "resolve_bids_app_forms", "typed_settings"]

@@ -47,8 +47,9 @@ def test_usage_error_is_64(tmp_path, capsys):
 
 def test_unknown_level_is_17(tmp_path, capsys):
     bids = _raw_dataset(tmp_path / "ds")
-    assert main([str(bids), str(tmp_path / "out"), "subject"]) == ExitCode.UNKNOWN_LEVEL == 17
-    assert "unknown analysis level 'subject'" in capsys.readouterr().err
+    # 'session' is a level of the execution specification that bids_recon does not have ('subject' is 'participant')
+    assert main([str(bids), str(tmp_path / "out"), "session"]) == ExitCode.UNKNOWN_LEVEL == 17
+    assert "unknown analysis level 'session'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("inside", ["", "derivatives/bids_recon"])
