@@ -21,7 +21,7 @@ def _cell(text: object) -> str:
 
 def _flags(action: argparse.Action) -> str:
     if not action.option_strings:
-        return f"`{action.dest.upper()}`"
+        return f"`{str(action.metavar or action.dest).upper()}`"
     metavar = "" if action.nargs == 0 else " " + (action.metavar or action.dest.upper())
     if action.nargs in ("+", "*"):
         metavar += " ..."
