@@ -3,7 +3,10 @@
 :data:`OUTPUTS` is the table of per-participant output kinds (folder, suffix, extension, entities);
 :class:`SubjectOutputs` names one participant's files, :func:`find_outputs` finds them again in a dataset, and the
 ``group_*`` functions name the group level's. Names follow the BIDS derivatives specification where it has one;
-files it does not name yet are listed in ``.bidsignore`` (:data:`bids_recon.bids.derivatives.BIDSIGNORE`).
+files it does not name yet are listed in ``.bidsignore`` (:data:`bids_recon.bids.derivatives.BIDSIGNORE`, with the
+reason for each). :func:`output_kind_of` parses a written name back through the table, and :data:`SIDECAR_KEYS` with
+:func:`missing_sidecar_keys` says what each kind's JSON sidecar must hold. Sidecars name their inputs as BIDS URIs
+(:func:`bids_uri`; ``bids::<path>`` for a file of this dataset, :func:`own_uri`), resolved by :func:`resolve_bids_uri`.
 
 A floor-level module (it imports nothing of bids_recon but the errors), so that the importers of bids_recon's own
 betas and the simulator read and write these names without the BIDS layer; :mod:`bids_recon.bids.derivatives`
@@ -16,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 #: Order of entities in file names (BIDS specification, entity table).
 ENTITY_ORDER = ("sub", "ses", "task", "run", "space", "res", "label", "stim", "desc", "stat")
@@ -69,6 +73,88 @@ def sidecar_path(path: Path | str) -> Path:
     return path.with_name(split_extension(path.name)[0] + ".json")
 
 
+#: The dataset name of a BIDS URI that points into the dataset it is written in (``bids::sub-01/...``); never a key of
+#: ``DatasetLinks``.
+OWN_DATASET = ""
+
+
+def bids_uri(dataset: str, relative_path: Path | str) -> str:
+    """A BIDS URI naming a file of a dataset: ``bids:<dataset>:<path>`` (``bids::<path>`` for :data:`OWN_DATASET`).
+
+    Parameters
+    ----------
+    dataset : str
+        A name of ``DatasetLinks`` in ``dataset_description.json`` (``raw``, ``fmriprep``...), or ``""`` for the
+        dataset the URI is written in.
+    relative_path : Path or str
+        The file's path relative to that dataset's root (no leading ``/``).
+    """
+    relative = Path(relative_path).as_posix()
+    if relative.startswith("/"):
+        raise ValueError(f"a BIDS URI's path is relative to its dataset's root, not {relative!r}")
+    return f"bids:{dataset}:{relative}"
+
+
+def own_uri(relative_path: Path | str) -> str:
+    """``bids::<path>``: a file of the bids_recon derivatives dataset itself (e.g. the betas a decoder read)."""
+    return bids_uri(OWN_DATASET, relative_path)
+
+
+def to_bids_uri(location: Path | str, datasets: dict[str, Path | str], own_root: Path | str | None = None) -> str:
+    """A file as a BIDS URI: ``bids::`` when it lies in ``own_root``, else ``bids:<name>:`` of the deepest dataset of
+    ``datasets`` that holds it; a file outside all of them stays an absolute ``file://`` URI.
+
+    ``location`` may already be a BIDS URI (returned as is), a ``file://`` URI or a path (absolute, or relative to
+    the current folder).
+    """
+    text = str(location)
+    if text.startswith("bids:"):
+        return text
+    path = Path(unquote(urlparse(text).path) if text.startswith("file://") else text).absolute()
+    roots = {**({OWN_DATASET: own_root} if own_root is not None else {}), **datasets}
+    for name, root in sorted(roots.items(), key=lambda item: -len(Path(item[1]).absolute().parts)):
+        try:
+            relative = path.resolve().relative_to(Path(root).absolute().resolve())
+        except ValueError:
+            continue
+        return bids_uri(name, relative)
+    return path.as_uri()
+
+
+def resolve_bids_uri(uri: str, own_root: Path | str, links: dict[str, str]) -> Path:
+    """The local file a BIDS URI names (``bids::`` in ``own_root``; other names through ``DatasetLinks``).
+
+    Raises
+    ------
+    ValueError
+        For a string that is not a BIDS URI, a dataset name not in ``links``, or a link that is not a local
+        ``file://`` URI or a path relative to ``own_root``.
+    """
+    scheme, sep, rest = uri.partition(":")
+    name, sep2, relative = rest.partition(":")
+    if scheme != "bids" or not sep or not sep2 or not relative or relative.startswith("/"):
+        raise ValueError(f"not a BIDS URI (bids:[<dataset>]:<relative path>): {uri!r}")
+    if name == OWN_DATASET:
+        return Path(own_root) / relative
+    if name not in links:
+        raise ValueError(f"{uri!r}: dataset {name!r} is not in DatasetLinks ({sorted(links)})")
+    root = link_folder(links[name], own_root)
+    if root is None:
+        raise ValueError(f"{uri!r}: dataset {name!r} links to {links[name]!r}, not a local folder")
+    return root / relative
+
+
+def link_folder(link: str, own_root: Path | str) -> Path | None:
+    """The local folder a ``DatasetLinks`` value names: a ``file://`` URI, or a path relative to ``own_root`` (BIDS:
+    a link without a scheme is relative to the dataset's root); None for a remote one (``doi:``, ``https://``)."""
+    parsed = urlparse(link)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # a scheme, not a Windows drive letter
+        return None
+    return Path(own_root) / link
+
+
 def parse_name(path: Path | str) -> tuple[dict[str, str], str, str]:
     """Entities, suffix and extension of a BIDS file name (the inverse of :func:`build_name`)."""
     stem, extension = split_extension(Path(path).name)
@@ -93,6 +179,8 @@ class OutputKind:
         where it is in the BOLD grid, ...).
     fixed : dict
         Entities with a fixed label for this kind (``desc-singletrial``).
+    extras : tuple of str
+        Other extensions written beside the file under the same name (the JSON sidecar is in :data:`SIDECAR_KEYS`).
     """
 
     datatype: str
@@ -100,12 +188,13 @@ class OutputKind:
     extension: str
     entities: tuple[str, ...]
     fixed: tuple[tuple[str, str], ...] = ()
+    extras: tuple[str, ...] = ()
 
 
 _GRID = ("sub", "ses", "task", "run", "space", "res")
 #: Every per-participant output kind: the one table that names outputs.
 OUTPUTS: dict[str, OutputKind] = {
-    "betas": OutputKind("func", "statmap", ".nii.gz", _GRID, (("desc", "singletrial"), ("stat", "effect"))),
+    "betas": OutputKind("func", "statmap", ".nii.gz", _GRID, (("desc", "singletrial"), ("stat", "effect")), (".tsv",)),
     "design": OutputKind("func", "design", ".tsv", _GRID, (("desc", "singletrial"),)),
     "stat_map": OutputKind("func", "statmap", ".nii.gz", ("sub", "ses", "task", "space", "res", "stat"),
                            (("desc", "singletrial"),)),
@@ -120,6 +209,35 @@ OUTPUTS: dict[str, OutputKind] = {
     "encoding_map": OutputKind("func", "statmap", ".nii.gz", ("sub", "task", "space", "res", "desc", "stat")),
     "encoding_summary": OutputKind("decoding", "encoding", ".tsv", ("sub", "task"), (("desc", "rois"),)),
 }
+#: The keys every output kind's JSON sidecar must have (no entry: the kind has no sidecar). ``Sources`` are BIDS URIs
+#: of the files it was made from (see :func:`to_bids_uri`); images with ``res-`` need ``Resolution`` (BIDS, common
+#: derivatives), the betas their ``Units``.
+_DESCRIBED = ("Description", "Sources")
+SIDECAR_KEYS: dict[str, tuple[str, ...]] = {
+    "betas": (*_DESCRIBED, "Units", "RepetitionTime"),
+    "design": _DESCRIBED,
+    "stat_map": _DESCRIBED,
+    "trials": _DESCRIBED,
+    "roi_mask": (*_DESCRIBED, "Type"),
+    "brain_mask": (*_DESCRIBED, "Type"),
+    "decoder": _DESCRIBED,
+    "features": _DESCRIBED,
+    "recon_index": _DESCRIBED,
+    "metrics": _DESCRIBED,
+    "encoding_map": _DESCRIBED,
+    "encoding_summary": _DESCRIBED,
+}
+
+
+def missing_sidecar_keys(kind: str, entities: dict[str, str], sidecar: dict[str, Any]) -> list[str]:
+    """The keys :data:`SIDECAR_KEYS` requires of a ``kind`` output's sidecar that ``sidecar`` lacks or leaves empty
+    (``Resolution`` too for an image with ``res-``)."""
+    wanted = list(SIDECAR_KEYS.get(kind, ()))
+    if "res" in entities and OUTPUTS[kind].extension.startswith(".nii"):
+        wanted.append("Resolution")
+    return [key for key in wanted if sidecar.get(key) in (None, "", [], {})]
+
+
 #: Entities whose labels are free text made into BIDS labels (alphanumerics only).
 _SANITIZED = ("label", "stim", "desc", "stat")
 
@@ -145,6 +263,37 @@ def output_path(kind: str, entities: dict[str, Any], extension: str | None = Non
     ents = output_entities(kind, **entities)
     folder = Path(f"sub-{ents['sub']}") / (f"ses-{ents['ses']}" if ents.get("ses") else "") / spec.datatype
     return folder / build_name(ents, spec.suffix, extension or spec.extension)
+
+
+def output_kind_of(relative_path: Path | str) -> tuple[str, dict[str, str]] | None:
+    """The output kind a participant-level file belongs to, with its entities, or None when no kind of
+    :data:`OUTPUTS` names it: its folder, suffix, extension (the kind's, an extra or its ``.json`` sidecar) and fixed
+    entities match, and building the name back from its entities gives the same path. Where two kinds fit (a
+    ``desc-singletrial`` statmap is also an encoding map by shape), the one with more fixed entities wins.
+
+    Parameters
+    ----------
+    relative_path : Path or str
+        Path relative to the root of the derivatives dataset (``sub-01/func/...``).
+    """
+    rel = Path(relative_path)
+    entities, suffix, extension = parse_name(rel)
+    matches = []
+    for kind, spec in OUTPUTS.items():
+        sidecar = ".json" if kind in SIDECAR_KEYS else None
+        if suffix != spec.suffix or extension not in (spec.extension, *spec.extras, sidecar):
+            continue
+        if rel.parent.name != spec.datatype or any(entities.get(k) != v for k, v in spec.fixed):
+            continue
+        carried = {k: v for k, v in entities.items() if k not in dict(spec.fixed)}
+        try:
+            if output_path(kind, carried, extension) == rel:
+                matches.append((len(spec.fixed), kind))
+        except (ValueError, KeyError):
+            continue
+    if not matches:
+        return None
+    return max(matches)[1], entities
 
 
 def find_outputs(output_dir: Path, kind: str, **entities: str) -> list[tuple[Path, dict[str, str]]]:
@@ -292,6 +441,8 @@ def group_figures_dir() -> Path:
     return Path("group") / "figures"
 
 
-__all__ = ["ENTITY_ORDER", "EXTENSIONS", "OUTPUTS", "OutputKind", "SubjectOutputs", "build_name", "find_outputs",
-           "group_encoding_path", "group_figures_dir", "group_metrics_path", "group_report_path", "model_label",
-           "output_entities", "output_path", "parse_name", "sanitize_label", "sidecar_path", "split_extension"]
+__all__ = ["ENTITY_ORDER", "EXTENSIONS", "OUTPUTS", "OWN_DATASET", "SIDECAR_KEYS", "OutputKind", "SubjectOutputs",
+           "bids_uri", "build_name", "find_outputs", "group_encoding_path", "group_figures_dir", "group_metrics_path",
+           "group_report_path", "link_folder", "missing_sidecar_keys", "model_label", "output_entities",
+           "output_kind_of", "output_path", "own_uri", "parse_name", "resolve_bids_uri", "sanitize_label",
+           "sidecar_path", "split_extension", "to_bids_uri"]

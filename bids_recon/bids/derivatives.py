@@ -2,39 +2,47 @@
 participants' "incomplete" markers, BIDS URIs, the logs and citation files.
 
 What every output file is called is decided in :mod:`bids_recon.naming` (the output kinds, ``SubjectOutputs``,
-``find_outputs``...), a floor-level module that every layer may use. Files the specification does not name yet are
-listed in ``.bidsignore`` (see :data:`BIDSIGNORE`).
+``find_outputs``, the BIDS URIs...), a floor-level module that every layer may use. Files the specification has no
+place for are listed in ``.bidsignore`` (see :data:`BIDSIGNORE`, each pattern with the reason, checked against the
+schema of bids-validator-deno 3.0.2: BIDS 1.11.1, schema 1.2.7).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from bids_recon import __version__
 from bids_recon.io import atomic_write_text, write_json
+from bids_recon.naming import OWN_DATASET, bids_uri
 
 PIPELINE_NAME = "bids_recon"
 CODE_URL = "https://github.com/bids-recon/bids_recon"
 
-#: Patterns for files the BIDS specification does not name yet (checked with bids-validator-deno).
-BIDSIGNORE = [
-    "*_statmap.*",
-    "*_decoder.*",
-    "*_features.*",
-    "*_reconstructions.*",
-    "*_design.*",
-    "*_trials.*",
-    "*_recon.*",
-    "*_metrics.*",
-    "*.html",
-    "*_INCOMPLETE.txt",
-    "figures",
-    "logs",
-    "group",
-    "decoding",
-    "recon",
-]
+#: The BIDS version the outputs follow: the one bids-validator-deno 3.0.2's schema (1.2.7) implements.
+BIDS_VERSION = "1.11.1"
+
+#: What ``.bidsignore`` hides from the BIDS validator, and why: only kinds the BIDS 1.11 schema has no place for
+#: (checked with bids-validator-deno 3.0.2 and bidsschematools 2.0.1). What the validator sees: the brain and ROI
+#: masks (``func/*_mask.nii.gz`` + JSON) and ``dataset_description.json``.
+BIDSIGNORE: dict[str, str] = {
+    "*_statmap.*": "single-trial betas and statistical maps (+ their .tsv/.json): no statmap suffix nor stat- entity "
+                   "in BIDS 1.11 (statistical derivatives, BEP041, are not merged); BOLD-like suffixes would misname "
+                   "them",
+    "*_design.*": "GLM design matrices: no design suffix in BIDS 1.11 (BEP041)",
+    "*_trials.*": "the trial table: beh.tsv is the only per-subject table a derivative may hold, and the validator "
+                  "then checks stim_file against this dataset's /stimuli (STIMULUS_FILE_MISSING) and wants onset/"
+                  "duration in events.tsv, which in func/ takes no desc-",
+    "decoding": "fitted decoders, decoded features (.npz) and encoding tables: no datatype, suffix or .npz "
+                "extension for models in BIDS 1.11",
+    "recon": "reconstructed images (.png), their index and metrics: no datatype for generated images in BIDS 1.11",
+    "*.html": "reports: BIDS 1.11 has no place for HTML reports (as fMRIPrep's sub-<label>.html)",
+    "figures": "the reports' figures",
+    "*_INCOMPLETE.txt": "markers of participants being written (bids_recon.bids.derivatives.INCOMPLETE_MARKER)",
+    "logs": "run configuration, logs, crash files and citation text",
+    "group": "group-level tables and maps: BIDS 1.11 names files of participants (sub-) and templates (tpl-) only",
+}
 
 
 def logs_dir(output_dir: Path, run_id: str) -> Path:
@@ -46,9 +54,29 @@ def logs_dir(output_dir: Path, run_id: str) -> Path:
 CITATION_FILES = ("CITATION.md", "CITATION.bib")
 
 
-def bids_uri(dataset: str, relative_path: Path | str) -> str:
-    """A BIDS URI (``bids:<dataset>:<path>``) naming a file of a linked dataset."""
-    return f"bids:{dataset}:{Path(relative_path).as_posix()}"
+def source_datasets(bids_dir: Path, derivatives: dict[str, str], imported: Path | None = None,
+                    templateflow: Path | str | None = None) -> dict[str, Path]:
+    """The datasets the outputs' BIDS URIs point into: ``raw``, every derivatives dataset given (``-d NAME=PATH``),
+    the imported betas (``betas``) and the TemplateFlow folder an atlas is read from (``templateflow``), where they
+    exist.
+
+    Parameters
+    ----------
+    bids_dir : Path
+        The raw BIDS dataset.
+    derivatives : dict
+        ``-d NAME=PATH`` (``fmriprep``...).
+    imported : Path, optional
+        The folder of betas imported with ``--betas``.
+    templateflow : Path, optional
+        ``TEMPLATEFLOW_HOME`` of the run.
+    """
+    found = {"raw": Path(bids_dir), **{name: Path(path) for name, path in (derivatives or {}).items() if path}}
+    if imported is not None:
+        found["betas"] = Path(imported)
+    if templateflow and Path(templateflow).is_dir():
+        found["templateflow"] = Path(templateflow)
+    return {name: path for name, path in found.items() if path.exists()}
 
 
 def write_dataset_description(output_dir: Path, source_datasets: dict[str, Path]) -> Path:
@@ -59,22 +87,44 @@ def write_dataset_description(output_dir: Path, source_datasets: dict[str, Path]
     output_dir : Path
         Root of the derivatives dataset.
     source_datasets : dict
-        Dataset name (``raw``, ``fmriprep``...) to its folder; they become ``DatasetLinks`` and
-        ``SourceDatasets`` so that sidecars can name sources as BIDS URIs.
+        Dataset name (``raw``, every ``-d NAME=PATH``, ``templateflow``...) to its folder; they become
+        ``DatasetLinks`` (``file://`` URIs) and ``SourceDatasets``, so that sidecars name their sources as BIDS URIs
+        (``bids:raw:sub-01/...``; ``bids::`` for this dataset's own files, never a link).
     """
+    if OWN_DATASET in source_datasets:
+        raise ValueError("DatasetLinks must not have the key '' (BIDS URIs bids::... name this dataset)")
     container = "docker" if Path("/.dockerenv").exists() else None
     generated_by = {"Name": PIPELINE_NAME, "Version": __version__, "CodeURL": CODE_URL}
     if container:
         generated_by["Container"] = {"Type": container}
     description = {
         "Name": "bids_recon: image reconstruction from fMRI",
-        "BIDSVersion": "1.10.0",
+        "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
         "SourceDatasets": [{"URL": Path(p).resolve().as_uri()} for p in source_datasets.values()],
         "DatasetLinks": {name: Path(p).resolve().as_uri() for name, p in source_datasets.items()},
     }
     return write_json(Path(output_dir) / "dataset_description.json", description)
+
+
+def dataset_links(output_dir: Path) -> dict[str, str]:
+    """``DatasetLinks`` of the derivatives dataset's ``dataset_description.json`` (empty when there is none yet)."""
+    path = Path(output_dir) / "dataset_description.json"
+    try:
+        links = json.loads(path.read_text()).get("DatasetLinks") or {}
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in links.items()}
+
+
+def linked_folders(output_dir: Path) -> dict[str, Path]:
+    """The local folders of :func:`dataset_links` (``file://`` links, and paths relative to ``output_dir``), by
+    dataset name."""
+    from bids_recon.naming import link_folder
+
+    folders = {name: link_folder(uri, output_dir) for name, uri in dataset_links(output_dir).items()}
+    return {name: folder for name, folder in folders.items() if folder is not None}
 
 
 #: The marker of a participant whose outputs are being written or were left incomplete: ``sub-<label>_INCOMPLETE.txt``
@@ -174,11 +224,17 @@ def refuse_incomplete(output_dir: Path, participants: list[str] | None, what: st
         output_dir)
 
 
+def bidsignore_text() -> str:
+    """The text of ``.bidsignore``: each pattern of :data:`BIDSIGNORE` after a comment line saying why."""
+    return "".join(f"# {reason}\n{pattern}\n" for pattern, reason in BIDSIGNORE.items())
+
+
 def write_bidsignore(output_dir: Path) -> Path:
-    """Write ``.bidsignore`` listing the outputs the BIDS specification does not name yet."""
-    return atomic_write_text(Path(output_dir) / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
+    """Write ``.bidsignore``: the outputs the BIDS 1.11 schema has no place for, each with its reason."""
+    return atomic_write_text(Path(output_dir) / ".bidsignore", bidsignore_text())
 
 
-__all__ = ["BIDSIGNORE", "CITATION_FILES", "CODE_URL", "INCOMPLETE_MARKER", "INCOMPLETE_TEXT", "PIPELINE_NAME",
-           "bids_uri", "incomplete_marker", "incomplete_participants", "logs_dir", "refuse_incomplete",
+__all__ = ["BIDSIGNORE", "BIDS_VERSION", "CITATION_FILES", "CODE_URL", "INCOMPLETE_MARKER", "INCOMPLETE_TEXT",
+           "PIPELINE_NAME", "bids_uri", "bidsignore_text", "dataset_links", "incomplete_marker",
+           "incomplete_participants", "linked_folders", "logs_dir", "refuse_incomplete", "source_datasets",
            "write_bidsignore", "write_dataset_description", "write_incomplete_marker"]

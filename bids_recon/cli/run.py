@@ -246,7 +246,7 @@ def run_level(config: Config, confined: dict[str, str]) -> int:
 
 def run_participants(config: Config, log_dir: Path) -> None:
     """Collect inputs, build and run the participant workflows, write dataset-level files."""
-    from bids_recon.bids.derivatives import write_bidsignore, write_dataset_description
+    from bids_recon.bids.derivatives import source_datasets, write_bidsignore, write_dataset_description
     from bids_recon.bids.layout import collect_inputs
 
     ex, npp = config.execution, config.nipype
@@ -281,9 +281,8 @@ def run_participants(config: Config, log_dir: Path) -> None:
                     len(workflow.list_node_names()))
         return
     output_dir.mkdir(parents=True, exist_ok=True)
-    sources = {"raw": bids_dir, **({"betas": _imported_source(config)} if imports else
-                                   {"fmriprep": Path(ex.derivatives["fmriprep"])})}
-    write_dataset_description(output_dir, sources)
+    write_dataset_description(output_dir, source_datasets(bids_dir, ex.derivatives, _imported_source(config) if imports
+                                                          else None, ex.templateflow_home))
     write_bidsignore(output_dir)
 
     if ex.reports_only:

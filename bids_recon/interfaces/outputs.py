@@ -32,8 +32,9 @@ class _SinkOutputSpec(TraitedSpec):
 class DerivativesSink(RecordingInterface):
     """Copy one file to the derivatives path of its entities atomically, with its JSON sidecar.
 
-    The path comes from :func:`bids_recon.bids.derivatives.output_path` (kind + entities + extension); files in
-    ``extra_files`` go beside it under the same name with their own extension.
+    The path comes from :func:`bids_recon.naming.output_path` (kind + entities + extension); files in
+    ``extra_files`` go beside it under the same name with their own extension. The sidecar's ``Sources`` become BIDS
+    URIs (:func:`sidecar_sources`).
     """
 
     writes_outputs = True
@@ -55,8 +56,35 @@ class DerivativesSink(RecordingInterface):
         for ext, src in extra.items():
             atomic_write(Path(f"{stem}{ext}"), lambda tmp, src=src: shutil.copyfile(src, tmp))
         if sidecar:
-            write_json(sidecar_path(out), sidecar)
+            write_json(sidecar_path(out), sidecar_sources(sidecar, Path(i.output_dir)))
         self._results["out_file"] = str(out)
+
+
+def sidecar_sources(sidecar: dict, output_dir: Path) -> dict:
+    """``sidecar`` with its ``Sources`` (and each ROI file's ``Source``) as BIDS URIs: paths and ``file://`` URIs of
+    files in this dataset become ``bids::...``, those in a dataset of ``DatasetLinks`` ``bids:<name>:...``; BIDS URIs
+    stay, and a file outside every linked dataset stays a ``file://`` URI.
+
+    Parameters
+    ----------
+    sidecar : dict
+        The JSON sidecar to write.
+    output_dir : Path
+        Root of the derivatives dataset, whose ``dataset_description.json`` links the other datasets.
+    """
+    from bids_recon.bids.derivatives import linked_folders
+    from bids_recon.naming import to_bids_uri
+
+    if "Sources" not in sidecar and "Files" not in sidecar:
+        return sidecar
+    links = linked_folders(output_dir)
+    out = dict(sidecar)
+    if isinstance(out.get("Sources"), list):
+        out["Sources"] = [to_bids_uri(s, links, output_dir) for s in out["Sources"]]
+    if isinstance(out.get("Files"), list):
+        out["Files"] = [{**f, "Source": to_bids_uri(f["Source"], links, output_dir)}
+                        if isinstance(f, dict) and "Source" in f else f for f in out["Files"]]
+    return out
 
 
 class _WriteReconstructionsInputSpec(BaseInterfaceInputSpec):
@@ -122,7 +150,7 @@ class WriteReconstructions(RecordingInterface):
         out = root / names.recon_index(i.generator)
         write_tsv(out, index.merge(metrics, on=keys, how="left"))
         if i.sidecar:
-            write_json(sidecar_path(out), dict(i.sidecar))
+            write_json(sidecar_path(out), sidecar_sources(dict(i.sidecar), root))
         self._results["index_file"] = str(out)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import psutil
 import pytest
 
-from bids_recon.bids.derivatives import BIDSIGNORE
+from bids_recon.bids.derivatives import bidsignore_text
 from tests.bad_inputs import CASES, EXTRA_ARGS, FMRIPREP, FOUND_IN_A_NODE, _one, _preproc_bold
 from tests.conftest import bids_validator, no_network_env, participant_files, run_cli, validator_errors
 from tests.shared import shared
@@ -337,7 +337,7 @@ def test_participants_in_parallel_share_one_output_dir(offline_run, unusable_vox
     assert offline_run["codes"] == [0] * len(subjects), [e[-2000:] for e in offline_run["stderr"]]
     description = json.loads((out / "dataset_description.json").read_text())  # intact JSON, not interleaved
     assert description["DatasetType"] == "derivative"
-    assert (out / ".bidsignore").read_text().splitlines() == BIDSIGNORE
+    assert (out / ".bidsignore").read_text() == bidsignore_text()
     logs = [p for p in (out / "logs").iterdir() if p.is_dir()]
     assert len(logs) == len(subjects) + 1  # one log folder per process (and the group level's), none shared
     for subject in subjects:
