@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.io import atomic_write, read_tsv, write_json, write_tsv
-from bids_recon.naming import SubjectOutputs, find_outputs, group_encoding_path, sidecar_path
+from bids_recon.naming import SubjectOutputs, find_outputs, group_encoding_path, own_uri, sidecar_path
 
 
 def on_grid(img: nib.spatialimages.SpatialImage, reference: nib.spatialimages.SpatialImage
@@ -91,7 +91,7 @@ def average_encoding_maps(output_dir: Path, participants: list[str] | None = Non
                 "Description": f"mean over participants of the encoding model '{model}' map stat-{stat} (each voxel "
                                "over the participants that modelled it)",
                 "Participants": [f"sub-{s}" for s in per], "MaxParticipantsPerVoxel": int(count.max()),
-                "Sources": [p.relative_to(output_dir).as_posix() for p in per.values()]})
+                "Sources": [own_uri(p.relative_to(output_dir)) for p in per.values()]})
             written[(model, stat)] = out
             first = sidecar_path(next(iter(per.values())))
             if first.is_file() and len(json.loads(first.read_text()).get("FeatureSpaces", [])) == 1:

@@ -201,9 +201,8 @@ def build_rois(
                 "VoxelsOutsideFieldOfView": lost[0], "VoxelsNotSampled": lost[1],
                 "Atlas": params.atlas, "AtlasDesc": params.atlas_desc, "Template": params.template,
                 "TemplateResolution": params.resolution, "AtlasLabels": from_atlas[name],
-                "Sources": [f"templateflow:tpl-{params.template}_res-{params.resolution:02d}_atlas-{params.atlas}"
-                            f"_desc-{params.atlas_desc}_dseg.nii.gz",
-                            f"templateflow:tpl-{params.label_table_template}_atlas-{params.atlas}_dseg.tsv"],
+                # the files read (the sink names them as BIDS URIs of the linked TemplateFlow folder)
+                "Sources": [str(Path(files["atlas"]).absolute()), str(Path(files["labels"]).absolute())],
                 "Resampling": "none: the atlas is on the BOLD grid" if same_grid(atlas_img, brain_mask) else
                 f"nearest neighbour from the atlas grid {grid_text(atlas_img)} to the BOLD grid"})
             where[name] = Path(files["atlas"])

@@ -22,7 +22,7 @@ from bids_recon.glm.params import GlmParams
 from bids_recon.interfaces.glm import CombineRuns, SessionBetas, SubjectMask
 from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
-from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, relative_to, sink
+from bids_recon.workflows.utils import as_extra, gather, pick, pick_extra, read_outputs, relative_to, sink
 
 #: Per-session maps of the beta stage (stat label -> description); see SessionBetas.
 SESSION_MAPS = {
@@ -102,7 +102,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                   name: str = "betas_wf") -> pe.Workflow:
     """Build the beta stage of one participant (see the module docstring)."""
     ex, glm_cfg, stim_cfg = config.execution, config.workflow.glm, config.workflow.stimuli
-    bids_dir, out_dir, fmriprep_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.derivatives["fmriprep"])
+    out_dir = Path(ex.output_dir)
     grid = grid_sidecar(config, inputs)
     wf = pe.Workflow(name=name)
     wf.__desc__ = methods(config, len(inputs.runs), inputs.task, inputs)
@@ -112,7 +112,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     mask_sources = [r.brain_mask or r.preproc_bold for r in inputs.runs]  # no mask: the BOLD's EPI mask
     mask = pe.Node(SubjectMask(mask_files=[str(p) for p in mask_sources]), name="subject_mask")
     ds_mask = sink(out_dir, names.sink("brain_mask"), "ds_brain_mask", {
-        "Type": "Brain", "Sources": [bids_uri("fmriprep", relative_to(p, fmriprep_dir)) for p in mask_sources],
+        "Type": "Brain", "Sources": [str(p) for p in mask_sources],
         "Description": "Voxels inside the brain mask of every run", **grid})
     wf.connect(mask, "out_mask", ds_mask, "in_file")
 
@@ -141,19 +141,20 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
                                                "rows of the .tsv beside it list the trials in volume order",
                                 "Units": "percent signal change", "RepetitionTime": run.repetition_time, **common,
                                 **confounds_sidecar(confounds[run.key]),
-                                "Sources": [bids_uri("fmriprep", relative_to(run.preproc_bold, fmriprep_dir)),
-                                            bids_uri("fmriprep", relative_to(run.confounds, fmriprep_dir)),
-                                            bids_uri("raw", relative_to(run.events, bids_dir))]})
+                                "Sources": run_sources(run)})
             wf.connect(glm, ("betas_images", pick, position), ds_betas, "in_file")
             run_sinks.append((ds_betas, len(run_sinks)))
             written.append((ds_betas, "out_file"))
         ds_design = sink(out_dir, names.sink("design", ses=runs[0].session, run=runs[0].run, task=runs[0].task),
-                         f"ds_design_{key}")
+                         f"ds_design_{key}", {
+                             "Description": "Design matrix of the run's single-trial GLM: one row per volume, one "
+                                            "column per regressor", "Sources": run_sources(runs[0])})
         wf.connect(glm, "design", ds_design, "in_file")
         written.append((ds_design, "out_file"))
         for stat, description in SESSION_MAPS.items():
             ds_map = sink(out_dir, names.sink("stat_map", ses=session, stat=stat), f"ds_{stat}_{key}",
-                          {"Description": description, **common})
+                          {"Description": description, **common,
+                           "Sources": [uri for r in runs for uri in run_sources(r)]})
             wf.connect([(glm, ds_map, [(("maps", pick, stat), "in_file"),
                                        (("info", as_extra, ".json"), "extra_files")])])
             written.append((ds_map, "out_file"))
@@ -172,12 +173,20 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
         "Description": "All trials of the participant in the row order of the decoders' inputs; 'repeat' counts "
                        "earlier presentations. " + split_text(config),
-        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
+        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own",
+        "Sources": [str(r.events) for r in inputs.runs]})
     wf.connect(combine, "trials", ds_trials, "in_file")
     written.append((ds_trials, "out_file"))
-    written += subject_map_sinks(wf, combine, out_dir, names, {"Estimator": glm_cfg.estimator, **grid})
+    written += subject_map_sinks(wf, combine, out_dir, names, {"Estimator": glm_cfg.estimator, **grid,
+                                                               "Sources": read_outputs(names, inputs)})
     connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
     return wf
+
+
+def run_sources(run) -> list[str]:
+    """The files a run's betas are made from (its preprocessed BOLD, confounds and events); the sink names them as
+    BIDS URIs of the datasets that hold them (``bids:fmriprep:...``, ``bids:raw:...``)."""
+    return [str(run.preproc_bold), str(run.confounds), str(run.events)]
 
 
 def confounds_sidecar(choice: ConfoundChoice) -> dict:

@@ -15,13 +15,14 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.generate.card import generator_card
 from bids_recon.interfaces.encoding import EncodingModels, WriteEncodingMaps
 from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
+from bids_recon.workflows.betas import grid_sidecar
+from bids_recon.workflows.utils import read_outputs
 
 
 def encoding_spaces(config: Config) -> list[str]:
@@ -95,11 +96,11 @@ def init_encoding_wf(config: Config, inputs: SubjectInputs, names: SubjectOutput
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
     models = pe.Node(EncodingModels(params=to_dict(enc), spaces=spaces, partition=encoding_partition(config),
                                     seed=ex.random_seed, device=device), name="encoding_models", mem_gb=4.0)
-    sources = [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix()) for r in inputs.runs]
-    sources += [bids_uri("bids_recon", p.as_posix()) for p in (names.trials(), names.brain_mask())]
+    rois = config.workflow.rois
+    sources = read_outputs(names, inputs, {roi: rois.atlas_of(roi) for roi in rois.names})
     write = pe.Node(WriteEncodingMaps(
         output_dir=str(Path(ex.output_dir)), names=vars(names), descriptions={s: offered[s] for s in spaces},
-        sidecar={"Sources": sources, "Generator": card.name, "Settings": to_dict(enc),
+        sidecar={"Sources": sources, "Generator": card.name, "Settings": to_dict(enc), **grid_sidecar(config, inputs),
                  "RandomSeed": ex.random_seed},
     ), name="ds_encoding")
     wf.connect([

@@ -23,7 +23,7 @@ from bids_recon.interfaces.importers import ImportMask, ImportSession, ImportSpl
 from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.workflows.betas import connect_outputs, grid_sidecar, subject_map_sinks
-from bids_recon.workflows.utils import as_extra, gather, sink
+from bids_recon.workflows.utils import as_extra, gather, read_outputs, sink
 
 
 def methods(config: Config, inputs: SubjectInputs) -> str:
@@ -83,12 +83,14 @@ def init_import_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
         "Description": "All trials of the participant in the row order of the decoders' inputs, from imported "
                        "betas; 'repeat' counts earlier presentations. "
                        + describe_split(stim_cfg.test_min_repeats, stim_cfg.test_split),
-        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own"})
+        "StimulusResolver": stim_cfg.resolver, "StimulusColumn": stim_cfg.column or "the resolver's own",
+        "Sources": sources})
     wf.connect([(combine, ds_trials, [("trials", "in_file")]),
                 (mask, ds_trials, [(("provenance", as_extra, ".json"), "extra_files")])])
     written.append((ds_trials, "out_file"))
     written += subject_map_sinks(wf, combine, out_dir, names,
-                                 {"Estimator": f"imported ({parse_betas(glm_cfg.betas).format})", **grid})
+                                 {"Estimator": f"imported ({parse_betas(glm_cfg.betas).format})", **grid,
+                                  "Sources": [*sources, *read_outputs(names, inputs)]})
     connect_outputs(wf, combine, mask, gather(wf, written, "merge_outputs"), outputnode)
     return wf
 

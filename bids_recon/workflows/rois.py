@@ -78,7 +78,9 @@ def init_rois_wf(config: Config, names: SubjectOutputs, name: str = "rois_wf",
         atlas = roi_cfg.atlas_of(roi)
         # the node's JSON says where the ROI came from (atlas, or the user's files with their sha256 and labels)
         ds_roi = sink(out_dir, names.sink("roi_mask", label=roi, desc=atlas), f"ds_roi_{roi}",
-                      {"Type": "ROI", **grid_sidecar(config, inputs)})
+                      {"Type": "ROI", "Description": f"Region of interest '{roi}' in the BOLD grid, inside the "
+                                                    "brain mask" + (f" (from the {atlas} atlas)" if atlas else ""),
+                       **grid_sidecar(config, inputs)})
         wf.connect(rois, (("roi_files", pick, roi)), ds_roi, "in_file")
         wf.connect(rois, (("roi_sidecars", pick_extra, roi, ".json")), ds_roi, "extra_files")
         written.append((ds_roi, "out_file"))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_recon.interfaces.outputs import DerivativesSink
+
+if TYPE_CHECKING:
+    from bids_recon.bids.layout import SubjectInputs
+    from bids_recon.naming import SubjectOutputs
 
 
 def gather(wf: pe.Workflow, sources: list[tuple[Any, str]], name: str, flatten: bool = True) -> pe.Node:
@@ -62,3 +66,18 @@ def decoder_sidecar(path: str) -> dict[str, str]:
     from bids_recon.naming import sidecar_path
 
     return {".json": str(sidecar_path(path))}
+
+
+def read_outputs(names: SubjectOutputs, inputs: SubjectInputs | None, rois: dict[str, str | None] | None = None,
+                 *more: Path) -> list[str]:
+    """The ``bids::`` URIs of this dataset's own outputs a later stage reads (its sidecar's ``Sources``): every run's
+    single-trial betas (none for imported betas, which are not written), the trial table, the brain mask, the ROI
+    masks ``rois`` (ROI name -> atlas, as named by :meth:`SubjectOutputs.roi_mask`) and ``more`` (relative paths).
+    """
+    from bids_recon.naming import own_uri
+
+    runs = inputs.runs if inputs is not None and inputs.imported is None else []
+    paths = [names.betas(r.session, r.run, task=r.task) for r in runs]
+    paths += [names.trials(), names.brain_mask(), *(names.roi_mask(roi, atlas) for roi, atlas in (rois or {}).items()),
+              *more]
+    return [own_uri(p) for p in paths]

@@ -12,7 +12,6 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.features.bottleneck import space_name
@@ -21,12 +20,12 @@ from bids_recon.interfaces.diffusion import DiffusionReconstruct, EvaluateVarian
 from bids_recon.interfaces.encoding import StimulusBottleneck
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Decode
-from bids_recon.naming import SubjectOutputs
+from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import encoding_spaces, named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
 from bids_recon.workflows.generators import builder
-from bids_recon.workflows.utils import decoder_sidecar, gather, sink
+from bids_recon.workflows.utils import decoder_sidecar, gather, read_outputs, sink
 
 
 @builder(DiffusionCard)
@@ -39,8 +38,6 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
     model = configured_model(config)
     identity = model.identity.to_sidecar()
     params = to_dict(diff)
-    betas_sources = [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
-                     for r in inputs.runs]
 
     wf = pe.Workflow(name=name)
     wf.__desc__ = card.methods(config)
@@ -56,6 +53,7 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
 
     written = []
     decoders = {}
+    decoded = []  # the decoded features' BIDS URIs, the reconstructions' sources
     descriptions = {
         "z": f"VAE latent z of '{diff.model}' at {diff.latent_image_size} px (flattened C x h x w)",
         "c": f"text-encoder last hidden state of '{diff.model}' averaged over captions (flattened L x D)",
@@ -65,11 +63,13 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
                          name=f"decode_{space}", mem_gb=4.0)
         ds_decoder = sink(out_dir, names.sink("decoder", label=roi, desc=target), f"ds_decoder_{space}", {
             "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity,
-            "Sources": betas_sources})
+            "Sources": read_outputs(names, inputs, {roi: wf_cfg.rois.atlas_of(roi)})})
         ds_decoded = sink(out_dir, names.sink("features", label=roi, desc=target), f"ds_decoded_{space}", {
             "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), "
                            "from betas averaged over 'n_trials' presentations",
-            "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity})
+            "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity,
+            "Sources": [own_uri(names.decoder(roi, target)), *read_outputs(names, inputs)]})
+        decoded.append(own_uri(names.features(roi, target)))
         wf.connect([
             (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
                                  ("roi_files", "roi_files")]),
@@ -90,13 +90,14 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
                  "Description": "Reconstructions of the test stimuli from repeat-averaged betas: variant z = VAE "
                                 "decoding of decoded z, c = text-to-image from decoded c, zc = img2img from the z "
                                 "image conditioned on decoded c; 'sample' is 0-based, 'seed' its generator seed; "
-                                "'trials' the presentations averaged"},
+                                "'trials' the presentations averaged", "Sources": decoded},
     ), name="ds_reconstructions")
     ds_metrics = metrics_sink(
         config, names, card.name, "Reconstruction metrics, one row per (metric, variant ('method')), over "
         "'samples' samples as 'selection' says (the sidecar's Selection and PerSample)",
         "feature metrics of z and c compare decoded and true features z-scored per dimension with the training "
-        "stimuli's mean and sd", **identity, **diff.to_sidecar())
+        "stimuli's mean and sd", **identity, **diff.to_sidecar(),
+        Sources=[own_uri(names.recon_index(card.name)), *decoded])
     wf.connect([
         (decoders["z"], recon, [("decoded", "decoded_z")]),
         (decoders["c"], recon, [("decoded", "decoded_c")]),

@@ -13,18 +13,17 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
-from bids_recon.generate.latent import LATENT_TARGET, LatentCard, generator_identity, resolve_rois
+from bids_recon.generate.latent import LATENT_TARGET, LatentCard, generator_identity, latents_path, resolve_rois
 from bids_recon.interfaces.latent import EvaluateLatent, GenerateFromLatents, LatentTargets, UnionRoi
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Decode
-from bids_recon.naming import SubjectOutputs
+from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
 from bids_recon.workflows.generators import builder
-from bids_recon.workflows.utils import as_extra, decoder_sidecar, gather, sink
+from bids_recon.workflows.utils import as_extra, decoder_sidecar, gather, read_outputs, sink
 
 #: ``desc-`` of the stimuli's latents written as an output (the decoding targets).
 TARGETS = "latenttargets"
@@ -64,24 +63,30 @@ def init_latent_wf(card: LatentCard, config: Config, inputs: SubjectInputs, name
                                       **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
     ds_targets = sink(out_dir, names.sink("features", desc=TARGETS), "ds_targets", {
         "Description": "Every stimulus's latent vector ('features', rows 'stim_ids'), the decoders' targets; "
-                       "'source' says whether it came from the latents table or was estimated", **described})
+                       "'source' says whether it came from the latents table or was estimated", **described,
+        "Sources": [str(latents_path(lat, ex.bids_dir)), own_uri(names.trials())]})
+    targets_uri = own_uri(names.features(None, TARGETS))
     ds_decoder = sink(out_dir, names.sink("decoder", label=label, desc=LATENT_TARGET), "ds_decoder", {
-        **described, "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
-                                 for r in inputs.runs]})
+        **described, "Sources": [*read_outputs(names, inputs, {r: wf_cfg.rois.atlas_of(r) for r in rois}),
+                                 targets_uri]})
+    decoded = own_uri(names.features(label, LATENT_TARGET))
     ds_decoded = sink(out_dir, names.sink("features", label=label, desc=LATENT_TARGET), "ds_decoded", {
         "Description": "Decoded ('decoded') and true ('true') latents of the test stimuli ('stim_ids'), from "
-                       "betas averaged over 'n_trials' presentations", **described})
+                       "betas averaged over 'n_trials' presentations", **described,
+        "Sources": [own_uri(names.decoder(label, LATENT_TARGET)), *read_outputs(names, inputs), targets_uri]})
     write_recon = pe.Node(WriteReconstructions(
         output_dir=str(out_dir), names=vars(names), generator=card.name,
         sidecar={"Generator": card.name, **identity, **lat.to_sidecar(),
                  "Description": "Reconstructions of the test stimuli: their decoded latents through the generator "
-                                "(repeat-averaged betas; 'trials' is the number of presentations averaged)"},
+                                "(repeat-averaged betas; 'trials' is the number of presentations averaged)",
+                 "Sources": [decoded]},
     ), name="ds_reconstructions")
     ds_metrics = metrics_sink(
         config, names, card.name, "Reconstruction metrics, one row per (metric, method)",
         "identification_features and feature_corr compare decoded and true latents z-scored per dimension with "
         "the training stimuli's mean and sd; latent_corr and latent_similarity (1/(1+MSE)) compare the raw "
-        "latents, as Dado et al. 2022", **identity, **lat.to_sidecar())
+        "latents, as Dado et al. 2022", **identity, **lat.to_sidecar(),
+        Sources=[own_uri(names.recon_index(card.name)), decoded])
     wf.connect([
         (inputnode, targets, [("trials", "trials")]),
         (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file")]),

@@ -11,18 +11,17 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_recon.bids.derivatives import bids_uri
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.generate.linear import TARGET, LinearCard
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct
-from bids_recon.naming import SubjectOutputs
+from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
 from bids_recon.workflows.generators import builder
-from bids_recon.workflows.utils import decoder_sidecar, gather, sink
+from bids_recon.workflows.utils import decoder_sidecar, gather, read_outputs, sink
 
 
 @builder(LinearCard)
@@ -46,17 +45,20 @@ def init_linear_wf(card: LinearCard, config: Config, inputs: SubjectInputs, name
     ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
         "Target": TARGET, "ROI": lin.roi,
         "TargetDescription": f"{lin.n_components}-component PCA of training-image pixels at {lin.image_size} px",
-        "Sources": [bids_uri("bids_recon", names.betas(r.session, r.run, task=r.task).as_posix())
-                    for r in inputs.runs]})
+        "Sources": read_outputs(names, inputs, {lin.roi: wf_cfg.rois.atlas_of(lin.roi)})})
+    decoder = own_uri(names.decoder(lin.roi, TARGET))
     ds_decoded = sink(out_dir, names.sink("features", label=lin.roi, desc=TARGET), "ds_decoded", {
         "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), from "
-                       "betas averaged over 'n_trials' presentations", "Target": TARGET, "ROI": lin.roi})
+                       "betas averaged over 'n_trials' presentations", "Target": TARGET, "ROI": lin.roi,
+        "Sources": [decoder, *read_outputs(names, inputs)]})
+    decoded = own_uri(names.features(lin.roi, TARGET))
     write_recon = pe.Node(WriteReconstructions(
         output_dir=str(out_dir), names=vars(names), generator=card.name,
         sidecar={"Generator": card.name, "Description": "Reconstructions of the test stimuli from "
-                 "repeat-averaged betas; 'trials' is the number of presentations averaged"},
+                 "repeat-averaged betas; 'trials' is the number of presentations averaged", "Sources": [decoded]},
     ), name="ds_reconstructions")
-    ds_metrics = metrics_sink(config, names, card.name, "Reconstruction metrics, one row per (metric, method)")
+    ds_metrics = metrics_sink(config, names, card.name, "Reconstruction metrics, one row per (metric, method)",
+                              Sources=[own_uri(names.recon_index(card.name)), decoded])
     wf.connect([
         (inputnode, features, [("trials", "trials")]),
         (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
