@@ -125,6 +125,63 @@ def test_dockerfile_runtime_settings():
         "DIFFUSION_MODEL is used in FROM: it must be declared before the first stage"
 
 
+def _stages_needed(build_args: dict[str, str]) -> tuple[list[str], set[str]]:
+    """The Dockerfile's stages a build of the final stage runs (as BuildKit and podman's stage skipping choose them)
+    and the outside images it pulls, with ``build_args`` over the Dockerfile's defaults."""
+    values = {**_docker_args(), **build_args}
+    stages: dict[str, dict] = {}
+    current = None
+    for line in DOCKERFILE.splitlines():
+        line = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), ""), line)
+        if match := re.match(r"FROM (\S+) AS (\S+)$", line):
+            current = match.group(2)
+            stages[current] = {"from": match.group(1), "copies": []}
+        elif current and (match := re.match(r"COPY --from=(\S+)", line)):
+            stages[current]["copies"].append(match.group(1))
+    needed, outside, todo = [], set(), ["final"]
+    while todo:
+        stage = todo.pop()
+        if stage in needed:
+            continue
+        needed.append(stage)
+        for source in [stages[stage]["from"], *stages[stage]["copies"]]:
+            (todo.append if source in stages else outside.add)(source)
+    return needed, outside - {"scratch"}
+
+
+def test_cpu_build_needs_no_cuda_image_uv_or_templateflow():
+    cpu = {"BASE": "cpu", "BASE_IMAGE": "localhost/debian-bookworm-python", "TEMPLATES": "local"}
+    stages, outside = _stages_needed(cpu)
+    assert outside == {"localhost/debian-bookworm-python"}, outside
+    assert "base-cpu" in stages and not {"base-cuda", "uv", "templates-fetch"} & set(stages)
+    assert "templateflow" in stages  # the --build-context templateflow=FOLDER
+    stages, outside = _stages_needed({})  # the default: CUDA
+    assert outside == {_docker_args()["BASE_IMAGE"], f"ghcr.io/astral-sh/uv:{_docker_args()['UV_VERSION']}"}
+    assert _docker_args()["BASE_IMAGE"].startswith("nvidia/cuda:") and "templates-fetch" in stages
+    assert re.search(r"^RUN python scripts/prefetch_templates.py --templateflow-home /opt/templateflow --check",
+                     DOCKERFILE.split("AS templates-local")[1], flags=re.M), "local templates are checked complete"
+    # the base's Python is the one CI runs, checked in the CPU base (the CUDA base installs that version with uv)
+    assert "the base image has Python" in DOCKERFILE.split("AS base-cpu")[1].split("\nFROM ")[0]
+
+
+def test_build_image_script_checks_the_container_against_the_host():
+    script = (ROOT / "scripts/build_image.sh").read_text()
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n", str(ROOT / "scripts/build_image.sh")]).returncode == 0
+    assert "--build-arg BASE=cpu" in script and "--build-arg TEMPLATES=local" in script
+    assert '--build-context "templateflow=$TEMPLATES"' in script
+    container = script.split("CONTAINER=(")[1].split(")")[0]
+    for option in ("--network none", "--user 1001:1001", ":/data:ro"):  # non-root, offline, input read-only
+        assert option in container, option
+    assert "git clone" in script and "sha256sum" in script and "die \"the container's outputs differ" in script
+    # the host run gets the image's thread settings (Dockerfile ENV) and nothing else from the calling shell
+    threads = re.search(r"THREADS=\((.*)\)", script).group(1).split()
+    for setting in threads:
+        name, value = setting.split("=")
+        assert re.search(rf"^\s+{name}={value}\b", DOCKERFILE, flags=re.M), setting
+    assert "env -i" in script
+
+
 def test_singularity_builds_from_the_docker_image():
     from bids_recon.cli.boutiques import CONTAINER_IMAGE
 
@@ -133,6 +190,18 @@ def test_singularity_builds_from_the_docker_image():
     assert re.search(rf"^From: {re.escape(CONTAINER_IMAGE)}$", definition, flags=re.M)
     assert re.search(r'^\s+exec bids_recon "\$@"$', definition, flags=re.M)
     assert f"VERSION={CONTAINER_IMAGE.rsplit(':', 1)[1]}" in DOCKERFILE
+
+
+def test_singularity_local_archive_definition_matches():
+    """singularity/bids_recon-local.def: the same definition, bootstrapped from a local image archive."""
+    registry = (ROOT / "singularity/bids_recon.def").read_text()
+    local = (ROOT / "singularity/bids_recon-local.def").read_text()
+    assert registry[registry.index("\n%"):] == local[local.index("\n%"):], "the sections after the header differ"
+    assert re.search(r"^Bootstrap: oci-archive$", local, flags=re.M)
+    archive = re.search(r"^From: (\S+)$", local, flags=re.M).group(1)
+    assert archive.endswith(".tar") and "/" not in archive
+    assert f"podman save --format oci-archive -o {archive} " in local  # the comment's command makes that file
+    assert "docker-archive" in local
 
 
 def test_boutiques_descriptor_is_generated_from_the_parser():
