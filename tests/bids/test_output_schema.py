@@ -185,13 +185,18 @@ def test_every_output_name_parses_back_through_the_table(tiny_run):
                for p in figures)
 
 
-def test_every_sidecar_has_its_keys_and_resolvable_sources(tiny_run):
-    out = tiny_run["out"]
+def sidecar_problems(out: Path) -> list[str]:
+    """What our schema finds wrong with the participants' files of a derivatives dataset: a file no kind of OUTPUTS
+    names, a kind's file without its sidecar, a sidecar without a key its kind needs, a source that is not a BIDS URI
+    or names no file."""
     links = dataset_links(out)
-    assert {"raw", "fmriprep"} <= set(links) and "" not in links
     problems = []
     for rel in _participant_files(out):
-        kind, entities = output_kind_of(rel)
+        found = output_kind_of(rel)
+        if found is None:
+            problems.append(f"{rel}: named by no kind of OUTPUTS")
+            continue
+        kind, entities = found
         if rel.suffix == ".json" or kind not in SIDECAR_KEYS or rel.name.endswith(tuple(OUTPUTS[kind].extras)):
             continue
         sidecar_file = out / sidecar_path(rel)
@@ -206,6 +211,14 @@ def test_every_sidecar_has_its_keys_and_resolvable_sources(tiny_run):
                     problems.append(f"{rel}: {uri} names no file")
             except ValueError as exc:
                 problems.append(f"{rel}: {exc}")
+    return problems
+
+
+def test_every_sidecar_has_its_keys_and_resolvable_sources(tiny_run):
+    out = tiny_run["out"]
+    links = dataset_links(out)
+    assert {"raw", "fmriprep", "templateflow"} <= set(links) and "" not in links
+    problems = sidecar_problems(out)
     assert not problems, "\n".join(problems[:20])
 
 
