@@ -238,6 +238,15 @@ def missing_sidecar_keys(kind: str, entities: dict[str, str], sidecar: dict[str,
     return [key for key in wanted if sidecar.get(key) in (None, "", [], {})]
 
 
+#: What the fixed ``desc-`` labels of :data:`OUTPUTS` mean (rows of ``descriptions.tsv``; the other labels are
+#: described by the sidecars of the files that carry them).
+DESC_LABELS: dict[str, str] = {
+    "singletrial": "single-trial GLM: one beta per trial (the betas, their design matrices, the trial table and the "
+                   "GLM's maps)",
+    "brain": "brain mask: the voxels inside every run's brain mask (group: inside any participant's)",
+    "rois": "encoding models summarised per ROI and model",
+}
+
 #: Entities whose labels are free text made into BIDS labels (alphanumerics only).
 _SANITIZED = ("label", "stim", "desc", "stat")
 
@@ -441,8 +450,8 @@ def group_figures_dir() -> Path:
     return Path("group") / "figures"
 
 
-__all__ = ["ENTITY_ORDER", "EXTENSIONS", "OUTPUTS", "OWN_DATASET", "SIDECAR_KEYS", "OutputKind", "SubjectOutputs",
-           "bids_uri", "build_name", "find_outputs", "group_encoding_path", "group_figures_dir", "group_metrics_path",
-           "group_report_path", "link_folder", "missing_sidecar_keys", "model_label", "output_entities",
-           "output_kind_of", "output_path", "own_uri", "parse_name", "resolve_bids_uri", "sanitize_label",
-           "sidecar_path", "split_extension", "to_bids_uri"]
+__all__ = ["DESC_LABELS", "ENTITY_ORDER", "EXTENSIONS", "OUTPUTS", "OWN_DATASET", "OutputKind", "SIDECAR_KEYS",
+           "SubjectOutputs", "bids_uri", "build_name", "find_outputs", "group_encoding_path", "group_figures_dir",
+           "group_metrics_path", "group_report_path", "link_folder", "missing_sidecar_keys", "model_label",
+           "output_entities", "output_kind_of", "output_path", "own_uri", "parse_name", "resolve_bids_uri",
+           "sanitize_label", "sidecar_path", "split_extension", "to_bids_uri"]

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 from bids_recon import __version__
-from bids_recon.io import atomic_write_text, write_json
-from bids_recon.naming import OWN_DATASET, bids_uri
+from bids_recon.io import atomic_write_text, write_json, write_tsv
+from bids_recon.naming import DESC_LABELS, OWN_DATASET, bids_uri, output_kind_of, parse_name, sidecar_path
 
 PIPELINE_NAME = "bids_recon"
 CODE_URL = "https://github.com/bids-recon/bids_recon"
@@ -224,6 +224,79 @@ def refuse_incomplete(output_dir: Path, participants: list[str] | None, what: st
         output_dir)
 
 
+def describe_label(label: str, sidecars: list[dict]) -> str:
+    """What a ``desc-`` label means, for ``descriptions.tsv``: :data:`~bids_recon.naming.DESC_LABELS` for the fixed
+    ones, else what the sidecars of the files that carry it say (the atlas of an ROI mask, a decoder's target, an
+    encoding model, a generator), else their ``Description``."""
+    if label in DESC_LABELS:
+        return DESC_LABELS[label]
+    for sidecar in sidecars:
+        if sidecar.get("Atlas"):
+            return (f"ROI masks from the {sidecar['Atlas']} atlas (desc-{sidecar.get('AtlasDesc', '')}) of "
+                    f"TemplateFlow's tpl-{sidecar.get('Template', '')}; in desc-, as BIDS 1.11 takes no atlas- on "
+                    "masks")
+        if sidecar.get("TargetDescription"):
+            return f"decoding target: {sidecar['TargetDescription']}"
+        if sidecar.get("Model") and sidecar.get("FeatureSpaces"):
+            spaces = ", ".join(sidecar["FeatureSpaces"])
+            return f"voxelwise encoding model '{sidecar['Model']}' (feature spaces {spaces})"
+    for sidecar in sidecars:
+        if sidecar.get("Generator"):
+            return f"reconstructions by the '{sidecar['Generator']}' generator"
+    for sidecar in sidecars:
+        if sidecar.get("Description"):
+            return str(sidecar["Description"])
+    return f"files named desc-{label}"
+
+
+def write_descriptions(output_dir: Path) -> Path | None:
+    """Write ``descriptions.tsv`` (BIDS 1.9+) and its ``descriptions.json``: one row per ``desc-`` label the dataset's
+    files use (participants and group level), with what it means (:func:`describe_label`); None when no file has one.
+
+    Idempotent: the table is rebuilt from the files present, so participants run in parallel and the group level
+    each leave a complete one.
+    """
+    output_dir = Path(output_dir)
+    sidecars: dict[str, list[dict]] = {}
+    images: dict[str, list[str]] = {}  # labels of files without a sidecar (reconstructed images) -> their kinds
+    for path in sorted(output_dir.glob("sub-*/**/*")) + sorted(output_dir.glob("group/*")):
+        rel = path.relative_to(output_dir)
+        if not path.is_file() or "figures" in rel.parts or path.suffix == ".json":
+            continue
+        label = parse_name(rel)[0].get("desc")
+        if not label:
+            continue
+        found = sidecars.setdefault(label, [])
+        side = output_dir / sidecar_path(rel)
+        if side.is_file() and len(found) < 3:
+            try:
+                found.append(json.loads(side.read_text()))
+            except ValueError:
+                pass
+        elif not side.is_file():
+            kind = output_kind_of(rel)
+            images.setdefault(label, []).append(kind[0] if kind else "")
+    if not sidecars:
+        return None
+    generators = sorted({s["Generator"] for found in sidecars.values() for s in found if s.get("Generator")},
+                        key=len, reverse=True)
+    rows = []
+    for label, found in sorted(sidecars.items()):
+        made_by = next((g for g in generators if label.startswith(g)), None)
+        if not found and made_by and "recon_image" in images.get(label, []):
+            description = f"images reconstructed by the '{made_by}' generator (variant and sample in the label)"
+        else:
+            description = describe_label(label, found)
+        rows.append({"desc_id": f"desc-{label}", "description": description})
+    import pandas as pd
+
+    write_json(output_dir / "descriptions.json", {
+        "Description": "What each desc- label of this dataset's file names means",
+        "desc_id": {"Description": "a desc-<label> entity used in the dataset"},
+        "description": {"Description": "what the files with that label are"}})
+    return write_tsv(output_dir / "descriptions.tsv", pd.DataFrame(rows, columns=["desc_id", "description"]))
+
+
 def bidsignore_text() -> str:
     """The text of ``.bidsignore``: each pattern of :data:`BIDSIGNORE` after a comment line saying why."""
     return "".join(f"# {reason}\n{pattern}\n" for pattern, reason in BIDSIGNORE.items())
@@ -235,6 +308,6 @@ def write_bidsignore(output_dir: Path) -> Path:
 
 
 __all__ = ["BIDSIGNORE", "BIDS_VERSION", "CITATION_FILES", "CODE_URL", "INCOMPLETE_MARKER", "INCOMPLETE_TEXT",
-           "PIPELINE_NAME", "bids_uri", "bidsignore_text", "dataset_links", "incomplete_marker",
+           "PIPELINE_NAME", "bids_uri", "bidsignore_text", "dataset_links", "describe_label", "incomplete_marker",
            "incomplete_participants", "linked_folders", "logs_dir", "refuse_incomplete", "source_datasets",
-           "write_bidsignore", "write_dataset_description", "write_incomplete_marker"]
+           "write_bidsignore", "write_dataset_description", "write_descriptions", "write_incomplete_marker"]

@@ -246,7 +246,12 @@ def run_level(config: Config, confined: dict[str, str]) -> int:
 
 def run_participants(config: Config, log_dir: Path) -> None:
     """Collect inputs, build and run the participant workflows, write dataset-level files."""
-    from bids_recon.bids.derivatives import source_datasets, write_bidsignore, write_dataset_description
+    from bids_recon.bids.derivatives import (
+        source_datasets,
+        write_bidsignore,
+        write_dataset_description,
+        write_descriptions,
+    )
     from bids_recon.bids.layout import collect_inputs
 
     ex, npp = config.execution, config.nipype
@@ -319,6 +324,7 @@ def run_participants(config: Config, log_dir: Path) -> None:
             raise _error_from_record(errors[0]) from exc
         raise
     unmark_complete(config, inputs, markers, finished=True)
+    write_descriptions(output_dir)
     for subject in inputs:
         LOGGER.info("Report: %s", output_dir / f"sub-{subject}.html")
 

@@ -24,7 +24,7 @@ def run_group(config: Config) -> Path:
     BadDataError
         A participant in scope is marked incomplete (``sub-<label>_INCOMPLETE.txt``: its run did not finish).
     """
-    from bids_recon.bids.derivatives import refuse_incomplete
+    from bids_recon.bids.derivatives import refuse_incomplete, write_descriptions
     from bids_recon.naming import group_metrics_path, group_report_path
 
     output_dir = Path(config.execution.output_dir)
@@ -41,5 +41,6 @@ def run_group(config: Config) -> Path:
     report = build_group_report(output_dir, table, output_dir / group_report_path(),
                                 published_comparison(output_dir, config.execution.participant_label),
                                 extra_sections=encoding)
+    write_descriptions(output_dir)  # the group maps' desc- labels too
     LOGGER.info("Group: %d participants; report %s", table["participant_id"].nunique(), report)
     return report

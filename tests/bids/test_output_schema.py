@@ -16,10 +16,12 @@ from bids_recon.bids.derivatives import (
     BIDSIGNORE,
     bidsignore_text,
     dataset_links,
+    describe_label,
     linked_folders,
     source_datasets,
     write_bidsignore,
     write_dataset_description,
+    write_descriptions,
 )
 from bids_recon.interfaces.outputs import sidecar_sources
 from bids_recon.naming import (
@@ -154,6 +156,30 @@ def test_bidsignore_says_why_for_each_pattern(tmp_path):
     assert all(lines[i].startswith("# ") and len(lines[i]) > 10 for i in range(0, len(lines), 2))
 
 
+def test_descriptions_come_from_the_table_and_the_sidecars(tmp_path):
+    assert write_descriptions(tmp_path) is None  # no file with a desc- label: no table
+    func, recon = tmp_path / "sub-01" / "func", tmp_path / "sub-01" / "recon"
+    func.mkdir(parents=True)
+    recon.mkdir(parents=True)
+    roi = func / NAMES.roi_mask("v1", "HOCPA").name
+    roi.write_bytes(b"")
+    (tmp_path / sidecar_path(NAMES.roi_mask("v1", "HOCPA"))).write_text(json.dumps(
+        {"Atlas": "HOCPA", "AtlasDesc": "th25", "Template": "MNI152NLin2009cAsym"}))
+    (tmp_path / NAMES.recon_index("linear")).write_text("stimulus\n")
+    (tmp_path / sidecar_path(NAMES.recon_index("linear"))).write_text(json.dumps({"Generator": "linear"}))
+    (tmp_path / NAMES.recon_image("a.png", "linearsample2")).write_bytes(b"")
+    (tmp_path / NAMES.trials()).write_text("x\n")
+    rows = dict(line.split("\t", 1) for line in write_descriptions(tmp_path).read_text().splitlines()[1:])
+    assert rows == {"desc-HOCPA": describe_label("HOCPA", [{"Atlas": "HOCPA", "AtlasDesc": "th25",
+                                                            "Template": "MNI152NLin2009cAsym"}]),
+                    "desc-linear": "reconstructions by the 'linear' generator",
+                    "desc-linearsample2": "images reconstructed by the 'linear' generator (variant and sample in "
+                                          "the label)",
+                    "desc-singletrial": describe_label("singletrial", [])}
+    assert "HOCPA atlas (desc-th25) of TemplateFlow's tpl-MNI152NLin2009cAsym" in rows["desc-HOCPA"]
+    assert json.loads((tmp_path / "descriptions.json").read_text())["Description"]
+
+
 # --- on the outputs of a real (tiny) run --------------------------------------------------------------------------
 
 
@@ -176,7 +202,8 @@ def test_every_output_name_parses_back_through_the_table(tiny_run):
     assert {output_kind_of(p)[0] for p in _participant_files(out)} >= {
         "betas", "design", "stat_map", "trials", "roi_mask", "brain_mask", "decoder", "features", "recon_image",
         "recon_index", "metrics"}
-    known = {Path("dataset_description.json"), Path(".bidsignore"), group_report_path(),
+    known = {Path("dataset_description.json"), Path(".bidsignore"), Path("descriptions.tsv"), Path("descriptions.json"),
+             group_report_path(),
              *(Path(f"sub-{s}.html") for s in subjects)}
     others = [p for p in files if p not in known and not p.parts[0].startswith("sub-") and p.parts[0] != "group"]
     assert not others, f"files outside the participants' folders, group/ and logs/: {others}"
@@ -244,4 +271,14 @@ def test_validator_sees_the_masks_and_passes(tiny_run):
     errors = [i for i in report["issues"]["issues"] if i.get("severity") == "error"]
     assert proc.returncode == 0 and not errors, errors[:5]
     masks = [p for p in _participant_files(out) if output_kind_of(p)[0] in ("brain_mask", "roi_mask")]
-    assert report["summary"]["totalFiles"] == 1 + len(masks)
+    assert report["summary"]["totalFiles"] == 3 + len(masks)  # and descriptions.tsv, descriptions.json
+
+
+def test_descriptions_name_every_desc_label(tiny_run):
+    out = tiny_run["out"]
+    used = {f"desc-{output_kind_of(p)[1]['desc']}" for p in _participant_files(out) if "desc" in output_kind_of(p)[1]}
+    table = (out / "descriptions.tsv").read_text().splitlines()
+    assert table[0] == "desc_id\tdescription"
+    rows = dict(line.split("\t", 1) for line in table[1:])
+    assert set(rows) >= used and all(rows.values())
+    assert "HOCPA atlas" in rows["desc-HOCPA"] and rows["desc-singletrial"].startswith("single-trial GLM")
