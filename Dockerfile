@@ -129,8 +129,10 @@ RUN test -n "${DIFFUSION_MODEL_SHA256}" || { echo "DIFFUSION_MODEL=bake needs DI
 
 FROM model-${DIFFUSION_MODEL} AS model
 
-# ---- final image ---------------------------------------------------------------------------------------------
-FROM base AS final
+# ---- final image: the build stage's venv where it was installed (no copy), the templates and the model ------------
+# (Derived from the build stage rather than copying /opt/venv into a fresh base: the build stage has no compilers or
+# other build-only tools to leave behind, and a copy would store the multi-GB venv twice in the builder's storage.)
+FROM templates AS final
 ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG VCS_REF=unknown
@@ -147,12 +149,11 @@ LABEL org.opencontainers.image.title="bids_recon" \
       org.opencontainers.image.vendor="bids_recon developers" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 
-COPY --from=build /opt/venv /opt/venv
-COPY --from=templates /opt/templateflow /opt/templateflow
 COPY --from=model /opt/models /opt/models
 
 # A non-root user whose HOME any UID can read and write into (Apptainer runs as the calling user, not as this one).
-RUN useradd --create-home --home-dir /home/bidsrecon --uid 1001 --shell /bin/bash bidsrecon \
+RUN rm -rf /src \
+    && useradd --create-home --home-dir /home/bidsrecon --uid 1001 --shell /bin/bash bidsrecon \
     && mkdir -p /home/bidsrecon/.cache \
     && chmod -R a+rwX /home/bidsrecon
 
