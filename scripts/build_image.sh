@@ -23,6 +23,8 @@
 #   PRESET, SEED simulator preset and seed (small, 0); RANDOM_SEED bids_recon --random-seed (default 0)
 #   NPROCS       --nprocs on both sides (default 2)
 #   ULIMITS      podman run's --ulimit options (default below: nofile 16384, nproc 8192)
+#   MIN_FREE_GB  refuse to build when the build would leave less free in podman's storage (default 12); NEED_GB
+#                overrides the build's estimated need (5 GB with the CPU wheels, 16 GB with PyPI's CUDA torch)
 # The build's pip uses the same package indexes as the host's pip (`pip config list`): local file indexes
 # (file://...) and find-links folders are mounted read-only into the build at the same paths, and the host pip's
 # `cert` (a CA bundle: on a network whose TLS proxy has its own CA, pip inside the build needs it to reach PyPI) is
@@ -146,6 +148,19 @@ elif ! curl -fsS -m 20 -o /dev/null "${TORCH_INDEX%/}/torch/"; then
 to take torch from the host pip's index (PyPI's CUDA build: a multi-GB image)"
 fi
 BUILD_ARGS+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
+
+# Disk: podman stores every layer unpacked and, while committing a step, the step's files twice (the container's
+# upper folder and the new layer), so a build needs about twice the image's size free in its storage. Seen here:
+# the host's venv with PyPI's CUDA torch is 6.6 GB, and a build with it took the free space from 19 GB to 12 GB before
+# it had committed its torch layer. The build is refused when it would leave less than MIN_FREE_GB (12) free.
+storage=$("${PODMAN[@]}" info --format '{{.Store.GraphRoot}}')
+mkdir -p "$storage"
+free_gb=$(df --output=avail -B1G "$storage" | tail -1 | tr -d ' ')
+case "$TORCH_INDEX" in *download.pytorch.org/whl/cpu*) need_gb=${NEED_GB:-5} ;; *) need_gb=${NEED_GB:-16} ;; esac
+if [ "$free_gb" -lt $(( need_gb + ${MIN_FREE_GB:-12} )) ]; then
+  die "$storage has $free_gb GB free; this build needs about $need_gb GB and should leave ${MIN_FREE_GB:-12} GB free
+(NEED_GB=, MIN_FREE_GB= change the estimate and the margin)"
+fi
 
 log "podman build -t $IMAGE (BASE=cpu, TEMPLATES=local, TORCH_INDEX=$TORCH_INDEX)"
 build_start=$(date +%s)
