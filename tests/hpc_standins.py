@@ -16,8 +16,9 @@
     ``$FAKE_APPTAINER_MODE=record`` (default): appends one JSON line (analysis level, participant labels, start
     and end times, binds, the participant outputs present at the start) to ``$FAKE_APPTAINER_LOG`` and writes a
     marker file into the folder bound at /out (``sub-<label>.done`` or ``group.done``); a participant takes
-    ``$FAKE_APPTAINER_SECONDS`` (0.5) seconds, and exits 65 if its label is ``$FAKE_APPTAINER_FAIL_LABEL``. ``exec``: runs the host's ``bids_recon`` with the container paths
-    of ARGS mapped to the bound host folders, in an empty environment plus the image's settings.
+    ``$FAKE_APPTAINER_SECONDS`` (0.5) seconds, and exits 65 if its label is ``$FAKE_APPTAINER_FAIL_LABEL``.
+    ``exec``: runs the host's ``bids_recon`` with the container paths of ARGS mapped to the bound host folders,
+    in an empty environment plus the image's settings.
 """
 
 from __future__ import annotations
