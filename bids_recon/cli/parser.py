@@ -13,6 +13,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -268,15 +269,21 @@ class _OneForm(argparse.Action):
 
 
 class _ExecSpec(argparse.Action):
-    """``--bids-exec-spec``: print the Boutiques descriptor (BIDS-Apps execution specification) and exit 0."""
+    """``--bids-exec-spec``: print the Boutiques descriptor (BIDS-Apps execution specification) and exit 0.
 
-    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+    ``render`` makes the descriptor's text from the parser (:func:`bids_recon.cli.boutiques.render_descriptor`, given
+    by the caller of :func:`build_parser`: the descriptor module reads this parser, so this one does not import it).
+    """
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 render: Callable[[argparse.ArgumentParser], str] | None = None, **kwargs: Any) -> None:
         super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.render = render
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from bids_recon.cli.boutiques import render_descriptor
-
-        sys.stdout.write(render_descriptor())
+        if self.render is None:
+            parser.error("--bids-exec-spec: this parser was built without a descriptor renderer")
+        sys.stdout.write(self.render(parser))
         parser.exit(0)
 
 
@@ -323,8 +330,12 @@ def _setting(group: argparse._ActionsContainer, *flags: str, key: str, help: str
     return action
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``bids_recon`` argument parser."""
+def build_parser(render_exec_spec: Callable[[argparse.ArgumentParser], str] | None = None) -> argparse.ArgumentParser:
+    """Return the ``bids_recon`` argument parser.
+
+    ``render_exec_spec`` prints the descriptor for ``--bids-exec-spec`` (the command line passes
+    :func:`bids_recon.cli.boutiques.render_descriptor`).
+    """
     parser = _Parser(
         prog="bids_recon",
         usage=("%(prog)s BIDS_DIR OUTPUT_DIR {participant,group} [options]\n"
@@ -356,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                         action=_OneForm, what="analysis level",
                         help=doc_of(ex_cls, "analysis_level") + " (BIDS-Apps 1.0 form of --analysis-level)")
     parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
-    parser.add_argument("--bids-exec-spec", action=_ExecSpec,
+    parser.add_argument("--bids-exec-spec", action=_ExecSpec, render=render_exec_spec,
                         help="print this program's Boutiques descriptor (BIDS-Apps execution specification) and exit")
 
     spec = parser.add_argument_group(

@@ -190,7 +190,9 @@ def _set_threads(n: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run bids_recon; returns the BIDS-App exit code."""
-    parser = build_parser()
+    from bids_recon.cli.boutiques import render_descriptor
+
+    parser = build_parser(render_exec_spec=render_descriptor)
     _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)  # usage errors exit 64 here; a derivatives dataset that cannot be named raises
