@@ -60,6 +60,9 @@ class RunInputs:
     boldref: Path | None
     confounds: Path
     repetition_time: float
+    #: seconds after each volume's start that its data stand for: fMRIPrep's ``StartTime`` after slice-timing
+    #: correction (:func:`slice_timing_reference`), 0 without it
+    start_time: float = 0.0
 
     @property
     def key(self) -> str:
@@ -268,23 +271,43 @@ def _check_one_anatomical_reference(runs: list[RunInputs], fmriprep_dir: Path, s
             "MNI152NLin2009cAsym:res-2), or select one session with --session-label", first.parent)
 
 
+def slice_timing_reference(preproc: Path, repetition_time: float) -> float:
+    """Seconds after each volume's start that the preprocessed BOLD's data stand for.
+
+    fMRIPrep (20.2.4+) writes ``"SliceTimingCorrected": true`` and ``"StartTime"`` (the slice-timing reference, e.g.
+    TR / 2) in the preprocessed BOLD's sidecar when it corrected slice timing: volume ``k`` then samples the signal
+    at ``k * TR + StartTime`` (nilearn's ``slice_time_ref`` = StartTime / TR). 0 without a sidecar, without
+    ``StartTime``, or with ``"SliceTimingCorrected": false``.
+
+    Raises
+    ------
+    BadDataError
+        ``StartTime`` that is not a number in [0, TR).
+    """
+    sidecar = preproc.with_name(preproc.name.split(".")[0] + ".json")
+    if not sidecar.is_file():
+        return 0.0
+    try:
+        metadata = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as exc:
+        raise BadDataError(f"unreadable JSON sidecar ({exc})", sidecar) from exc
+    if not isinstance(metadata, dict) or metadata.get("SliceTimingCorrected") is False or "StartTime" not in metadata:
+        return 0.0
+    start = metadata["StartTime"]
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start < repetition_time:
+        raise BadDataError(f"StartTime {start!r} is not a time in seconds within the repetition time "
+                           f"[0, {repetition_time:g})", sidecar)
+    return float(start)
+
+
 def _log_start_time(runs: list[RunInputs]) -> None:
-    """Say once per participant when fMRIPrep's sidecars give a ``StartTime`` (the time of each volume after its
-    slice-timing correction, since 20.2.4): the GLM takes volumes at 0, TR, 2 TR..., not shifted by it."""
-    found = []
-    for run in runs:
-        sidecar = run.preproc_bold.with_name(run.preproc_bold.name.split(".")[0] + ".json")
-        try:
-            start = json.loads(sidecar.read_text()).get("StartTime") if sidecar.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            start = None
-        if isinstance(start, (int, float)) and start > 0:
-            found.append((float(start), sidecar.name))
-    if found:
-        start, name = max(found)
-        LOGGER.warning("sub-%s: fMRIPrep corrected slice timing in %d of %d runs (StartTime up to %g s, e.g. %s); the "
-                       "GLM models volumes at 0, TR, 2 TR... without that shift", runs[0].subject, len(found),
-                       len(runs), start, name)
+    """Say once per participant when fMRIPrep corrected slice timing: volumes are modelled at their reference time."""
+    shifted = [run for run in runs if run.start_time > 0]
+    if shifted:
+        first = max(shifted, key=lambda run: run.start_time)
+        LOGGER.info("sub-%s: fMRIPrep corrected slice timing in %d of %d runs: each volume is modelled at its "
+                    "reference time, volume start + StartTime (up to %g s, e.g. %s)", runs[0].subject, len(shifted),
+                    len(runs), first.start_time, first.preproc_bold.name)
 
 
 def _raw_run_entities(bold: Any) -> dict[str, Any]:
@@ -375,7 +398,7 @@ def _collect_run(raw: Any, files: list[DerivativeFile], fmriprep_dir: Path, bold
         subject=ents["subject"], session=ents.get("session"), task=ents["task"],
         run=_run_label(Path(bold.path).name, run),
         raw_bold=Path(bold.path), events=events, preproc_bold=preproc, brain_mask=mask,
-        boldref=boldref, confounds=confounds, repetition_time=tr,
+        boldref=boldref, confounds=confounds, repetition_time=tr, start_time=slice_timing_reference(preproc, tr),
     )
 
 

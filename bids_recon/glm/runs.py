@@ -102,6 +102,8 @@ class RunFiles:
     session: str | None
     run: str | None
     task: str | None = None
+    #: seconds after each volume's start that its data stand for (fMRIPrep's StartTime after slice-timing correction)
+    start_time: float = 0.0
 
 
 @dataclass
@@ -170,7 +172,7 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
         raise BadDataError("no events row is a trial (none names a stimulus)", files.events)
     confounds, choice = load_confounds(files.confounds, confounds_setting, n_volumes)
     modulations = event_modulations(events, stimulus_params(stimuli), files.events)
-    frame_times = np.arange(n_volumes) * files.repetition_time
+    frame_times = np.arange(n_volumes) * files.repetition_time + files.start_time
     # non-trial events with a modulation: nuisance regressors, regressed out like the confounds
     nuisance = {group.name: event_regressor(group.onsets, group.durations, group.modulations, frame_times)
                 for group in modulations.nuisance}
@@ -183,7 +185,7 @@ def _load_run(files: RunFiles, mask_img: nib.Nifti1Image, confounds_setting: lis
     run = SessionRun(data=psc, onsets=trials["onset"].to_numpy(float), durations=trials["duration"].to_numpy(float),
                      stim_ids=trials["stim_id"].to_numpy(str), repetition_time=files.repetition_time,
                      confounds=confounds.to_numpy(float), mean_intensity=mean_intensity,
-                     modulations=modulations.trials)
+                     modulations=modulations.trials, start_time=files.start_time)
     return run, trials, usable, choice, list(confounds.columns)
 
 

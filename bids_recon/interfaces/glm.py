@@ -56,6 +56,8 @@ class _SessionBetasInputSpec(BaseInterfaceInputSpec):
     events_files = InputMultiObject(File(exists=True), mandatory=True, desc="events.tsv of each run")
     confounds_files = InputMultiObject(File(exists=True), mandatory=True, desc="fMRIPrep confounds of each run")
     repetition_times = traits.List(traits.Float, mandatory=True)
+    start_times = traits.List(traits.Float, desc="seconds after each volume's start that its data stand for (slice-"
+                                                 "timing reference, fMRIPrep's StartTime); 0 for every run if unset")
     runs = traits.List(traits.Either(None, traits.Str), mandatory=True, desc="run label of each run")
     tasks = traits.List(traits.Str, desc="task label of each run (the trial table's task column)")
     mask_file = File(exists=True, mandatory=True, desc="subject brain mask")
@@ -85,9 +87,10 @@ class SessionBetas(RecordingInterface):
         i = self.inputs
         mask_img = nib.load(i.mask_file)
         tasks = list(i.tasks) if isdefined(i.tasks) and i.tasks else [None] * len(i.runs)
-        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run, task)
-                 for b, e, c, tr, run, task in zip(i.bold_files, i.events_files, i.confounds_files,
-                                                   i.repetition_times, i.runs, tasks, strict=True)]
+        starts = list(i.start_times) if isdefined(i.start_times) and i.start_times else [0.0] * len(i.runs)
+        files = [RunFiles(Path(b), Path(e), Path(c), tr, i.subject, i.session, run, task, start)
+                 for b, e, c, tr, run, task, start in zip(i.bold_files, i.events_files, i.confounds_files,
+                                                          i.repetition_times, i.runs, tasks, starts, strict=True)]
         cwd = Path(runtime.cwd)
         store = cwd / "session_store"  # the runs' time series, read a chunk of voxels at a time
         result = estimate_session_betas(files, mask_img, load_params(GlmParams, i.params, "workflow.glm"),

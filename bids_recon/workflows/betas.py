@@ -62,8 +62,12 @@ def methods(config: Config, n_runs: int, task: str, inputs: SubjectInputs | None
               "was computed from repeated stimuli." if glm.zscore_per_session else
               "Betas were kept in percent signal change (not z-scored); the noise ceiling (NCSNR, Allen et al. "
               "2022) was computed from repeated stimuli.")
+    starts = sorted({run.start_time for run in inputs.runs}) if inputs is not None else []
+    timing = (f" fMRIPrep had corrected slice timing, so each volume was modelled at its reference time "
+              f"({'/'.join(f'{t:g}' for t in starts if t > 0)} s after the volume's start, the sidecars' StartTime)."
+              if any(t > 0 for t in starts) else "")
     return (f"Single-trial responses were estimated session by session for the {n_runs} runs of task '{task}' "
-            + estimator + nuisance
+            + estimator + nuisance + timing
             + f" The {wf.space} preprocessed BOLD was analysed in percent signal change within the intersection of "
             f"the runs' brain masks. {zscore} " + split_text(config))
 
@@ -128,6 +132,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
         glm = pe.Node(SessionBetas(
             bold_files=[str(r.preproc_bold) for r in runs], events_files=[str(r.events) for r in runs],
             confounds_files=[str(r.confounds) for r in runs], repetition_times=[r.repetition_time for r in runs],
+            start_times=[r.start_time for r in runs],
             runs=[r.run for r in runs], tasks=[r.task for r in runs], subject=inputs.subject, session=session,
             params=to_dict(glm_cfg),
             stimuli=to_dict(stim_cfg.rows_only()), seed=ex.random_seed,

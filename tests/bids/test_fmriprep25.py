@@ -357,16 +357,23 @@ def test_minimal_level_stops_the_command_line_with_exit_66_and_the_advice_in_the
     assert f"--level full --output-spaces {MNI}:res-2" in log.read_text()
 
 
-def test_slice_timing_start_time_is_logged_once_per_participant(dataset, caplog):
+def test_slice_timing_start_time_is_read_and_checked(dataset, caplog):
+    """fMRIPrep's StartTime (after slice-timing correction) reaches each run's inputs, said once per participant; a
+    StartTime outside [0, TR) is bad data naming the sidecar; no correction: 0."""
     bids, fmriprep = dataset(["01"], raw_runs=("01", "02"), start_time=0.95)
-    with caplog.at_level("WARNING", logger="bids_recon.bids"):
-        collect_inputs(bids, fmriprep, space=MNI, resolution="2")
+    with caplog.at_level("INFO", logger="bids_recon.bids"):
+        inputs = collect_inputs(bids, fmriprep, space=MNI, resolution="2")
+    assert [run.start_time for run in inputs["01"].runs] == [0.95, 0.95]
     lines = [r.getMessage() for r in caplog.records if "StartTime" in r.getMessage()]
     assert len(lines) == 1 and "2 of 2 runs" in lines[0] and "0.95 s" in lines[0], lines
-    caplog.clear()
+    sidecar = next(fmriprep.rglob(f"*run-02*space-{MNI}_res-2_desc-preproc_bold.json"))
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"StartTime": 2 * TR}))
+    with pytest.raises(BadDataError, match="StartTime") as raised:
+        collect_inputs(bids, fmriprep, space=MNI, resolution="2")
+    assert sidecar.name in str(raised.value)
     bids2 = bids.parent / "other"
     write_raw(bids2, ["01"])
     write_fmriprep(bids2 / "derivatives" / "fmriprep", ["01"])  # SliceTimingCorrected false, no StartTime
-    with caplog.at_level("WARNING", logger="bids_recon.bids"):
-        collect_inputs(bids2, bids2 / "derivatives" / "fmriprep", space=MNI, resolution="2")
-    assert not [r for r in caplog.records if "StartTime" in r.getMessage()]
+    inputs = collect_inputs(bids2, bids2 / "derivatives" / "fmriprep", space=MNI, resolution="2")
+    assert {run.start_time for run in inputs["01"].runs} == {0.0}
+

@@ -45,6 +45,9 @@ class SessionRun:
     modulations : ndarray, shape (n_trials,), optional
         Scale of each trial's regressor (the events' ``modulation``, :mod:`bids_recon.design.modulation`): a beta is
         then the peak response divided by it. Default: 1.
+    start_time : float
+        Seconds after a volume's start that its data stand for (fMRIPrep's ``StartTime`` after slice-timing
+        correction; 0 without it): volume ``k`` is modelled at ``k * repetition_time + start_time``.
     """
 
     data: np.ndarray
@@ -55,6 +58,7 @@ class SessionRun:
     confounds: np.ndarray | None = None
     mean_intensity: np.ndarray | None = None
     modulations: np.ndarray | None = None
+    start_time: float = 0.0
 
     @property
     def n_volumes(self) -> int:
@@ -62,7 +66,8 @@ class SessionRun:
 
     @property
     def frame_times(self) -> np.ndarray:
-        return np.arange(self.n_volumes) * self.repetition_time
+        """Seconds, shape (n_volumes,): the time each volume stands for, relative to the events' zero."""
+        return np.arange(self.n_volumes) * self.repetition_time + self.start_time
 
 
 @dataclass
