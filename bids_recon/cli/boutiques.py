@@ -70,14 +70,15 @@ class Resources:
 #: Measured resources, the ONE place to change them (each with the command that measured it). The descriptor's
 #: ``suggested-resources`` are those of :data:`SUGGESTED_PROFILE`; all of them are in ``custom.SuggestedResources``.
 SUGGESTED_RESOURCES: dict[str, Resources] = {
-    # docs/benchmarks.md "NSD subj01 at full size", `python benchmarks/bench_nsd_full.py --root ROOT` (code of commit
-    # c9ae9b0, 2-core / 24 GB VM, --nprocs 2, one BLAS thread): the participant level of docs/recipes/takagi2023.md
+    # docs/benchmarks.md "NSD subj01 at full size", `python benchmarks/bench_nsd_full.py --root ROOT` (a clean clone at
+    # d92498a, 2-core / 23 GiB VM, --nprocs 2, one BLAS thread; other jobs on the cores for its first hour: a quieter
+    # run of c9ae9b0 took 5,682 s): the participant level of docs/recipes/takagi2023.md
     # (37 sessions, 27,750 trials, 982 test images) with toy-width SD-shaped models on CPU and 5 DDIM steps; the real
     # SD-1.4 at 50 steps and every metric need a GPU and hours more.
     "nsd_subj01_full": Resources(
         what="NSD subj01, 37 sessions, Takagi & Nishimoto recipe (docs/recipes/takagi2023.md), CPU, 5 DDIM steps: "
              "python benchmarks/bench_nsd_full.py --root ROOT",
-        cpu_cores=2, gpus=0, walltime_s=5682, peak_rss_gib=17.0, work_gib=15.1, output_gib=4.5),
+        cpu_cores=2, gpus=0, walltime_s=6494, peak_rss_gib=15.55, work_gib=18.3, output_gib=4.5),
     # The README's demo on the same 2-core / 24 GB VM, default --nprocs (all CPUs) and --omp-nthreads 1 (no
     # *_NUM_THREADS set): `bids_recon-sim DS --preset small --overwrite`, then with TEMPLATEFLOW_HOME=DS_templateflow
     # `/usr/bin/time -v bids_recon DS OUT participant -d fmriprep=DS/derivatives/fmriprep -w WORK` (2 participants x 8

@@ -4,6 +4,7 @@ beside the positional form, derivatives from --input-dataset, label lists and la
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -68,8 +69,11 @@ def test_bids_exec_spec_prints_the_descriptor():
     assert {"subject", "dataset", "participant", "group"} == set(inputs["AnalysisLevel"]["value-choices"])
     assert "--bids-exec-spec" not in descriptor["command-line"] and "BidsExecSpec" not in inputs
     measured = SUGGESTED_RESOURCES[SUGGESTED_PROFILE]
-    assert descriptor["suggested-resources"] == {"cpu-cores": measured.cpu_cores, "ram": 18.3,  # 17.0 GiB in GB
-                                                 "disk-space": 21.1, "walltime-estimate": measured.walltime_s}
+    in_gb = lambda gib: math.ceil(gib * 2**30 / 1e8) / 10  # noqa: E731 -- GiB measured, GB (10^9 bytes) rounded up
+    assert descriptor["suggested-resources"] == {
+        "cpu-cores": measured.cpu_cores, "ram": in_gb(measured.peak_rss_gib),
+        "disk-space": in_gb(measured.work_gib + measured.output_gib), "walltime-estimate": measured.walltime_s}
+    assert descriptor["suggested-resources"]["ram"] == 16.7  # 15.55 GiB
     assert descriptor["custom"]["SuggestedResources"][SUGGESTED_PROFILE]["gpus"] == measured.gpus
 
 
