@@ -94,8 +94,11 @@ def init_encoding_wf(config: Config, inputs: SubjectInputs, names: SubjectOutput
     inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files", "features"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
+    # mem_gb is what nipype schedules by: at NSD subj01's full size this node took 12.5 GiB RSS (7.0 anonymous) and the
+    # diffusion path's evaluate node 11.3 GiB (docs/benchmarks.md): 10 + 12 GB exceed 90 % of a 24 GB machine, so
+    # nipype never runs the two side by side there (it clamps an estimate above the machine's memory to it)
     models = pe.Node(EncodingModels(params=to_dict(enc), spaces=spaces, partition=encoding_partition(config),
-                                    seed=ex.random_seed, device=device), name="encoding_models", mem_gb=4.0)
+                                    seed=ex.random_seed, device=device), name="encoding_models", mem_gb=10.0)
     rois = config.workflow.rois
     sources = read_outputs(names, inputs, {roi: rois.atlas_of(roi) for roi in rois.names})
     write = pe.Node(WriteEncodingMaps(

@@ -83,7 +83,8 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
     recon = pe.Node(DiffusionReconstruct(model_folder=str(model.folder), model_identity=identity, params=params,
                                          device=device), name="reconstruct", mem_gb=8.0)
     evaluate = pe.Node(EvaluateVariants(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
-                                        **evaluation_inputs(config, device)), name="evaluate", mem_gb=4.0)
+                                        **evaluation_inputs(config, device)), name="evaluate",
+                       mem_gb=12.0)  # 11.3 GiB at NSD's full size: never beside encoding_models on 24 GB (encoding.py)
     write = pe.Node(WriteReconstructions(
         output_dir=str(out_dir), names=vars(names), generator=card.name,
         sidecar={"Generator": card.name, **identity, **diff.to_sidecar(),
