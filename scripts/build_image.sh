@@ -2,7 +2,8 @@
 # Build the CPU image with podman from a clean clone, run the README's demo on the host and in the container, and
 # compare the outputs file by file (sha256 of every TSV and NIfTI). Exits non-zero on any difference.
 #
-#   scripts/build_image.sh                       # CPU torch from PyTorch's CPU index (torch 2.14.1+cpu)
+#   scripts/build_image.sh                       # CPU torch from PyTorch's CPU index (torch 2.14.1+cpu) where it
+#                                                # is reachable, else the host pip's torch (TORCH_INDEX=host)
 #   TORCH_INDEX=host scripts/build_image.sh      # torch from the index the host's pip uses (see below)
 #
 # Steps: (1) a Debian bookworm + python3 base image made with debootstrap and `podman import`, if missing;
@@ -16,9 +17,9 @@
 #   IMG_DIR      work folder: clone, base rootfs, demo data, outputs, hashes (default /tmp/img)
 #   IMAGE        tag of the image built (default localhost/bids_recon:0.1.0-cpu)
 #   BASE_IMAGE   CPU base image (default localhost/debian-bookworm-python, made with debootstrap when missing)
-#   TORCH_INDEX  where torch/torchvision come from: a URL (default https://download.pytorch.org/whl/cpu), or `host`:
-#                the index of the host's pip that holds torch (PyPI's torch 2.14.1 wheel, a CUDA 13.0 build that
-#                pulls ~3 GB of nvidia-* wheels: use it only where the CPU index cannot be reached)
+#   TORCH_INDEX  where torch/torchvision come from: `auto` (default: https://download.pytorch.org/whl/cpu when it
+#                answers, else `host`), a URL, or `host`: the index of the host's pip that holds torch (PyPI's torch
+#                2.14.1 wheel, a CUDA 13.0 build that pulls ~3 GB of nvidia-* wheels: a 6.95 GB image)
 #   PYTHON       the host Python with bids_recon installed (default: python3 on PATH, e.g. an activated venv)
 #   PRESET, SEED simulator preset and seed (small, 0); RANDOM_SEED bids_recon --random-seed (default 0)
 #   NPROCS       --nprocs on both sides (default 2)
@@ -38,7 +39,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 IMG_DIR=${IMG_DIR:-/tmp/img}
 IMAGE=${IMAGE:-localhost/bids_recon:0.1.0-cpu}
 BASE_IMAGE=${BASE_IMAGE:-localhost/debian-bookworm-python}
-TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+TORCH_INDEX=${TORCH_INDEX:-auto}
+CPU_TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON=${PYTHON:-python3}
 PRESET=${PRESET:-small}
 SEED=${SEED:-0}
@@ -144,6 +146,15 @@ build_image() {
   fi
   [ -n "${HOST_LINKS// /}" ] && { BUILD_ARGS+=(--build-arg "PIP_FIND_LINKS=${HOST_LINKS% }"); mount_file_urls "$HOST_LINKS"; }
 
+  if [ "$TORCH_INDEX" = auto ]; then
+    # torch's CPU wheels where PyTorch's index is reachable, else the host pip's torch (PyPI's CUDA build)
+    if curl -fsS -m 20 -o /dev/null "$CPU_TORCH_INDEX/torch/"; then
+      TORCH_INDEX=$CPU_TORCH_INDEX
+    else
+      log "cannot reach $CPU_TORCH_INDEX: torch from the host pip's index instead (TORCH_INDEX=host)"
+      TORCH_INDEX=host
+    fi
+  fi
   if [ "$TORCH_INDEX" = host ]; then
     # the first of the host's indexes that lists torch (here: a local PyPI mirror holding PyPI's own wheel)
     TORCH_INDEX=https://pypi.org/simple
