@@ -38,6 +38,7 @@ from bids_recon.errors import (
     MissingInputError,
     UsageError,
 )
+from bids_recon.naming import sidecar_path
 
 LOGGER = logging.getLogger("bids_recon.bids")
 
@@ -284,7 +285,7 @@ def slice_timing_reference(preproc: Path, repetition_time: float) -> float:
     BadDataError
         ``StartTime`` that is not a number in [0, TR).
     """
-    sidecar = preproc.with_name(preproc.name.split(".")[0] + ".json")
+    sidecar = sidecar_path(preproc)
     if not sidecar.is_file():
         return 0.0
     try:
@@ -412,7 +413,7 @@ def _check_sources(preproc: Path, raw_bold: Path, bids_root: Path, run_entities:
     BadDataError
         The sidecar names raw BOLD of another run only (exit code 65), naming both files.
     """
-    sidecar = preproc.with_name(preproc.name.split(".")[0] + ".json")
+    sidecar = sidecar_path(preproc)
     sources = raw_sources(sidecar)
     if sources is None:
         return
@@ -444,7 +445,7 @@ def _describe(entities: dict[str, Any]) -> str:
 
 def _raw_sidecar(raw_bold: Path, bids_root: Path, task: str | None) -> Path | None:
     """The JSON that gives the raw BOLD its RepetitionTime: beside it, else the dataset-level task sidecar."""
-    beside = raw_bold.with_name(raw_bold.name.split(".")[0] + ".json")
+    beside = sidecar_path(raw_bold)
     if beside.is_file():
         return beside
     for folder in (raw_bold.parent, raw_bold.parent.parent, raw_bold.parent.parent.parent, bids_root):
@@ -478,7 +479,7 @@ def repetition_time(raw_bold: Path, metadata: dict[str, Any], preproc: Path, bid
     if tr is None:
         raise BadDataError("RepetitionTime missing from the BOLD sidecar", raw_json or raw_bold)
     values = [(float(tr), f"the raw sidecar {raw_json.name if raw_json else '(inherited)'}")]
-    fmriprep_json = preproc.with_name(preproc.name.split(".")[0] + ".json")
+    fmriprep_json = sidecar_path(preproc)
     if fmriprep_json.is_file():
         try:
             derived = json.loads(fmriprep_json.read_text()).get("RepetitionTime")
