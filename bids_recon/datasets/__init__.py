@@ -1,5 +1,6 @@
-"""Dataset presets: ``--dataset nsd|things|bold5000|god|deeprecon|nod`` sets, in one flag, what a public dataset
-needs (stimulus resolver, stimulus column, test split, task, caption source, the fMRIPrep space of its derivatives).
+"""Dataset presets: ``--dataset nsd|nsdsynthetic|nsdimagery|things|bold5000|god|deeprecon|nod`` sets, in one flag,
+what a public dataset needs (stimulus resolver, stimulus column, test split, task, caption source, the fMRIPrep
+space of its derivatives).
 
 A preset is data: a dict of setting values (dotted keys, as in the TOML file) plus hooks that may compute more from
 the dataset itself (:meth:`DatasetPreset.settings_for`). It only fills settings the user did not set: the

@@ -17,8 +17,11 @@ import pandas as pd
 from bids_recon.design.table import NOT_DECODED, TrialRows
 from bids_recon.errors import BadDataError, UsageError
 
-#: Test sets a resolver knows by name (``--test-split shared1000``).
-NAMED_SPLITS = ("shared1000",)
+#: Test sets a resolver knows by name (``--test-split shared1000``), and ``all``: every decoded trial is a test trial
+#: (NSD-synthetic, NSD-Imagery: experiments that only test decoders trained on another, ``--decoders-from``).
+NAMED_SPLITS = ("shared1000", "all")
+#: The named split that needs no resolver: every decoded trial is a test trial.
+ALL_TEST = "all"
 #: ``--test-split`` words meaning "by repeats" (the default).
 REPEAT_WORDS = ("", "repeats", "repeated")
 
@@ -125,6 +128,8 @@ def split_by_rule(table: pd.DataFrame, rule: SplitRule, chosen_events: pd.DataFr
     elif isinstance(rule, SessionRule):
         sessions = out["session"].astype(str)
         test = np.array([any(fnmatch.fnmatchcase(s, p) for p in rule.patterns) for s in sessions], dtype=bool)
+    elif rule.name == ALL_TEST:
+        test = np.ones(len(out), dtype=bool)
     else:
         if resolver is None:
             raise UsageError(f"--test-split {rule.name} needs the stimulus resolver")
@@ -214,6 +219,8 @@ def describe_split(test_min_repeats: int, test_split: str) -> str:
     if isinstance(rule, SessionRule):
         return (f"Trials of the sessions {' or '.join('ses-' + p for p in rule.patterns)} formed the test set; the "
                 "others the training set.")
+    if isinstance(rule, NamedRule) and rule.name == ALL_TEST:
+        return "Every decoded trial formed the test set (no training set: decoders trained on another experiment)."
     if isinstance(rule, NamedRule):
         return ("Trials of NSD's shared images (the 1,000 images every participant saw: shared1000) formed the test "
                 "set; the others the training set.")
@@ -221,6 +228,6 @@ def describe_split(test_min_repeats: int, test_split: str) -> str:
             "the test set; the others the training set.")
 
 
-__all__ = ["NAMED_SPLITS", "REPEAT_WORDS", "ColumnRule", "NamedRule", "NamedTestSets", "SessionRule", "SplitRule",
-           "apply_test_split", "describe_split", "mark_imported_split", "mark_test_split", "matches",
+__all__ = ["ALL_TEST", "NAMED_SPLITS", "REPEAT_WORDS", "ColumnRule", "NamedRule", "NamedTestSets", "SessionRule",
+           "SplitRule", "apply_test_split", "describe_split", "mark_imported_split", "mark_test_split", "matches",
            "parse_test_split", "split_by_rule"]

@@ -403,7 +403,8 @@ def test_betas_specs_and_session_selection():
                                                                        {"voxels": "rois", "scale": "1/300"})
     assert split_betas_spec("glmsingle=/a:b/c") == ("glmsingle", "/a:b/c", {})  # ':' in a path is a path
     assert parse_betas("none") is None and parse_betas("") is None
-    assert set(IMPORTERS) == {"nsd", "glmsingle", "bold5000", "things", "bids"}
+    assert set(IMPORTERS) == {"nsd", "nsdsynthetic", "nsdimagery", "glmsingle", "bold5000", "things",
+                             "bids"}
     for bad, words in (("nsd", "FORMAT=PATH"), ("fmriprep=/x", "unknown format 'fmriprep'"),
                        ("nsd=/x:colour=red", "unknown option 'colour'")):
         with pytest.raises(UsageError, match=words):

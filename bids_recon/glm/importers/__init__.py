@@ -10,6 +10,8 @@ modification time and the sha256 of the small ones, the scale applied). One modu
 
 - ``nsd`` (:mod:`.nsd`): ``betas_fithrf_GLMdenoise_RR/betas_sessionNN.nii.gz`` (int16, / 300) or ``.hdf5``;
   trials from ``nsd_expdesign.mat`` or ``responses.tsv``.
+- ``nsdsynthetic``, ``nsdimagery`` (:mod:`.nsdexperiments`): NSD's two further experiments (``betas_nsdsynthetic``,
+  ``betas_nsdimagery``), NsdImporter with their own betas folder and design.
 - ``glmsingle`` (:mod:`.glmsingle`): a GLMsingle output folder, its trials named by the events that produced it.
 - ``bold5000`` (:mod:`.bold5000`): ``CSI{n}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-NN.nii.gz`` + ``imgnames.txt``.
 - ``things`` (:mod:`.things`): ``betas_vol`` NIfTI + ``conditions.tsv``, or ``betas_csv`` (HDF5 + CSVs).
