@@ -12,15 +12,29 @@ Examples
 >>> truth = load_truth(ds.truth_dir, "01")  # doctest: +SKIP
 """
 
+from bids_recon.sim.multisubject import (
+    MULTI_PRESETS,
+    MultiSubjectData,
+    MultiSubjectPreset,
+    SimSubject,
+    simulate_multisubject,
+    write_nsd_multisubject,
+)
 from bids_recon.sim.presets import PRESETS, TASK, SimPreset
 from bids_recon.sim.simulate import SimulatedDataset, load_truth, output_paths, simulate_dataset
 
 __all__ = [
+    "MULTI_PRESETS",
     "PRESETS",
+    "MultiSubjectData",
+    "MultiSubjectPreset",
+    "SimSubject",
     "TASK",
     "SimPreset",
     "SimulatedDataset",
     "load_truth",
     "output_paths",
     "simulate_dataset",
+    "simulate_multisubject",
+    "write_nsd_multisubject",
 ]

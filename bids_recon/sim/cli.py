@@ -18,6 +18,9 @@ from bids_recon.sim.simulate import output_paths, resolve_simulation, simulate_d
 
 #: ``--preset full``: NSD subject 01's published betas at full size (:mod:`bids_recon.sim.nsdfull`).
 FULL_PRESET = "full"
+#: ``--preset multisubject[-tiny]``: several subjects' betas with a shared stimulus space, as NSD's download root
+#: (:mod:`bids_recon.sim.multisubject`; the value is the :data:`~bids_recon.sim.multisubject.MULTI_PRESETS` name).
+MULTI_PRESETS_CLI = {"multisubject": "small", "multisubject-tiny": "tiny"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
          "raw BOLD, no fMRIPrep derivatives, no TemplateFlow folder): 37 sessions x 750 trials of int16 betas on the "
          "81x104x83 func1pt8mm grid, brain mask, streams/nsdgeneral ROIs, responses.tsv, nsd_expdesign.mat, "
          "nsd_stim_info_merged.csv, nsd_stimuli.hdf5 (73000 x 425 x 425 x 3, subject 01's 10000 rows written), "
-         "COCO captions; ground truth in OUT_groundtruth/sub-01_nsdfull.npz")
+         "COCO captions; ground truth in OUT_groundtruth/sub-01_nsdfull.npz"
+         "; multisubject, multisubject-tiny: several subjects' single-trial betas with a shared stimulus space "
+         "(--layout nsd only, published-betas path only; bids_recon.sim.multisubject): NSD's download root with "
+         "every subject's betas, brain mask, streams ROIs, responses.tsv, one nsd_expdesign.mat, stim info "
+         "(shared1000 = the test images), imgBrick and captions; ground truth in OUT_groundtruth/")
     parser = argparse.ArgumentParser(
         prog="bids_recon-sim",
         description=(
@@ -44,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out", metavar="OUT", type=Path, help="folder of the raw BIDS dataset to write")
-    parser.add_argument("--preset", choices=[*sorted(PRESETS), FULL_PRESET], default="tiny",
+    parser.add_argument("--preset", choices=[*sorted(PRESETS), FULL_PRESET, *MULTI_PRESETS_CLI], default="tiny",
                         help=f"size of the dataset ('{FULL_PRESET}': --layout nsd only, the published-betas path "
                              "only)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
@@ -89,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # before anything is deleted
         if args.preset == FULL_PRESET:
             _check_full(args)
+        elif args.preset in MULTI_PRESETS_CLI:
+            _check_multi(args)
         else:
             resolve_simulation(args.preset, args.layout, shapes or None, **extra)
     except BidsReconError as exc:
@@ -109,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     if args.preset == FULL_PRESET:
         return _write_full(args, start)
+    if args.preset in MULTI_PRESETS_CLI:
+        return _write_multi(args, start)
     try:
         ds = simulate_dataset(bids_dir, preset=args.preset, seed=args.seed, layout=args.layout, shapes=shapes or None,
                               **extra)
@@ -162,6 +173,44 @@ def _write_full(args: argparse.Namespace, start: float) -> int:
         f"  ground truth:          {ds.truth_file}\n"
         "\nTo run the pipeline on it (published betas; no raw BOLD, no fMRIPrep derivatives):\n"
         f"bids_recon {ds.root} {ds.root}_output participant --dataset nsd --participant-label 01"
+    )
+    return int(ExitCode.SUCCESS)
+
+
+def _check_multi(args: argparse.Namespace) -> None:
+    """``--preset multisubject[-tiny]`` goes with ``--layout nsd`` and no ``--shape``; sizes are checked."""
+    from bids_recon.sim.multisubject import MULTI_PRESETS
+
+    if args.layout != "nsd":
+        raise UsageError(f"--preset {args.preset} writes NSD's published betas only: it needs --layout nsd, not "
+                         f"--layout {args.layout}")
+    if args.shape:
+        raise UsageError(f"--preset {args.preset} cannot be combined with --shape (it writes NSD's own files only)")
+    extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
+    MULTI_PRESETS[MULTI_PRESETS_CLI[args.preset]].with_overrides(**extra)
+
+
+def _write_multi(args: argparse.Namespace, start: float) -> int:
+    from bids_recon.sim.multisubject import simulate_multisubject, write_groundtruth, write_nsd_multisubject
+
+    extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
+    try:
+        data = simulate_multisubject(MULTI_PRESETS_CLI[args.preset], seed=args.seed, **extra)
+        root, truth, _ = output_paths(args.out)
+        write_nsd_multisubject(root, data)
+        write_groundtruth(truth, data)
+    except BidsReconError as exc:
+        print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    p = data.preset
+    print(
+        f"Multi-subject NSD stand-in (preset {args.preset}, seed {args.seed}, {p.n_subjects} subjects x "
+        f"{p.n_sessions} sessions, {p.n_shared} shared images ({p.n_test} test) + {p.n_unique} own per subject, "
+        f"x {p.n_repeats}) in {time.perf_counter() - start:.1f} s:\n"
+        f"  NSD download root:     {root}\n"
+        f"  ground truth:          {truth}\n"
+        "\nTo run the pipeline on it (published betas; no raw BOLD, no fMRIPrep derivatives):\n"
+        f"bids_recon {root} {root}_output participant --dataset nsd --participant-label 01"
     )
     return int(ExitCode.SUCCESS)
 
