@@ -426,6 +426,7 @@ def build_parser(render_exec_spec: Callable[[argparse.ArgumentParser], str] | No
     _setting(method, "--stimuli-dir", key="workflow.stimuli.dirs", nargs="+", type=_absolute, metavar="DIR")
     _setting(method, "--test-min-repeats", key="workflow.stimuli.test_min_repeats", type=int)
     _setting(method, "--test-split", key="workflow.stimuli.test_split", metavar="RULE")
+    _setting(method, "--decoders-from", key="workflow.decoding.decoders_from", type=_absolute, metavar="DIR")
     cards = generator_cards()
     _setting(method, "--generator", key="workflow.generate.generator")
 

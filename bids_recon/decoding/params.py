@@ -27,6 +27,9 @@ class DecodingParams:
     batch_size: int = setting(0, ge=0, doc="targets per batch of the eigen solver (0: about 128 MB per batch)")
     eigh_threads: int = setting(0, ge=0, doc=(
         "BLAS threads of the eigendecomposition (0: as the process; OpenBLAS is often faster with 1)"))
+    decoders_from: str = setting("", doc=(
+        "output folder of an earlier bids_recon run whose decoders of the same participant, ROIs and targets are "
+        "applied instead of fitting new ones (empty: fit them); every stimulus they were not trained on is decoded"))
 
     def methods(self) -> str:
         """The sentence of the methods text that says how decoders were fitted."""

@@ -15,7 +15,7 @@ from nipype.pipeline import engine as pe
 from bids_recon import __version__
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
-from bids_recon.generate.card import generator_card
+from bids_recon.generate.card import generator_card, generator_methods
 from bids_recon.interfaces.outputs import ParticipantReport
 from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
@@ -43,7 +43,7 @@ def participant_methods(config: Config, inputs: SubjectInputs) -> list[str]:
                   betas.methods(config, len(inputs.runs), inputs.task, inputs))
     if config.workflow.betas_only:
         return [introduction(config), beta_stage]
-    return [introduction(config), beta_stage, rois.methods(config), card.methods(config)] + (
+    return [introduction(config), beta_stage, rois.methods(config), generator_methods(card, config)] + (
         [encoding.methods(config)] if card.encoding_enabled(config) else [])
 
 
@@ -77,11 +77,15 @@ def report_summary(config: Config, inputs: SubjectInputs) -> dict[str, str]:
     """Facts shown at the top of the participant report."""
     runs = (f"imported betas ({inputs.imported.format})" if inputs.imported is not None else
             str(len(inputs.runs)))
-    return {"Participant": inputs.subject, "Task": inputs.task,
-            "Sessions": ", ".join(s or "n/a" for s in inputs.sessions), "Runs": runs,
-            "Space": config.workflow.space,
-            "Generator": "none (--betas-only)" if config.workflow.betas_only else config.workflow.generate.generator,
-            "bids_recon": __version__}
+    summary = {"Participant": inputs.subject, "Task": inputs.task,
+               "Sessions": ", ".join(s or "n/a" for s in inputs.sessions), "Runs": runs,
+               "Space": config.workflow.space,
+               "Generator": "none (--betas-only)" if config.workflow.betas_only else config.workflow.generate.generator}
+    if config.workflow.decoding.decoders_from and not config.workflow.betas_only:  # --decoders-from DIR
+        from bids_recon.decoding.reuse import summarise_source
+
+        summary["Decoders"] = summarise_source(config.workflow.decoding.decoders_from, inputs.subject).text()
+    return {**summary, "bids_recon": __version__}
 
 
 def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:

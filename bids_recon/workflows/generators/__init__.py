@@ -80,4 +80,47 @@ def init_generator_wf(config: Config, inputs: SubjectInputs, names: SubjectOutpu
     return generator_builder(card.name)(card, config, inputs, names, device, name or f"{card.name}_wf")
 
 
-__all__ = ["BUILDERS", "builder", "generator_builder", "init_generator_wf"]
+def decode_node(card: GeneratorCard, config: Config, names: SubjectOutputs, roi: str, target: str, device: str,
+                name: str, mem_gb: float, identity: dict | None = None) -> pe.Node:
+    """The node giving the decoder of ``(roi, target)`` and the decoded features (outputs ``decoder``, ``decoded``).
+
+    A :class:`~bids_recon.interfaces.stages.Decode` node fits it; with ``--decoders-from DIR`` a
+    :class:`~bids_recon.interfaces.reuse.ReuseDecoder` node applies DIR's decoder of the same participant, ROI and
+    target (DIR's decoders are looked up here, before any node runs: a missing one is exit 65). ``identity``: the
+    feature model's sidecar keys, compared with the ones the earlier decoder recorded.
+    """
+    from nipype.pipeline import engine as pe
+
+    from bids_recon.params import to_dict
+
+    wf_cfg = config.workflow
+    source = wf_cfg.decoding.decoders_from
+    if not source:
+        from bids_recon.interfaces.stages import Decode
+
+        return pe.Node(Decode(roi=roi, target=target, params=to_dict(wf_cfg.decoding), device=device), name=name,
+                       mem_gb=mem_gb)
+    from bids_recon.decoding.reuse import find_source_decoders
+    from bids_recon.interfaces.reuse import ReuseDecoder
+
+    this_run = config.execution.output_dir
+    find_source_decoders(source, names.subject, names.task, card.decoders(config), f"this run ({this_run})")
+    return pe.Node(ReuseDecoder(roi=roi, target=target, decoders_from=source, subject=names.subject, task=names.task,
+                                wanted=[tuple(w) for w in card.decoders(config)], identity=identity or {},
+                                this_run=str(this_run)), name=name, mem_gb=mem_gb)
+
+
+def connect_decoded(wf: pe.Workflow, decode: pe.Node, ds_decoder: pe.Node, ds_decoded: pe.Node) -> None:
+    """Connect a :func:`decode_node` to the sinks of its decoder (with the JSON beside it) and decoded features
+    (with, for reused decoders, the JSON naming the source decoder)."""
+    from bids_recon.workflows.utils import decoder_sidecar
+
+    wf.connect([(decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
+                (decode, ds_decoded, [("decoded", "in_file")])])
+    if "decoded_sidecar" in decode.outputs.copyable_trait_names():
+        from bids_recon.workflows.utils import as_extra
+
+        wf.connect(decode, ("decoded_sidecar", as_extra, ".json"), ds_decoded, "extra_files")
+
+
+__all__ = ["BUILDERS", "builder", "connect_decoded", "decode_node", "generator_builder", "init_generator_wf"]

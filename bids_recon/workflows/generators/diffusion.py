@@ -14,18 +14,19 @@ from nipype.pipeline import engine as pe
 
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.decoding.reuse import model_signature
 from bids_recon.features.bottleneck import space_name
+from bids_recon.generate.card import generator_methods
 from bids_recon.generate.diffusion import C_TARGET, Z_TARGET, DiffusionCard, configured_model, feature_cache_dir
 from bids_recon.interfaces.diffusion import DiffusionReconstruct, EvaluateVariants, StimulusLatents
 from bids_recon.interfaces.encoding import StimulusBottleneck
 from bids_recon.interfaces.outputs import WriteReconstructions
-from bids_recon.interfaces.stages import Decode
 from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import encoding_spaces, named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-from bids_recon.workflows.generators import builder
-from bids_recon.workflows.utils import decoder_sidecar, gather, read_outputs, sink
+from bids_recon.workflows.generators import builder, connect_decoded, decode_node
+from bids_recon.workflows.utils import gather, read_outputs, sink
 
 
 @builder(DiffusionCard)
@@ -37,10 +38,11 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
     out_dir = Path(ex.output_dir)
     model = configured_model(config)
     identity = model.identity.to_sidecar()
+    signed = {**identity, **model_signature(identity), "Generator": card.name}  # the decoders' sidecars
     params = to_dict(diff)
 
     wf = pe.Workflow(name=name)
-    wf.__desc__ = card.methods(config)
+    wf.__desc__ = generator_methods(card, config)
     inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
@@ -59,24 +61,22 @@ def init_diffusion_wf(card: DiffusionCard, config: Config, inputs: SubjectInputs
         "c": f"text-encoder last hidden state of '{diff.model}' averaged over captions (flattened L x D)",
     }
     for space, roi, target in (("z", diff.z_roi, Z_TARGET), ("c", diff.c_roi, C_TARGET)):
-        decode = pe.Node(Decode(roi=roi, target=target, params=to_dict(wf_cfg.decoding), device=device),
-                         name=f"decode_{space}", mem_gb=4.0)
+        decode = decode_node(card, config, names, roi, target, device, f"decode_{space}", 4.0, signed)
         ds_decoder = sink(out_dir, names.sink("decoder", label=roi, desc=target), f"ds_decoder_{space}", {
-            "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity,
+            "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **signed,
             "Sources": read_outputs(names, inputs, {roi: wf_cfg.rois.atlas_of(roi)})})
         ds_decoded = sink(out_dir, names.sink("features", label=roi, desc=target), f"ds_decoded_{space}", {
             "Description": "Decoded ('decoded') and true ('true') features of the test stimuli ('stim_ids'), "
                            "from betas averaged over 'n_trials' presentations",
-            "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **identity,
+            "Target": target, "ROI": roi, "TargetDescription": descriptions[space], **signed,
             "Sources": [own_uri(names.decoder(roi, target)), *read_outputs(names, inputs)]})
         decoded.append(own_uri(names.features(roi, target)))
         wf.connect([
             (inputnode, decode, [("betas", "betas"), ("trials", "trials"), ("mask_file", "mask_file"),
                                  ("roi_files", "roi_files")]),
             (latents, decode, [(f"{space}_features", "features")]),
-            (decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
-            (decode, ds_decoded, [("decoded", "in_file")]),
         ])
+        connect_decoded(wf, decode, ds_decoder, ds_decoded)
         written += [(ds_decoder, "out_file"), (ds_decoded, "out_file")]
         decoders[space] = decode
 

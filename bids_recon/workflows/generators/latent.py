@@ -15,15 +15,16 @@ from nipype.pipeline import engine as pe
 
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.decoding.reuse import model_signature
+from bids_recon.generate.card import generator_methods
 from bids_recon.generate.latent import LATENT_TARGET, LatentCard, generator_identity, latents_path, resolve_rois
 from bids_recon.interfaces.latent import EvaluateLatent, GenerateFromLatents, LatentTargets, UnionRoi
 from bids_recon.interfaces.outputs import WriteReconstructions
-from bids_recon.interfaces.stages import Decode
 from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-from bids_recon.workflows.generators import builder
-from bids_recon.workflows.utils import as_extra, decoder_sidecar, gather, read_outputs, sink
+from bids_recon.workflows.generators import builder, connect_decoded, decode_node
+from bids_recon.workflows.utils import as_extra, gather, read_outputs, sink
 
 #: ``desc-`` of the stimuli's latents written as an output (the decoding targets).
 TARGETS = "latenttargets"
@@ -38,19 +39,18 @@ def init_latent_wf(card: LatentCard, config: Config, inputs: SubjectInputs, name
     identity = generator_identity(config)
     params = to_dict(lat)
     rois, label = resolve_rois(lat.roi, wf_cfg.rois.names), card.label(config)
-    described = {"Target": LATENT_TARGET, "ROI": label, "ROIs": rois, **identity,
+    described = {"Target": LATENT_TARGET, "ROI": label, "ROIs": rois, **identity, **model_signature(identity),
                  "TargetDescription": f"{identity.get('GeneratorLatentDimension', '')}-d latent vector each "
                                       f"stimulus was generated from ({lat.latents})"}
 
     wf = pe.Workflow(name=name)
-    wf.__desc__ = card.methods(config)
+    wf.__desc__ = generator_methods(card, config)
     inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
     targets = pe.Node(LatentTargets(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), params=params,
                                     identity=identity, device=device), name="latent_targets", mem_gb=2.0)
-    decode = pe.Node(Decode(roi=label, target=LATENT_TARGET, params=to_dict(wf_cfg.decoding), device=device),
-                     name="decode", mem_gb=2.0)
+    decode = decode_node(card, config, names, label, LATENT_TARGET, device, "decode", 2.0, identity)
     if len(rois) > 1:
         union = pe.Node(UnionRoi(rois=rois, label=label), name="union_rois")
         wf.connect([(inputnode, union, [("roi_files", "roi_files")]),
@@ -97,11 +97,10 @@ def init_latent_wf(card: LatentCard, config: Config, inputs: SubjectInputs, name
         (targets, evaluate, [("features", "features")]),
         (inputnode, evaluate, [("trials", "trials")]),
         (targets, ds_targets, [("features", "in_file"), (("provenance", as_extra, ".json"), "extra_files")]),
-        (decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
-        (decode, ds_decoded, [("decoded", "in_file")]),
         (evaluate, write_recon, [("per_item", "per_item")]),
         (generate, write_recon, [("reconstructions", "reconstructions")]),
     ])
+    connect_decoded(wf, decode, ds_decoder, ds_decoded)
     connect_metrics(wf, evaluate, ds_metrics)
     written = gather(wf, [(ds_targets, "out_file"), (ds_decoder, "out_file"), (ds_decoded, "out_file"),
                           (write_recon, "index_file"), (ds_metrics, "out_file")], "merge_outputs")

@@ -13,15 +13,16 @@ from nipype.pipeline import engine as pe
 
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
+from bids_recon.generate.card import generator_methods
 from bids_recon.generate.linear import TARGET, LinearCard
 from bids_recon.interfaces.outputs import WriteReconstructions
-from bids_recon.interfaces.stages import Decode, Evaluate, ImageFeatures, Reconstruct
+from bids_recon.interfaces.stages import Evaluate, ImageFeatures, Reconstruct
 from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-from bids_recon.workflows.generators import builder
-from bids_recon.workflows.utils import decoder_sidecar, gather, read_outputs, sink
+from bids_recon.workflows.generators import builder, connect_decoded, decode_node
+from bids_recon.workflows.utils import gather, read_outputs, sink
 
 
 @builder(LinearCard)
@@ -31,19 +32,34 @@ def init_linear_wf(card: LinearCard, config: Config, inputs: SubjectInputs, name
     ex, wf_cfg, lin = config.execution, config.workflow, card.settings(config)
     out_dir = Path(ex.output_dir)
     wf = pe.Workflow(name=name)
-    wf.__desc__ = card.methods(config)
+    wf.__desc__ = generator_methods(card, config)
     inputnode = pe.Node(niu.IdentityInterface(fields=["betas", "trials", "mask_file", "roi_files"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_files", "features"]), name="outputnode")
-    features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
-                                     params=to_dict(lin), seed=ex.random_seed), name="image_features")
-    decode = pe.Node(Decode(roi=lin.roi, target=TARGET, params=to_dict(wf_cfg.decoding), device=device),
-                     name="decode", mem_gb=2.0)
+    decode = decode_node(card, config, names, lin.roi, TARGET, device, "decode", 2.0)
+    basis_sidecar = {"Description": f"PCA basis of the training images' pixels ({lin.image_size} px): 'mean', "
+                                    "'components' (n_components x pixels), 'explained_variance_ratio', 'image_shape'",
+                     "Target": TARGET, "ROI": lin.roi, "Sources": [own_uri(names.trials())]}
+    if wf_cfg.decoding.decoders_from:  # the earlier run's basis: its decoder predicts coefficients of that basis
+        from bids_recon.decoding.reuse import find_basis, find_source_decoders, source_record
+        from bids_recon.interfaces.reuse import ReusedBasisFeatures
+
+        source = find_source_decoders(wf_cfg.decoding.decoders_from, names.subject, names.task,
+                                      card.decoders(config))[(lin.roi, TARGET)]
+        basis_file = find_basis(source, f"this run ({ex.output_dir})")
+        basis_sidecar["BasisSource"] = source_record(basis_file)
+        features = pe.Node(ReusedBasisFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
+                                               basis=str(basis_file), image_size=lin.image_size),
+                           name="image_features")
+    else:
+        features = pe.Node(ImageFeatures(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli),
+                                         params=to_dict(lin), seed=ex.random_seed), name="image_features")
+    ds_basis = sink(out_dir, names.sink("basis", label=lin.roi, desc=TARGET), "ds_basis", basis_sidecar)
     recon = pe.Node(Reconstruct(), name="reconstruct")
     evaluate = pe.Node(Evaluate(bids_dir=ex.bids_dir, stimuli=to_dict(wf_cfg.stimuli), method=card.name,
                                 **evaluation_inputs(config, device)), name="evaluate", mem_gb=2.0)
     ds_decoder = sink(out_dir, names.sink("decoder", label=lin.roi, desc=TARGET), "ds_decoder", {
-        "Target": TARGET, "ROI": lin.roi,
+        "Target": TARGET, "ROI": lin.roi, "Generator": card.name,
         "TargetDescription": f"{lin.n_components}-component PCA of training-image pixels at {lin.image_size} px",
         "Sources": read_outputs(names, inputs, {lin.roi: wf_cfg.rois.atlas_of(lin.roi)})})
     decoder = own_uri(names.decoder(lin.roi, TARGET))
@@ -68,14 +84,14 @@ def init_linear_wf(card: LinearCard, config: Config, inputs: SubjectInputs, name
         (features, recon, [("basis", "basis")]),
         (recon, evaluate, [("reconstructions", "reconstructions")]),
         (decode, evaluate, [("decoded", "decoded")]),
-        (decode, ds_decoder, [("decoder", "in_file"), (("decoder", decoder_sidecar), "extra_files")]),
-        (decode, ds_decoded, [("decoded", "in_file")]),
+        (features, ds_basis, [("basis", "in_file")]),
         (evaluate, write_recon, [("per_item", "per_item")]),
         (recon, write_recon, [("reconstructions", "reconstructions")]),
     ])
+    connect_decoded(wf, decode, ds_decoder, ds_decoded)
     connect_metrics(wf, evaluate, ds_metrics)
-    written = gather(wf, [(ds_decoder, "out_file"), (ds_decoded, "out_file"), (write_recon, "index_file"),
-                          (ds_metrics, "out_file")], "merge_outputs")
+    written = gather(wf, [(ds_decoder, "out_file"), (ds_decoded, "out_file"), (ds_basis, "out_file"),
+                          (write_recon, "index_file"), (ds_metrics, "out_file")], "merge_outputs")
     wf.connect(written, "out", outputnode, "out_files")
     wf.connect(gather(wf, [(features, "features")], "merge_features"), ("out", named_files, [TARGET]),
                outputnode, "features")
