@@ -26,7 +26,7 @@ from typing import Any
 import tomli_w
 
 from bids_recon import __version__
-from bids_recon.decoding.params import DecodingParams, EncodingParams
+from bids_recon.decoding.params import DecodingParams, EncodingParams, SharedSpaceParams
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.evaluate.params import EvaluationParams
 from bids_recon.features.params import StimulusParams
@@ -92,6 +92,7 @@ class WorkflowConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluationParams = field(default_factory=EvaluationParams)
     encoding: EncodingParams = field(default_factory=EncodingParams)
+    shared: SharedSpaceParams = field(default_factory=SharedSpaceParams)
 
 
 @dataclass

@@ -458,6 +458,11 @@ def build_parser(render_exec_spec: Callable[[argparse.ArgumentParser], str] | No
     _setting(enc, "--zc-noise-levels", key="workflow.encoding.zc_noise_levels", nargs="+", type=float,
              metavar="LEVEL")
 
+    shared = parser.add_argument_group("Decoders shared across participants (group level)")
+    _setting(shared, "--shared-space", key="workflow.shared.method")
+    _setting(shared, "--shared-components", key="workflow.shared.n_components", type=int, metavar="K")
+    _setting(shared, "--shared-train-sessions", key="workflow.shared.train_sessions", type=int, metavar="N")
+
     perf = parser.add_argument_group("Performance")
     _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N", show_default=False)
     _setting(perf, "--omp-nthreads", key="nipype.omp_nthreads", type=int, metavar="N")

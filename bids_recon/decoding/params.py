@@ -44,6 +44,35 @@ class DecodingParams:
                 f"target among {span} by {how}")
 
 
+@dataclass
+class SharedSpaceParams:
+    """Decoders shared across subjects (``[workflow.shared]``; see :mod:`bids_recon.decoding.shared`)."""
+
+    method: str = setting("none", choices=("none", "ridge", "srm"), doc=(
+        "the group level's shared space across participants: 'none' (not built), 'srm' (shared response model: "
+        "orthonormal maps, template by alternating Procrustes; the measured choice) or 'ridge' (a reference "
+        "subject's principal components, other subjects mapped onto them by ridge)"))
+    n_components: int = setting(64, ge=1, doc="dimensions of the shared space (at most the alignment stimuli - 1 "
+                                               "and the fewest voxels of a reference subject)")
+    reference: str = setting("", doc="the 'ridge' method's reference subject (empty: the one with the most voxels)")
+    iterations: int = setting(10, ge=1, doc="alternations of the 'srm' fit")
+    alphas: list[float] = setting(factory=lambda: [10.0**k for k in range(0, 9)], gt=0, min_items=1,
+                                  doc="ridge penalties of the maps into the space (chosen per dimension by GCV)")
+    new_subject_map: str = setting("encoding", choices=("encoding", "ridge"), doc=(
+        "how a decoded subject is mapped into the space: 'encoding' (each voxel's weights on the space fitted on its "
+        "trials, inverted: k numbers per voxel) or 'ridge' (ridge from its voxels to the space)"))
+    remap_references: bool = setting(True, doc="map the reference subjects as the decoded one is (their own maps "
+                                                "refitted on all their training trials) before training the decoder")
+    new_subject_targets: str = setting("all", choices=("all", "alignment"), doc=(
+        "what a decoded subject's map is fitted on: 'alignment' (its trials of the alignment stimuli, against the "
+        "template) or 'all' (every training trial: the template, else the place its stimulus' features predict)"))
+    combine_own: bool = setting(True, doc=(
+        "average the shared-space prediction with the decoded subject's own decoder (each standardised by its "
+        "predictions of the subject's training trials): one linear decoder of the subject's voxels"))
+    train_sessions: int = setting(0, ge=0, doc=(
+        "sessions of a decoded subject used for its map and its training trials (0: all); its test stimuli are "
+        "averaged over all of its sessions (the '1 hour of a new subject' protocol: 1)"))
+
 #: Nulls of the encoding models' significance test.
 ENCODING_NULLS = ("analytic", "permutation")
 

@@ -155,3 +155,21 @@ def encoding_group_sections(output_dir: Path, groups: list[dict]) -> list[Sectio
                   f"averaged voxel by voxel in {group['space']}, each voxel over the participants that modelled it."),
             figures=figures, tables=tables))
     return sections
+
+
+def shared_space_section(table: pd.DataFrame, path: Path, params: Any) -> Section:
+    """The group report's section on decoders shared across participants (``group --shared-space``)."""
+    from bids_recon.group.shared import PUBLISHED_ONE_HOUR
+
+    means = (table.groupby("method", sort=False)
+             .agg(participants=("participant_id", "nunique"), mean_identification=("value", "mean"),
+                  sd=("value", "std"), test_stimuli=("n", "mean")).reset_index())
+    published = pd.DataFrame(PUBLISHED_ONE_HOUR).assign(data="different data (NSD, deep decoders): for scale only")
+    text = (f"Each participant in turn was decoded by decoders trained in a shared space ({params.method}, "
+            f"{params.n_components} dimensions at most) on the other participants' training trials and its own first "
+            f"{params.train_sessions or 'all'} session(s), mapped into the space from the training stimuli the "
+            "participants share (never the test stimuli), and by its own decoders. Scores: 2-way identification of "
+            f"its test stimuli in the images' PCA space (chance 0.5). Table: {path.name}.")
+    return Section(title="Decoders shared across participants", text=text,
+                   tables=[("Mean over participants", means), ("Per participant", table),
+                           ("Published results with about one hour of a new subject's data", published)])

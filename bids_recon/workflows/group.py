@@ -38,6 +38,12 @@ def run_group(config: Config) -> Path:
 
     groups = average_encoding_maps(output_dir, config.execution.participant_label)
     encoding = encoding_group_sections(output_dir, groups)
+    if config.workflow.shared.method != "none":  # decoders shared across participants (--shared-space)
+        from bids_recon.group.shared import run_shared_space
+        from bids_recon.reports.group import shared_space_section
+
+        path, shared = run_shared_space(config, output_dir, config.execution.participant_label)
+        encoding = [shared_space_section(shared, path, config.workflow.shared), *encoding]
     report = build_group_report(output_dir, table, output_dir / group_report_path(),
                                 published_comparison(output_dir, config.execution.participant_label),
                                 extra_sections=encoding)
