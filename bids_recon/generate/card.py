@@ -202,22 +202,10 @@ def generator_card(name: str) -> GeneratorCard:
     return generator_cards().named(name)
 
 
-def generator_methods(card: GeneratorCard, config: RunConfig) -> str:
-    """The methods paragraph of a generator's part of the workflow: its card's :meth:`~GeneratorCard.methods`, and,
-    when the decoders come from an earlier run (``--decoders-from``), the sentence that says so."""
-    text = card.methods(config)
-    source = getattr(config.workflow.decoding, "decoders_from", "")
-    if source:
-        from bids_recon.decoding.reuse import methods_note
-
-        text = f"{text} {methods_note(source)}"
-    return text
-
-
 def default_generator() -> str:
     """The name of the card marked :attr:`GeneratorCard.default`."""
     return next(card.name for card in generator_cards().values() if card.default)
 
 
 __all__ = ["GENERATORS", "GeneratorCard", "OutputVariant", "RunConfig", "default_generator", "discover",
-           "generator_card", "generator_cards", "generator_methods", "register"]
+           "generator_card", "generator_cards", "register"]

@@ -15,12 +15,12 @@ from nipype.pipeline import engine as pe
 from bids_recon import __version__
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
-from bids_recon.generate.card import generator_card, generator_methods
+from bids_recon.generate.card import generator_card
 from bids_recon.interfaces.outputs import ParticipantReport
 from bids_recon.naming import SubjectOutputs
 from bids_recon.params import to_dict
 from bids_recon.workflows import betas, encoding, imported, rois
-from bids_recon.workflows.generators import init_generator_wf
+from bids_recon.workflows.generators import generator_methods, init_generator_wf
 from bids_recon.workflows.utils import gather
 
 

@@ -51,6 +51,7 @@ EXAMPLES = {
     "brain_mask": NAMES.brain_mask(),
     "decoder": NAMES.decoder("earlyvisual", "imagepca"),
     "features": NAMES.features("earlyvisual", "imagepca"),
+    "basis": NAMES.path("basis", label="earlyvisual", desc="imagepca"),
     "recon_image": NAMES.recon_image("stim-0001.png", "linear"),
     "recon_index": NAMES.recon_index("linear"),
     "metrics": NAMES.metrics("linear"),

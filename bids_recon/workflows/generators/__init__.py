@@ -23,8 +23,9 @@ import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bids_recon.decoding.reuse import methods_note
 from bids_recon.errors import InvariantError
-from bids_recon.generate.card import GeneratorCard, generator_card
+from bids_recon.generate.card import GeneratorCard, RunConfig, generator_card
 
 if TYPE_CHECKING:  # pragma: no cover
     from nipype.pipeline import engine as pe
@@ -71,6 +72,16 @@ def generator_builder(name: str) -> Builder:
         raise InvariantError(f"generator '{card.name}' has a card ({type(card).__module__}) but no workflow builder: "
                              f"register one with @builder in a module of {__name__}")
     return BUILDERS[card.name]
+
+
+def generator_methods(card: GeneratorCard, config: RunConfig) -> str:
+    """The methods paragraph of a generator's part of the workflow: its card's :meth:`~GeneratorCard.methods`, and,
+    when the decoders come from an earlier run (``--decoders-from``), the sentence that says so."""
+    text = card.methods(config)
+    source = getattr(config.workflow.decoding, "decoders_from", "")
+    if source:
+        text = f"{text} {methods_note(source)}"
+    return text
 
 
 def init_generator_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs, device: str,
@@ -123,4 +134,5 @@ def connect_decoded(wf: pe.Workflow, decode: pe.Node, ds_decoder: pe.Node, ds_de
         wf.connect(decode, ("decoded_sidecar", as_extra, ".json"), ds_decoded, "extra_files")
 
 
-__all__ = ["BUILDERS", "builder", "connect_decoded", "decode_node", "generator_builder", "init_generator_wf"]
+__all__ = ["BUILDERS", "builder", "connect_decoded", "decode_node", "generator_builder", "generator_methods",
+           "init_generator_wf"]

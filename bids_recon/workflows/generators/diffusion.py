@@ -16,7 +16,6 @@ from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.decoding.reuse import model_signature
 from bids_recon.features.bottleneck import space_name
-from bids_recon.generate.card import generator_methods
 from bids_recon.generate.diffusion import C_TARGET, Z_TARGET, DiffusionCard, configured_model, feature_cache_dir
 from bids_recon.interfaces.diffusion import DiffusionReconstruct, EvaluateVariants, StimulusLatents
 from bids_recon.interfaces.encoding import StimulusBottleneck
@@ -25,7 +24,7 @@ from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import encoding_spaces, named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-from bids_recon.workflows.generators import builder, connect_decoded, decode_node
+from bids_recon.workflows.generators import builder, connect_decoded, decode_node, generator_methods
 from bids_recon.workflows.utils import gather, read_outputs, sink
 
 

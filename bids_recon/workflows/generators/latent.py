@@ -16,14 +16,13 @@ from nipype.pipeline import engine as pe
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
 from bids_recon.decoding.reuse import model_signature
-from bids_recon.generate.card import generator_methods
 from bids_recon.generate.latent import LATENT_TARGET, LatentCard, generator_identity, latents_path, resolve_rois
 from bids_recon.interfaces.latent import EvaluateLatent, GenerateFromLatents, LatentTargets, UnionRoi
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-from bids_recon.workflows.generators import builder, connect_decoded, decode_node
+from bids_recon.workflows.generators import builder, connect_decoded, decode_node, generator_methods
 from bids_recon.workflows.utils import as_extra, gather, read_outputs, sink
 
 #: ``desc-`` of the stimuli's latents written as an output (the decoding targets).

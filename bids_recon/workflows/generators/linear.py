@@ -13,7 +13,6 @@ from nipype.pipeline import engine as pe
 
 from bids_recon.bids.layout import SubjectInputs
 from bids_recon.config import Config
-from bids_recon.generate.card import generator_methods
 from bids_recon.generate.linear import TARGET, LinearCard
 from bids_recon.interfaces.outputs import WriteReconstructions
 from bids_recon.interfaces.stages import Evaluate, ImageFeatures, Reconstruct
@@ -21,7 +20,7 @@ from bids_recon.naming import SubjectOutputs, own_uri
 from bids_recon.params import to_dict
 from bids_recon.workflows.encoding import named_files
 from bids_recon.workflows.evaluation import connect_metrics, evaluation_inputs, metrics_sink
-from bids_recon.workflows.generators import builder, connect_decoded, decode_node
+from bids_recon.workflows.generators import builder, connect_decoded, decode_node, generator_methods
 from bids_recon.workflows.utils import gather, read_outputs, sink
 
 
