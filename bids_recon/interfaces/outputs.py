@@ -169,6 +169,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     summary = traits.Dict(desc="facts shown at the top of the report")
     methods = traits.Str("", usedefault=True)
     zscored = traits.Bool(True, usedefault=True, desc="betas z-scored per session (workflow.glm)")
+    decoders_from = traits.Str("", usedefault=True, desc="--decoders-from: the run whose decoders were applied")
     waits_for = traits.List(desc="outputs that must be written before the report (ordering only)")
 
 
@@ -194,5 +195,6 @@ class ParticipantReport(RecordingInterface):
             bids_dir=Path(i.bids_dir), stimuli=dict(i.stimuli), first_run=tuple(i.first_run),
             boldref=Path(i.boldref) if i.boldref else None, rois=dict(i.rois), decoders=list(i.decoders),
             generator=i.generator, summary=dict(i.summary), methods=i.methods, zscored=i.zscored,
+            decoders_from=Path(i.decoders_from) if i.decoders_from else None,
         )
         self._results["out_report"] = str(out)

@@ -15,7 +15,7 @@ from bids_recon.features import resolver_for
 from bids_recon.features.params import StimulusParams
 from bids_recon.generate.card import generator_card
 from bids_recon.io import read_tsv
-from bids_recon.naming import SubjectOutputs
+from bids_recon.naming import SubjectOutputs, parse_name
 from bids_recon.reports.figures import (
     encoding_display,
     plot_cv_scores,
@@ -231,6 +231,33 @@ def metrics_section(table: pd.DataFrame, provenance: dict, item_table: pd.DataFr
     )
 
 
+def transfer_section(decoders_from: Path, names: SubjectOutputs, generator: str, here: pd.DataFrame) -> Section:
+    """Decoders trained in another run, tested here: that run's metrics on its own test set beside this run's
+    (``--decoders-from``; e.g. trained on NSD's core experiment, tested on NSD-synthetic or NSD-Imagery)."""
+    from bids_recon.naming import find_outputs
+
+    found = [p for p, e in find_outputs(Path(decoders_from), "metrics", sub=names.subject)
+             if p.name.endswith(f"_desc-{generator}_metrics.tsv")]
+    keys = ["metric", "label", "method"]
+    columns = {"value": f"tested here (task {names.task})", "chance": "chance here", "n": "test stimuli here"}
+    table = here[[*keys, *columns]].rename(columns=columns)
+    source = "its metrics table was not found"
+    if found:
+        there = read_tsv(found[0])
+        task = parse_name(found[0])[0].get("task", "n/a")
+        theirs = {"value": f"trained and tested on task {task}", "n": f"test stimuli (task {task})"}
+        table = there[[*keys, *theirs]].rename(columns=theirs).merge(table, on=keys, how="outer")
+        source = f"{found[0].name}"
+    values = [c for c in table.columns if c.startswith(("tested here", "trained and tested"))]
+    table = table[table[values].notna().any(axis=1)]  # metrics computed in neither run: not shown
+    return Section(
+        title="Decoders trained elsewhere",
+        text=(f"The decoders were trained in {decoders_from.name} (its test set: {source}) and applied here without "
+              "refitting: each metric on that run's own test stimuli beside the same metric on this run's stimuli "
+              "(out of distribution where this run is another experiment)."),
+        tables=[("Trained there, tested there and here", table)])
+
+
 def encoding_section(output_dir: Path, names: SubjectOutputs, fig_dir: Path, prefix: str) -> Section | None:
     """The encoding models' section (the paper's encoding figure), or ``None`` when they did not run."""
     table_path = output_dir / names.encoding_summary()
@@ -286,6 +313,7 @@ def build_participant_report(
     summary: dict[str, str],
     methods: str,
     zscored: bool = True,
+    decoders_from: Path | None = None,
 ) -> Path:
     """Write ``sub-<label>.html`` and its figures from the participant's outputs; return the HTML path.
 
@@ -304,6 +332,9 @@ def build_participant_report(
         The generator whose outputs are shown; empty for ``--betas-only`` (the betas' section only).
     zscored : bool
         Whether the betas were z-scored per session (the text says so).
+    decoders_from : Path, optional
+        The earlier run whose decoders were applied (``--decoders-from``): its metrics on its own test set are shown
+        beside this run's.
     """
     output_dir = Path(output_dir)
     out_html = output_dir / names.report()
@@ -391,10 +422,13 @@ def build_participant_report(
                 "targets with CV R² > 0": int((decoder.cv_scores > 0).sum()),
             }
         )
+    trained_elsewhere = (f"Not refitted: the ridge decoders of {decoders_from.name} (--decoders-from) were applied "
+                         f"to this run's betas; scores are their cross-validated R² on that run's training trials. "
+                         if decoders_from is not None else "")
     sections.append(
         Section(
             title="Decoders",
-            text=(
+            text=trained_elsewhere or (
                 f"Ridge decoders trained on {n_train} single training trials, alpha chosen per target by "
                 f"cross-validation; scores are cross-validated R² on training trials."
             ),
@@ -442,6 +476,9 @@ def build_participant_report(
     sections.append(metrics_section(table_metrics, _read_sidecar(output_dir / names.metrics(generator, ".json")),
                                     index.drop(columns=["file"]), fig_dir / f"{prefix}_desc-metrics_plot.svg",
                                     item_source=names.recon_index(generator).as_posix()))
+
+    if decoders_from is not None:
+        sections.append(transfer_section(decoders_from, names, generator, table_metrics))
 
     encoding = encoding_section(output_dir, names, fig_dir, prefix)
     if encoding is not None:

@@ -102,7 +102,7 @@ def _report_inputs(config: Config, inputs: SubjectInputs) -> dict:
         rois={} if only else {r: wf_cfg.rois.atlas_of(r) for r in wf_cfg.rois.names},
         decoders=[] if only else card.decoders(config), generator="" if only else card.name,
         summary=report_summary(config, inputs), methods=" ".join(participant_methods(config, inputs)),
-        zscored=wf_cfg.glm.zscore_per_session,
+        zscored=wf_cfg.glm.zscore_per_session, decoders_from="" if only else wf_cfg.decoding.decoders_from,
     )
 
 
@@ -170,4 +170,5 @@ def rebuild_report(config: Config, inputs: SubjectInputs) -> Path:
     args = _report_inputs(config, inputs)
     return build_participant_report(
         names=names, **{**args, "output_dir": out_dir, "bids_dir": Path(args["bids_dir"]),
-                        "boldref": Path(args["boldref"]) if args["boldref"] else None})
+                        "boldref": Path(args["boldref"]) if args["boldref"] else None,
+                        "decoders_from": Path(args["decoders_from"]) if args["decoders_from"] else None})

@@ -48,6 +48,8 @@ def test_decoders_from_an_earlier_run_decode_the_unseen_stimuli_and_refuse_anoth
     report = (out / "sub-01.html").read_text()
     n_train = int((earlier["split"] == "train").sum())
     assert f"from {first.name} (sub-01, trained on {n_train} trials)" in report
+    # the earlier run's metrics on its own test set beside this run's: the same stimuli and decoders, equal values
+    assert "Decoders trained elsewhere" in report and "trained and tested on task images" in report
     assert "not refitted" in next((out / "logs").rglob("CITATION.md")).read_text()
     assert f'decoders_from = "{first}"' in next((out / "logs").rglob("bids_recon.toml")).read_text()
 
