@@ -215,6 +215,7 @@ def check_inputs(
     confound_columns: list[str] | None = None,
     rois: RoiParams | None = None,
     betas_only: bool = False,
+    need_training: bool = True,
 ) -> CheckedInputs:
     """Run every check above on the collected inputs.
 
@@ -237,6 +238,8 @@ def check_inputs(
     betas_only : bool
         ``--betas-only``: the trial table is formed (and a ``--test-split`` rule checked) but no image, train/test
         set or ROI is needed.
+    need_training : bool
+        False (``--decoders-from``): the decoders come from an earlier run, the split need leave no training trial.
 
     Returns
     -------
@@ -260,7 +263,8 @@ def check_inputs(
             seen.update(trials["stim_id"])
             continue
         try:
-            assign_repeats_and_split(trials, stimuli.test_min_repeats, parse_test_split(stimuli.test_split) is not None)
+            assign_repeats_and_split(trials, stimuli.test_min_repeats, parse_test_split(stimuli.test_split) is not None,
+                                     need_training)
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", subject.runs[0].events.parent) from exc
         if rois is not None:
@@ -279,6 +283,7 @@ def check_imported_inputs(
     betas: str,
     stimuli: StimulusParams | None = None,
     rois: RoiParams | None = None,
+    need_training: bool = True,
 ) -> CheckedInputs:
     """The checks of an import (``--betas``), before any work: what :func:`check_inputs` checks of a GLM run.
 
@@ -317,7 +322,7 @@ def check_imported_inputs(
             raise BadDataError(f"--test-split {stimuli.test_split} selects none of the {trials['stim_id'].nunique()} "
                                "imported stimuli", where)
         try:
-            assign_repeats_and_split(trials, stimuli.test_min_repeats, rule is not None)
+            assign_repeats_and_split(trials, stimuli.test_min_repeats, rule is not None, need_training)
         except BadDataError as exc:
             raise BadDataError(f"sub-{subject.subject}: {exc}", where) from exc
         if rois is not None:  # the atlas only in the betas' space, when the format says which (NSD: func1pt8mm)

@@ -465,10 +465,12 @@ def check_collected_inputs(config: Config, inputs: dict) -> None:
     if importing(config):
         from bids_recon.bids.checks import check_imported_inputs
 
-        checked = check_imported_inputs(inputs, Path(config.execution.bids_dir), wf.glm.betas, wf.stimuli, wf.rois)
+        checked = check_imported_inputs(inputs, Path(config.execution.bids_dir), wf.glm.betas, wf.stimuli, wf.rois,
+                                        need_training=not wf.decoding.decoders_from)
     else:
         checked = check_inputs(inputs, Path(config.execution.bids_dir), wf.stimuli, wf.glm.confounds,
-                               None if wf.betas_only else wf.rois, betas_only=wf.betas_only)
+                               None if wf.betas_only else wf.rois, betas_only=wf.betas_only,
+                               need_training=not wf.decoding.decoders_from)
     if wf.betas_only:  # no generator, features, metrics
         return
     card = generator_card(wf.generate.generator)

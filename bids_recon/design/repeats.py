@@ -43,7 +43,7 @@ def number_repeats(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def assign_repeats_and_split(trials: pd.DataFrame, test_min_repeats: int = TEST_MIN_REPEATS,
-                             split_from_events: bool = False) -> pd.DataFrame:
+                             split_from_events: bool = False, need_training: bool = True) -> pd.DataFrame:
     """Number each stimulus's presentations in time order and mark the test set.
 
     Parameters
@@ -59,6 +59,9 @@ def assign_repeats_and_split(trials: pd.DataFrame, test_min_repeats: int = TEST_
         Keep the ``split`` that a ``--test-split`` rule set (:func:`bids_recon.design.trials.run_trials`,
         :func:`bids_recon.design.split.mark_test_split`); a stimulus must then be "test" in every presentation or
         in none (else test images would leak into training).
+    need_training : bool
+        False: the decoders come from an earlier run (``--decoders-from``), so no training trial is needed
+        (``--test-split all`` marks every trial test); the test set must still hold 2 stimuli.
 
     Returns
     -------
@@ -84,7 +87,7 @@ def assign_repeats_and_split(trials: pd.DataFrame, test_min_repeats: int = TEST_
         rule = f"are shown >= {test_min_repeats} times"
     n_test = out.loc[out["split"] == "test", "stim_id"].nunique()
     n_train = int((out["split"] == "train").sum())
-    if n_test < 2 or n_train < 10:
+    if n_test < 2 or (need_training and n_train < 10):
         advice = "check the rule and values of --test-split" if split_from_events else \
             "lower --test-min-repeats, name a test set with --test-split, or add runs"
         raise BadDataError(

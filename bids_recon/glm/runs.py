@@ -309,7 +309,7 @@ def combine_runs(
     betas: list[np.ndarray], trials: list[pd.DataFrame], test_min_repeats: int = StimulusParams.test_min_repeats,
     zscore: bool = GlmParams.zscore_per_session,
     split_from_events: bool = False, out_file: Path | None = None, block_bytes: int = COMBINE_BLOCK_BYTES,
-    split: bool = True,
+    split: bool = True, need_training: bool = True,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack runs in acquisition order, z-score per session, number repeats and assign the split.
 
@@ -362,7 +362,7 @@ def combine_runs(
             raise BadDataError(f"{len(run_betas)} beta rows but {len(table)} trials in a run")
     keep = [decoded_trials(t) for t in trials]
     table = pd.concat([t[k] for t, k in zip(trials, keep, strict=True)], ignore_index=True)
-    table = (assign_repeats_and_split(table, test_min_repeats, split_from_events) if split else
+    table = (assign_repeats_and_split(table, test_min_repeats, split_from_events, need_training) if split else
              number_repeats(table))
     shape = (len(table), n_voxels.pop())
     check_trial_table(table, "participant trial table", out_file, n_rows=shape[0])

@@ -141,6 +141,8 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
         "the trial tables' split was set by the --test-split rule already (imported betas: ImportSplit)"))
     split = traits.Bool(True, usedefault=True, desc=(
         "assign train/test (False: --betas-only without --test-split, split 'n/a', no train/test set needed)"))
+    need_training = traits.Bool(True, usedefault=True, desc=(
+        "the split must leave training trials (False: --decoders-from, the decoders come from an earlier run)"))
 
 
 class _CombineRunsOutputSpec(TraitedSpec):
@@ -176,7 +178,8 @@ class CombineRuns(RecordingInterface):
         cwd = Path(runtime.cwd)
         split_rule = parse_test_split(stimuli.test_split) is not None
         stacked, table = combine_runs(betas, trials, stimuli.test_min_repeats, i.zscore, split_rule,
-                                      out_file=cwd / "betas_zscored.npy", split=i.split or split_rule)
+                                      out_file=cwd / "betas_zscored.npy", split=i.split or split_rule,
+                                      need_training=i.need_training)
         self._results["betas"] = str(cwd / "betas_zscored.npy")
         self._results["trials"] = str(write_tsv(cwd / "trials.tsv", table))
         self._results["run_trials"] = [str(write_tsv(cwd / f"trials_run{index:02d}.tsv", run_table))

@@ -12,6 +12,7 @@ from pathlib import Path
 from bids_recon import __version__
 from bids_recon.errors import BidsReconError, ExitCode, UsageError
 from bids_recon.sim.layouts import LAYOUTS
+from bids_recon.sim.multiexperiments import EXPERIMENTS
 from bids_recon.sim.presets import PRESETS
 from bids_recon.sim.shapes import SHAPES, parse_shapes
 from bids_recon.sim.simulate import output_paths, resolve_simulation, simulate_dataset, stores_path
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shape", action="append", default=None, metavar="NAME[,NAME...]",
                         help="write the data in shapes real BIDS datasets come in (composable; see the list below), "
                              f"e.g. --shape nosessions,jitter; one of: {', '.join(SHAPES)}")
+    parser.add_argument("--experiments", nargs="+", default=None, metavar="NAME", choices=EXPERIMENTS,
+                        help="with --layout nsd --preset multisubject[-tiny]: also write NSD's further experiments "
+                             f"({', '.join(EXPERIMENTS)}) for every subject, betas from the same subjects' model "
+                             "(bids_recon.sim.multiexperiments; their truth in OUT_groundtruth/<experiment>/)")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -94,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     shapes = parse_shapes(args.shape)
     extra = {"n_subjects": args.subjects} if args.subjects is not None else {}
     try:  # before anything is deleted
+        if args.experiments and args.preset not in MULTI_PRESETS_CLI:
+            raise UsageError(f"--experiments needs --layout nsd --preset multisubject or multisubject-tiny, not "
+                             f"--preset {args.preset} --layout {args.layout}")
         if args.preset == FULL_PRESET:
             _check_full(args)
         elif args.preset in MULTI_PRESETS_CLI:
@@ -199,6 +207,10 @@ def _write_multi(args: argparse.Namespace, start: float) -> int:
         root, truth, _ = output_paths(args.out)
         write_nsd_multisubject(root, data)
         write_groundtruth(truth, data)
+        if args.experiments:
+            from bids_recon.sim.multiexperiments import write_experiments
+
+            written = write_experiments(root, truth, data, args.experiments)
     except BidsReconError as exc:
         print(f"bids_recon-sim: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
@@ -209,8 +221,12 @@ def _write_multi(args: argparse.Namespace, start: float) -> int:
         f"x {p.n_repeats}) in {time.perf_counter() - start:.1f} s:\n"
         f"  NSD download root:     {root}\n"
         f"  ground truth:          {truth}\n"
-        "\nTo run the pipeline on it (published betas; no raw BOLD, no fMRIPrep derivatives):\n"
+        + "".join(f"  + {name}: {', '.join(f'{v} {k}' for k, v in summary.items())} (every subject)\n"
+                  for name, summary in (written if args.experiments else {}).items())
+        + "\nTo run the pipeline on it (published betas; no raw BOLD, no fMRIPrep derivatives):\n"
         f"bids_recon {root} {root}_output participant --dataset nsd --participant-label 01"
+        + "".join(f"\nbids_recon {root} {root}_{name} participant --dataset {name} --participant-label 01 "
+                  f"--decoders-from {root}_output" for name in dict.fromkeys(args.experiments or []))
     )
     return int(ExitCode.SUCCESS)
 

@@ -166,6 +166,7 @@ def init_betas_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
 
     combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
                                   split=not config.workflow.betas_only,
+                                  need_training=not config.workflow.decoding.decoders_from,
                                   events_files=[str(r.events) for s in inputs.sessions for r in inputs.runs
                                                 if r.session == s]),
                       name="combine_runs")

@@ -76,7 +76,8 @@ def init_import_wf(config: Config, inputs: SubjectInputs, names: SubjectOutputs,
     wf.connect([(gather(wf, [(n, "trials") for n in sessions], "merge_session_trials"), split, [("out", "trials")]),
                 (gather(wf, [(n, "metadata") for n in sessions], "merge_metadata"), split, [("out", "metadata")])])
     combine = pe.Node(CombineRuns(stimuli=to_dict(stim_cfg), zscore=glm_cfg.zscore_per_session, bids_dir=ex.bids_dir,
-                                  split_set=True), name="combine_runs")
+                                  split_set=True, need_training=not config.workflow.decoding.decoders_from),
+                      name="combine_runs")
     wf.connect([(gather(wf, [(n, "betas") for n in sessions], "merge_betas"), combine, [("out", "betas")]),
                 (split, combine, [("trials", "trials")]), (mask, combine, [("out_mask", "mask_file")])])
     ds_trials = sink(out_dir, names.sink("trials"), "ds_trials", {
