@@ -52,7 +52,7 @@ class SharedSpaceParams:
         "the group level's shared space across participants: 'none' (not built), 'srm' (shared response model: "
         "orthonormal maps, template by alternating Procrustes; the measured choice) or 'ridge' (a reference "
         "subject's principal components, other subjects mapped onto them by ridge)"))
-    n_components: int = setting(64, ge=1, doc="dimensions of the shared space (at most the alignment stimuli - 1 "
+    n_components: int = setting(128, ge=1, doc="dimensions of the shared space (at most the alignment stimuli - 1 "
                                                "and the fewest voxels of a reference subject)")
     reference: str = setting("", doc="the 'ridge' method's reference subject (empty: the one with the most voxels)")
     iterations: int = setting(10, ge=1, doc="alternations of the 'srm' fit")
@@ -66,7 +66,7 @@ class SharedSpaceParams:
     new_subject_targets: str = setting("all", choices=("all", "alignment"), doc=(
         "what a decoded subject's map is fitted on: 'alignment' (its trials of the alignment stimuli, against the "
         "template) or 'all' (every training trial: the template, else the place its stimulus' features predict)"))
-    combine_own: bool = setting(True, doc=(
+    combine_own: bool = setting(False, doc=(
         "average the shared-space prediction with the decoded subject's own decoder (each standardised by its "
         "predictions of the subject's training trials): one linear decoder of the subject's voxels"))
     train_sessions: int = setting(0, ge=0, doc=(

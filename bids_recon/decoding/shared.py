@@ -211,20 +211,21 @@ def _feature_encoder(space: SharedSpace, references: list[SubjectData], stim_ids
 def _encoding_map(x: np.ndarray, y: np.ndarray, template: np.ndarray) -> RidgeDecoder:
     """The map into the space by inverting a forward model fitted on the subject's trials.
 
-    Each voxel's weights on the ``k`` dimensions, ``W`` (k, V), by least squares from the trials' places in the
-    space ``y`` (n, k) to their betas ``x`` (n, V): ``k`` numbers per voxel, well determined by far fewer trials
-    than the ``V`` per dimension a ridge from voxels to the space estimates. With each voxel's residual variance
-    ``s²`` and the template's covariance ``C`` as the prior, a trial's place is the posterior mean
-    ``(W S⁻¹ W' + C⁻¹)⁻¹ W S⁻¹ (x - x̄)`` (Gaussian noise independent across voxels).
+    Each voxel's weights on the ``k`` dimensions, ``W`` (k, V), by ridge regression from the trials' places in the
+    space ``y`` (n, k) to their betas ``x`` (n, V), alpha per voxel by generalised cross-validation: ``k`` numbers
+    per voxel, far fewer than the ``V`` per dimension a ridge from voxels to the space estimates. With each voxel's
+    residual variance ``s²`` (its variance times 1 - its cross-validated R²) and the template's covariance ``C`` as
+    the prior, a trial's place is the posterior mean ``(W S⁻¹ W' + C⁻¹)⁻¹ W S⁻¹ (x - x̄)`` (Gaussian noise
+    independent across voxels).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-    xc, yc = x - x_mean, y - y_mean
+    x_mean = x.mean(axis=0)
     k = y.shape[1]
-    gram = yc.T @ yc
-    weights = np.linalg.solve(gram + 1e-6 * np.trace(gram) / k * np.eye(k), yc.T @ xc)  # (k, V)
-    residual = np.mean((xc - yc @ weights) ** 2, axis=0)
+    forward = fit_ridge_decoder(y.astype(np.float32), x.astype(np.float32), np.arange(k))
+    weights = np.asarray(forward.weights, dtype=np.float64) / np.asarray(forward.x_scale, np.float64)[:, None]
+    r2 = np.clip(np.asarray(forward.cv_scores, dtype=np.float64), 0.0, 0.99)
+    residual = x.var(axis=0) * (1.0 - r2)
     residual = np.maximum(residual, 1e-6 * max(float(residual.max()), 1e-12))
     prior = np.cov(np.asarray(template, dtype=np.float64), rowvar=False).reshape(k, k)
     precision = (weights / residual) @ weights.T + np.linalg.inv(prior + 1e-9 * np.trace(prior) / k * np.eye(k))
@@ -232,8 +233,9 @@ def _encoding_map(x: np.ndarray, y: np.ndarray, template: np.ndarray) -> RidgeDe
     n_vox = x.shape[1]
     return RidgeDecoder(weights=matrix.astype(np.float32), alphas=np.zeros(k), cv_scores=np.zeros(k, np.float32),
                         x_mean=x_mean.astype(np.float32), x_scale=np.ones(n_vox, np.float32),
-                        y_mean=y_mean.astype(np.float32), voxel_indices=np.arange(n_vox),
-                        info={"Map": "encoding-model inversion", "Trials": int(len(x))})
+                        y_mean=np.asarray(forward.x_mean, dtype=np.float32), voxel_indices=np.arange(n_vox),
+                        info={"Map": "forward-model inversion", "Trials": int(len(x)),
+                              "MedianForwardCVR2": float(np.median(r2))})
 
 
 def _ridge_map(x: np.ndarray, template: np.ndarray, target_rows: np.ndarray | None,

@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_recon.design.table import NO_LABEL, NOT_DECODED, TRIAL_COLUMNS, read_trials
+from bids_recon.design.table import NO_LABEL, NOT_DECODED, TRIAL_COLUMNS
 
 #: NSD's int16 scale: stored value = percent signal change x 300.
 NSD_SCALE = 300.0
@@ -107,27 +107,17 @@ def simulated_betas(model, affine: np.ndarray, rng: np.random.Generator, noise_f
 def read_output_betas(output_dir: Path, subject: str) -> BetaSet:
     """A bids_recon run's single-trial betas (its statmaps, before the session z-scoring) as a :class:`BetaSet`.
 
-    Rows keep every modelled trial (catch images too), in the order the statmaps list them.
+    Rows keep every modelled trial (catch images too), in the order the statmaps list them
+    (:func:`bids_recon.group.shared.read_participant_betas`).
     """
-    from bids_recon.naming import find_outputs, split_extension
+    from bids_recon.group.shared import read_participant_betas
 
-    runs = find_outputs(Path(output_dir), "betas", sub=subject)
-    masks = find_outputs(Path(output_dir), "brain_mask", sub=subject)
-    if not runs or not masks:
-        from bids_recon.errors import MissingInputError
-
-        raise MissingInputError(f"no single-trial betas or brain mask of sub-{subject}", output_dir)
-    mask_img = nib.load(masks[0][0])
-    mask = np.asarray(mask_img.dataobj) > 0
-    by_session: dict[str, list] = {}
-    for path, ents in sorted(runs, key=lambda item: (item[1].get("ses", ""), item[1].get("run", ""))):
-        data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
-        table = read_trials(path.with_name(split_extension(path.name)[0] + ".tsv"))
-        by_session.setdefault(ents.get("ses", NO_LABEL), []).append((data[mask].T, table))
-    sessions = list(by_session)
-    return BetaSet(subject, sessions, [np.concatenate([b for b, _ in by_session[s]]) for s in sessions],
-                   [pd.concat([t for _, t in by_session[s]], ignore_index=True) for s in sessions], mask,
-                   np.asarray(mask_img.affine))
+    betas, table, mask_img = read_participant_betas(Path(output_dir), subject)
+    labels = table["session"].astype(str).replace({"nan": NO_LABEL}).to_numpy()
+    sessions = list(dict.fromkeys(labels))
+    return BetaSet(subject, sessions, [betas[labels == s] for s in sessions],
+                   [table[labels == s].reset_index(drop=True) for s in sessions],
+                   np.asarray(mask_img.dataobj) > 0, np.asarray(mask_img.affine))
 
 
 def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
