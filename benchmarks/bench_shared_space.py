@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 for method in args.methods:
                     t0 = time.perf_counter()
                     params = SharedSpaceParams(method=method, n_components=args.components,
-                                               combine_own=not args.shared_only)
+                                               combine_own=args.combine_own)
                     decoded, _, _ = shared_space_decode(references, new, stim_ids, features, params, decoding, n)
                     rows.append({**base, "method": f"shared-{method}", "identification": score(decoded),
                                  "top1": top1(decoded), "seconds": time.perf_counter() - t0})
@@ -134,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="voxels per ROI and subject (the preset's when 0 0)")
     parser.add_argument("--methods", nargs="+", default=["ridge", "srm"])
     parser.add_argument("--sessions", nargs="+", default=["1", "2", "4", "all"])
-    parser.add_argument("--components", type=int, default=64, help="shared-space dimensions")
+    parser.add_argument("--components", type=int, default=SharedSpaceParams.n_components,
+                        help="shared-space dimensions (workflow.shared.n_components)")
     parser.add_argument("--components-pca", type=int, default=64, help="image PCA components (the target)")
     parser.add_argument("--roi", default="earlyvisual")
-    parser.add_argument("--shared-only", action="store_true", help="the shared-space prediction alone (not averaged "
-                                                                   "with the subject's own decoder)")
+    parser.add_argument("--combine-own", action="store_true",
+                        help="average the shared-space prediction with the subject's own decoder")
     parser.add_argument("--new-subjects", type=int, default=0, help="how many subjects take the new one's turn "
                                                                      "(0: all)")
     parser.add_argument("--threads", default="1", help="BLAS threads (set before numpy loads)")
