@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         overrides: dict = {"n_sessions": args.n_sessions} if args.n_sessions else {}
         if any(args.voxels):
             overrides["voxels"] = tuple(args.voxels)
+        if any(args.grid):
+            overrides["grid"] = tuple(args.grid)
         data = simulate_multisubject(args.preset, seed=seed, **overrides)
         subjects = [subject_data(s, args.roi) for s in data.subjects]
         stim_ids, features = pca_targets(data, subjects, args.components_pca, seed)
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-sessions", type=int, default=12, help="sessions per subject (the preset's when 0)")
     parser.add_argument("--voxels", type=int, nargs=2, default=[1500, 2500], metavar=("MIN", "MAX"),
                         help="voxels per ROI and subject (the preset's when 0 0)")
+    parser.add_argument("--grid", type=int, nargs=3, default=[36, 42, 36], metavar=("X", "Y", "Z"),
+                        help="volume grid the brains are placed on (room for the voxels; the preset's when 0 0 0)")
     parser.add_argument("--methods", nargs="+", default=["ridge", "srm"])
     parser.add_argument("--sessions", nargs="+", default=["1", "2", "4", "all"])
     parser.add_argument("--components", type=int, default=SharedSpaceParams.n_components,

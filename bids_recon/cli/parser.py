@@ -462,6 +462,7 @@ def build_parser(render_exec_spec: Callable[[argparse.ArgumentParser], str] | No
     _setting(shared, "--shared-space", key="workflow.shared.method")
     _setting(shared, "--shared-components", key="workflow.shared.n_components", type=int, metavar="K")
     _setting(shared, "--shared-train-sessions", key="workflow.shared.train_sessions", type=int, metavar="N")
+    _setting(shared, "--shared-align-test", key="workflow.shared.align_test_fraction", type=float, metavar="FRACTION")
 
     perf = parser.add_argument_group("Performance")
     _setting(perf, "--nprocs", "--nthreads", key="nipype.nprocs", type=int, metavar="N", show_default=False)

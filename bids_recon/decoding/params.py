@@ -69,6 +69,10 @@ class SharedSpaceParams:
     combine_own: bool = setting(False, doc=(
         "average the shared-space prediction with the decoded subject's own decoder (each standardised by its "
         "predictions of the subject's training trials): one linear decoder of the subject's voxels"))
+    align_test_fraction: float = setting(0.0, ge=0, lt=1, doc=(
+        "fraction of the test stimuli every participant saw that become alignment (and training) stimuli for every "
+        "row of the comparison, the rest being scored: for datasets whose shared images are the test set (NSD's "
+        "shared1000); 0: none"))
     train_sessions: int = setting(0, ge=0, doc=(
         "sessions of a decoded subject used for its map and its training trials (0: all); its test stimuli are "
         "averaged over all of its sessions (the '1 hour of a new subject' protocol: 1)"))

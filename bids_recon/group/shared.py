@@ -131,6 +131,23 @@ def participant_roi_data(output_dir: Path, subject: str, roi: str, betas_spec: s
     return SubjectData(subject, zscore_per_session(betas[:, columns], sessions), trials)
 
 
+def move_test_to_alignment(subjects: list[SubjectData], fraction: float, seed: int) -> list[SubjectData]:
+    """A random ``fraction`` of the test stimuli every subject saw become training stimuli of every subject (they
+    align the space and train the decoders; the others stay the test set)."""
+    if fraction <= 0:
+        return subjects
+    common = sorted(set.intersection(*(set(d.stim_ids[d.rows("test")]) for d in subjects)))
+    chosen = set(np.random.default_rng(seed).permutation(common)[:int(round(fraction * len(common)))])
+    out = []
+    for data in subjects:
+        trials = data.trials.copy()
+        trials.loc[trials["stim_id"].astype(str).isin(chosen), "split"] = "train"
+        out.append(SubjectData(data.subject, data.betas, trials))
+    LOGGER.info("Shared space: %d of the %d test stimuli every participant saw moved to alignment and training",
+                len(chosen), len(common))
+    return out
+
+
 def shared_space_table(output_dir: Path, subjects: list[SubjectData], stim_ids: np.ndarray, features: np.ndarray,
                        params: SharedSpaceParams, decoding: DecodingParams | None = None) -> pd.DataFrame:
     """Identification of every participant's test stimuli: own decoders vs the shared space (one row each)."""
@@ -189,6 +206,7 @@ def run_shared_space(config, output_dir: Path, participants: list[str] | None) -
     resolver = resolver_for(config.execution.bids_dir, wf.stimuli)
     stim_ids, features = image_pca_targets(resolver.load_images, subjects, linear.n_components, linear.image_size,
                                            config.execution.random_seed)
+    subjects = move_test_to_alignment(subjects, params.align_test_fraction, config.execution.random_seed)
     table = shared_space_table(output_dir, subjects, stim_ids, features, params, wf.decoding)
     task = tasks[0] if len(tasks) == 1 else "+".join(tasks)
     path = Path(output_dir) / group_metrics_path(task)
@@ -198,7 +216,8 @@ def run_shared_space(config, output_dir: Path, participants: list[str] | None) -
         "Description": "2-way identification of each participant's test stimuli in the images' PCA space "
                        "(chance 0.5): own decoders vs decoders shared across participants",
         "SharedSpace": {"Method": params.method, "Components": params.n_components,
-                        "TrainSessions": params.train_sessions, "NewSubjectMap": params.new_subject_map,
+                        "TrainSessions": params.train_sessions, "AlignTestFraction": params.align_test_fraction,
+                        "NewSubjectMap": params.new_subject_map,
                         "NewSubjectTargets": params.new_subject_targets, "RemapReferences": params.remap_references},
         "ROI": linear.roi, "Target": f"{linear.n_components}-component PCA of the images at {linear.image_size} px",
         "PublishedOneHour": list(PUBLISHED_ONE_HOUR),
@@ -225,4 +244,4 @@ def image_pca_targets(images_of, subjects: list[SubjectData], n_components: int,
 
 
 __all__ = ["PUBLISHED_ONE_HOUR", "image_pca_targets", "participant_roi_data", "read_participant_betas",
-           "run_shared_space", "shared_space_table", "zscore_per_session"]
+           "move_test_to_alignment", "run_shared_space", "shared_space_table", "zscore_per_session"]

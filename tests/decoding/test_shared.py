@@ -95,3 +95,18 @@ def test_too_few_shared_stimuli_is_an_error_naming_the_subjects():
     with pytest.raises(BadDataError, match="sub-02, sub-03, sub-04 share 5 training stimuli") as error:
         fit_shared_space(few[1:])
     assert error.value.exit_code == ExitCode.BAD_DATA
+
+
+def test_nsd_like_data_whose_shared_images_are_all_test_align_on_a_part_of_them():
+    from bids_recon.group.shared import move_test_to_alignment
+
+    subjects, stim_ids, _, _ = _world()
+    shared_all_test = [SubjectData(d.subject, d.betas, d.trials.assign(
+        split=np.where(d.trials["stim_id"].isin(stim_ids[:N_SHARED]), "test", "train"))) for d in subjects]
+    assert len(alignment_stimuli(shared_all_test)) == 0
+    moved = move_test_to_alignment(shared_all_test, 0.5, seed=0)
+    aligned = alignment_stimuli(moved)
+    assert len(aligned) == N_SHARED // 2 and set(aligned) <= set(stim_ids[:N_SHARED])
+    left = [set(d.stim_ids[d.rows("test")]) for d in moved]
+    assert all(test == left[0] for test in left) and not left[0] & set(aligned)  # one test set, never aligned
+    assert len(fit_shared_space(moved[1:], SharedSpaceParams(method="srm", n_components=N_COMMON)).align_ids) == 60
