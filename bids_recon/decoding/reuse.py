@@ -32,15 +32,21 @@ from bids_recon.naming import find_outputs, output_path, parse_name, sanitize_la
 
 #: Suffix of the linear generator's PCA basis saved beside its decoder (``..._desc-imagepca_basis.npz``).
 BASIS_KIND = "basis"
-#: Tasks whose stimulus ids number the experiment's own images (:mod:`bids_recon.glm.importers.nsdexperiments`:
-#: NSD-synthetic's ``"17"`` is its image 17, not NSD's 73k image 17): their ids and another task's name other images.
-OWN_ID_TASKS = ("nsdsynthetic", "nsdimagery")
+#: Decoder sidecar key: the stimulus resolver kind whose ids name the training stimuli (``nsd``: NSD's 73k ids;
+#: ``nsdsynthetic``: NSD-synthetic's own image numbers). Ids of two kinds name different images.
+STIMULUS_IDS_KEY = "StimulusIds"
 
 
-def same_stimulus_ids(source_task: str | None, task: str) -> bool:
-    """Whether a stimulus id of the earlier run's task ``source_task`` names the same image as this run's ``task``'s
-    (False only across tasks one of which numbers its own images: :data:`OWN_ID_TASKS`)."""
-    return not source_task or source_task == task or not {source_task, task} & set(OWN_ID_TASKS)
+def stimulus_id_kind(resolver: str) -> str:
+    """The kind of a ``workflow.stimuli.resolver`` spec (``KIND[:KEY=VALUE,...]``): the namespace of its ids."""
+    return str(resolver).split(":", 1)[0].strip().lower()
+
+
+def same_stimulus_ids(source_kind: str | None, kind: str) -> bool:
+    """Whether the earlier decoder's training stimulus ids (resolver kind ``source_kind``, from its sidecar) name the
+    same images as this run's (``kind``); unknown (a sidecar without the key): assumed the same, so that every id
+    seen in training is left out."""
+    return not source_kind or not kind or source_kind == kind
 
 
 def _subjects_with_decoders(folder: Path) -> list[str]:
@@ -336,7 +342,8 @@ def methods_note(folder: Path | str) -> str:
             "this run's betas, averaged over repeats, of every stimulus they had not been trained on.")
 
 
-__all__ = ["OWN_ID_TASKS", "Applied", "SourceSummary", "apply_decoder", "basis_path", "check_same_model",
+__all__ = ["STIMULUS_IDS_KEY", "Applied", "SourceSummary", "apply_decoder", "basis_path", "check_same_model",
            "check_same_roi", "check_same_voxels", "decodable_stimuli", "find_basis", "find_source_decoders",
            "methods_note", "model_signature", "read_sidecar", "same_stimulus_ids", "source_brain_mask",
-           "source_record", "source_roi_mask", "source_trials", "summarise_source", "training_stimuli"]
+           "source_record", "source_roi_mask", "source_trials", "stimulus_id_kind", "summarise_source",
+           "training_stimuli"]

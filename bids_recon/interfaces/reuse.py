@@ -24,7 +24,6 @@ from bids_recon.glm.runs import read_betas
 from bids_recon.interfaces.base import RecordingInterface, load_params, params_trait
 from bids_recon.invariants import check_features
 from bids_recon.io import atomic_write, save_npz, write_json
-from bids_recon.naming import parse_name
 from bids_recon.rois import roi_columns
 
 LOGGER = logging.getLogger("bids_recon")
@@ -45,6 +44,7 @@ class _ReuseDecoderInputSpec(BaseInterfaceInputSpec):
                          desc="(roi, target) of every decoder this run's generator fits")
     identity = traits.Dict(desc="the feature model's sidecar identity (empty: none to compare)")
     this_run = traits.Str(mandatory=True, desc="this run's output folder (messages)")
+    stimulus_ids = traits.Str("", usedefault=True, desc="the resolver kind naming this run's stimulus ids")
 
 
 class _ReuseDecoderOutputSpec(TraitedSpec):
@@ -77,10 +77,11 @@ class ReuseDecoder(RecordingInterface):
         reuse.check_same_roi(decoder, voxel_indices, str(source_roi or source), f"{this}'s ROI mask", i.roi)
         trials_file = reuse.source_trials(i.decoders_from, i.subject, source)
         trained, n_train = reuse.training_stimuli(trials_file)
-        source_task = parse_name(trials_file)[0].get("task")
-        if not reuse.same_stimulus_ids(source_task, i.task):  # another experiment's image numbers: nothing in common
-            LOGGER.info("--decoders-from: the decoder was trained on task %s, whose stimulus ids number other images "
-                        "than task %s's: no stimulus excluded as seen in training", source_task, i.task)
+        source_kind = sidecar.get(reuse.STIMULUS_IDS_KEY)
+        if not reuse.same_stimulus_ids(source_kind, i.stimulus_ids):  # other images' numbers: nothing in common
+            LOGGER.info("--decoders-from: the decoder was trained on stimulus ids of kind '%s', which name other "
+                        "images than this run's ('%s'): no stimulus excluded as seen in training", source_kind,
+                        i.stimulus_ids)
             trained = set()
         with np.load(i.features) as data:
             stim_ids, features = data["stim_ids"].astype(str), data["features"]

@@ -105,6 +105,7 @@ class _DecodeInputSpec(BaseInterfaceInputSpec):
     target = traits.Str(mandatory=True, desc="name of the decoded feature space")
     params = params_trait(DecodingParams)
     device = traits.Enum("cpu", "cuda", usedefault=True)
+    stimulus_ids = traits.Str("", usedefault=True, desc="the resolver kind naming the stimulus ids (sidecar)")
 
 
 class _DecodeOutputSpec(TraitedSpec):
@@ -132,7 +133,8 @@ class Decode(RecordingInterface):
         betas, trials = read_betas(i.betas, i.trials, i.mask_file)  # only the ROI's columns are read
         decoder, decoded = train_and_decode(betas, trials, voxel_indices, stim_ids, features, params, i.device)
         cwd = Path(runtime.cwd)
-        sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device}
+        sidecar = {"ROI": i.roi, "Target": i.target, "Device": i.device,
+                   **({"StimulusIds": i.stimulus_ids} if i.stimulus_ids else {})}
         self._results["decoder"] = str(decoder.save(cwd / "decoder.npz", sidecar))
         self._results["decoded"] = str(decoded.save(cwd / "decoded.npz"))
 

@@ -48,6 +48,8 @@ def test_shared_space_with_one_participant_cut_to_one_session_and_core_decoders_
     proc = run_cli([str(root), str(syn), "participant", "--dataset", "nsdsynthetic", "--participant-label", "01",
                     "--decoders-from", str(core), "-w", str(tmp_path / "w2"), *fast], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    sidecar, = core.glob("sub-01/decoding/sub-01_task-nsdcore_label-earlyvisual_desc-imagepca_decoder.json")
+    assert '"StimulusIds": "nsd"' in sidecar.read_text()  # NSD's 73k ids: no synthetic image is one of them
     for kind in ("decoder", "basis"):  # the core run's decoder and basis, not refitted
         name = f"label-earlyvisual_desc-imagepca_{kind}.npz"
         before, = core.glob(f"sub-01/decoding/sub-01_task-nsdcore_{name}")

@@ -148,3 +148,12 @@ def test_training_stimuli_summary_and_basis_location(tmp_path):
         reuse.find_basis(decoder)
     assert json.loads(reuse.read_sidecar(decoder) and json.dumps(reuse.read_sidecar(decoder)))["Target"] == \
         "imagepca"
+
+
+def test_stimulus_ids_of_another_resolver_kind_name_other_images():
+    from bids_recon.decoding.reuse import same_stimulus_ids, stimulus_id_kind
+
+    assert stimulus_id_kind("nsd:hdf5=/x/nsd_stimuli.hdf5") == "nsd" and stimulus_id_kind("files") == "files"
+    assert same_stimulus_ids("nsd", "nsd")  # the same 73k ids: the training ones are left out
+    assert not same_stimulus_ids("nsd", "nsdsynthetic")  # NSD-synthetic's "17" is not NSD's image 17
+    assert same_stimulus_ids(None, "nsdsynthetic")  # unknown (older sidecar): assume the same, leave ids out

@@ -23,7 +23,7 @@ import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bids_recon.decoding.reuse import methods_note
+from bids_recon.decoding.reuse import methods_note, stimulus_id_kind
 from bids_recon.errors import InvariantError
 from bids_recon.generate.card import GeneratorCard, RunConfig, generator_card
 
@@ -109,8 +109,8 @@ def decode_node(card: GeneratorCard, config: Config, names: SubjectOutputs, roi:
     if not source:
         from bids_recon.interfaces.stages import Decode
 
-        return pe.Node(Decode(roi=roi, target=target, params=to_dict(wf_cfg.decoding), device=device), name=name,
-                       mem_gb=mem_gb)
+        return pe.Node(Decode(roi=roi, target=target, params=to_dict(wf_cfg.decoding), device=device,
+                              stimulus_ids=stimulus_id_kind(wf_cfg.stimuli.resolver)), name=name, mem_gb=mem_gb)
     from bids_recon.decoding.reuse import find_source_decoders
     from bids_recon.interfaces.reuse import ReuseDecoder
 
@@ -118,7 +118,8 @@ def decode_node(card: GeneratorCard, config: Config, names: SubjectOutputs, roi:
     find_source_decoders(source, names.subject, names.task, card.decoders(config), f"this run ({this_run})")
     return pe.Node(ReuseDecoder(roi=roi, target=target, decoders_from=source, subject=names.subject, task=names.task,
                                 wanted=[tuple(w) for w in card.decoders(config)], identity=identity or {},
-                                this_run=str(this_run)), name=name, mem_gb=mem_gb)
+                                this_run=str(this_run), stimulus_ids=stimulus_id_kind(wf_cfg.stimuli.resolver)),
+                   name=name, mem_gb=mem_gb)
 
 
 def connect_decoded(wf: pe.Workflow, decode: pe.Node, ds_decoder: pe.Node, ds_decoded: pe.Node) -> None:
