@@ -160,14 +160,14 @@ def shared_space_table(output_dir: Path, subjects: list[SubjectData], stim_ids: 
         references = [d for d in subjects if d is not new]
         n_sessions = new.trials["session"].astype(str).nunique()
         used = min(n_train or n_sessions, n_sessions)
-        results = {f"own decoders, all {n_sessions} session(s)": subject_decode(new, stim_ids, features, decoding)}
+        results = {"own decoders, all sessions": (n_sessions, subject_decode(new, stim_ids, features, decoding))}
         if used < n_sessions:  # the one-hour protocol: its own decoders with the same sessions as its map
-            results[f"own decoders, {used} session(s)"] = subject_decode(new, stim_ids, features, decoding, used)
+            results["own decoders, first sessions"] = (used, subject_decode(new, stim_ids, features, decoding, used))
         decoded, space, _ = shared_space_decode(references, new, stim_ids, features, params, decoding, used)
-        results[f"shared space ({params.method}), {used} session(s)"] = decoded
-        for method, result in results.items():
-            rows.append({"participant_id": f"sub-{new.subject}", "method": method, "sessions": used if "all" not in
-                         method else n_sessions, "metric": "2-way identification (image PCA)",
+        results[f"shared space ({params.method}), first sessions"] = (used, decoded)
+        for method, (sessions, result) in results.items():
+            rows.append({"participant_id": f"sub-{new.subject}", "method": method, "sessions": sessions,
+                         "of_sessions": n_sessions, "metric": "2-way identification (image PCA)",
                          "value": float(two_way_identification(result.decoded, result.true).mean()), "chance": 0.5,
                          "n": int(len(result.stim_ids)), "references": " ".join(f"sub-{d.subject}" for d in references),
                          "alignment_stimuli": int(space.info["AlignmentStimuli"]),

@@ -162,8 +162,9 @@ def shared_space_section(table: pd.DataFrame, path: Path, params: Any) -> Sectio
     from bids_recon.group.shared import PUBLISHED_ONE_HOUR
 
     means = (table.groupby("method", sort=False)
-             .agg(participants=("participant_id", "nunique"), mean_identification=("value", "mean"),
-                  sd=("value", "std"), test_stimuli=("n", "mean")).reset_index())
+             .agg(participants=("participant_id", "nunique"), mean_sessions=("sessions", "mean"),
+                  mean_identification=("value", "mean"), sd=("value", "std"), test_stimuli=("n", "mean"))
+             .reset_index())
     published = pd.DataFrame(PUBLISHED_ONE_HOUR).assign(data="different data (NSD, deep decoders): for scale only")
     text = (f"Each participant in turn was decoded by decoders trained in a shared space ({params.method}, "
             f"{params.n_components} dimensions at most) on the other participants' training trials and its own first "
