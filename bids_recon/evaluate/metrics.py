@@ -125,19 +125,46 @@ def correlation_matrix_torch(pred: Any, true: Any, device: Any = "cpu", chunk: i
     return corr.cpu().numpy()
 
 
-def identification_from_correlations(corr: np.ndarray) -> np.ndarray:
+def same_items(truth: np.ndarray) -> np.ndarray | None:
+    """``(n, n)`` boolean: pairs of distinct rows of ``truth`` that are identical (two test items showing the same
+    image, e.g. NSD-Imagery's seen and imagined trials of one target); ``None`` when every row differs."""
+    flat = np.ascontiguousarray(np.asarray(truth).reshape(len(truth), -1))
+    keys = [row.tobytes() for row in flat]
+    if len(set(keys)) == len(keys):
+        return None
+    codes = np.unique(np.array(keys, dtype=object), return_inverse=True)[1]
+    twins = codes[:, None] == codes[None, :]
+    np.fill_diagonal(twins, False)
+    return twins
+
+
+def identification_from_correlations(corr: np.ndarray, twins: np.ndarray | None = None) -> np.ndarray:
     """Per-item 2-way identification ``(n,)`` from ``corr[i, j] = corr(pred_i, true_j)`` (chance 0.5).
 
     Item i wins against j when ``corr[i, i] > corr[i, j]`` (a tie is a loss, as ``r < congruents`` in the
-    reference code); its score is its wins over the ``n - 1`` other items.
+    reference code); its score is its wins over the ``n - 1`` other items. Pairs marked in ``twins``
+    (:func:`same_items`: both items show the same image) are left out: no reconstruction can tell them apart, so
+    they would count as losses (the reference code assumes distinct test images).
+
+    Raises
+    ------
+    BadDataError
+        An item has no other item with another image to be compared with.
     """
     corr = np.asarray(corr, dtype=np.float64)
     n = len(corr)
     if n < 2 or corr.shape != (n, n):
         raise ValueError(f"2-way identification needs a square (n, n) matrix with n >= 2, got {corr.shape}")
     own = np.diag(corr)
-    wins = (own[:, None] > corr).sum(axis=1)  # the diagonal never counts (not > itself)
-    return wins / (n - 1)
+    beats = own[:, None] > corr  # the diagonal never counts (not > itself)
+    if twins is None:
+        return beats.sum(axis=1) / (n - 1)
+    others = n - 1 - twins.sum(axis=1)
+    if (others < 1).any():
+        from bids_recon.errors import BadDataError
+
+        raise BadDataError("2-way identification needs test items showing at least 2 different images")
+    return (beats & ~twins).sum(axis=1) / others
 
 
 def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -154,7 +181,7 @@ def two_way_identification(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
         from bids_recon.errors import BadDataError
 
         raise BadDataError(f"2-way identification needs at least 2 test items, got {len(pred)}")
-    return identification_from_correlations(correlation_matrix(pred, true))
+    return identification_from_correlations(correlation_matrix(pred, true), same_items(true))
 
 
 def identification_metrics(
@@ -188,7 +215,8 @@ def identification_metrics(
     import torch
 
     pixels = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)) for a in (recon, truth)]
-    per_item = {"identification_pixels": identification_from_correlations(correlation_matrix_torch(*pixels))}
+    per_item = {"identification_pixels": identification_from_correlations(correlation_matrix_torch(*pixels),
+                                                                          same_items(truth))}
     chance = {"identification_pixels": (0.5, "identification")}
     if decoded_features is not None and true_features is not None:
         decoded = np.asarray(decoded_features, np.float64)

@@ -70,6 +70,7 @@ from bids_recon.evaluate.metrics import (
     paired_correlation,
     pixcorr,
     resize_batch,
+    same_items,
     ssim,
 )
 
@@ -485,6 +486,7 @@ class StandardEvaluator:
 
         n = len(recons)
         scores = _SetScores(n=n)
+        twins = same_items(truths)  # two items showing the same image: their pair is left out of identification
         pixel = [m for m in ("pixcorr", "ssim") if m in self.metrics]
         truth_feats = self._truth_features(truths) if self._nodes() else {}
         recon_parts: dict[str, list[Any]] = {}
@@ -532,7 +534,7 @@ class StandardEvaluator:
                     scores.notes[m] = "needs at least 2 items"
                     continue
                 corr = correlation_matrix_torch(pred, true, self.device)
-                scores.values[m] = identification_from_correlations(corr)
+                scores.values[m] = identification_from_correlations(corr, twins)
             else:
                 scores.values[m] = correlation_distance(pred.numpy(), true.numpy())
                 if self.chance_levels:
