@@ -110,3 +110,13 @@ def test_nsd_like_data_whose_shared_images_are_all_test_align_on_a_part_of_them(
     left = [set(d.stim_ids[d.rows("test")]) for d in moved]
     assert all(test == left[0] for test in left) and not left[0] & set(aligned)  # one test set, never aligned
     assert len(fit_shared_space(moved[1:], SharedSpaceParams(method="srm", n_components=N_COMMON)).align_ids) == 60
+
+
+def test_the_group_level_needs_three_participants(tmp_path):
+    from bids_recon.config import Config
+    from bids_recon.errors import EmptySelectionError
+    from bids_recon.group.shared import run_shared_space
+
+    with pytest.raises(EmptySelectionError, match="needs 3 participants") as error:
+        run_shared_space(Config(), tmp_path, ["01", "02"])  # two cannot align a third
+    assert error.value.exit_code == ExitCode.EMPTY_SELECTION
