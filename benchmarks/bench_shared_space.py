@@ -39,13 +39,14 @@ from bids_recon.decoding.params import DecodingParams, SharedSpaceParams  # noqa
 from bids_recon.decoding.shared import SubjectData, shared_space_decode, subject_decode  # noqa: E402
 from bids_recon.evaluate.metrics import correlation_matrix, two_way_identification  # noqa: E402
 from bids_recon.features import fit_image_basis  # noqa: E402
-from bids_recon.sim.multisubject import simulate_multisubject, zscore_sessions  # noqa: E402
+from bids_recon.glm import zscore_by_group  # noqa: E402
+from bids_recon.sim.multisubject import simulate_multisubject  # noqa: E402
 
 
 def subject_data(sim_subject, roi: str) -> SubjectData:
     keep = np.asarray(sim_subject.roi).astype(str) == roi
     trials = sim_subject.trials
-    betas = zscore_sessions(sim_subject.betas[:, keep], trials["session"].astype(str).to_numpy())
+    betas = zscore_by_group(sim_subject.betas[:, keep], trials["session"].to_numpy())
     return SubjectData(sim_subject.subject, betas.astype(np.float32), trials)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,9 +281,7 @@ def apply_decoder(decoder: RidgeDecoder, betas: np.ndarray, trials: pd.DataFrame
     roi_betas = np.asarray(betas[:, columns], dtype=np.float32)[rows]
     check_finite(roi_betas, "betas of the decoder's ROI voxels")
     mean_betas, ids, counts = average_repeats(roi_betas, trial_stims[rows])
-    local = RidgeDecoder(decoder.weights, decoder.alphas, decoder.cv_scores, decoder.x_mean, decoder.x_scale,
-                         decoder.y_mean, np.arange(len(columns)), decoder.info)
-    decoded = local.predict(mean_betas)
+    decoded = replace(decoder, voxel_indices=np.arange(len(columns))).predict(mean_betas)  # the ROI's columns read
     check_finite(decoded, "decoded features")
     true = np.asarray(features[[row_of[s] for s in ids]], dtype=np.float32)
     return Applied(DecodedTest(ids.astype(str), counts, decoded, true), excluded)

@@ -128,8 +128,9 @@ class SharedSpace:
 
     def add_subject(self, data: SubjectData, alphas: list[float] | None = None, *,
                     encoder: RidgeDecoder | None = None, stim_ids: np.ndarray | None = None,
-                    features: np.ndarray | None = None) -> SharedSpace:
-        """Fit ``data``'s map onto the template by ridge from its single training trials.
+                    features: np.ndarray | None = None, map_kind: str = "encoding") -> SharedSpace:
+        """Fit ``data``'s map onto the template from its single training trials: ``map_kind`` ``encoding`` (a forward
+        model inverted, :func:`_encoding_map`) or ``ridge`` (voxels -> space).
 
         Without ``encoder``, only the trials of alignment stimuli are used (each against its template row). With
         ``encoder`` (features -> space, :func:`_feature_encoder`) and the features of ``stim_ids``, every training
@@ -161,7 +162,7 @@ class SharedSpace:
             targets = np.concatenate([self.template, predicted])
             row_of.update({s: len(self.align_ids) + i for i, s in enumerate(others)})
             target_rows = np.array([row_of[s] for s in ids[use]], dtype=np.int64)
-        if self.info.get("NewSubjectMap", "encoding") == "encoding":
+        if map_kind == "encoding":
             mapping = _encoding_map(data.betas[use], targets[target_rows], self.template)
         else:
             mapping = _ridge_map(data.betas[use], targets, target_rows, alphas)
@@ -172,8 +173,25 @@ class SharedSpace:
         return SharedSpace(self.method, self.align_ids, self.template, {**self.maps, data.subject: mapping}, info)
 
 
+def _feature_rows(data: SubjectData, use: np.ndarray, row_of: dict[str, int]) -> np.ndarray:
+    """Rows of the features of ``data``'s trials ``use`` (BadDataError naming the stimuli without features)."""
+    ids = data.stim_ids[use]
+    unknown = sorted(set(ids) - set(row_of))
+    if unknown:
+        raise BadDataError(f"sub-{data.subject}: no features for stimuli {unknown[:5]}")
+    return np.array([row_of[s] for s in ids], dtype=np.int64)
+
+
+def _own_decoder(data: SubjectData, features: np.ndarray, row_of: dict[str, int],
+                 decoding: DecodingParams | None) -> RidgeDecoder:
+    """The subject's own ridge decoder from its training trials (columns: all of ``data``'s voxels)."""
+    train = data.rows("train")
+    return fit_ridge_decoder(data.betas[train], features, np.arange(data.betas.shape[1]), decoding,
+                             target_rows=_feature_rows(data, train, row_of))
+
+
 def _combine_with_own(shared_test: np.ndarray, test_betas: np.ndarray, data: SubjectData, space: SharedSpace,
-                      decoder: RidgeDecoder, stim_ids: np.ndarray, features: np.ndarray, row_of: dict[str, int],
+                      decoder: RidgeDecoder, features: np.ndarray, row_of: dict[str, int],
                       decoding: DecodingParams | None) -> np.ndarray:
     """The mean of the shared-space and the subject's own predictions, each standardised per target by its
     predictions of the subject's training trials (no test statistic), in the features' units again.
@@ -183,8 +201,7 @@ def _combine_with_own(shared_test: np.ndarray, test_betas: np.ndarray, data: Sub
     estimate better).
     """
     train = data.rows("train")
-    own = fit_ridge_decoder(data.betas[train], features, np.arange(data.betas.shape[1]), decoding,
-                            target_rows=np.array([row_of[s] for s in data.stim_ids[train]], dtype=np.int64))
+    own = _own_decoder(data, features, row_of, decoding)
     own_train = own.predict(data.betas[train])
     shared_train = decoder.predict(space.transform(data.subject, data.betas[train]))
     own_mean, own_sd = own_train.mean(axis=0), own_train.std(axis=0)
@@ -195,7 +212,7 @@ def _combine_with_own(shared_test: np.ndarray, test_betas: np.ndarray, data: Sub
     return (combined * scale + (own_mean + shared_mean) / 2).astype(np.float32)
 
 
-def _feature_encoder(space: SharedSpace, references: list[SubjectData], stim_ids: np.ndarray, features: np.ndarray,
+def _feature_encoder(space: SharedSpace, references: list[SubjectData], features: np.ndarray,
                      row_of: dict[str, int], decoding: DecodingParams | None) -> RidgeDecoder:
     """Ridge from a stimulus' features to its place in the shared space, fitted on the reference subjects'
     training trials mapped into the space (the template of stimuli only some subjects saw)."""
@@ -203,7 +220,7 @@ def _feature_encoder(space: SharedSpace, references: list[SubjectData], stim_ids
     for data in references:
         use = data.rows("train")
         blocks.append(space.transform(data.subject, data.betas[use]))
-        rows.append(np.array([row_of[s] for s in data.stim_ids[use]], dtype=np.int64))
+        rows.append(_feature_rows(data, use, row_of))
     mapped, trial_rows = np.concatenate(blocks), np.concatenate(rows)
     return fit_ridge_decoder(np.asarray(features)[trial_rows], mapped, np.arange(features.shape[1]), decoding)
 
@@ -372,27 +389,25 @@ def shared_space_decode(
     params = params or SharedSpaceParams(method="srm")
     stim_ids = np.asarray(stim_ids).astype(str)
     check_finite(features, "decoding targets")
-    space = fit_shared_space(references, params)
-    space.info["NewSubjectMap"] = params.new_subject_map
-    train_part = new.first_sessions(train_sessions)
     row_of = {s: i for i, s in enumerate(stim_ids)}
+    for data in references:  # every stimulus trained on or decoded has features, before any fit
+        _feature_rows(data, data.rows("train"), row_of)
+    _feature_rows(new, new.rows("train") | new.rows("test"), row_of)
+    space = fit_shared_space(references, params)
+    train_part = new.first_sessions(train_sessions)
+    how = {"alphas": params.alphas, "map_kind": params.new_subject_map}
     if params.new_subject_targets == "all":  # every training trial: the template where it has the stimulus, else
-        encoder = _feature_encoder(space, references, stim_ids, features, row_of, decoding)  # features -> space
+        encoder = _feature_encoder(space, references, features, row_of, decoding)  # where its features predict
+        how.update(encoder=encoder, stim_ids=stim_ids, features=features)
         if params.remap_references:
             for data in references:
-                space = space.add_subject(data, params.alphas, encoder=encoder, stim_ids=stim_ids, features=features)
-        space = space.add_subject(train_part, params.alphas, encoder=encoder, stim_ids=stim_ids, features=features)
-    else:
-        space = space.add_subject(train_part, params.alphas)
+                space = space.add_subject(data, **how)
+    space = space.add_subject(train_part, **how)
     blocks, rows = [], []
     for data in [*references, train_part]:
         use = data.rows("train")
-        ids = data.stim_ids[use]
-        unknown = sorted(set(ids) - set(row_of))
-        if unknown:
-            raise BadDataError(f"sub-{data.subject}: no features for stimuli {unknown[:5]}")
         blocks.append(space.transform(data.subject, data.betas[use]))
-        rows.append(np.array([row_of[s] for s in ids], dtype=np.int64))
+        rows.append(_feature_rows(data, use, row_of))
     shared = np.concatenate(blocks)
     check_finite(shared, "training trials mapped into the shared space")
     decoder = fit_ridge_decoder(shared, features, np.arange(shared.shape[1]), decoding,
@@ -401,12 +416,9 @@ def shared_space_decode(
     if not test.any():
         raise BadDataError(f"sub-{new.subject} has no test trials to decode")
     means, test_ids, counts = average_repeats(new.betas[test], new.stim_ids[test])
-    unknown = sorted(set(test_ids) - set(row_of))
-    if unknown:
-        raise BadDataError(f"sub-{new.subject}: no features for test stimuli {unknown[:5]}")
     decoded = decoder.predict(space.transform(new.subject, means))
     if params.combine_own:  # with the subject's own decoder (same trials): one linear decoder of its voxels
-        decoded = _combine_with_own(decoded, means, train_part, space, decoder, stim_ids, features, row_of, decoding)
+        decoded = _combine_with_own(decoded, means, train_part, space, decoder, features, row_of, decoding)
     check_finite(decoded, "decoded test features (shared space)")
     true = np.asarray(features[[row_of[s] for s in test_ids]], dtype=np.float32)
     return DecodedTest(test_ids.astype(str), counts, decoded, true), space, decoder
@@ -421,13 +433,10 @@ def subject_decode(
 ) -> DecodedTest:
     """The subject's own decoder, trained on its first ``train_sessions`` sessions (None/0: all), tested on the
     test stimuli of all its sessions: the baseline a shared space must beat."""
-    stim_ids = np.asarray(stim_ids).astype(str)
-    row_of = {s: i for i, s in enumerate(stim_ids)}
-    part = data.first_sessions(train_sessions)
-    train = part.rows("train")
-    decoder = fit_ridge_decoder(part.betas[train], features, np.arange(data.betas.shape[1]), decoding,
-                                target_rows=np.array([row_of[s] for s in part.stim_ids[train]], dtype=np.int64))
+    row_of = {s: i for i, s in enumerate(np.asarray(stim_ids).astype(str))}
     test = data.rows("test")
+    _feature_rows(data, test, row_of)
+    decoder = _own_decoder(data.first_sessions(train_sessions), features, row_of, decoding)
     means, test_ids, counts = average_repeats(data.betas[test], data.stim_ids[test])
     decoded = decoder.predict(means)
     check_finite(decoded, f"sub-{data.subject}'s decoded test features")

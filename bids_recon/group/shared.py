@@ -26,6 +26,7 @@ from bids_recon.decoding.shared import SubjectData, shared_space_decode, subject
 from bids_recon.design.table import read_trials
 from bids_recon.errors import BadDataError, EmptySelectionError, MissingInputError
 from bids_recon.evaluate.metrics import two_way_identification
+from bids_recon.glm import zscore_by_group
 from bids_recon.naming import find_outputs, split_extension
 
 LOGGER = logging.getLogger("bids_recon.group")
@@ -69,17 +70,6 @@ def read_participant_betas(output_dir: Path, subject: str) -> tuple[np.ndarray, 
         if len(tables[-1]) != len(blocks[-1]):
             raise BadDataError(f"{len(blocks[-1])} volumes but {len(tables[-1])} rows in the table beside them", path)
     return np.concatenate(blocks), pd.concat(tables, ignore_index=True), mask_img
-
-
-def zscore_per_session(betas: np.ndarray, sessions: np.ndarray) -> np.ndarray:
-    """Each column standardised within each session (constant columns: 0)."""
-    out = np.empty_like(betas, dtype=np.float32)
-    for session in pd.unique(sessions):
-        rows = sessions == session
-        block = betas[rows].astype(np.float64)
-        sd = block.std(axis=0)
-        out[rows] = np.where(sd > 0, (block - block.mean(axis=0)) / np.where(sd > 0, sd, 1.0), 0.0)
-    return out
 
 
 def reimport_participant_betas(output_dir: Path, subject: str, betas_spec: str, context,
@@ -127,8 +117,7 @@ def participant_roi_data(output_dir: Path, subject: str, roi: str, betas_spec: s
     if not rois:
         raise MissingInputError(f"no '{roi}' ROI mask of sub-{subject}", output_dir)
     columns = roi_columns(mask_img, nib.load(rois[0][0]))
-    sessions = trials["session"].astype(str).to_numpy()
-    return SubjectData(subject, zscore_per_session(betas[:, columns], sessions), trials)
+    return SubjectData(subject, zscore_by_group(betas[:, columns], trials["session"].to_numpy()), trials)
 
 
 def move_test_to_alignment(subjects: list[SubjectData], fraction: float, seed: int) -> list[SubjectData]:
@@ -148,12 +137,17 @@ def move_test_to_alignment(subjects: list[SubjectData], fraction: float, seed: i
     return out
 
 
+def require_three(n_participants: int, output_dir: Path) -> None:
+    """Exit 18 unless there are 3 participants (2 define the space for the third)."""
+    if n_participants < 3:
+        raise EmptySelectionError(f"a shared space across participants needs 3 participants with outputs (2 define "
+                                  f"the space for the third), found {n_participants}", output_dir)
+
+
 def shared_space_table(output_dir: Path, subjects: list[SubjectData], stim_ids: np.ndarray, features: np.ndarray,
                        params: SharedSpaceParams, decoding: DecodingParams | None = None) -> pd.DataFrame:
     """Identification of every participant's test stimuli: own decoders vs the shared space (one row each)."""
-    if len(subjects) < 3:
-        raise EmptySelectionError(f"a shared space across participants needs 3 participants with outputs (2 define "
-                                  f"the space for the third), found {len(subjects)}", output_dir)
+    require_three(len(subjects), output_dir)
     rows = []
     n_train = params.train_sessions or None
     for new in subjects:
@@ -178,24 +172,21 @@ def shared_space_table(output_dir: Path, subjects: list[SubjectData], stim_ids: 
 def run_shared_space(config, output_dir: Path, participants: list[str] | None) -> tuple[Path, pd.DataFrame]:
     """The group level's shared-space comparison of a run's configuration: the table written to
     ``group/task-<task>_desc-sharedspace_metrics.tsv`` (+ JSON sidecar); returns its path and the table."""
+    import tempfile
+
     from bids_recon.features import resolver_for
     from bids_recon.generate.linear import LinearParams
+    from bids_recon.glm.importers import ImportContext
     from bids_recon.io import write_json, write_tsv
     from bids_recon.naming import group_metrics_path
 
     wf = config.workflow
     params: SharedSpaceParams = wf.shared
     linear: LinearParams = wf.generate.linear
-    import tempfile
-
-    from bids_recon.glm.importers import ImportContext
-
     wanted = {p.removeprefix("sub-") for p in participants or []}
     found = sorted({e["sub"] for _, e in find_outputs(output_dir, "trials")})
     subjects_found = [s for s in found if not wanted or s in wanted]
-    if len(subjects_found) < 3:
-        raise EmptySelectionError(f"--shared-space needs 3 participants with outputs (2 define the space for the "
-                                  f"third), found {len(subjects_found)}", output_dir)
+    require_three(len(subjects_found), output_dir)  # before any betas are read
     tasks = sorted({e.get("task", "") for _, e in find_outputs(output_dir, "trials")})
     context = ImportContext(Path(config.execution.bids_dir), wf.stimuli, config.execution.task_id or None)
     scratch_root = Path(output_dir) / "logs"
@@ -243,5 +234,5 @@ def image_pca_targets(images_of, subjects: list[SubjectData], n_components: int,
     return stim_ids, basis.encode(images).astype(np.float32)
 
 
-__all__ = ["PUBLISHED_ONE_HOUR", "image_pca_targets", "participant_roi_data", "read_participant_betas",
-           "move_test_to_alignment", "run_shared_space", "shared_space_table", "zscore_per_session"]
+__all__ = ["PUBLISHED_ONE_HOUR", "image_pca_targets", "move_test_to_alignment", "participant_roi_data",
+           "read_participant_betas", "require_three", "run_shared_space", "shared_space_table"]

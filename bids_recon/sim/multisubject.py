@@ -692,17 +692,6 @@ def subjectim(data: MultiSubjectData) -> np.ndarray:
 # -- z-scoring and ncsnr helpers (numpy) ------------------------------------------------------------------------------
 
 
-def zscore_sessions(betas: np.ndarray, sessions: np.ndarray) -> np.ndarray:
-    """Betas z-scored per voxel within each session (as NSD's users and the pipeline do)."""
-    out = np.empty(betas.shape, dtype=np.float32)
-    sessions = np.asarray(sessions)
-    for s in np.unique(sessions):
-        rows = sessions == s
-        b = betas[rows].astype(np.float64)
-        out[rows] = (b - b.mean(0)) / (b.std(0) + 1e-12)
-    return out
-
-
 # -- the NSD writer ---------------------------------------------------------------------------------------------------
 
 
@@ -832,5 +821,4 @@ def write_groundtruth(folder: Path, data: MultiSubjectData) -> None:
 
 
 __all__ = ["MULTI_PRESETS", "MultiSubjectData", "MultiSubjectPreset", "SimSubject", "image_attributes",
-           "make_design", "simulate_multisubject", "subjectim", "write_groundtruth", "write_nsd_multisubject",
-           "zscore_sessions"]
+           "make_design", "simulate_multisubject", "subjectim", "write_groundtruth", "write_nsd_multisubject"]

@@ -13,6 +13,7 @@ from scipy.io import loadmat
 
 from bids_recon.decoding.ridge import fit_ridge_decoder, train_and_decode
 from bids_recon.errors import UsageError
+from bids_recon.glm import zscore_by_group
 from bids_recon.glm.importers import importer_for
 from bids_recon.glm.reliability import noise_ceiling
 from bids_recon.sim.betas import NSD_SCALE
@@ -23,7 +24,6 @@ from bids_recon.sim.multisubject import (
     simulate_multisubject,
     subjectim,
     write_nsd_multisubject,
-    zscore_sessions,
 )
 
 INT16_ERROR = 0.5 / NSD_SCALE + 1e-6
@@ -35,7 +35,7 @@ def data():
 
 
 def _zscored(sub) -> np.ndarray:
-    return zscore_sessions(sub.betas, sub.trials["session"].to_numpy())
+    return zscore_by_group(sub.betas, sub.trials["session"].to_numpy())
 
 
 def test_same_seed_same_data_other_seed_other_data(data):
