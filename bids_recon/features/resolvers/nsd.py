@@ -51,6 +51,23 @@ def _row_number(value: object, column: str, base: int, line: int, source: Path |
     return number - base + 1
 
 
+
+def open_image_brick(path: Path):
+    """The ``imgBrick`` dataset of one of NSD's stimulus HDF5 files, ``(n_images, height, width, 3)`` uint8, read
+    lazily (h5py); BadDataError naming the file when it is not HDF5, lacks the dataset or has another shape."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise BadDataError(f"not an HDF5 file h5py can read ({exc})", path) from exc
+    if "imgBrick" not in handle:
+        raise BadDataError(f"no 'imgBrick' dataset (has: {', '.join(handle)})", path)
+    brick = handle["imgBrick"]
+    if brick.ndim != 4 or brick.shape[3] != 3:
+        raise BadDataError(f"imgBrick has shape {brick.shape}, expected (n_images, height, width, 3)", path)
+    return brick
+
 @register
 class NsdResolver(StimulusResolver):
     """73k ids into ``nsd_stimuli.hdf5:/imgBrick`` (h5py; only the rows used are read, never the 37 GB whole)."""
@@ -110,19 +127,8 @@ class NsdResolver(StimulusResolver):
 
     @functools.cached_property
     def _images(self):
-        import h5py
-
         path = self._find("hdf5")
-        try:
-            handle = h5py.File(path, "r")
-        except OSError as exc:
-            raise BadDataError(f"not an HDF5 file h5py can read ({exc})", path) from exc
-        if "imgBrick" not in handle:
-            raise BadDataError(f"no 'imgBrick' dataset (has: {', '.join(handle)})", path)
-        brick = handle["imgBrick"]
-        if brick.ndim != 4 or brick.shape[3] != 3:
-            raise BadDataError(f"imgBrick has shape {brick.shape}, expected (n_images, height, width, 3)", path)
-        return path, brick
+        return path, open_image_brick(path)
 
     def path(self, stim_id: str) -> Path:
         """The HDF5 file (every stimulus is a row of it)."""

@@ -33,6 +33,7 @@ import numpy as np
 
 from bids_recon.errors import BadDataError, MissingInputError, UsageError
 from bids_recon.features.resolvers.base import StimulusResolver, as_float_image, read_image_file
+from bids_recon.features.resolvers.nsd import open_image_brick
 from bids_recon.features.resolvers.registry import register
 
 #: Where an experiment's files are looked for, relative to the dataset folder: NSD's download root itself (the
@@ -118,17 +119,9 @@ class NsdSyntheticResolver(_NsdExperimentResolver):
         folder = self.find(SYNTHETIC_DIR, "folder")
         path = folder / name
         if name not in self._bricks:
-            import h5py
-
             if not path.is_file():
                 raise MissingInputError(f"NSD-synthetic stimuli for '{stim_id}' do not exist", path)
-            try:
-                handle = h5py.File(path, "r")
-            except OSError as exc:
-                raise BadDataError(f"not an HDF5 file h5py can read ({exc})", path) from exc
-            if "imgBrick" not in handle:
-                raise BadDataError(f"no 'imgBrick' dataset (has: {', '.join(handle)})", path)
-            self._bricks[name] = (path, handle["imgBrick"])
+            self._bricks[name] = (path, open_image_brick(path))
         path, brick = self._bricks[name]
         row = number - 1 if subject is None else number - SYNTHETIC_SHARED_IMAGES - 1
         if row >= brick.shape[0]:
